@@ -1,0 +1,41 @@
+# siplb — see README.md. Targets stay thin; longer recipes live in scripts/.
+GO       ?= go
+FUZZTIME ?= 30s
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+BIN      ?= bin
+LDFLAGS  := -ldflags "-X main.version=$(VERSION)"
+export GOFLAGS := -buildvcs=false
+
+.PHONY: all build test bench fuzz lint demo deps clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build $(LDFLAGS) -o $(BIN)/siplb ./cmd/siplb
+	cd benchmarks && CGO_ENABLED=0 $(GO) build -o ../$(BIN)/ ./cmd/...
+
+deps:
+	scripts/deps.sh
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+	cd benchmarks && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+
+bench: build
+	scripts/bench.sh
+
+fuzz:
+	for t in $$($(GO) test -list '^Fuzz' ./fuzz | grep ^Fuzz); do $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./fuzz || exit 1; done
+
+lint:
+	test -z "$$(gofmt -l .)" || (gofmt -l . && exit 1)
+	$(GO) vet ./...
+	cd benchmarks && $(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+
+demo: build
+	scripts/demo.sh
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,117 @@
+package balance
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// Limits on configured values. Both are 16-bit like the fields of a DNS SRV
+// record (RFC 2782), from which pools may later be discovered.
+const (
+	MaxWeight   = 65535
+	MaxPriority = 65535
+	// DefaultWeight is the weight of a member configured with Weight 0.
+	DefaultWeight = 1
+	// DefaultPriority is the priority of a member configured with Priority 0.
+	// As in DNS SRV, a lower number is a higher priority, so 1 is the highest
+	// priority that can be written explicitly, and an unset Priority joins it.
+	DefaultPriority = 1
+)
+
+// BackendConfig is one configured member of a pool.
+type BackendConfig struct {
+	// Addr is the backend's IP address and port. The port must not be 0; an
+	// IPv4-mapped IPv6 address is stored as plain IPv4.
+	Addr netip.AddrPort
+	// Transport is the transport siplb uses to reach it (default UDP).
+	Transport Transport
+	// Weight is the member's share within its priority group, 0..MaxWeight;
+	// 0 means DefaultWeight (1).
+	Weight int
+	// Priority is the member's priority group, 0..MaxPriority; a lower number
+	// is a higher priority (as in DNS SRV), and 0 means DefaultPriority (1),
+	// so members with Priority 0 and 1 share one group. A group takes new
+	// dialogs only while every group with a lower number has no member Up.
+	Priority int
+	// State is the operator's state: Up (default), Disabled or Draining. Down
+	// is accepted as an initial health mark: the member starts Down until
+	// SetHealth reports it up (on Reload it applies to new members only).
+	State State
+}
+
+// Backend is one member of a pool in one Table. It is immutable; pointers to
+// it stay valid (and keep describing that Table's view) for as long as the
+// caller holds them, even after newer Tables are published.
+type Backend struct {
+	Addr      netip.AddrPort
+	Transport Transport
+	Weight    int // effective weight, ≥ 1
+	Priority  int // effective priority, ≥ 1
+	State     State
+	// Sockaddr is Addr as a *unix.SockaddrInet4 or *unix.SockaddrInet6, built
+	// once so that the data path can call unix.Sendto without allocating.
+	// Treat it as read-only.
+	Sockaddr unix.Sockaddr
+	Pool     int // index of its pool in the Table
+	Index    int // index within the pool, in configuration order
+
+	seed     uint64  // stable per address:port/transport, see backendSeed
+	weight   float64 // Weight as float64 for rendezvous scores
+	cfgState State   // operator state: Up, Disabled or Draining
+	healthy  bool    // health mark: false after SetHealth(addr, false)
+}
+
+// Usable reports whether an in-dialog request may go to b: it is Up or
+// Draining.
+func (b *Backend) Usable() bool { return b.State == Up || b.State == Draining }
+
+// Healthy reports the health mark of b (false after SetHealth(addr, false)),
+// whatever the operator's state.
+func (b *Backend) Healthy() bool { return b.healthy }
+
+// ConfigState returns the operator's state of b (Up, Disabled or Draining),
+// before the health mark is applied.
+func (b *Backend) ConfigState() State { return b.cfgState }
+
+// String returns "addr:port/transport", e.g. "10.0.0.1:5060/udp" or
+// "[2001:db8::1]:5061/tls". It allocates; for logs and the admin API.
+func (b *Backend) String() string { return backendKey(b.Addr, b.Transport) }
+
+// backendKey is the identity string the seed is derived from.
+func backendKey(ap netip.AddrPort, t Transport) string {
+	buf := make([]byte, 0, 64)
+	buf = ap.AppendTo(buf)
+	buf = append(buf, '/')
+	buf = append(buf, t.String()...)
+	return string(buf)
+}
+
+// backendSeed derives the rendezvous seed of a member from its identity
+// "addr:port/transport" alone, so that it is the same in every process and
+// does not depend on the member's position in the list or on other members.
+func backendSeed(ap netip.AddrPort, t Transport) uint64 {
+	return mix(hashString(backendKey(ap, t)))
+}
+
+// sockaddr converts ap (already unmapped) into the form unix.Sendto takes.
+func sockaddr(ap netip.AddrPort) (unix.Sockaddr, error) {
+	a := ap.Addr()
+	if a.Is4() {
+		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.As4()}, nil
+	}
+	sa := &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
+	if z := a.Zone(); z != "" {
+		if n, err := strconv.ParseUint(z, 10, 32); err == nil {
+			sa.ZoneId = uint32(n)
+		} else if ifi, err := net.InterfaceByName(z); err == nil {
+			sa.ZoneId = uint32(ifi.Index)
+		} else {
+			return nil, fmt.Errorf("%w: zone %q: %v", ErrInvalidAddr, z, err)
+		}
+	}
+	return sa, nil
+}

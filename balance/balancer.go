@@ -1,0 +1,165 @@
+package balance
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+)
+
+// Balancer publishes the current Table. Readers (the data path) call Table or
+// Pick, which are one atomic load and never block. Writers (Reload, SetHealth,
+// SetState: the configuration loader, health checkers, the admin API) are
+// serialized by a mutex, rebuild a whole Table off the hot path and Store it;
+// a reader that loaded the previous Table keeps a consistent view of it.
+type Balancer struct {
+	table atomic.Pointer[Table]
+
+	mu   sync.Mutex // serializes writers; guards cfgs and ov
+	cfgs []PoolConfig
+	ov   overlay
+}
+
+// New validates pools and returns a Balancer publishing the first Table.
+// Validation requires at least one pool; names non-empty and unique; at
+// least one member per pool; valid, specified addresses with a non-zero port,
+// each at most once per pool; Weight and Priority within 0..MaxWeight and
+// 0..MaxPriority (0 meaning the defaults); known Algorithm, Transport and
+// State values. Errors wrap the sentinels above with the pool and member.
+// New copies pools; the caller may reuse them.
+func New(pools []PoolConfig) (*Balancer, error) {
+	cfgs, err := normalize(pools)
+	if err != nil {
+		return nil, err
+	}
+	b := &Balancer{
+		cfgs: cfgs,
+		ov:   overlay{down: make(map[netip.AddrPort]bool), state: make(map[netip.AddrPort]State)},
+	}
+	markInitialDown(cfgs, nil, b.ov.down)
+	b.table.Store(buildTable(cfgs, &b.ov, nil, 1))
+	return b, nil
+}
+
+// Table returns the current Table. It is an atomic load: lock-free, no
+// allocation. Load it once per message (or batch) and use it throughout.
+func (b *Balancer) Table() *Table { return b.table.Load() }
+
+// Pick is b.Table().Pick(pool, key): a backend for a new dialog in the given
+// pool of the current Table; false if the pool is unknown or has no member
+// Up. It does not allocate.
+func (b *Balancer) Pick(pool PoolID, key []byte) (*Backend, bool) {
+	return b.table.Load().Pick(pool, key)
+}
+
+// Reload validates pools and publishes a Table built from them. Operator
+// states come from the new configuration (overrides made by SetState are
+// dropped); health marks of members whose address is still configured are
+// kept, and those of removed members forgotten. Round-robin positions carry
+// over by pool name. On error the current Table stays published.
+func (b *Balancer) Reload(pools []PoolConfig) error {
+	cfgs, err := normalize(pools)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	prev := b.table.Load()
+	down := make(map[netip.AddrPort]bool, len(b.ov.down))
+	for _, pc := range cfgs {
+		for _, bc := range pc.Backends {
+			if b.ov.down[bc.Addr] {
+				down[bc.Addr] = true
+			}
+		}
+	}
+	markInitialDown(cfgs, prev, down)
+	b.cfgs = cfgs
+	b.ov = overlay{down: down, state: make(map[netip.AddrPort]State)}
+	b.table.Store(buildTable(cfgs, &b.ov, prev, prev.gen+1))
+	return nil
+}
+
+// SetHealth records the health of every member with address addr (in all
+// pools) and, if that changes the mark, publishes a new Table in which those
+// members are Up (up) or Down (!up). The mark does not override the
+// operator's Disabled or Draining: such a member keeps that State, and the
+// mark applies when the operator returns it to Up (Backend.Healthy shows it
+// meanwhile). SetHealth returns whether the mark changed (and a Table was
+// published); false for an address that is not configured.
+func (b *Balancer) SetHealth(addr netip.AddrPort, up bool) bool {
+	addr = unmap(addr)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	prev := b.table.Load()
+	if _, ok := prev.byAddr[addr]; !ok {
+		return false
+	}
+	if b.ov.down[addr] == !up {
+		return false
+	}
+	if up {
+		delete(b.ov.down, addr)
+	} else {
+		b.ov.down[addr] = true
+	}
+	b.table.Store(buildTable(b.cfgs, &b.ov, prev, prev.gen+1))
+	return true
+}
+
+// SetState sets the operator's state (Up, Disabled or Draining) of every
+// member with address addr, as the admin API's drain does, until the next
+// Reload. It publishes a new Table when the state changes and reports
+// whether it did. It returns ErrState for Down (health marks go through
+// SetHealth) or an unknown State, and ErrUnknownBackend for an address that
+// is not configured.
+func (b *Balancer) SetState(addr netip.AddrPort, s State) (bool, error) {
+	if s == Down || s >= numStates {
+		return false, ErrState
+	}
+	addr = unmap(addr)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	prev := b.table.Load()
+	if _, ok := prev.byAddr[addr]; !ok {
+		return false, ErrUnknownBackend
+	}
+	changed := false
+	for _, p := range prev.pools {
+		for _, m := range p.members {
+			if m.Addr == addr && m.cfgState != s {
+				changed = true
+			}
+		}
+	}
+	b.ov.state[addr] = s
+	if !changed {
+		return false, nil
+	}
+	b.table.Store(buildTable(b.cfgs, &b.ov, prev, prev.gen+1))
+	return true, nil
+}
+
+// markInitialDown marks Down the members configured with State Down that are
+// not members of prev (all of them when prev is nil).
+func markInitialDown(cfgs []PoolConfig, prev *Table, down map[netip.AddrPort]bool) {
+	for _, pc := range cfgs {
+		for _, bc := range pc.Backends {
+			if bc.State != Down {
+				continue
+			}
+			if prev != nil {
+				if _, ok := prev.byAddr[bc.Addr]; ok {
+					continue
+				}
+			}
+			down[bc.Addr] = true
+		}
+	}
+}
+
+func unmap(ap netip.AddrPort) netip.AddrPort {
+	if ap.Addr().Is4In6() {
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return ap
+}

@@ -1,0 +1,173 @@
+package balance
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+)
+
+// Algorithm selects how a Pool chooses among the available members of its
+// highest-priority group. The zero value is HashCallID, the default.
+type Algorithm uint8
+
+const (
+	// HashCallID is weighted rendezvous hashing over the Call-ID: every
+	// message of a dialog reaches the same backend, on every instance that
+	// has the same configuration, and the departure of one of N members moves
+	// only the Call-IDs it held (about 1/N).
+	HashCallID Algorithm = iota
+	// HashFromUser is rendezvous hashing over the user part of the From URI.
+	HashFromUser
+	// HashToUser is rendezvous hashing over the user part of the To URI.
+	HashToUser
+	// HashRequestURI is rendezvous hashing over the Request-URI.
+	HashRequestURI
+	// RoundRobin takes the available members in turn, ignoring weights.
+	RoundRobin
+	// WeightedRoundRobin takes the available members in a smooth interleaved
+	// sequence in which each appears Weight times per cycle.
+	WeightedRoundRobin
+	// Random picks an available member at random with probability
+	// proportional to its Weight.
+	Random
+
+	numAlgorithms
+)
+
+var algorithmNames = [numAlgorithms]string{
+	HashCallID:         "hash-callid",
+	HashFromUser:       "hash-from-user",
+	HashToUser:         "hash-to-user",
+	HashRequestURI:     "hash-ruri",
+	RoundRobin:         "round-robin",
+	WeightedRoundRobin: "weighted-round-robin",
+	Random:             "random",
+}
+
+// ParseAlgorithm returns the Algorithm named s, as written in the
+// configuration ("hash-callid", "hash-from-user", "hash-to-user", "hash-ruri",
+// "round-robin", "weighted-round-robin", "random"); case is ignored and the
+// empty string means HashCallID. An unknown name yields ErrUnknownAlgorithm.
+func ParseAlgorithm(s string) (Algorithm, error) {
+	if s == "" {
+		return HashCallID, nil
+	}
+	for a, name := range algorithmNames {
+		if strings.EqualFold(s, name) {
+			return Algorithm(a), nil
+		}
+	}
+	return 0, ErrUnknownAlgorithm
+}
+
+// String returns the configuration name of a, or "algorithm(N)" for a value
+// out of range.
+func (a Algorithm) String() string {
+	if a < numAlgorithms {
+		return algorithmNames[a]
+	}
+	return "algorithm(" + strconv.Itoa(int(a)) + ")"
+}
+
+// Hashed reports whether a chooses by a hash of the key passed to Pick, so
+// the same key always reaches the same member while the table is unchanged.
+func (a Algorithm) Hashed() bool { return a <= HashRequestURI }
+
+// Transport is the transport siplb uses to reach a backend.
+type Transport uint8
+
+const (
+	UDP Transport = iota // the zero value
+	TCP
+	TLS
+
+	numTransports
+)
+
+var transportNames = [numTransports]string{UDP: "udp", TCP: "tcp", TLS: "tls"}
+
+// ParseTransport returns the Transport named s ("udp", "tcp", "tls"; case is
+// ignored, "" means UDP). An unknown name yields ErrUnknownTransport.
+func ParseTransport(s string) (Transport, error) {
+	if s == "" {
+		return UDP, nil
+	}
+	for t, name := range transportNames {
+		if strings.EqualFold(s, name) {
+			return Transport(t), nil
+		}
+	}
+	return 0, ErrUnknownTransport
+}
+
+// String returns "udp", "tcp" or "tls", or "transport(N)" out of range.
+func (t Transport) String() string {
+	if t < numTransports {
+		return transportNames[t]
+	}
+	return "transport(" + strconv.Itoa(int(t)) + ")"
+}
+
+// State is the state of a backend. The effective state of a Backend in a
+// Table combines the operator's state (configuration, SetState) with the
+// health mark (SetHealth): Disabled and Draining set by the operator win over
+// a health mark, so that an operator's decision is never undone by a probe.
+type State uint8
+
+const (
+	// Up: picked for new dialogs and a valid target for in-dialog requests.
+	Up State = iota
+	// Down: marked dead by health checking; never picked, not Usable.
+	Down
+	// Disabled: taken out by the operator; never picked, not Usable.
+	Disabled
+	// Draining: no new dialogs, but in-dialog requests addressed to it still
+	// go there (Usable), so calls in progress can finish.
+	Draining
+
+	numStates
+)
+
+var stateNames = [numStates]string{Up: "up", Down: "down", Disabled: "disabled", Draining: "draining"}
+
+// ParseState returns the State named s ("up", "down", "disabled",
+// "draining"; case is ignored, "" means Up). An unknown name yields
+// ErrUnknownState.
+func ParseState(s string) (State, error) {
+	if s == "" {
+		return Up, nil
+	}
+	for st, name := range stateNames {
+		if strings.EqualFold(s, name) {
+			return State(st), nil
+		}
+	}
+	return 0, ErrUnknownState
+}
+
+// String returns the configuration name of s, or "state(N)" out of range.
+func (s State) String() string {
+	if s < numStates {
+		return stateNames[s]
+	}
+	return "state(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Errors returned by the parse functions and by configuration validation.
+// Validation wraps them with the pool and member they concern; test with
+// errors.Is.
+var (
+	ErrUnknownAlgorithm = errors.New("unknown balancing algorithm")
+	ErrUnknownTransport = errors.New("unknown transport")
+	ErrUnknownState     = errors.New("unknown backend state")
+	ErrNoPools          = errors.New("no pools configured")
+	ErrPoolName         = errors.New("pool name is empty")
+	ErrDuplicatePool    = errors.New("duplicate pool name")
+	ErrNoBackends       = errors.New("pool has no backends")
+	ErrInvalidAddr      = errors.New("invalid backend address")
+	ErrDuplicateBackend = errors.New("backend listed twice in one pool")
+	ErrWeight           = errors.New("weight out of range")
+	ErrPriority         = errors.New("priority out of range")
+	ErrState            = errors.New("state not allowed here")
+	ErrUnknownBackend   = errors.New("no such backend")
+)

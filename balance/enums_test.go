@@ -1,0 +1,104 @@
+package balance
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestParseAlgorithm(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Algorithm
+		err  error
+	}{
+		{in: "", want: HashCallID},
+		{in: "hash-callid", want: HashCallID},
+		{in: "hash-from-user", want: HashFromUser},
+		{in: "hash-to-user", want: HashToUser},
+		{in: "hash-ruri", want: HashRequestURI},
+		{in: "round-robin", want: RoundRobin},
+		{in: "weighted-round-robin", want: WeightedRoundRobin},
+		{in: "random", want: Random},
+		{in: "Round-Robin", want: RoundRobin},
+		{in: "least-conn", err: ErrUnknownAlgorithm},
+		{in: "hash", err: ErrUnknownAlgorithm},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseAlgorithm(tc.in)
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("ParseAlgorithm(%q): err = %v, want %v", tc.in, err, tc.err)
+			}
+			if err == nil && got != tc.want {
+				t.Errorf("ParseAlgorithm(%q) = %v, want %v", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestAlgorithmRoundTrip(t *testing.T) {
+	for a := range numAlgorithms {
+		got, err := ParseAlgorithm(a.String())
+		if err != nil || got != a {
+			t.Errorf("ParseAlgorithm(%q) = %v, %v; want %v", a.String(), got, err, a)
+		}
+	}
+	if got, want := Algorithm(200).String(), "algorithm(200)"; got != want {
+		t.Errorf("Algorithm(200).String() = %q, want %q", got, want)
+	}
+}
+
+func TestAlgorithmHashed(t *testing.T) {
+	want := map[Algorithm]bool{HashCallID: true, HashFromUser: true, HashToUser: true, HashRequestURI: true}
+	for a := range numAlgorithms {
+		if got := a.Hashed(); got != want[a] {
+			t.Errorf("%v.Hashed() = %v, want %v", a, got, want[a])
+		}
+	}
+}
+
+func TestTransportAndState(t *testing.T) {
+	tests := []struct {
+		name  string
+		str   string
+		parse func(string) (string, error)
+		err   error
+	}{
+		{name: "udp", str: "udp", parse: parseTransportString},
+		{name: "tcp", str: "tcp", parse: parseTransportString},
+		{name: "tls", str: "tls", parse: parseTransportString},
+		{name: "sctp", str: "sctp", parse: parseTransportString, err: ErrUnknownTransport},
+		{name: "up", str: "up", parse: parseStateString},
+		{name: "down", str: "down", parse: parseStateString},
+		{name: "disabled", str: "disabled", parse: parseStateString},
+		{name: "draining", str: "draining", parse: parseStateString},
+		{name: "drained", str: "drained", parse: parseStateString, err: ErrUnknownState},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.parse(tc.str)
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("parse(%q): err = %v, want %v", tc.str, err, tc.err)
+			}
+			if err == nil && got != tc.str {
+				t.Errorf("parse(%q).String() = %q", tc.str, got)
+			}
+		})
+	}
+	if s, _ := ParseState(""); s != Up {
+		t.Errorf(`ParseState("") = %v, want up`, s)
+	}
+	if tr, _ := ParseTransport(""); tr != UDP {
+		t.Errorf(`ParseTransport("") = %v, want udp`, tr)
+	}
+}
+
+func parseTransportString(s string) (string, error) {
+	v, err := ParseTransport(s)
+	return v.String(), err
+}
+
+func parseStateString(s string) (string, error) {
+	v, err := ParseState(s)
+	return v.String(), err
+}

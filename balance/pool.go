@@ -1,0 +1,225 @@
+package balance
+
+import (
+	"math/bits"
+	"math/rand/v2"
+	"sync/atomic"
+)
+
+// PoolID is the index of a Pool in a Table. IDs follow the order of the
+// configuration, so an ID resolved once stays valid across reloads only as
+// long as the configuration keeps the pool at that position; resolve names
+// with Table.PoolByName after a reload.
+type PoolID int
+
+// Pool is one named pool of a Table: its members, grouped by priority, and
+// the algorithm that chooses among them. It is immutable, apart from the
+// round-robin counter it shares with the same pool in other Tables.
+type Pool struct {
+	name    string
+	alg     Algorithm
+	members []*Backend // configuration order
+	groups  []group    // ascending Priority number: highest priority first
+	active  *group     // first group with an Up member; nil if none
+	rr      *counter
+}
+
+// group is one priority group of a pool, with everything Pick needs
+// precomputed from the members that are Up in this Table.
+type group struct {
+	priority int
+	members  []*Backend // all members of this priority, configuration order
+	avail    []*Backend // members whose effective State is Up
+	seeds    []uint64   // avail[i].seed, contiguous for the hashing loop
+	weights  []float64  // avail[i].weight
+	uniform  bool       // every avail member has the same weight
+	cum      []uint64   // cumulative weights of avail, for weighted draws
+	total    uint64     // sum of the weights of avail
+	slots    []int32    // smooth weighted round-robin sequence (indexes into avail), when short enough
+	stride   uint64     // otherwise: a step coprime to total, walking [0,total) in scattered order
+}
+
+// counter is a round-robin position shared by every Table version of a pool
+// with the same name, padded to its own cache line.
+type counter struct {
+	n atomic.Uint64
+	_ [56]byte
+}
+
+// maxSlots bounds the precomputed smooth weighted round-robin sequence; pools
+// whose reduced total weight is larger step through the cumulative weights
+// with a stride instead.
+const maxSlots = 4096
+
+// Name returns the pool's configured name.
+func (p *Pool) Name() string { return p.name }
+
+// Algorithm returns the pool's selection algorithm.
+func (p *Pool) Algorithm() Algorithm { return p.alg }
+
+// Backends returns every member of the pool, in configuration order, in any
+// state. The slice belongs to the Table: do not modify it.
+func (p *Pool) Backends() []*Backend { return p.members }
+
+// Pick chooses a backend for a new dialog (an initial request). It considers
+// only members that are Up (never Down, Disabled or Draining), and only those
+// of the highest-priority group (lowest Priority number) that has one. For a
+// hashed algorithm it is a pure function of key and the Table: the same key
+// yields the same member on every instance with the same configuration and
+// health; key is not retained, and an empty key is hashed like any other.
+// Other algorithms ignore key. Pick returns false when no member is Up; the
+// caller then answers 503 (Pick never fails open). Safe for concurrent use;
+// it does not allocate.
+func (p *Pool) Pick(key []byte) (*Backend, bool) {
+	g := p.active
+	if g == nil {
+		return nil, false
+	}
+	switch p.alg {
+	case RoundRobin:
+		return g.avail[p.rr.n.Add(1)%uint64(len(g.avail))], true
+	case WeightedRoundRobin:
+		return g.weightedRoundRobin(p.rr.n.Add(1) - 1), true
+	case Random:
+		return g.random(), true
+	default:
+		return g.avail[g.rendezvous(HashKey(key))], true
+	}
+}
+
+// PickHash is Pick for a hashed algorithm with the key's HashKey already
+// computed, for callers that route one key to several pools. It uses
+// rendezvous hashing whatever the pool's Algorithm.
+func (p *Pool) PickHash(h uint64) (*Backend, bool) {
+	g := p.active
+	if g == nil {
+		return nil, false
+	}
+	return g.avail[g.rendezvous(h)], true
+}
+
+// rendezvous returns the index in avail of the member with the highest score
+// for key hash h. With equal weights the score -w/ln(u) is monotone in u, so
+// the raw draws are compared and no logarithm is taken. Ties (probability
+// 2^-64) go to the larger seed, so that list order never matters.
+func (g *group) rendezvous(h uint64) int {
+	best := 0
+	if g.uniform {
+		var top uint64
+		for i, s := range g.seeds {
+			x := mix(h ^ s)
+			if i == 0 || x > top || (x == top && s > g.seeds[best]) {
+				best, top = i, x
+			}
+		}
+		return best
+	}
+	var top float64
+	for i, s := range g.seeds {
+		sc := weightedScore(g.weights[i], mix(h^s))
+		if i == 0 || sc > top || (sc == top && s > g.seeds[best]) {
+			best, top = i, sc
+		}
+	}
+	return best
+}
+
+// weightedRoundRobin returns the member for the n-th pick.
+func (g *group) weightedRoundRobin(n uint64) *Backend {
+	if g.slots != nil {
+		return g.avail[g.slots[n%uint64(len(g.slots))]]
+	}
+	// (n mod total) * stride mod total visits every residue once per cycle.
+	hi, lo := bits.Mul64(n%g.total, g.stride)
+	return g.avail[g.search(bits.Rem64(hi, lo, g.total))]
+}
+
+// random returns a member drawn with probability proportional to its weight.
+func (g *group) random() *Backend {
+	if g.uniform {
+		return g.avail[rand.IntN(len(g.avail))]
+	}
+	return g.avail[g.search(rand.Uint64N(g.total))]
+}
+
+// search returns the index i of avail with cum[i-1] <= r < cum[i].
+func (g *group) search(r uint64) int {
+	lo, hi := 0, len(g.cum)-1
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if g.cum[mid] > r {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
+}
+
+// prepare fills the selection fields of g from g.members.
+func (g *group) prepare() {
+	for _, b := range g.members {
+		if b.State == Up {
+			g.avail = append(g.avail, b)
+		}
+	}
+	if len(g.avail) == 0 {
+		return
+	}
+	g.seeds = make([]uint64, len(g.avail))
+	g.weights = make([]float64, len(g.avail))
+	g.cum = make([]uint64, len(g.avail))
+	g.uniform = true
+	var div uint64
+	for i, b := range g.avail {
+		g.seeds[i] = b.seed
+		g.weights[i] = b.weight
+		g.total += uint64(b.Weight)
+		g.cum[i] = g.total
+		if b.Weight != g.avail[0].Weight {
+			g.uniform = false
+		}
+		div = gcd(div, uint64(b.Weight))
+	}
+	if reduced := g.total / div; reduced <= maxSlots {
+		g.slots = smoothSlots(g.avail, div, reduced)
+	} else {
+		g.stride = coprimeStride(g.total)
+	}
+}
+
+// smoothSlots builds one cycle of smooth weighted round robin (each member
+// appears Weight/div times, spread out rather than in runs).
+func smoothSlots(avail []*Backend, div, total uint64) []int32 {
+	slots := make([]int32, total)
+	cur := make([]int64, len(avail))
+	for k := range slots {
+		best := 0
+		for i, b := range avail {
+			cur[i] += int64(uint64(b.Weight) / div)
+			if cur[i] > cur[best] {
+				best = i
+			}
+		}
+		cur[best] -= int64(total)
+		slots[k] = int32(best)
+	}
+	return slots
+}
+
+// coprimeStride returns a step near total/φ that is coprime to total, so that
+// multiples of it modulo total are a scattered permutation of [0,total).
+func coprimeStride(total uint64) uint64 {
+	s := uint64(float64(total)*0.6180339887) | 1
+	for gcd(s, total) != 1 {
+		s++
+	}
+	return s
+}
+
+func gcd(a, b uint64) uint64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}

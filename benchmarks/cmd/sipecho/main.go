@@ -1,0 +1,90 @@
+// Command sipecho is a SIP backend emulator over UDP: it answers every
+// request at once (see package echo for what it answers) and counts hits per
+// listening socket and method.
+//
+// Usage:
+//
+//	sipecho -listen 127.0.0.1:5070 -listen 127.0.0.1:5071 [-stats FILE]
+//	sipecho -host 127.0.0.1 -ports 5070,5071,5072 [-stats FILE]
+//
+// On SIGINT or SIGTERM it writes the counters as JSON to FILE (when -stats is
+// given) and as a table to stderr, then exits 0.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/siplb/siplb/benchmarks/internal/echo"
+)
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	var listen listFlag
+	flag.Var(&listen, "listen", "UDP address to answer on, host:port (repeatable)")
+	ports := flag.String("ports", "", "comma-separated ports to answer on, with -host")
+	host := flag.String("host", "127.0.0.1", "address for the -ports sockets")
+	statsFile := flag.String("stats", "", "on SIGINT/SIGTERM write per-socket, per-method counts as JSON to this file")
+	quiet := flag.Bool("q", false, "do not print the listening addresses and the final table")
+	flag.Parse()
+
+	addrs := []string(listen)
+	if *ports != "" {
+		for p := range strings.SplitSeq(*ports, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				addrs = append(addrs, net.JoinHostPort(*host, p))
+			}
+		}
+	}
+	if len(addrs) == 0 {
+		fmt.Fprintln(os.Stderr, "sipecho: give -listen host:port (repeatable) or -ports p1,p2")
+		return 2
+	}
+	srv, err := echo.Listen(addrs)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sipecho:", err)
+		return 1
+	}
+	if !*quiet {
+		for _, a := range srv.Addrs() {
+			fmt.Fprintln(os.Stderr, "sipecho: listening on udp", a)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := srv.Serve(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "sipecho:", err)
+		return 1
+	}
+	st := srv.Stats()
+	if *statsFile != "" {
+		b, err := json.MarshalIndent(st, "", "  ")
+		if err == nil {
+			err = os.WriteFile(*statsFile, append(b, '\n'), 0o644)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "sipecho: stats:", err)
+			return 1
+		}
+	}
+	if !*quiet {
+		st.WriteTable(os.Stderr)
+	}
+	return 0
+}

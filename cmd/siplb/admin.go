@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/siplb/siplb/balance"
+	"github.com/siplb/siplb/engine"
+)
+
+// startAdmin serves /metrics (Prometheus text format), /backends (JSON) and
+// /healthz on addr. Counters are summed from the loops at scrape time.
+func startAdmin(addr string, srv *engine.Server, bal *balance.Balancer, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin.listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		writeMetrics(w, srv.Stats(), bal.Table())
+	})
+	mux.HandleFunc("GET /backends", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(backendsView(bal.Table()))
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := hs.Serve(ln); err != nil && err != http.ErrServerClosed {
+			log.Error("admin listener", "err", err)
+		}
+	}()
+	log.Info("admin listening", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		hs.Shutdown(ctx)
+	}, nil
+}
+
+type backendView struct {
+	Pool      string `json:"pool"`
+	Address   string `json:"address"`
+	Transport string `json:"transport"`
+	Weight    int    `json:"weight"`
+	Priority  int    `json:"priority"`
+	State     string `json:"state"`
+}
+
+func backendsView(t *balance.Table) []backendView {
+	var out []backendView
+	for i := range t.NumPools() {
+		p := t.Pool(balance.PoolID(i))
+		for _, b := range p.Backends() {
+			out = append(out, backendView{
+				Pool: p.Name(), Address: b.Addr.String(), Transport: b.Transport.String(),
+				Weight: b.Weight, Priority: b.Priority, State: b.State.String(),
+			})
+		}
+	}
+	return out
+}
+
+func writeMetrics(w http.ResponseWriter, s engine.Snapshot, t *balance.Table) {
+	counter := func(name, help string, v uint64) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)
+	}
+	counter("siplb_requests_received_total", "SIP requests received.", s.RequestsIn)
+	counter("siplb_responses_received_total", "SIP responses received.", s.ResponsesIn)
+	counter("siplb_requests_forwarded_total", "SIP requests forwarded.", s.RequestsOut)
+	counter("siplb_responses_forwarded_total", "SIP responses forwarded.", s.ResponsesOut)
+	fmt.Fprintf(w, "# HELP siplb_drops_total Messages neither forwarded nor answered, by reason.\n# TYPE siplb_drops_total counter\n")
+	for _, d := range engine.Drops() {
+		fmt.Fprintf(w, "siplb_drops_total{reason=%q} %d\n", d.String(), s.Drop(d))
+	}
+	fmt.Fprintf(w, "# HELP siplb_replies_total Stateless replies siplb sent itself, by status.\n# TYPE siplb_replies_total counter\n")
+	for st, v := range s.Replies {
+		fmt.Fprintf(w, "siplb_replies_total{status=\"%d\"} %d\n", st, v)
+	}
+	fmt.Fprintf(w, "# HELP siplb_backend_up Whether a backend takes new calls (1) or not (0).\n# TYPE siplb_backend_up gauge\n")
+	for i := range t.NumPools() {
+		p := t.Pool(balance.PoolID(i))
+		for _, b := range p.Backends() {
+			up := 0
+			if b.State == balance.Up {
+				up = 1
+			}
+			fmt.Fprintf(w, "siplb_backend_up{pool=%q,backend=%q,state=%q} %d\n", p.Name(), b.Addr.String(), b.State.String(), up)
+		}
+	}
+}

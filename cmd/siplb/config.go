@@ -1,0 +1,361 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/siplb/siplb/balance"
+	"github.com/siplb/siplb/engine"
+	"github.com/siplb/siplb/parser"
+)
+
+// Config is the YAML configuration of siplb. The field comments are the
+// reference; README.md's table lists every key (a test checks it).
+type Config struct {
+	Listen []ListenConfig `yaml:"listen"` // listening sockets (legs); at least one
+	Pools  []PoolConfig   `yaml:"pools"`  // backend pools; at least one
+	Engine EngineConfig   `yaml:"engine"`
+	Admin  AdminConfig    `yaml:"admin"`
+	Log    LogConfig      `yaml:"log"`
+}
+
+// ListenConfig is one leg.
+type ListenConfig struct {
+	Address   string `yaml:"address"`   // udp://IP:PORT (required)
+	Name      string `yaml:"name"`      // label in logs and metrics (default: the address)
+	Advertise string `yaml:"advertise"` // host[:port] written in Via and Record-Route (default: the address; required for 0.0.0.0)
+	Pool      string `yaml:"pool"`      // pool that requests from outside go to (default: the first pool)
+}
+
+// PoolConfig is one backend pool.
+type PoolConfig struct {
+	Name      string          `yaml:"name"`      // unique pool name (required)
+	Algorithm string          `yaml:"algorithm"` // hash-callid (default), hash-from-user, hash-to-user, hash-ruri, round-robin, weighted-round-robin, random
+	Backends  []BackendConfig `yaml:"backends"`  // members; at least one
+}
+
+// BackendConfig is one pool member.
+type BackendConfig struct {
+	Address  string `yaml:"address"`  // udp://IP:PORT (required)
+	Weight   *int   `yaml:"weight"`   // share relative to the pool's others, 1-1000 (default 1)
+	Priority int    `yaml:"priority"` // lower number = preferred group; higher groups take traffic only while all lower are down (default 1)
+	State    string `yaml:"state"`    // up (default), disabled, draining
+}
+
+// EngineConfig tunes the data path.
+type EngineConfig struct {
+	Loops       int   `yaml:"loops"`        // event loops (default: one per CPU)
+	RecordRoute *bool `yaml:"record_route"` // insert Record-Route so dialogs stay on the balancer (default true)
+	RetryAfter  int   `yaml:"retry_after"`  // Retry-After seconds of the 503 sent when no backend is up (default 5)
+	MaxHeader   int   `yaml:"max_header"`   // largest header section in bytes (default 16384)
+	MaxBody     int   `yaml:"max_body"`     // largest body in bytes (default 65536)
+}
+
+// AdminConfig configures the admin HTTP listener.
+type AdminConfig struct {
+	Listen string `yaml:"listen"` // IP:PORT for /metrics and /backends (default: off)
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	Level string `yaml:"level"` // debug, info (default), warn, error
+}
+
+// loadConfig reads, decodes strictly, defaults and validates a file.
+func loadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := parseConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// parseConfig decodes YAML strictly: an unknown key is an error naming the
+// key and its line; a bad value names its key path and line.
+func parseConfig(data []byte) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, cleanYAMLError(err)
+	}
+	var cfg Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		if errors.Is(err, errEOF) || err.Error() == "EOF" {
+			return nil, errors.New("configuration is empty")
+		}
+		return nil, cleanYAMLError(err)
+	}
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		var ve *validationError
+		if errors.As(err, &ve) {
+			if line := lineOf(&root, ve.path); line > 0 {
+				return nil, fmt.Errorf("line %d: %s", line, ve)
+			}
+		}
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+var errEOF = errors.New("EOF")
+
+func cleanYAMLError(err error) error {
+	return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
+}
+
+func (c *Config) setDefaults() {
+	for i := range c.Pools {
+		p := &c.Pools[i]
+		if p.Algorithm == "" {
+			p.Algorithm = "hash-callid"
+		}
+		for j := range p.Backends {
+			b := &p.Backends[j]
+			if b.Weight == nil {
+				w := 1
+				b.Weight = &w
+			}
+			if b.Priority == 0 {
+				b.Priority = 1
+			}
+			if b.State == "" {
+				b.State = "up"
+			}
+		}
+	}
+	if c.Engine.RecordRoute == nil {
+		t := true
+		c.Engine.RecordRoute = &t
+	}
+	if c.Engine.RetryAfter == 0 {
+		c.Engine.RetryAfter = engine.DefaultRetryAfter
+	}
+	if c.Engine.MaxHeader == 0 {
+		c.Engine.MaxHeader = parser.DefaultMaxHeader
+	}
+	if c.Engine.MaxBody == 0 {
+		c.Engine.MaxBody = parser.DefaultMaxBody
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+}
+
+// validationError is a bad value at a key path such as "pools[0].backends[1].address".
+type validationError struct {
+	path string
+	msg  string
+}
+
+func (e *validationError) Error() string { return e.path + ": " + e.msg }
+
+func invalid(path, format string, args ...any) error {
+	return &validationError{path: path, msg: fmt.Sprintf(format, args...)}
+}
+
+// Validate checks every value; the first error names its key path.
+func (c *Config) Validate() error {
+	if len(c.Listen) == 0 {
+		return invalid("listen", "at least one listener is required")
+	}
+	if len(c.Pools) == 0 {
+		return invalid("pools", "at least one pool is required")
+	}
+	names := map[string]bool{}
+	for i, p := range c.Pools {
+		path := fmt.Sprintf("pools[%d]", i)
+		if p.Name == "" {
+			return invalid(path+".name", "is required")
+		}
+		if names[p.Name] {
+			return invalid(path+".name", "pool %q is defined twice", p.Name)
+		}
+		names[p.Name] = true
+		if _, err := balance.ParseAlgorithm(p.Algorithm); err != nil {
+			return invalid(path+".algorithm", "%v", err)
+		}
+		if len(p.Backends) == 0 {
+			return invalid(path+".backends", "at least one backend is required")
+		}
+		for j, b := range p.Backends {
+			bp := fmt.Sprintf("%s.backends[%d]", path, j)
+			if _, _, err := parseEndpoint(b.Address); err != nil {
+				return invalid(bp+".address", "%v", err)
+			}
+			if *b.Weight < 1 || *b.Weight > 1000 {
+				return invalid(bp+".weight", "must be between 1 and 1000, got %d", *b.Weight)
+			}
+			if b.Priority < 0 {
+				return invalid(bp+".priority", "must not be negative, got %d", b.Priority)
+			}
+			if _, err := balance.ParseState(b.State); err != nil {
+				return invalid(bp+".state", "%v", err)
+			}
+		}
+	}
+	for i, l := range c.Listen {
+		path := fmt.Sprintf("listen[%d]", i)
+		tr, ap, err := parseEndpoint(l.Address)
+		if err != nil {
+			return invalid(path+".address", "%v", err)
+		}
+		if tr != balance.UDP {
+			return invalid(path+".address", "transport %s is not supported yet (udp only)", tr)
+		}
+		if ap.Addr().IsUnspecified() && l.Advertise == "" {
+			return invalid(path+".advertise", "is required when the address is unspecified (%s)", ap.Addr())
+		}
+		if l.Pool != "" && !names[l.Pool] {
+			return invalid(path+".pool", "pool %q is not defined", l.Pool)
+		}
+	}
+	e := c.Engine
+	if e.Loops < 0 || e.Loops > 1024 {
+		return invalid("engine.loops", "must be between 0 and 1024, got %d", e.Loops)
+	}
+	if e.RetryAfter < 0 {
+		return invalid("engine.retry_after", "must not be negative, got %d", e.RetryAfter)
+	}
+	if e.MaxHeader < 512 || e.MaxHeader > 1<<20 {
+		return invalid("engine.max_header", "must be between 512 and 1048576, got %d", e.MaxHeader)
+	}
+	if e.MaxBody < 0 || e.MaxBody > 1<<20 {
+		return invalid("engine.max_body", "must be between 0 and 1048576, got %d", e.MaxBody)
+	}
+	if c.Admin.Listen != "" {
+		if _, err := netip.ParseAddrPort(c.Admin.Listen); err != nil {
+			return invalid("admin.listen", "want IP:PORT: %v", err)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return invalid("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
+	}
+	return nil
+}
+
+// parseEndpoint parses "udp://IP:PORT" (the scheme defaults to udp); a
+// backend's port defaults to 5060.
+func parseEndpoint(s string) (balance.Transport, netip.AddrPort, error) {
+	if s == "" {
+		return 0, netip.AddrPort{}, errors.New("is required")
+	}
+	tr := balance.UDP
+	if scheme, rest, ok := strings.Cut(s, "://"); ok {
+		switch strings.ToLower(scheme) {
+		case "udp":
+		case "tcp":
+			tr = balance.TCP
+		case "tls":
+			tr = balance.TLS
+		default:
+			return 0, netip.AddrPort{}, fmt.Errorf("unknown transport %q (want udp, tcp or tls)", scheme)
+		}
+		s = rest
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		a, err2 := netip.ParseAddr(strings.Trim(s, "[]"))
+		if err2 != nil {
+			return 0, netip.AddrPort{}, fmt.Errorf("want IP:PORT, got %q", s)
+		}
+		ap = netip.AddrPortFrom(a, engine.DefaultSIPPort)
+	}
+	return tr, ap, nil
+}
+
+// lineOf finds the line of a key path such as "pools[0].backends[1].address"
+// in a decoded document, or of the deepest part of it that exists.
+func lineOf(root *yaml.Node, path string) int {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := n.Line
+	for _, part := range strings.Split(path, ".") {
+		key, idx := part, -1
+		if k, rest, ok := strings.Cut(part, "["); ok {
+			key = k
+			idx, _ = strconv.Atoi(strings.TrimSuffix(rest, "]"))
+		}
+		if n.Kind != yaml.MappingNode {
+			return line
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				line = n.Content[i].Line
+				next = n.Content[i+1]
+				break
+			}
+		}
+		if next == nil {
+			return line
+		}
+		n = next
+		if idx >= 0 {
+			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
+				return line
+			}
+			n = n.Content[idx]
+			line = n.Line
+		}
+	}
+	return line
+}
+
+// pools converts the configuration to balance's pools.
+func (c *Config) pools() ([]balance.PoolConfig, error) {
+	out := make([]balance.PoolConfig, 0, len(c.Pools))
+	for _, p := range c.Pools {
+		alg, err := balance.ParseAlgorithm(p.Algorithm)
+		if err != nil {
+			return nil, err
+		}
+		pc := balance.PoolConfig{Name: p.Name, Algorithm: alg}
+		for _, b := range p.Backends {
+			tr, ap, err := parseEndpoint(b.Address)
+			if err != nil {
+				return nil, err
+			}
+			st, err := balance.ParseState(b.State)
+			if err != nil {
+				return nil, err
+			}
+			pc.Backends = append(pc.Backends, balance.BackendConfig{
+				Addr: ap, Transport: tr, Weight: *b.Weight, Priority: b.Priority, State: st,
+			})
+		}
+		out = append(out, pc)
+	}
+	return out, nil
+}
+
+// engineConfig converts the configuration to the engine's.
+func (c *Config) engineConfig() engine.Config {
+	ec := engine.Config{
+		Loops:              c.Engine.Loops,
+		DisableRecordRoute: !*c.Engine.RecordRoute,
+		RetryAfter:         c.Engine.RetryAfter,
+		Limits:             parser.Limits{MaxHeader: c.Engine.MaxHeader, MaxBody: c.Engine.MaxBody},
+	}
+	for _, l := range c.Listen {
+		tr, ap, _ := parseEndpoint(l.Address)
+		ec.Legs = append(ec.Legs, engine.LegConfig{Name: l.Name, Transport: tr, Addr: ap, Advertise: l.Advertise, Pool: l.Pool})
+	}
+	return ec
+}

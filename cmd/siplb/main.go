@@ -1,0 +1,277 @@
+// Command siplb is a stateless SIP load balancer: it takes SIP over UDP,
+// spreads new calls over backend pools, keeps each dialog on one backend
+// without per-call state and routes every response back the way it came.
+//
+//	siplb --config /etc/siplb.yaml
+//	siplb --listen udp://127.0.0.1:5060 --backend udp://127.0.0.1:5070 --backend udp://127.0.0.1:5071
+//	siplb --check --config /etc/siplb.yaml
+//	siplb                      # the embedded default configuration (the demo's)
+package main
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/siplb/siplb/balance"
+	"github.com/siplb/siplb/engine"
+)
+
+// version is stamped by the Makefile with -ldflags "-X main.version=...".
+var version = "dev"
+
+//go:embed default.yaml
+var defaultConfig []byte
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// multiFlag is a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("siplb", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		configPath  = fs.String("config", "", "YAML configuration `file` (without it: --listen/--backend, or the embedded default)")
+		check       = fs.Bool("check", false, "validate the configuration and exit (0 valid, 1 not)")
+		showVersion = fs.Bool("version", false, "print the version and exit")
+		printDef    = fs.Bool("print-default-config", false, "print the embedded default configuration and exit")
+		algorithm   = fs.String("algorithm", "", "algorithm of the pool built from --backend (default hash-callid)")
+		loops       = fs.Int("loops", 0, "event loops (default: one per CPU)")
+		admin       = fs.String("admin", "", "admin HTTP `IP:PORT` for /metrics and /backends")
+		logLevel    = fs.String("log-level", "", "debug, info, warn or error")
+		listens     multiFlag
+		backends    multiFlag
+	)
+	fs.Var(&listens, "listen", "listening `udp://IP:PORT` (repeatable)")
+	fs.Var(&backends, "backend", "backend `udp://IP:PORT[;weight=N][;priority=N]` (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "siplb", version)
+		return 0
+	}
+	if *printDef {
+		stdout.Write(defaultConfig)
+		return 0
+	}
+
+	var (
+		cfg    *Config
+		err    error
+		source string
+	)
+	switch {
+	case *configPath != "" && (len(listens) > 0 || len(backends) > 0):
+		fmt.Fprintln(stderr, "siplb: --config and --listen/--backend exclude each other")
+		return 2
+	case *configPath != "":
+		cfg, err = loadConfig(*configPath)
+		source = *configPath
+	case len(listens) > 0 || len(backends) > 0:
+		cfg, err = flagConfig(listens, backends, *algorithm)
+		source = "command line"
+	default:
+		cfg, err = parseConfig(defaultConfig)
+		source = "embedded default"
+	}
+	if err == nil {
+		err = applyOverrides(cfg, *loops, *admin, *logLevel)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "siplb:", err)
+		return 1
+	}
+	if *check {
+		fmt.Fprintf(stdout, "siplb: configuration %s is valid\n", source)
+		return 0
+	}
+
+	log := newLogger(stderr, cfg.Log.Level)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := serve(ctx, cfg, *configPath, source, log); err != nil {
+		log.Error("siplb stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs the data path and the admin listener until ctx is done; SIGHUP
+// reloads the pools from configPath.
+func serve(ctx context.Context, cfg *Config, configPath, source string, log *slog.Logger) error {
+	pools, err := cfg.pools()
+	if err != nil {
+		return err
+	}
+	bal, err := balance.New(pools)
+	if err != nil {
+		return err
+	}
+	ec := cfg.engineConfig()
+	if err := engine.ResolvePorts(ec.Legs); err != nil {
+		return err
+	}
+	fwd, err := engine.NewForwarder(ec, bal)
+	if err != nil {
+		return err
+	}
+	srv := engine.NewServer(fwd, ec.Loops, log)
+
+	if cfg.Admin.Listen != "" {
+		stopAdmin, err := startAdmin(cfg.Admin.Listen, srv, bal, log)
+		if err != nil {
+			return err
+		}
+		defer stopAdmin()
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				reload(configPath, bal, log)
+			}
+		}
+	}()
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Run(ctx) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-srv.Ready():
+	}
+	for _, l := range fwd.Legs() {
+		log.Info("listening", "leg", l.Name, "advertise", l.SentBy(), "tag", l.Tag())
+	}
+	t := bal.Table()
+	for i := range t.NumPools() {
+		p := t.Pool(balance.PoolID(i))
+		log.Info("pool", "name", p.Name(), "algorithm", p.Algorithm().String(), "backends", len(p.Backends()))
+	}
+	log.Info("siplb serving", "version", version, "config", source, "loops", ec.Loops)
+	err = <-errc
+	log.Info("siplb stopped")
+	return err
+}
+
+// reload re-reads the configuration on SIGHUP and swaps the pools in one
+// atomic step; listeners and engine settings need a restart.
+func reload(path string, bal *balance.Balancer, log *slog.Logger) {
+	if path == "" {
+		log.Warn("SIGHUP ignored: no --config file to reload")
+		return
+	}
+	cfg, err := loadConfig(path)
+	if err != nil {
+		log.Error("reload failed, keeping the running configuration", "err", err)
+		return
+	}
+	pools, err := cfg.pools()
+	if err == nil {
+		err = bal.Reload(pools)
+	}
+	if err != nil {
+		log.Error("reload failed, keeping the running configuration", "err", err)
+		return
+	}
+	log.Info("configuration reloaded", "config", path, "pools", len(pools))
+}
+
+// flagConfig builds a configuration from --listen and --backend.
+func flagConfig(listens, backends []string, algorithm string) (*Config, error) {
+	if len(listens) == 0 {
+		return nil, errors.New("--backend needs at least one --listen")
+	}
+	if len(backends) == 0 {
+		return nil, errors.New("--listen needs at least one --backend")
+	}
+	cfg := &Config{Pools: []PoolConfig{{Name: "default", Algorithm: algorithm}}}
+	for _, l := range listens {
+		cfg.Listen = append(cfg.Listen, ListenConfig{Address: l})
+	}
+	for _, b := range backends {
+		bc, err := parseBackendFlag(b)
+		if err != nil {
+			return nil, fmt.Errorf("--backend %q: %w", b, err)
+		}
+		cfg.Pools[0].Backends = append(cfg.Pools[0].Backends, bc)
+	}
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// parseBackendFlag parses "udp://IP:PORT;weight=N;priority=N;state=S".
+func parseBackendFlag(s string) (BackendConfig, error) {
+	parts := strings.Split(s, ";")
+	bc := BackendConfig{Address: parts[0]}
+	for _, p := range parts[1:] {
+		k, v, _ := strings.Cut(p, "=")
+		var n int
+		switch k {
+		case "weight", "priority":
+			if _, err := fmt.Sscanf(v, "%d", &n); err != nil {
+				return bc, fmt.Errorf("%s: want a number, got %q", k, v)
+			}
+			if k == "weight" {
+				bc.Weight = &n
+			} else {
+				bc.Priority = n
+			}
+		case "state":
+			bc.State = v
+		default:
+			return bc, fmt.Errorf("unknown parameter %q (want weight, priority or state)", k)
+		}
+	}
+	return bc, nil
+}
+
+func applyOverrides(cfg *Config, loops int, admin, level string) error {
+	if loops != 0 {
+		cfg.Engine.Loops = loops
+	}
+	if admin != "" {
+		cfg.Admin.Listen = admin
+	}
+	if level != "" {
+		cfg.Log.Level = level
+	}
+	return cfg.Validate()
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	switch level {
+	case "debug":
+		l = slog.LevelDebug
+	case "warn":
+		l = slog.LevelWarn
+	case "error":
+		l = slog.LevelError
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}

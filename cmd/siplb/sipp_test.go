@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildSiplb compiles the binary once per test run.
+func buildSiplb(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "siplb")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// freeUDPPort returns a UDP port free on 127.0.0.1 at the time of the call.
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// startProc starts a process and stops it by its PID when the test ends.
+func startProc(t *testing.T, out *bytes.Buffer, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	return cmd
+}
+
+// sipp uac → siplb → sipp uas over UDP with Debian's sip-tester: every call
+// of the built-in scenarios (INVITE, 180, 200, ACK, BYE, 200) succeeds.
+// `make test` installs sipp, so this test never skips for want of it.
+func TestSippInterop(t *testing.T) {
+	sipp, err := exec.LookPath("sipp")
+	if err != nil {
+		t.Fatal("sipp not found: run `make test` (it installs Debian's sip-tester) or apt-get install sip-tester")
+	}
+	bin := buildSiplb(t)
+	uasPorts := []int{freeUDPPort(t), freeUDPPort(t)}
+	lbPort := freeUDPPort(t)
+
+	var uasOut [2]bytes.Buffer
+	for i, p := range uasPorts {
+		startProc(t, &uasOut[i], sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", fmt.Sprint(p),
+			"-nostdin", "-timeout", "60s")
+	}
+	var lbOut bytes.Buffer
+	lb := startProc(t, &lbOut, bin, "--listen", fmt.Sprintf("udp://127.0.0.1:%d", lbPort),
+		"--backend", fmt.Sprintf("udp://127.0.0.1:%d", uasPorts[0]),
+		"--backend", fmt.Sprintf("udp://127.0.0.1:%d", uasPorts[1]), "--loops", "2", "--log-level", "warn")
+	time.Sleep(300 * time.Millisecond)
+	if lb.ProcessState != nil {
+		t.Fatalf("siplb exited: %s", lbOut.String())
+	}
+
+	const calls = 300
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	uac := exec.CommandContext(ctx, sipp, "-sn", "uac", fmt.Sprintf("127.0.0.1:%d", lbPort),
+		"-i", "127.0.0.1", "-p", fmt.Sprint(freeUDPPort(t)), "-m", fmt.Sprint(calls), "-r", "100", "-l", "50",
+		"-nostdin", "-timeout", "50s", "-timeout_error", "-trace_stat", "-stf", filepath.Join(dir, "uac.csv"))
+	uac.Dir = dir
+	out, err := uac.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sipp uac through siplb: %v\n%s\nsiplb:\n%s", err, tail(out, 3000), lbOut.String())
+	}
+	stats, err := os.ReadFile(filepath.Join(dir, "uac.csv"))
+	if err != nil {
+		t.Fatalf("sipp stats: %v", err)
+	}
+	ok, failed := sippCounts(t, stats)
+	if ok != calls || failed != 0 {
+		t.Fatalf("sipp: %d successful, %d failed calls; want %d and 0\n%s", ok, failed, calls, tail(out, 3000))
+	}
+}
+
+// sippCounts reads SuccessfulCall(C) and FailedCall(C) from the last line of
+// a sipp -trace_stat file.
+func sippCounts(t *testing.T, csv []byte) (ok, failed int) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(string(csv)), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("sipp stats has %d lines", len(lines))
+	}
+	head := strings.Split(lines[0], ";")
+	last := strings.Split(lines[len(lines)-1], ";")
+	for i, h := range head {
+		if i >= len(last) {
+			break
+		}
+		switch h {
+		case "SuccessfulCall(C)":
+			fmt.Sscan(last[i], &ok)
+		case "FailedCall(C)":
+			fmt.Sscan(last[i], &failed)
+		}
+	}
+	return ok, failed
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}

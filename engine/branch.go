@@ -1,0 +1,138 @@
+package engine
+
+import (
+	"bytes"
+
+	"github.com/siplb/siplb/parser"
+)
+
+// branchCookie is the RFC 3261 §8.1.1.7 magic cookie that starts every branch
+// of a 3261-compliant element.
+const branchCookie = "z9hG4bK"
+
+// A branch siplb writes is
+//
+//	z9hG4bK <leg tag: 8 hex> <in-leg: 2 hex> <transaction hash: 16 hex> <loop hash: 8 hex>
+//
+// The leg tag names the leg that sent the request (Net::SIP Leg check_via);
+// the in-leg says through which leg the response must leave, so no state is
+// kept; the transaction hash is the same for a retransmission, the CANCEL and
+// the ACK of a non-2xx response (RFC 3261 §16.11); the loop hash covers the
+// fields that stay put when a request loops (§16.3 step 4, §16.6 step 8).
+const (
+	branchTagOff  = len(branchCookie)
+	branchLegOff  = branchTagOff + legTagLen
+	branchTxOff   = branchLegOff + 2
+	branchLoopOff = branchTxOff + 16
+	branchLen     = branchLoopOff + 8
+)
+
+// transactionHash identifies the client transaction of a request the way
+// §16.11 asks: from the incoming top Via's branch and sent-by when the branch
+// is 3261-compliant, else from the fields RFC 2543 transactions are matched by.
+func transactionHash(m *parser.Message, top *parser.Via) uint64 {
+	h := fnvOffset
+	if bytes.HasPrefix(top.Branch, []byte(branchCookie)) {
+		h = fnv64(h, top.Branch)
+		h = fnvSep(h)
+		h = fnv64(h, top.Host)
+		h = fnvSep(h)
+		return h ^ uint64(top.Port)
+	}
+	// RFC 2543: To tag, From tag, Call-ID, Request-URI, top Via, CSeq number.
+	// The To tag is left out so the ACK of a non-2xx response (which has one)
+	// gets the INVITE's branch, as §16.11 requires.
+	h = fnv64(h, m.FromTag())
+	h = fnvSep(h)
+	h = fnv64(h, m.CallID())
+	h = fnvSep(h)
+	h = fnv64(h, m.RequestURI())
+	h = fnvSep(h)
+	h = fnv64(h, top.Host)
+	h = fnvSep(h)
+	h = fnv64(h, top.Branch)
+	n, _ := m.CSeq()
+	return h ^ uint64(n)<<16 ^ uint64(top.Port)
+}
+
+// loopHash covers what a looping request keeps unchanged: Request-URI,
+// Call-ID, From tag, To tag and CSeq (§16.6 step 8). A spiral changes the
+// Request-URI and so is not a loop.
+func loopHash(m *parser.Message) uint32 {
+	h := fnv64(fnvOffset, m.RequestURI())
+	h = fnvSep(h)
+	h = fnv64(h, m.CallID())
+	h = fnvSep(h)
+	h = fnv64(h, m.FromTag())
+	h = fnvSep(h)
+	h = fnv64(h, m.ToTag())
+	n, _ := m.CSeq()
+	h = fnvSep(h) ^ uint64(n)
+	h = fnv64(h, m.CSeqMethodName())
+	return uint32(h ^ h>>32)
+}
+
+// appendBranchTail appends the part of the branch after the leg's viaHead.
+func appendBranchTail(dst []byte, tx uint64, loop uint32) []byte {
+	dst = appendHex(dst, tx, 16)
+	return appendHex(dst, uint64(loop), 8)
+}
+
+// ourBranch splits a branch written by a leg of f: the leg that wrote it and
+// the index of the leg the request came in on.
+func (f *Forwarder) ourBranch(branch []byte) (out *Leg, in *Leg, ok bool) {
+	if len(branch) < branchLen || string(branch[:branchTagOff]) != branchCookie {
+		return nil, nil, false
+	}
+	tag := branch[branchTagOff:branchLegOff]
+	for _, l := range f.legs {
+		if string(l.tag[:]) == string(tag) {
+			out = l
+			break
+		}
+	}
+	if out == nil {
+		return nil, nil, false
+	}
+	idx, ok := hexByte(branch[branchLegOff], branch[branchLegOff+1])
+	if !ok || int(idx) >= len(f.legs) {
+		return nil, nil, false
+	}
+	return out, f.legs[idx], true
+}
+
+// isLoop reports whether any Via of m carries a branch of ours with the loop
+// hash m would get again.
+func (f *Forwarder) isLoop(m *parser.Message, loop uint32) bool {
+	var want [8]byte
+	appendHex(want[:0], uint64(loop), 8)
+	for i := range m.NumVia() {
+		v, err := m.Via(i)
+		if err != nil {
+			return false
+		}
+		if len(v.Branch) < branchLen {
+			continue
+		}
+		if _, _, ok := f.ourBranch(v.Branch); ok && string(v.Branch[branchLoopOff:branchLen]) == string(want[:]) {
+			return true
+		}
+	}
+	return false
+}
+
+func hexByte(a, b byte) (byte, bool) {
+	x, ok1 := unhex(a)
+	y, ok2 := unhex(b)
+	return x<<4 | y, ok1 && ok2
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}

@@ -1,0 +1,105 @@
+package engine
+
+import "sync/atomic"
+
+// Drop names why a message was not forwarded and not answered. Each has a
+// counter, exported as drops{reason="..."}.
+type Drop uint8
+
+const (
+	DropNone              Drop = iota
+	DropMalformedResponse      // a response that does not parse
+	DropMalformedRequest       // a request that does not parse and earns no answer (ACK, no Call-ID or Via)
+	DropForeignVia             // a response whose top Via is not ours (Leg check_via)
+	DropNoNextHop              // a response with no Via left after ours
+	DropUnresolvable           // the next hop is a host name and no resolver is configured
+	DropNoBackend              // an ACK with no backend to take it (no 503 for an ACK)
+	DropSendError              // the socket refused the datagram
+	DropOversize               // a datagram larger than the limits, not worth an answer
+	numDrops
+)
+
+var dropNames = [numDrops]string{
+	DropNone:              "none",
+	DropMalformedResponse: "malformed_response",
+	DropMalformedRequest:  "malformed_request",
+	DropForeignVia:        "foreign_via",
+	DropNoNextHop:         "no_next_hop",
+	DropUnresolvable:      "unresolvable",
+	DropNoBackend:         "no_backend",
+	DropSendError:         "send_error",
+	DropOversize:          "oversize",
+}
+
+// String is the metric label of d.
+func (d Drop) String() string {
+	if d < numDrops {
+		return dropNames[d]
+	}
+	return "unknown"
+}
+
+// Drops lists every drop reason but DropNone, for exporting counters.
+func Drops() []Drop {
+	ds := make([]Drop, 0, numDrops-1)
+	for d := DropNone + 1; d < numDrops; d++ {
+		ds = append(ds, d)
+	}
+	return ds
+}
+
+// replyStatuses are the statuses siplb answers with itself.
+var replyStatuses = [...]int{200, 400, 413, 416, 420, 482, 483, 500, 503, 505, 513}
+
+// Counters are one loop's counts. They are atomics so a scrape may read them
+// while the loop runs; each has a single writer, so they never contend.
+type Counters struct {
+	RequestsIn   atomic.Uint64
+	ResponsesIn  atomic.Uint64
+	RequestsOut  atomic.Uint64
+	ResponsesOut atomic.Uint64
+	Drops        [numDrops]atomic.Uint64
+	Replies      [len(replyStatuses) + 1]atomic.Uint64 // the last slot counts other statuses
+}
+
+func (c *Counters) countReply(status int) {
+	for i, s := range replyStatuses {
+		if s == status {
+			c.Replies[i].Add(1)
+			return
+		}
+	}
+	c.Replies[len(replyStatuses)].Add(1)
+}
+
+// Snapshot is a plain copy of counters, summed over loops.
+type Snapshot struct {
+	RequestsIn, ResponsesIn, RequestsOut, ResponsesOut uint64
+	Drops                                              [numDrops]uint64
+	Replies                                            map[int]uint64
+}
+
+// add sums c into s.
+func (s *Snapshot) add(c *Counters) {
+	s.RequestsIn += c.RequestsIn.Load()
+	s.ResponsesIn += c.ResponsesIn.Load()
+	s.RequestsOut += c.RequestsOut.Load()
+	s.ResponsesOut += c.ResponsesOut.Load()
+	for i := range s.Drops {
+		s.Drops[i] += c.Drops[i].Load()
+	}
+	if s.Replies == nil {
+		s.Replies = make(map[int]uint64)
+	}
+	for i, st := range replyStatuses {
+		if v := c.Replies[i].Load(); v > 0 {
+			s.Replies[st] += v
+		}
+	}
+	if v := c.Replies[len(replyStatuses)].Load(); v > 0 {
+		s.Replies[0] += v
+	}
+}
+
+// Drop returns the count of one drop reason.
+func (s Snapshot) Drop(d Drop) uint64 { return s.Drops[d] }

@@ -1,0 +1,494 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/siplb/siplb/balance"
+	"github.com/siplb/siplb/parser"
+)
+
+// DefaultRetryAfter is the Retry-After, in seconds, of the stateless 503 sent
+// when a pool has no backend to take a request.
+const DefaultRetryAfter = 5
+
+// Config configures the data path. The zero value of each field means the
+// documented default.
+type Config struct {
+	Legs []LegConfig
+	// Loops is the number of event loops; 0 means one per CPU.
+	Loops int
+	// DisableRecordRoute stops siplb inserting Record-Route (on by default,
+	// so in-dialog requests come back through the balancer).
+	DisableRecordRoute bool
+	// RetryAfter is the Retry-After of a 503 (default DefaultRetryAfter).
+	RetryAfter int
+	// Limits bound the header and body of a message (parser defaults).
+	Limits parser.Limits
+}
+
+// Forwarder holds the stateless forwarding rules of RFC 3261 §16 and §16.11.
+// It is immutable and shared by every event loop; what changes per message
+// lives in a Scratch.
+type Forwarder struct {
+	legs        []*Leg
+	bal         *balance.Balancer
+	recordRoute bool
+	retryAfter  []byte // "Retry-After: 5\r\n"
+	limits      parser.Limits
+}
+
+// NewForwarder checks cfg against the pools of bal and builds the legs.
+func NewForwarder(cfg Config, bal *balance.Balancer) (*Forwarder, error) {
+	if len(cfg.Legs) == 0 {
+		return nil, errors.New("no listener configured")
+	}
+	if bal == nil || bal.Table().NumPools() == 0 {
+		return nil, errors.New("no backend pool configured")
+	}
+	f := &Forwarder{bal: bal, recordRoute: !cfg.DisableRecordRoute, limits: cfg.Limits}
+	ra := cfg.RetryAfter
+	if ra <= 0 {
+		ra = DefaultRetryAfter
+	}
+	f.retryAfter = []byte("Retry-After: " + strconv.Itoa(ra) + "\r\n")
+	t := bal.Table()
+	for i, lc := range cfg.Legs {
+		pool := balance.PoolID(0)
+		if lc.Pool != "" {
+			id, ok := t.PoolByName(lc.Pool)
+			if !ok {
+				return nil, fmt.Errorf("listener %d (%s): pool %q is not configured", i, lc.Addr, lc.Pool)
+			}
+			pool = id
+		}
+		l, err := newLeg(i, lc, pool)
+		if err != nil {
+			return nil, fmt.Errorf("listener %d (%s): %w", i, lc.Addr, err)
+		}
+		for _, o := range f.legs {
+			if o.tag == l.tag {
+				return nil, fmt.Errorf("listener %d (%s): advertises the same %s as listener %d", i, lc.Addr, l.sentBy, o.Index)
+			}
+		}
+		f.legs = append(f.legs, l)
+	}
+	return f, nil
+}
+
+// Legs returns the legs in configuration order.
+func (f *Forwarder) Legs() []*Leg { return f.legs }
+
+// Result is what to do with one received message. Out aliases the Scratch's
+// buffer: valid until the next Process with that Scratch.
+type Result struct {
+	Out      []byte         // bytes to send; nil when the message is dropped
+	To       netip.AddrPort // where to send Out
+	Sockaddr unix.Sockaddr  // To, ready for sendto (a backend's, or the Scratch's)
+	Leg      *Leg           // the leg whose socket sends Out
+	Drop     Drop           // why nothing is sent; DropNone when Out is set
+	Status   int            // status of a reply siplb made itself, 0 when forwarding
+}
+
+// Scratch is the per-event-loop state of the hot path: the parsed message,
+// the output buffer and the counters. Owned by one goroutine at a time.
+type Scratch struct {
+	Msg      parser.Message
+	Counters Counters
+
+	out   []byte
+	via   []byte
+	recv  []byte
+	tag   []byte
+	edits parser.Edits
+	sa4   unix.SockaddrInet4
+	sa6   unix.SockaddrInet6
+}
+
+// NewScratch returns a Scratch with buffers sized for the largest message.
+func (f *Forwarder) NewScratch() *Scratch {
+	lim := f.limits
+	if lim.MaxHeader <= 0 {
+		lim.MaxHeader = parser.DefaultMaxHeader
+	}
+	if lim.MaxBody <= 0 {
+		lim.MaxBody = parser.DefaultMaxBody
+	}
+	s := &Scratch{
+		out:  make([]byte, 0, lim.MaxHeader+lim.MaxBody+1024),
+		via:  make([]byte, 0, 256),
+		recv: make([]byte, 0, 64),
+		tag:  make([]byte, 0, 16),
+	}
+	s.Msg.Limits = f.limits
+	return s
+}
+
+// Process applies the forwarding rules to one message b received from src on
+// leg in. It never panics on network input and allocates nothing in steady
+// state.
+func (f *Forwarder) Process(s *Scratch, b []byte, src netip.AddrPort, in *Leg) Result {
+	m := &s.Msg
+	if err := parser.Parse(m, b); err != nil {
+		return f.malformed(s, b, src, in, err)
+	}
+	if !m.IsRequest() {
+		s.Counters.ResponsesIn.Add(1)
+		r := f.response(s)
+		if r.Out != nil {
+			s.Counters.ResponsesOut.Add(1)
+		}
+		return r
+	}
+	s.Counters.RequestsIn.Add(1)
+	r := f.request(s, src, in)
+	if r.Out != nil && r.Status == 0 {
+		s.Counters.RequestsOut.Add(1)
+	}
+	return r
+}
+
+// malformed answers a request that failed to parse with the status its error
+// carries, sent back to where it came from; a malformed response, or an ACK
+// (which gets no response, §17.2.1), is dropped and counted.
+func (f *Forwarder) malformed(s *Scratch, b []byte, src netip.AddrPort, in *Leg, err error) Result {
+	if len(b) >= 4 && string(b[:4]) == "SIP/" {
+		return s.drop(DropMalformedResponse)
+	}
+	s.Counters.RequestsIn.Add(1)
+	if hasPrefixFold(b, "ack ") {
+		return s.drop(DropMalformedRequest)
+	}
+	pe, ok := errors.AsType[*parser.Error](err)
+	if !ok {
+		pe = errBadRequest
+	}
+	h := fnv64(fnvOffset, b[:min(len(b), 256)])
+	s.tag = append(s.tag[:0], "lb"...)
+	s.tag = appendHex(s.tag, h, 12)
+	out, ok := appendRawReply(s.out[:0], b, pe.Status, pe.Reason, s.tag)
+	if !ok {
+		return s.drop(DropMalformedRequest)
+	}
+	s.Counters.countReply(pe.Status)
+	// The Via may be the defect: answer the address the request came from.
+	return Result{Out: out, To: src, Sockaddr: s.sockaddr(src), Leg: in, Status: pe.Status}
+}
+
+var errBadRequest = &parser.Error{Status: 400, Reason: "Bad Request"}
+
+// response routes a response back along the Via chain (§16.7, §16.11): the
+// top Via must be one of ours (Leg check_via); it is removed and the next one
+// says where the response goes.
+func (f *Forwarder) response(s *Scratch) Result {
+	m := &s.Msg
+	top, err := m.Via(0)
+	if err != nil {
+		return s.drop(DropMalformedResponse)
+	}
+	_, in, ok := f.ourBranch(top.Branch)
+	if !ok {
+		return s.drop(DropForeignVia)
+	}
+	if m.NumVia() < 2 {
+		return s.drop(DropNoNextHop)
+	}
+	next, err := m.Via(1)
+	if err != nil {
+		return s.drop(DropMalformedResponse)
+	}
+	dst, ok := viaDestination(&next)
+	if !ok {
+		return s.drop(DropUnresolvable)
+	}
+	s.edits = parser.Edits{RemoveTopVia: true}
+	out := m.AppendForward(s.out[:0], &s.edits)
+	return Result{Out: out, To: dst, Sockaddr: s.sockaddr(dst), Leg: in}
+}
+
+// viaDestination is where a response goes by a Via (RFC 3261 §18.2.2 for
+// unreliable transports, RFC 3581 §4): received, else the sent-by host; rport,
+// else the sent-by port, else 5060.
+func viaDestination(v *parser.Via) (netip.AddrPort, bool) {
+	host := v.Host
+	if len(v.Received) > 0 {
+		host = v.Received
+	}
+	ip, ok := parseIP(host)
+	if !ok {
+		return netip.AddrPort{}, false
+	}
+	port := v.RPort
+	if port == 0 {
+		port = v.Port
+	}
+	if port == 0 {
+		port = DefaultSIPPort
+		if equalFold(v.Transport, []byte("TLS")) {
+			port = DefaultSIPSPort
+		}
+	}
+	return netip.AddrPortFrom(ip, port), true
+}
+
+// request applies §16.3-§16.6 to a request: validation, Route processing,
+// loop detection, the choice of the next hop, and the edits.
+func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
+	m := &s.Msg
+	method := m.Method()
+	top, err := m.Via(0)
+	if err != nil {
+		return f.replyErr(s, src, in, parser.ErrMalformedVia)
+	}
+
+	// §16.4: pop the Route values that name us (loose routing; two of them
+	// after a double Record-Route). The last popped names the leg facing the
+	// next hop.
+	pops := 0
+	var routeLeg *Leg
+	for pops < m.NumRoute() {
+		u, err := m.Route(pops)
+		if err != nil {
+			return f.replyTo(s, src, in, 400, "Malformed Route", nil)
+		}
+		l := f.legFor(u.Host, u.Port)
+		if l == nil {
+			break
+		}
+		routeLeg = l
+		pops++
+	}
+	var ruri parser.URI
+	if err := parser.ParseURI(&ruri, m.RequestURI()); err != nil {
+		return f.replyTo(s, src, in, 400, "Malformed Request-URI", nil)
+	}
+	// §16.4: a Request-URI that is our own Record-Route came through a strict
+	// router; the real target is the last Route value.
+	strict := false
+	if pops == 0 && m.NumRoute() > 0 && f.legFor(ruri.Host, ruri.Port) != nil {
+		last, err := m.Route(m.NumRoute() - 1)
+		if err != nil {
+			return f.replyTo(s, src, in, 400, "Malformed Route", nil)
+		}
+		ruri = last
+		strict = true
+	}
+	remaining := m.NumRoute() - pops
+	if strict {
+		remaining--
+	}
+
+	// §16.3 step 3: Max-Forwards.
+	if mf, ok := m.MaxForwards(); ok && mf == 0 {
+		if method == parser.OPTIONS && remaining == 0 && len(ruri.User) == 0 && f.legFor(ruri.Host, ruri.Port) != nil {
+			return f.replyTo(s, src, in, 200, "OK", nil)
+		}
+		return f.replyTo(s, src, in, 483, "Too Many Hops", nil)
+	}
+	// A keep-alive probe of the balancer itself is answered here.
+	if method == parser.OPTIONS && remaining == 0 && len(ruri.User) == 0 && f.legFor(ruri.Host, ruri.Port) != nil {
+		return f.replyTo(s, src, in, 200, "OK", nil)
+	}
+
+	loop := loopHash(m)
+	if f.isLoop(m, loop) {
+		return f.replyTo(s, src, in, 482, "Loop Detected", nil)
+	}
+
+	t := f.bal.Table()
+	out := in
+	var be *balance.Backend
+	var dst netip.AddrPort
+	if _, fromBackend := t.Lookup(src); fromBackend {
+		// A backend may reach any destination: its Route, else its
+		// Request-URI (the client's Contact, for a request inside a dialog).
+		target := ruri
+		if remaining > 0 {
+			u, err := m.Route(pops)
+			if err != nil {
+				return f.replyTo(s, src, in, 400, "Malformed Route", nil)
+			}
+			target = u
+		}
+		ip, ok := parseIP(target.Host)
+		if !ok {
+			return s.drop(DropUnresolvable)
+		}
+		port := target.Port
+		if port == 0 {
+			port = DefaultSIPPort
+		}
+		dst = netip.AddrPortFrom(ip, port)
+		if b, ok := t.Lookup(dst); ok {
+			be = b
+		}
+		if routeLeg != nil {
+			out = routeLeg
+		}
+	} else {
+		// From outside only pool members are reachable (no open relay): the
+		// member a Route or Request-URI names inside a dialog, else a pick.
+		if len(m.ToTag()) > 0 {
+			if remaining > 0 {
+				if u, err := m.Route(pops); err == nil {
+					be = usableMember(t, &u)
+				}
+			}
+			if be == nil {
+				be = usableMember(t, &ruri)
+			}
+		}
+		if be == nil {
+			p := t.Pool(in.Pool)
+			b, ok := p.Pick(poolKey(p.Algorithm(), m))
+			if !ok {
+				if method == parser.ACK {
+					return s.drop(DropNoBackend)
+				}
+				return f.replyTo(s, src, in, 503, "Service Unavailable", f.retryAfter)
+			}
+			be = b
+		}
+		dst = be.Addr
+	}
+
+	e := &s.edits
+	*e = parser.Edits{MaxForwards: true, PopRoute: pops > 0}
+	if strict {
+		e.RequestURI = ruri.Raw
+	}
+	// RFC 3261 §18.2.1 and RFC 3581 §4: say where the request really came from.
+	srcIP := src.Addr().Unmap()
+	if top.HasRPort && top.RPort == 0 {
+		e.RPort = int(src.Port())
+		s.recv = srcIP.AppendTo(s.recv[:0])
+		e.Received = s.recv
+	} else if ip, ok := parseIP(top.Host); !ok || ip != srcIP {
+		s.recv = srcIP.AppendTo(s.recv[:0])
+		e.Received = s.recv
+	}
+	s.via = append(s.via[:0], out.viaHead...)
+	s.via = appendHex(s.via, uint64(in.Index), 2)
+	s.via = appendBranchTail(s.via, transactionHash(m, &top), loop)
+	s.via = append(s.via, ";rport"...)
+	e.PushVia = s.via
+	if f.recordRoute && method != parser.REGISTER {
+		// RFC 5658: the value facing the next hop first, then the one
+		// facing the previous hop when the request changes legs.
+		e.RecordRoute = out.rr
+		if out != in {
+			e.RecordRoute2 = in.rr
+		}
+	}
+	msg := m.AppendForward(s.out[:0], e)
+	r := Result{Out: msg, To: dst, Leg: out}
+	if be != nil && be.Sockaddr != nil {
+		r.Sockaddr = be.Sockaddr
+	} else {
+		r.Sockaddr = s.sockaddr(dst)
+	}
+	return r
+}
+
+// usableMember returns the pool member a URI names, if it may take an
+// in-dialog request (up or draining).
+func usableMember(t *balance.Table, u *parser.URI) *balance.Backend {
+	ip, ok := parseIP(u.Host)
+	if !ok {
+		return nil
+	}
+	port := u.Port
+	if port == 0 {
+		port = DefaultSIPPort
+	}
+	b, ok := t.Lookup(netip.AddrPortFrom(ip, port))
+	if !ok || !b.Usable() {
+		return nil
+	}
+	return b
+}
+
+// poolKey is the part of the request a hashed algorithm hashes.
+func poolKey(a balance.Algorithm, m *parser.Message) []byte {
+	switch a {
+	case balance.HashFromUser:
+		if u, err := m.FromURI(); err == nil {
+			return u.User
+		}
+	case balance.HashToUser:
+		if u, err := m.ToURI(); err == nil {
+			return u.User
+		}
+	case balance.HashRequestURI:
+		return m.RequestURI()
+	}
+	return m.CallID()
+}
+
+// legFor returns the leg a URI host and port name, or nil.
+func (f *Forwarder) legFor(host []byte, port uint16) *Leg {
+	for _, l := range f.legs {
+		if l.isMe(host, port) {
+			return l
+		}
+	}
+	return nil
+}
+
+func (f *Forwarder) replyErr(s *Scratch, src netip.AddrPort, in *Leg, e *parser.Error) Result {
+	return f.replyTo(s, src, in, e.Status, e.Reason, nil)
+}
+
+// replyTo builds a stateless response to the request in s.Msg and addresses
+// it as §18.2.2 says for the request's top Via: back to the source when the
+// client asked for rport, else to the source IP and the sent-by port. An ACK
+// never gets one.
+func (f *Forwarder) replyTo(s *Scratch, src netip.AddrPort, in *Leg, status int, reason string, extra []byte) Result {
+	m := &s.Msg
+	if m.Method() == parser.ACK {
+		return s.drop(DropMalformedRequest)
+	}
+	dst := src
+	if top, err := m.Via(0); err == nil && !top.HasRPort {
+		port := top.Port
+		if port == 0 {
+			port = DefaultSIPPort
+		}
+		dst = netip.AddrPortFrom(src.Addr(), port)
+	}
+	// A To tag of our own, the same for every retransmission (§8.2.6.2).
+	var toTag []byte
+	if status > 100 {
+		h := fnv64(fnvOffset, m.CallID())
+		h = fnv64(fnvSep(h), m.FromTag())
+		s.tag = append(s.tag[:0], "lb"...)
+		s.tag = appendHex(s.tag, h, 12)
+		toTag = s.tag
+	}
+	out := parser.AppendResponse(s.out[:0], m, status, reason, toTag, extra)
+	s.Counters.countReply(status)
+	return Result{Out: out, To: dst, Sockaddr: s.sockaddr(dst), Leg: in, Status: status}
+}
+
+func (s *Scratch) drop(d Drop) Result {
+	s.Counters.Drops[d].Add(1)
+	return Result{Drop: d}
+}
+
+// sockaddr fills the Scratch's sockaddr for dst. The value is overwritten by
+// the next call: use it before processing another message.
+func (s *Scratch) sockaddr(dst netip.AddrPort) unix.Sockaddr {
+	a := dst.Addr()
+	if a.Is4() || a.Is4In6() {
+		s.sa4.Addr = a.Unmap().As4()
+		s.sa4.Port = int(dst.Port())
+		return &s.sa4
+	}
+	s.sa6.Addr = a.As16()
+	s.sa6.Port = int(dst.Port())
+	return &s.sa6
+}

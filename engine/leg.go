@@ -1,0 +1,216 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+
+	"github.com/siplb/siplb/balance"
+)
+
+// DefaultSIPPort is the port a SIP URI or Via sent-by means when it names none
+// (RFC 3261 §19.1.2); DefaultSIPSPort is the one for TLS.
+const (
+	DefaultSIPPort  = 5060
+	DefaultSIPSPort = 5061
+)
+
+// LegConfig describes one listening socket of the balancer (a Net::SIP Leg).
+type LegConfig struct {
+	Name      string            // for logs and metrics; defaults to the address
+	Transport balance.Transport // only UDP is served by this engine for now
+	Addr      netip.AddrPort    // the address to bind
+	// Advertise is the host[:port] written into Via and Record-Route. It
+	// defaults to Addr; it is required when Addr is unspecified (0.0.0.0, ::)
+	// and useful for a balancer behind NAT.
+	Advertise string
+	// Pool names the backend pool that requests from outside arriving on this
+	// leg go to. Empty means the first pool.
+	Pool string
+}
+
+// Leg is a configured listening socket as the forwarding rules see it:
+// immutable after NewForwarder.
+type Leg struct {
+	Index     int
+	Name      string
+	Transport balance.Transport
+	Addr      netip.AddrPort
+	Pool      balance.PoolID
+
+	host    []byte // advertised host; IPv6 without brackets
+	port    uint16 // advertised port
+	hostIP  netip.Addr
+	sentBy  []byte // "host:port" as written in Via and Record-Route, IPv6 bracketed
+	tag     [legTagLen]byte
+	viaHead []byte // "SIP/2.0/UDP host:port;branch=z9hG4bK<tag>"
+	rr      []byte // "<sip:host:port;lr>" or with ";transport=tcp"
+}
+
+// legTagLen is the length of the hex tag that names a leg inside a branch.
+const legTagLen = 8
+
+// newLeg resolves the advertised address and precomputes what the hot path
+// writes. The tag is a hash of what the leg advertises, so several instances
+// with the same configuration accept each other's responses (anycast, ECMP).
+func newLeg(i int, c LegConfig, pool balance.PoolID) (*Leg, error) {
+	if !c.Addr.IsValid() {
+		return nil, errors.New("address is not set")
+	}
+	l := &Leg{Index: i, Name: c.Name, Transport: c.Transport, Addr: c.Addr, Pool: pool}
+	if l.Name == "" {
+		l.Name = c.Transport.String() + "://" + c.Addr.String()
+	}
+	host, port := c.Addr.Addr().Unmap().String(), c.Addr.Port()
+	if c.Advertise != "" {
+		h, p, err := splitHostPort(c.Advertise)
+		if err != nil {
+			return nil, fmt.Errorf("advertise %q: %w", c.Advertise, err)
+		}
+		host = h
+		if p != 0 {
+			port = p
+		}
+	} else if c.Addr.Addr().IsUnspecified() {
+		return nil, fmt.Errorf("address %s is unspecified: set advertise to the host that peers should reach", c.Addr)
+	}
+	l.host = []byte(host)
+	l.port = port
+	if ip, err := netip.ParseAddr(host); err == nil {
+		l.hostIP = ip.Unmap()
+	}
+	sentBy := host
+	if l.hostIP.Is6() {
+		sentBy = "[" + host + "]"
+	}
+	sentBy += ":" + strconv.Itoa(int(port))
+	l.sentBy = []byte(sentBy)
+
+	var h uint32 = 2166136261
+	for _, b := range []byte(c.Transport.String() + "/" + sentBy) {
+		h ^= uint32(b)
+		h *= 16777619
+	}
+	const hexdigits = "0123456789abcdef"
+	for j := legTagLen - 1; j >= 0; j-- {
+		l.tag[j] = hexdigits[h&15]
+		h >>= 4
+	}
+	if i > 255 {
+		return nil, errors.New("more than 256 legs")
+	}
+	proto := "UDP"
+	switch c.Transport {
+	case balance.TCP:
+		proto = "TCP"
+	case balance.TLS:
+		proto = "TLS"
+	}
+	l.viaHead = fmt.Appendf(nil, "SIP/2.0/%s %s;branch=%s%s", proto, sentBy, branchCookie, l.tag[:])
+	if c.Transport == balance.UDP {
+		l.rr = fmt.Appendf(nil, "<sip:%s;lr>", sentBy)
+	} else {
+		l.rr = fmt.Appendf(nil, "<sip:%s;transport=%s;lr>", sentBy, c.Transport)
+	}
+	return l, nil
+}
+
+// Tag is the leg's branch tag: the 8 hex digits after "z9hG4bK" in every
+// branch this leg writes (Net::SIP Leg's unique branch tag).
+func (l *Leg) Tag() string { return string(l.tag[:]) }
+
+// SentBy is the host:port the leg writes into Via and Record-Route.
+func (l *Leg) SentBy() string { return string(l.sentBy) }
+
+// RecordRoute is the Record-Route value the leg inserts.
+func (l *Leg) RecordRoute() string { return string(l.rr) }
+
+// isMe reports whether a URI host and port name this leg: its advertised host
+// or its bound address, and its port (5060 when the URI names none).
+func (l *Leg) isMe(host []byte, port uint16) bool {
+	if port == 0 {
+		port = DefaultSIPPort
+		if l.Transport == balance.TLS {
+			port = DefaultSIPSPort
+		}
+	}
+	if port != l.port && port != l.Addr.Port() {
+		return false
+	}
+	if equalFold(host, l.host) {
+		return true
+	}
+	ip, ok := parseIP(host)
+	return ok && (ip == l.Addr.Addr().Unmap() || (l.hostIP.IsValid() && ip == l.hostIP))
+}
+
+// splitHostPort splits "host", "host:port", "[v6]" or "[v6]:port".
+func splitHostPort(s string) (string, uint16, error) {
+	if s == "" {
+		return "", 0, errors.New("empty host")
+	}
+	if s[0] == '[' {
+		end := -1
+		for i := range len(s) {
+			if s[i] == ']' {
+				end = i
+				break
+			}
+		}
+		if end < 0 {
+			return "", 0, errors.New("missing ]")
+		}
+		host, rest := s[1:end], s[end+1:]
+		if rest == "" {
+			return host, 0, nil
+		}
+		if rest[0] != ':' {
+			return "", 0, errors.New("junk after ]")
+		}
+		p, err := strconv.ParseUint(rest[1:], 10, 16)
+		if err != nil || p == 0 {
+			return "", 0, fmt.Errorf("bad port %q", rest[1:])
+		}
+		return host, uint16(p), nil
+	}
+	colons := 0
+	last := -1
+	for i := range len(s) {
+		if s[i] == ':' {
+			colons++
+			last = i
+		}
+	}
+	switch {
+	case colons == 0:
+		return s, 0, nil
+	case colons > 1: // a bare IPv6 address
+		return s, 0, nil
+	}
+	p, err := strconv.ParseUint(s[last+1:], 10, 16)
+	if err != nil || p == 0 {
+		return "", 0, fmt.Errorf("bad port %q", s[last+1:])
+	}
+	return s[:last], uint16(p), nil
+}
+
+// ResolvePorts replaces port 0 in legs with a free port of the same address,
+// so every event loop's SO_REUSEPORT socket binds the same port and the
+// advertised Via names it. Meant for tests and demos on loopback.
+func ResolvePorts(legs []LegConfig) error {
+	for i := range legs {
+		if legs[i].Addr.Port() != 0 {
+			continue
+		}
+		pc, err := net.ListenPacket("udp", legs[i].Addr.String())
+		if err != nil {
+			return fmt.Errorf("listener %d: %w", i, err)
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		pc.Close()
+		legs[i].Addr = netip.AddrPortFrom(legs[i].Addr.Addr(), uint16(port))
+	}
+	return nil
+}

@@ -1,0 +1,219 @@
+package parser
+
+// IsRequest reports whether m is a request (false for a response).
+func (m *Message) IsRequest() bool { return m.status == 0 }
+
+// Method returns the request method, MethodUnknown for an extension method
+// and for a response.
+func (m *Message) Method() Method { return m.method }
+
+// MethodName returns the request method as written, nil for a response.
+func (m *Message) MethodName() []byte { return m.methodName.bytes(m.Buf) }
+
+// RequestURI returns the raw Request-URI, nil for a response.
+func (m *Message) RequestURI() []byte { return m.ruri.bytes(m.Buf) }
+
+// RURI parses the Request-URI. For a response it returns ErrMalformedURI.
+func (m *Message) RURI() (URI, error) {
+	var u URI
+	if !m.ruri.present() || !parseURI(&u, m.Buf[:m.ruri.end], m.ruri.off) {
+		return URI{}, ErrMalformedURI
+	}
+	return u, nil
+}
+
+// StatusCode returns the status code of a response, 0 for a request.
+func (m *Message) StatusCode() int { return m.status }
+
+// Reason returns the reason phrase of a response (possibly empty), nil for a request.
+func (m *Message) Reason() []byte {
+	if m.status == 0 {
+		return nil
+	}
+	return m.Buf[m.reason.off:m.reason.end:m.reason.end]
+}
+
+// CallID returns the Call-ID value.
+func (m *Message) CallID() []byte { return m.callID.bytes(m.Buf) }
+
+// CSeq returns the CSeq number and method (MethodUnknown for an extension method).
+func (m *Message) CSeq() (num uint32, method Method) { return m.cseqNum, m.cseqMethod }
+
+// CSeqMethodName returns the CSeq method as written.
+func (m *Message) CSeqMethodName() []byte { return m.cseqName.bytes(m.Buf) }
+
+// FromTag returns the tag parameter of From, nil if none.
+func (m *Message) FromTag() []byte { return m.fromTag.bytes(m.Buf) }
+
+// ToTag returns the tag parameter of To, nil if none.
+func (m *Message) ToTag() []byte { return m.toTag.bytes(m.Buf) }
+
+// FromURI parses the URI of From.
+func (m *Message) FromURI() (URI, error) { return m.headerURI(m.first[HdrFrom]) }
+
+// ToURI parses the URI of To.
+func (m *Message) ToURI() (URI, error) { return m.headerURI(m.first[HdrTo]) }
+
+func (m *Message) headerURI(idx int32) (URI, error) {
+	if idx == 0 {
+		return URI{}, ErrNoSuchValue
+	}
+	return m.valueURI(m.hdrs[idx-1].value)
+}
+
+func (m *Message) valueURI(v span) (URI, error) {
+	var u URI
+	na, ok := parseNameAddr(m.Buf, v.off, v.end)
+	if !ok || !parseURI(&u, m.Buf[:na.uri.end], na.uri.off) {
+		return URI{}, ErrMalformedURI
+	}
+	return u, nil
+}
+
+// MaxForwards returns the Max-Forwards value and whether the header is present.
+func (m *Message) MaxForwards() (n int, present bool) {
+	return m.maxFwd, m.first[HdrMaxForwards] != 0
+}
+
+// ContentLength returns the Content-Length value and whether the header is present.
+func (m *Message) ContentLength() (n int, present bool) {
+	return m.clen, m.first[HdrContentLength] != 0
+}
+
+// NumVia returns the number of Via values, after splitting comma lists.
+func (m *Message) NumVia() int { return len(m.vias) }
+
+// Via parses the i-th Via value, 0 being the top one. It returns
+// ErrMalformedVia on bad syntax and ErrNoSuchValue when i is out of range.
+func (m *Message) Via(i int) (Via, error) {
+	var v Via
+	if i < 0 || i >= len(m.vias) {
+		return v, ErrNoSuchValue
+	}
+	if i == 0 {
+		m.topVia.fill(&v, m.Buf)
+		return v, nil
+	}
+	s, ok := parseVia(m.Buf, m.vias[i].v.off, m.vias[i].v.end)
+	if !ok {
+		return v, ErrMalformedVia
+	}
+	s.fill(&v, m.Buf)
+	return v, nil
+}
+
+// TopVia returns the top Via, which Parse has checked.
+func (m *Message) TopVia() Via {
+	var v Via
+	m.topVia.fill(&v, m.Buf)
+	return v
+}
+
+// NumRoute returns the number of Route values.
+func (m *Message) NumRoute() int { return len(m.routes) }
+
+// Route parses the URI of the i-th Route value, 0 being the top one.
+func (m *Message) Route(i int) (URI, error) { return m.listURI(m.routes, i) }
+
+// NumRecordRoute returns the number of Record-Route values.
+func (m *Message) NumRecordRoute() int { return len(m.rrs) }
+
+// RecordRoute parses the URI of the i-th Record-Route value.
+func (m *Message) RecordRoute(i int) (URI, error) { return m.listURI(m.rrs, i) }
+
+// NumContact returns the number of Contact values ("*" counts as one).
+func (m *Message) NumContact() int { return len(m.contacts) }
+
+// Contact parses the URI of the i-th Contact value. For the wildcard "*"
+// (REGISTER, RFC 3261 §10.2.2) it returns ErrWildcardContact.
+func (m *Message) Contact(i int) (URI, error) {
+	if i >= 0 && i < len(m.contacts) {
+		if v := m.contacts[i].v; v.end-v.off == 1 && m.Buf[v.off] == '*' {
+			return URI{}, ErrWildcardContact
+		}
+	}
+	return m.listURI(m.contacts, i)
+}
+
+func (m *Message) listURI(l []hval, i int) (URI, error) {
+	if i < 0 || i >= len(l) {
+		return URI{}, ErrNoSuchValue
+	}
+	return m.valueURI(l[i].v)
+}
+
+// Body returns the body: Content-Length bytes after the blank line, or for
+// a datagram without Content-Length everything after it. Empty, not nil,
+// when there is no body.
+func (m *Message) Body() []byte { return m.Buf[m.body.off:m.body.end:m.body.end] }
+
+// Header returns the value of the first header with id (its first value for
+// Via, Route, Record-Route and Contact), nil if absent. For HdrOther it
+// returns nil: use HeaderAt or HeaderByName.
+func (m *Message) Header(id HeaderID) []byte {
+	if id == HdrOther || id >= numHeaderIDs {
+		return nil
+	}
+	idx := m.first[id]
+	if idx == 0 {
+		return nil
+	}
+	var l []hval
+	switch id {
+	case HdrVia:
+		l = m.vias
+	case HdrRoute:
+		l = m.routes
+	case HdrRecordRoute:
+		l = m.rrs
+	case HdrContact:
+		l = m.contacts
+	default:
+		return m.hdrs[idx-1].value.bytesEmpty(m.Buf)
+	}
+	return l[0].v.bytes(m.Buf)
+}
+
+// HeaderByName returns the value of the first header named name (compared
+// without regard to case; compact forms match their long forms), nil if absent.
+func (m *Message) HeaderByName(name []byte) []byte {
+	id := LookupHeader(name)
+	if id != HdrOther {
+		return m.Header(id)
+	}
+	for i := range m.hdrs {
+		h := &m.hdrs[i]
+		if h.id == HdrOther && foldEqBytes(m.Buf[h.name.off:h.name.end], name) {
+			return h.value.bytesEmpty(m.Buf)
+		}
+	}
+	return nil
+}
+
+// NumHeaders returns the number of header fields (lines, folded ones joined).
+func (m *Message) NumHeaders() int { return len(m.hdrs) }
+
+// HeaderAt returns the i-th header: its ID, its name as written and its
+// whole value (comma lists unsplit; folded lines keep their CRLF).
+func (m *Message) HeaderAt(i int) (id HeaderID, name, value []byte) {
+	if i < 0 || i >= len(m.hdrs) {
+		return HdrOther, nil, nil
+	}
+	h := &m.hdrs[i]
+	return h.id, h.name.bytes(m.Buf), h.value.bytesEmpty(m.Buf)
+}
+
+// bytesEmpty is bytes for a span known to be present (possibly empty).
+func (s span) bytesEmpty(b []byte) []byte { return b[s.off:s.end:s.end] }
+
+func foldEqBytes(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if lower[a[i]] != lower[b[i]] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,292 @@
+package parser
+
+import (
+	"strconv"
+
+	"github.com/valyala/bytebufferpool"
+)
+
+// Edits are the changes a stateless proxy makes while forwarding, applied in
+// one pass by AppendForward. The zero Edits copies the message (with its
+// body cut to Content-Length and the blank line written as CRLF).
+type Edits struct {
+	Received      []byte // non-nil: set received=<value> on the top Via (replace an existing one)
+	RPort         int    // 1-65535: the top Via's ";rport" gets the value N (only where rport is present)
+	RemoveTopVia  bool   // drop the top Via value (the whole line if it was the only value)
+	PushVia       []byte // non-nil: a complete Via value ("SIP/2.0/UDP h:p;branch=..."), written as a new first Via line, above every header
+	MaxForwards   bool   // decrement Max-Forwards (not below 0; the caller has checked > 0) or insert "Max-Forwards: 70" when absent
+	PopRoute      bool   // remove the top Route value
+	RecordRoute   []byte // non-nil: a Record-Route value ("<sip:h:p;lr>") inserted as the first Record-Route
+	RecordRoute2  []byte // non-nil: a second one, placed after RecordRoute (RFC 5658 double Record-Route)
+	RequestURI    []byte // non-nil: replaces the Request-URI
+	AppendRoute   []byte // non-nil: a Route value added as the last Route (strict routing, RFC 3261 §16.6 step 6)
+	Contact       []byte // non-nil: replaces the URI (inside <>, or the addr-spec, then enclosed in <>) of the first Contact value
+	ContentLength bool   // ensure a Content-Length header ("Content-Length: N", N the body length, when absent)
+}
+
+// DefaultMaxForwards is the Max-Forwards a proxy inserts when a request has
+// none (RFC 3261 §16.6 step 3).
+const DefaultMaxForwards = 70
+
+// AppendForward appends m, edited as e says, to dst and returns the extended
+// slice. Untouched lines are copied byte for byte; new lines end in CRLF and
+// use the long header names. The values in e are written as given: the
+// caller makes sure they are well-formed. m must have been parsed without
+// error. It allocates nothing when dst has room for the result.
+func (m *Message) AppendForward(dst []byte, e *Edits) []byte {
+	b := m.Buf
+	if e.RequestURI != nil && m.ruri.present() {
+		dst = append(dst, b[m.startOff:m.ruri.off]...)
+		dst = append(dst, e.RequestURI...)
+		dst = append(dst, b[m.ruri.end:m.startEnd]...)
+	} else {
+		dst = append(dst, b[m.startOff:m.startEnd]...)
+	}
+	dst = endLine(dst)
+	if e.PushVia != nil {
+		dst = appendHeader(dst, "Via: ", e.PushVia)
+	}
+	viaHdr, routeHdr, contactHdr, lastRoute := -1, -1, -1, -1
+	if len(m.vias) > 0 && (e.RemoveTopVia || e.Received != nil || (e.RPort > 0 && e.RPort <= 65535)) {
+		viaHdr = int(m.vias[0].hdr)
+	}
+	if len(m.routes) > 0 {
+		lastRoute = int(m.routes[len(m.routes)-1].hdr)
+		if e.PopRoute {
+			routeHdr = int(m.routes[0].hdr)
+		}
+	}
+	if len(m.contacts) > 0 && e.Contact != nil {
+		contactHdr = int(m.contacts[0].hdr)
+	}
+	mfHdr := int(m.first[HdrMaxForwards]) - 1
+	firstRR := int(m.first[HdrRecordRoute]) - 1
+	addRR := e.RecordRoute != nil || e.RecordRoute2 != nil
+	for i := range m.hdrs {
+		h := &m.hdrs[i]
+		if i == firstRR && addRR {
+			dst = m.appendRecordRoutes(dst, e)
+		}
+		switch i {
+		case viaHdr:
+			dst = m.appendTopVia(dst, e)
+		case mfHdr:
+			if !e.MaxForwards {
+				dst = appendLine(dst, b[h.line.off:h.line.end])
+				break
+			}
+			dst = append(dst, b[h.line.off:h.value.off]...)
+			dst = strconv.AppendUint(dst, uint64(max(m.maxFwd-1, 0)), 10)
+			dst = appendLine(dst, b[h.value.end:h.line.end])
+		case routeHdr:
+			dst = m.appendWithoutFirst(dst, m.routes)
+		case contactHdr:
+			dst = m.appendContact(dst, e.Contact)
+		default:
+			dst = appendLine(dst, b[h.line.off:h.line.end])
+		}
+		if i == lastRoute && e.AppendRoute != nil {
+			dst = appendHeader(dst, "Route: ", e.AppendRoute)
+		}
+	}
+	if e.MaxForwards && mfHdr < 0 {
+		dst = append(dst, "Max-Forwards: 70\r\n"...)
+	}
+	if addRR && firstRR < 0 {
+		dst = m.appendRecordRoutes(dst, e)
+	}
+	if e.AppendRoute != nil && lastRoute < 0 {
+		dst = appendHeader(dst, "Route: ", e.AppendRoute)
+	}
+	if e.ContentLength && m.first[HdrContentLength] == 0 {
+		dst = append(dst, "Content-Length: "...)
+		dst = strconv.AppendUint(dst, uint64(m.body.end-m.body.off), 10)
+		dst = append(dst, "\r\n"...)
+	}
+	dst = append(dst, "\r\n"...)
+	return append(dst, b[m.body.off:m.body.end]...)
+}
+
+// outPool holds the buffers of AppendForwardPooled.
+var outPool bytebufferpool.Pool
+
+// maxPooled bounds the buffers put back into outPool, so that one huge
+// message does not pin its buffer for ever.
+const maxPooled = DefaultMaxHeader + DefaultMaxBody + 4<<10
+
+// AppendForwardPooled is AppendForward into a buffer from a pool. The
+// caller owns the buffer until it hands it to ReleaseBuffer, and must not
+// touch it afterwards.
+func (m *Message) AppendForwardPooled(e *Edits) *bytebufferpool.ByteBuffer {
+	bb := outPool.Get()
+	bb.B = m.AppendForward(bb.B[:0], e)
+	return bb
+}
+
+// ReleaseBuffer gives a buffer from AppendForwardPooled back to the pool;
+// buffers grown beyond the default limits are left to the garbage collector.
+func ReleaseBuffer(bb *bytebufferpool.ByteBuffer) {
+	if cap(bb.B) > maxPooled {
+		return
+	}
+	outPool.Put(bb)
+}
+
+func (m *Message) appendRecordRoutes(dst []byte, e *Edits) []byte {
+	if e.RecordRoute != nil {
+		dst = appendHeader(dst, "Record-Route: ", e.RecordRoute)
+	}
+	if e.RecordRoute2 != nil {
+		dst = appendHeader(dst, "Record-Route: ", e.RecordRoute2)
+	}
+	return dst
+}
+
+// appendTopVia writes the header line holding the top Via with the Via
+// edits of e applied.
+func (m *Message) appendTopVia(dst []byte, e *Edits) []byte {
+	if e.RemoveTopVia {
+		return m.appendWithoutFirst(dst, m.vias)
+	}
+	b := m.Buf
+	h := &m.hdrs[m.vias[0].hdr]
+	tv := &m.topVia
+	type patch struct {
+		off, end int
+		kind     uint8 // 1 rport value, 2 "=" and rport value, 3 received value, 4 ";received=" and value
+	}
+	var ps [2]patch
+	n := 0
+	if e.RPort > 0 && e.RPort <= 65535 && tv.rportName.present() {
+		if tv.rportVal.present() {
+			ps[n] = patch{tv.rportVal.off, tv.rportVal.end, 1}
+		} else {
+			ps[n] = patch{tv.rportName.end, tv.rportName.end, 2}
+		}
+		n++
+	}
+	if e.Received != nil {
+		if tv.received.present() {
+			ps[n] = patch{tv.received.off, tv.received.end, 3}
+		} else {
+			end := m.vias[0].v.end
+			ps[n] = patch{end, end, 4}
+		}
+		n++
+	}
+	if n == 2 && ps[1].off < ps[0].off {
+		ps[0], ps[1] = ps[1], ps[0]
+	}
+	pos := h.line.off
+	for _, p := range ps[:n] {
+		dst = append(dst, b[pos:p.off]...)
+		switch p.kind {
+		case 1:
+			dst = strconv.AppendUint(dst, uint64(e.RPort), 10)
+		case 2:
+			dst = append(dst, '=')
+			dst = strconv.AppendUint(dst, uint64(e.RPort), 10)
+		case 3:
+			dst = append(dst, e.Received...)
+		case 4:
+			dst = append(dst, ";received="...)
+			dst = append(dst, e.Received...)
+		}
+		pos = p.end
+	}
+	return appendLine(dst, b[pos:h.line.end])
+}
+
+// appendWithoutFirst writes the header line holding l[0] without that
+// value: nothing when it is the line's only value.
+func (m *Message) appendWithoutFirst(dst []byte, l []hval) []byte {
+	if len(l) < 2 || l[1].hdr != l[0].hdr {
+		return dst
+	}
+	h := &m.hdrs[l[0].hdr]
+	dst = append(dst, m.Buf[h.line.off:l[0].v.off]...)
+	return appendLine(dst, m.Buf[l[1].v.off:h.line.end])
+}
+
+// appendContact writes the line of the first Contact with its URI replaced.
+func (m *Message) appendContact(dst []byte, uri []byte) []byte {
+	b := m.Buf
+	v := m.contacts[0].v
+	h := &m.hdrs[m.contacts[0].hdr]
+	na, ok := parseNameAddr(b, v.off, v.end)
+	if !ok {
+		return appendLine(dst, b[h.line.off:h.line.end])
+	}
+	dst = append(dst, b[h.line.off:na.uri.off]...)
+	if !na.angle {
+		dst = append(dst, '<')
+	}
+	dst = append(dst, uri...)
+	if !na.angle {
+		dst = append(dst, '>')
+	}
+	return appendLine(dst, b[na.uri.end:h.line.end])
+}
+
+// appendHeader writes "name value CRLF"; name includes ": ".
+func appendHeader(dst []byte, name string, value []byte) []byte {
+	dst = append(dst, name...)
+	dst = append(dst, value...)
+	return append(dst, "\r\n"...)
+}
+
+// appendLine copies a header line, adding CRLF when it lacks a terminator
+// (the last line of a datagram that ends without the blank line).
+func appendLine(dst, line []byte) []byte {
+	dst = append(dst, line...)
+	return endLine(dst)
+}
+
+func endLine(dst []byte) []byte {
+	if len(dst) == 0 || dst[len(dst)-1] != '\n' {
+		dst = append(dst, "\r\n"...)
+	}
+	return dst
+}
+
+// AppendResponse appends to dst a stateless response to req: the status
+// line, every Via line of req, From, To (with ";tag=<toTag>" appended when
+// req's To has no tag and toTag is not nil), Call-ID, CSeq, then extra (raw
+// header lines each ending in CRLF, may be nil), then "Content-Length: 0"
+// and the blank line (RFC 3261 §8.2.6.2, §16.7). req may be a message whose
+// Parse failed: the headers found before the defect are echoed, so that a
+// 400 reaches the sender.
+func AppendResponse(dst []byte, req *Message, status int, reason string, toTag []byte, extra []byte) []byte {
+	dst = append(dst, "SIP/2.0 "...)
+	dst = strconv.AppendUint(dst, uint64(status), 10)
+	dst = append(dst, ' ')
+	dst = append(dst, reason...)
+	dst = append(dst, "\r\n"...)
+	b := req.Buf
+	for i := range req.hdrs {
+		if h := &req.hdrs[i]; h.id == HdrVia {
+			dst = appendLine(dst, b[h.line.off:h.line.end])
+		}
+	}
+	for _, id := range [...]HeaderID{HdrFrom, HdrTo, HdrCallID, HdrCSeq} {
+		for i := range req.hdrs {
+			h := &req.hdrs[i]
+			if h.id != id {
+				continue
+			}
+			if id == HdrTo && toTag != nil {
+				if tag, err := parseFromTo(b, h.value, ErrMalformedTo); err == nil && !tag.present() {
+					dst = append(dst, b[h.line.off:h.value.end]...)
+					dst = append(dst, ";tag="...)
+					dst = append(dst, toTag...)
+					dst = append(dst, "\r\n"...)
+					break
+				}
+			}
+			dst = appendLine(dst, b[h.line.off:h.line.end])
+			break
+		}
+	}
+	dst = append(dst, extra...)
+	return append(dst, "Content-Length: 0\r\n\r\n"...)
+}

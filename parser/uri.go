@@ -1,0 +1,273 @@
+package parser
+
+import "bytes"
+
+// URI is a parsed SIP, SIPS or tel URI (RFC 3261 §19.1, RFC 3966). Every
+// slice aliases the bytes it was parsed from and is nil when absent. For a
+// URI of another scheme only Scheme and Raw are set.
+type URI struct {
+	Scheme    []byte // "sip", "sips", "tel", ... as written
+	User      []byte // nil if no user part; for tel, the telephone-subscriber number
+	Host      []byte // IPv6 reference WITHOUT brackets; nil for tel
+	Port      uint16 // 0 when absent
+	Params    []byte // raw ";..." uri-parameters, nil if none
+	Transport []byte // transport= value
+	Maddr     []byte // maddr= value
+	LR        bool   // lr present
+	Raw       []byte // the whole URI (inside <> for a name-addr)
+}
+
+// ParseURI parses b into u. b is an addr-spec ("sip:alice@example.com;lr"),
+// whose parameters are all uri-parameters, or a name-addr ("Alice"
+// <sip:alice@example.com;lr>;tag=1) whose parameters after ">" are header
+// parameters and are ignored. u holds sub-slices of b. The error is
+// ErrMalformedURI.
+func ParseURI(u *URI, b []byte) error {
+	*u = URI{}
+	s, e := trimWS(b, 0, len(b))
+	if s < e && (b[s] == '"' || bytes.IndexByte(b[s:e], '<') >= 0) {
+		na, ok := parseNameAddr(b, s, e)
+		if !ok {
+			return ErrMalformedURI
+		}
+		s, e = na.uri.off, na.uri.end
+	}
+	if !parseURI(u, b[:e], s) {
+		*u = URI{}
+		return ErrMalformedURI
+	}
+	return nil
+}
+
+// Param returns the value of the uri-parameter name (compared without regard
+// to case) and whether it is present; a parameter without "=" has a nil value.
+func (u *URI) Param(name string) ([]byte, bool) {
+	p := u.Params
+	for len(p) > 0 {
+		if p[0] == ';' {
+			p = p[1:]
+			continue
+		}
+		end := bytes.IndexByte(p, ';')
+		if end < 0 {
+			end = len(p)
+		}
+		kv := p[:end]
+		k, v := kv, []byte(nil)
+		if eq := bytes.IndexByte(kv, '='); eq >= 0 {
+			k, v = kv[:eq], kv[eq+1:]
+		}
+		if foldEq(k, name) {
+			return v, true
+		}
+		p = p[end:]
+	}
+	return nil, false
+}
+
+// foldEq compares b and s ignoring ASCII case.
+func foldEq(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		if lower[b[i]] != lower[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// parseURI parses the URI b[s:] (no LWS, no enclosing <>).
+//
+//	SIP-URI  = "sip:" [ userinfo ] hostport uri-parameters [ headers ]
+//	userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"
+func parseURI(u *URI, b []byte, s int) bool {
+	e := len(b)
+	u.Raw = b[s:e:e]
+	c := s
+	for c < e && isSchemeChar[b[c]] {
+		c++
+	}
+	if c == s || c >= e || b[c] != ':' || !isAlpha[b[s]] {
+		return false
+	}
+	u.Scheme = b[s:c:c]
+	i := c + 1
+	for k := i; k < e; k++ {
+		if b[k] <= ' ' || b[k] >= 0x7f || b[k] == '<' || b[k] == '>' || b[k] == '"' {
+			return false
+		}
+	}
+	scheme := b[s:c]
+	switch {
+	case equalFold(scheme, "sip"), equalFold(scheme, "sips"):
+	case equalFold(scheme, "tel"):
+		j := i
+		for j < e && b[j] != ';' {
+			j++
+		}
+		if j == i {
+			return false
+		}
+		u.User = b[i:j:j]
+		if j < e {
+			u.Params = b[j:e:e]
+		}
+		return true
+	default:
+		return i < e
+	}
+	// The user part ends at the only "@": neither hostport, parameters
+	// nor headers may contain one unescaped.
+	if at := bytes.IndexByte(b[i:e], '@'); at >= 0 {
+		ui := b[i : i+at]
+		if colon := bytes.IndexByte(ui, ':'); colon >= 0 {
+			ui = ui[:colon]
+		}
+		if len(ui) == 0 {
+			return false
+		}
+		u.User = ui[:len(ui):len(ui)]
+		i += at + 1
+	}
+	host, port, next, ok := parseHostPort(b, i, e, false)
+	if !ok {
+		return false
+	}
+	u.Host, u.Port = host.bytes(b), port
+	i = next
+	pe := i
+	for pe < e && b[pe] != '?' {
+		pe++
+	}
+	if i < pe {
+		if b[i] != ';' {
+			return false
+		}
+		u.Params = b[i:pe:pe]
+		if !u.scanParams() {
+			return false
+		}
+	}
+	return true
+}
+
+// scanParams checks the uri-parameters and picks out transport, maddr, lr.
+func (u *URI) scanParams() bool {
+	p := u.Params
+	for len(p) > 0 {
+		// p[0] == ';'
+		p = p[1:]
+		end := bytes.IndexByte(p, ';')
+		if end < 0 {
+			end = len(p)
+		}
+		kv := p[:end:end]
+		if len(kv) == 0 {
+			return false
+		}
+		k, v := kv, []byte(nil)
+		if eq := bytes.IndexByte(kv, '='); eq >= 0 {
+			k, v = kv[:eq], kv[eq+1:]
+		}
+		if len(k) == 0 {
+			return false
+		}
+		switch {
+		case equalFold(k, "transport"):
+			u.Transport = v
+		case equalFold(k, "maddr"):
+			u.Maddr = v
+		case equalFold(k, "lr"):
+			u.LR = true
+		}
+		p = p[end:]
+	}
+	return true
+}
+
+// nameAddr is a name-addr or addr-spec value: the URI and the header
+// parameters that follow it.
+type nameAddr struct {
+	uri    span
+	params span // from the first ";" after the URI, zero if none
+	angle  bool // the URI was enclosed in <>
+}
+
+// parseNameAddr parses b[s:e]:
+//
+//	( name-addr / addr-spec ) *( SEMI generic-param )
+//	name-addr    = [ display-name ] LAQUOT addr-spec RAQUOT
+//	display-name = *(token LWS) / quoted-string
+//
+// An addr-spec ends at LWS or ";" and may not contain "?", "," (RFC 3261
+// §20: then it must be enclosed in <>). LWS is not allowed just inside the
+// brackets (RFC 4475 §3.1.2.14); an unquoted display name is tokens only
+// (RFC 4475 §3.1.2.15); quotes must balance (RFC 4475 §3.1.2.6).
+func parseNameAddr(b []byte, s, e int) (na nameAddr, ok bool) {
+	i := skipWS(b, s, e)
+	if i >= e {
+		return na, false
+	}
+	if b[i] == '"' {
+		j := skipQuoted(b, i, e)
+		if j < 0 {
+			return na, false
+		}
+		i = skipWS(b, j, e)
+		if i >= e || b[i] != '<' {
+			return na, false
+		}
+	} else {
+		k := i
+		for k < e && (isToken[b[k]] || isWS[b[k]]) {
+			k++
+		}
+		if k < e && b[k] == '<' {
+			i = k
+		}
+	}
+	var rest int
+	if b[i] == '<' {
+		i++
+		j := bytes.IndexByte(b[i:e], '>')
+		if j <= 0 {
+			return na, false
+		}
+		j += i
+		if isWS[b[i]] || isWS[b[j-1]] {
+			return na, false
+		}
+		na.uri, na.angle = span{i, j}, true
+		rest = j + 1
+	} else {
+		j := i
+		for j < e && !isWS[b[j]] && b[j] != ';' {
+			switch b[j] {
+			case '?', ',', '<', '>', '"':
+				return na, false
+			}
+			j++
+		}
+		c := bytes.IndexByte(b[i:j], ':')
+		if c <= 0 || !isAlpha[b[i]] {
+			return na, false
+		}
+		for _, ch := range b[i : i+c] {
+			if !isSchemeChar[ch] {
+				return na, false
+			}
+		}
+		na.uri = span{i, j}
+		rest = j
+	}
+	k := skipWS(b, rest, e)
+	if k < e {
+		if b[k] != ';' {
+			return na, false
+		}
+		na.params = span{k, e}
+	}
+	return na, true
+}
