@@ -1,0 +1,60 @@
+//go:build !race
+
+package engine
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/siplb/siplb/parser"
+)
+
+// The forward path (parse → decide → edit) allocates nothing per message:
+// requests from outside and from a backend, responses, and stateless replies.
+func TestProcessAllocs(t *testing.T) {
+	f := newTestForwarder(t)
+	s := f.NewScratch()
+	leg := f.Legs()[0]
+	inv := invite("alloc@x", "z9hG4bKalloc")
+	var fm parser.Message
+	if err := parser.Parse(&fm, bytes.Clone(f.Process(s, inv, client, leg).Out)); err != nil {
+		t.Fatal(err)
+	}
+	top, _ := fm.Via(0)
+	resp := sip("SIP/2.0 180 Ringing",
+		"Via: SIP/2.0/UDP 127.0.0.1:5060;branch="+string(top.Branch)+";rport=5060",
+		"Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKalloc;rport=40000;received=127.0.0.1",
+		"From: <sip:alice@example.com>;tag=a1", "To: <sip:bob@example.com>;tag=b1",
+		"Call-ID: alloc@x", "CSeq: 1 INVITE", "Content-Length: 0")
+	bye := sip("BYE sip:alice@127.0.0.1:40000 SIP/2.0",
+		"Via: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bKbb1",
+		"Route: <sip:127.0.0.1:5060;lr>",
+		"Max-Forwards: 70", "From: <sip:bob@example.com>;tag=b9", "To: <sip:alice@example.com>;tag=a1",
+		"Call-ID: back@x", "CSeq: 1 BYE", "Content-Length: 0")
+	mf0 := invite("mf0@x", "z9hG4bKmf0", "Max-Forwards: 0")
+	bad := sip("INVITE sip:bob@example.com SIP/2.0", "Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKb",
+		"From: <sip:a@x>;tag=1", "To: <sip:b@x>", "CSeq: 1 INVITE")
+	cases := []struct {
+		name string
+		in   []byte
+		from int // 0 client, 1 backend
+	}{
+		{name: "initial INVITE", in: inv},
+		{name: "response", in: resp, from: 1},
+		{name: "BYE from backend", in: bye, from: 1},
+		{name: "483 reply", in: mf0},
+		{name: "400 reply", in: bad},
+	}
+	for _, tc := range cases {
+		src := client
+		if tc.from == 1 {
+			src = backends[1]
+		}
+		if r := f.Process(s, tc.in, src, leg); r.Out == nil {
+			t.Fatalf("%s: dropped as %v", tc.name, r.Drop)
+		}
+		if n := testing.AllocsPerRun(100, func() { f.Process(s, tc.in, src, leg) }); n != 0 {
+			t.Errorf("%s: %.1f allocations per message, want 0", tc.name, n)
+		}
+	}
+}
