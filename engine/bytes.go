@@ -148,8 +148,3 @@ func appendUint(dst []byte, v uint64) []byte {
 	}
 	return append(dst, buf[i:]...)
 }
-
-// appendAddr appends an IP address in URI form (IPv6 without brackets).
-func appendAddr(dst []byte, a netip.Addr) []byte {
-	return a.AppendTo(dst)
-}

@@ -128,112 +128,39 @@ var compactHeaders = func() (t [256]HeaderID) {
 	return t
 }()
 
-// maxHeaderName is the longest known header name; longer names are HdrOther.
-const maxHeaderName = 20
+// headerHash spreads the known names over 256 slots without collision
+// (TestLookupHeader checks every name): length, first, middle and last
+// byte, case-folded.
+func headerHash(name []byte) uint8 {
+	n := len(name)
+	return uint8(n*13 + int(lower[name[0]])<<3 + int(lower[name[n-1]]) + int(lower[name[n/2]]))
+}
+
+// headerSlots maps headerHash of a long name to its candidate ID.
+var headerSlots = func() (t [256]HeaderID) {
+	for id := HdrVia; id < numHeaderIDs; id++ {
+		h := headerHash([]byte(headerNames[id]))
+		if t[h] != HdrOther {
+			panic("parser: header hash collision: " + headerNames[id])
+		}
+		t[h] = id
+	}
+	return t
+}()
 
 // LookupHeader returns the ID of the header named name, compared
 // case-insensitively (RFC 3261 §7.3.1), compact forms included, or HdrOther.
 // It does not allocate.
 func LookupHeader(name []byte) HeaderID {
-	if len(name) == 1 {
+	switch len(name) {
+	case 0:
+		return HdrOther
+	case 1:
 		return compactHeaders[name[0]]
 	}
-	if len(name) > maxHeaderName || len(name) == 0 {
-		return HdrOther
-	}
-	var low [maxHeaderName]byte
-	for i, c := range name {
-		low[i] = lower[c]
-	}
-	switch string(low[:len(name)]) {
-	case "via":
-		return HdrVia
-	case "route":
-		return HdrRoute
-	case "record-route":
-		return HdrRecordRoute
-	case "contact":
-		return HdrContact
-	case "call-id":
-		return HdrCallID
-	case "cseq":
-		return HdrCSeq
-	case "from":
-		return HdrFrom
-	case "to":
-		return HdrTo
-	case "max-forwards":
-		return HdrMaxForwards
-	case "content-length":
-		return HdrContentLength
-	case "content-type":
-		return HdrContentType
-	case "content-encoding":
-		return HdrContentEncoding
-	case "supported":
-		return HdrSupported
-	case "subject":
-		return HdrSubject
-	case "refer-to":
-		return HdrReferTo
-	case "referred-by":
-		return HdrReferredBy
-	case "session-expires":
-		return HdrSessionExpires
-	case "event":
-		return HdrEvent
-	case "allow-events":
-		return HdrAllowEvents
-	case "identity":
-		return HdrIdentity
-	case "require":
-		return HdrRequire
-	case "proxy-require":
-		return HdrProxyRequire
-	case "authorization":
-		return HdrAuthorization
-	case "proxy-authorization":
-		return HdrProxyAuthorization
-	case "www-authenticate":
-		return HdrWWWAuthenticate
-	case "proxy-authenticate":
-		return HdrProxyAuthenticate
-	case "expires":
-		return HdrExpires
-	case "min-expires":
-		return HdrMinExpires
-	case "allow":
-		return HdrAllow
-	case "accept":
-		return HdrAccept
-	case "user-agent":
-		return HdrUserAgent
-	case "server":
-		return HdrServer
-	case "date":
-		return HdrDate
-	case "path":
-		return HdrPath
-	case "unsupported":
-		return HdrUnsupported
-	case "timestamp":
-		return HdrTimestamp
-	case "rseq":
-		return HdrRSeq
-	case "rack":
-		return HdrRAck
-	case "p-asserted-identity":
-		return HdrPAssertedIdentity
-	case "privacy":
-		return HdrPrivacy
-	case "reason":
-		return HdrReason
-	case "accept-contact":
-		return HdrAcceptContact
-	case "reject-contact":
-		return HdrRejectContact
-	case "request-disposition":
-		return HdrRequestDisposition
+	id := headerSlots[headerHash(name)]
+	if id != HdrOther && foldEq(name, headerNames[id]) {
+		return id
 	}
 	return HdrOther
 }

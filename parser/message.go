@@ -209,10 +209,10 @@ func (m *Message) parseStartLine(b []byte, i, e int) error {
 		return ErrMalformedRequestLine
 	}
 	m.ruri = span{u, j}
-	if err := checkRequestURI(b[u:j]); err != nil {
+	if err := checkVersion(b[j+1 : e]); err != nil {
 		return err
 	}
-	return checkVersion(b[j+1 : e])
+	return checkRequestURI(b[u:j])
 }
 
 func (m *Message) parseStatusLine(b []byte, i, e int) error {
@@ -522,6 +522,14 @@ func parseFromTo(b []byte, v span, bad *Error) (tag span, err error) {
 	return tag, nil
 }
 
+// splitStop marks the bytes split must look at.
+var splitStop = func() (t [256]bool) {
+	for _, c := range []byte("\"<>,;?") {
+		t[c] = true
+	}
+	return t
+}()
+
 // split appends the top-level comma-separated values of header hi to dst.
 // Quoted strings and <> enclosures are respected. Empty values, empty
 // parameters (RFC 4475 §3.1.2.1), unterminated quotes or brackets, and a "?"
@@ -537,48 +545,38 @@ func (m *Message) split(dst []hval, hi int, bad *Error) ([]hval, error) {
 	for {
 		s := skipWS(b, i, end)
 		j := s
-		angle := false
 	scan:
 		for j < end {
+			for j < end && !splitStop[b[j]] {
+				j++
+			}
+			if j >= end {
+				break
+			}
 			switch b[j] {
 			case '"':
-				if !angle {
-					j = skipQuoted(b, j, end)
-					if j < 0 {
-						return dst, bad
-					}
-					continue
+				j = skipQuoted(b, j, end)
+				if j < 0 {
+					return dst, bad
 				}
+				continue
 			case '<':
-				if angle {
+				k := bytes.IndexByte(b[j:end], '>')
+				if k < 0 {
 					return dst, bad
 				}
-				angle = true
-			case '>':
-				if !angle {
-					return dst, bad
-				}
-				angle = false
+				j += k
+			case '>', '?':
+				return dst, bad
 			case ',':
-				if !angle {
-					break scan
-				}
+				break scan
 			case ';':
-				if !angle {
-					k := skipWS(b, j+1, end)
-					if k >= end || b[k] == ';' || b[k] == ',' {
-						return dst, bad
-					}
-				}
-			case '?':
-				if !angle {
+				k := skipWS(b, j+1, end)
+				if k >= end || b[k] == ';' || b[k] == ',' {
 					return dst, bad
 				}
 			}
 			j++
-		}
-		if angle {
-			return dst, bad
 		}
 		vs, ve := trimWS(b, s, j)
 		if vs == ve {

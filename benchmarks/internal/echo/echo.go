@@ -45,6 +45,9 @@ import (
 // maxDatagram is the largest UDP payload read; SIP over UDP stays far below.
 const maxDatagram = 65535
 
+// batchSize is how many datagrams one batched read takes (recvmmsg).
+const batchSize = 32
+
 // Server is a set of listening UDP sockets, each answered by its own
 // goroutine. Create it with Listen; the zero value is not usable.
 type Server struct {
@@ -134,10 +137,12 @@ type socket struct {
 	counts   [numMethods]atomic.Uint64
 
 	// Owned by the serving goroutine.
-	in  []byte
-	out []byte
-	msg sipwire.Msg
-	sdp []byte
+	in   []byte
+	out  []byte // responses to the datagram(s) being answered, back to back
+	ends []int  // end offset of each response in out
+	msg  sipwire.Msg
+	sdp  []byte
+	mm   *mmsg // batched I/O, nil where the platform has none
 }
 
 func newSocket(c *net.UDPConn) *socket {
@@ -149,15 +154,26 @@ func newSocket(c *net.UDPConn) *socket {
 		localStr: local.String(),
 		in:       make([]byte, maxDatagram),
 		out:      make([]byte, 0, 8192),
+		ends:     make([]int, 0, 3*batchSize),
 	}
 	k.msg.Vias = make([][]byte, 0, 16)
 	k.msg.RecordRoutes = make([][]byte, 0, 8)
 	k.sdp = appendSDP(nil, local.Addr())
+	k.mm = newMmsg(c)
 	return k
 }
 
-// serve reads and answers datagrams until the socket is closed.
+// serve reads and answers datagrams until the socket is closed, in batches
+// where the platform has them.
 func (k *socket) serve() error {
+	if k.mm != nil {
+		return k.serveBatch()
+	}
+	return k.servePlain()
+}
+
+// servePlain reads and answers one datagram per system call.
+func (k *socket) servePlain() error {
 	for {
 		n, src, err := k.conn.ReadFromUDPAddrPort(k.in)
 		if err != nil {
@@ -179,8 +195,22 @@ func (k *socket) serve() error {
 	}
 }
 
-// handle answers one datagram. It is the hot path: it allocates nothing.
+// handle answers one datagram from src with plain sends.
 func (k *socket) handle(b []byte, src netip.AddrPort) {
+	k.out, k.ends = k.out[:0], k.ends[:0]
+	k.answer(b)
+	start := 0
+	for _, end := range k.ends {
+		// A failed send is a lost response; the client's timeout counts it.
+		_, _ = k.conn.WriteToUDPAddrPort(k.out[start:end], src)
+		start = end
+	}
+}
+
+// answer scans one datagram, counts it and appends its responses to k.out,
+// recording where each ends in k.ends. It is the hot path: it allocates
+// nothing once the buffers have grown.
+func (k *socket) answer(b []byte) {
 	m := &k.msg
 	if !sipwire.Scan(m, b) {
 		k.counts[mInvalid].Add(1)
@@ -194,25 +224,24 @@ func (k *socket) handle(b []byte, src netip.AddrPort) {
 	k.counts[id].Add(1)
 	switch id {
 	case mACK:
-		return
 	case mINVITE:
-		k.send(k.appendResponse(k.out[:0], m, 100, "Trying", 0), src)
-		k.send(k.appendResponse(k.out[:0], m, 180, "Ringing", withTag|withContact|withRR), src)
-		k.send(k.appendResponse(k.out[:0], m, 200, "OK", withTag|withContact|withRR|withSDP), src)
+		k.respond(m, 100, "Trying", 0)
+		k.respond(m, 180, "Ringing", withTag|withContact|withRR)
+		k.respond(m, 200, "OK", withTag|withContact|withRR|withSDP)
 	case mCANCEL:
-		k.send(k.appendResponse(k.out[:0], m, 200, "OK", withTag), src)
-		k.send(k.appendResponse(k.out[:0], m, 487, "Request Terminated", withTag|cseqInvite), src)
+		k.respond(m, 200, "OK", withTag)
+		k.respond(m, 487, "Request Terminated", withTag|cseqInvite)
 	case mREGISTER:
-		k.send(k.appendResponse(k.out[:0], m, 200, "OK", withTag|withBinding), src)
+		k.respond(m, 200, "OK", withTag|withBinding)
 	case mOther:
-		k.send(k.appendResponse(k.out[:0], m, 501, "Not Implemented", withTag), src)
+		k.respond(m, 501, "Not Implemented", withTag)
 	default:
-		k.send(k.appendResponse(k.out[:0], m, 200, "OK", withTag|withContact), src)
+		k.respond(m, 200, "OK", withTag|withContact)
 	}
 }
 
-func (k *socket) send(b []byte, dst netip.AddrPort) {
-	k.out = b[:0] // keep any growth
-	// A failed send is a lost response; the client's timeout counts it.
-	_, _ = k.conn.WriteToUDPAddrPort(b, dst)
+// respond appends one response to k.out.
+func (k *socket) respond(m *sipwire.Msg, code int, reason string, o respOpt) {
+	k.out = k.appendResponse(k.out, m, code, reason, o)
+	k.ends = append(k.ends, len(k.out))
 }

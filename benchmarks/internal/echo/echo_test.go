@@ -10,8 +10,9 @@ import (
 	"github.com/siplb/siplb/benchmarks/internal/sipwire"
 )
 
-// startEcho serves n sockets on 127.0.0.1:0 until the test ends.
-func startEcho(t *testing.T, n int) *Server {
+// startEcho serves n sockets on 127.0.0.1:0 until the test ends; plain
+// turns batched I/O off.
+func startEcho(t *testing.T, n int, plain bool) *Server {
 	t.Helper()
 	addrs := make([]string, n)
 	for i := range addrs {
@@ -20,6 +21,11 @@ func startEcho(t *testing.T, n int) *Server {
 	srv, err := Listen(addrs)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if plain {
+		for _, k := range srv.socks {
+			k.mm = nil
+		}
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(t.Context()) }()
@@ -123,7 +129,16 @@ func checkEchoed(t *testing.T, m *sipwire.Msg, c *net.UDPConn, callID, cseq stri
 }
 
 func TestAnswers(t *testing.T) {
-	srv := startEcho(t, 2)
+	for _, mode := range []struct {
+		name  string
+		plain bool
+	}{{name: "batched"}, {name: "plain", plain: true}} {
+		t.Run(mode.name, func(t *testing.T) { testAnswers(t, mode.plain) })
+	}
+}
+
+func testAnswers(t *testing.T, plain bool) {
+	srv := startEcho(t, 2, plain)
 	addrs := srv.Addrs()
 	c := client(t)
 	rr := "Record-Route: <sip:127.0.0.1:5060;lr>\r\nRecord-Route: <sip:10.0.0.9;lr>\r\n"
@@ -223,7 +238,7 @@ func TestAnswers(t *testing.T) {
 }
 
 func TestDropsGarbageAndResponses(t *testing.T) {
-	srv := startEcho(t, 1)
+	srv := startEcho(t, 1, false)
 	c := client(t)
 	dst := srv.Addrs()[0]
 	resp := "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"

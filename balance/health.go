@@ -1,0 +1,616 @@
+package balance
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of HealthConfig, after HAProxy's and CoreDNS's health checks: a
+// dead backend is noticed within (Fall-1)×Interval+Timeout of its first
+// unanswered probe (12 s) and a recovered one taken back after Rise probes.
+const (
+	DefaultHealthInterval   = 5 * time.Second
+	DefaultHealthTimeout    = 2 * time.Second
+	DefaultHealthFall       = 3
+	DefaultHealthRise       = 2
+	DefaultHealthMaxBackoff = 30 * time.Second
+)
+
+// tableCheckEvery bounds how long Run sleeps without looking at the
+// Balancer's Table, so a Reload that adds members gets them probed soon even
+// when no probe is due.
+const tableCheckEvery = time.Second
+
+// HealthConfig configures active probing of one pool with SIP OPTIONS, and
+// the passive detection fed by the engine. Zero values mean the defaults.
+type HealthConfig struct {
+	Interval time.Duration // between probes of a backend (default 5s)
+	Timeout  time.Duration // a probe unanswered this long failed (default 2s; must be < Interval)
+	Fall     int           // consecutive failures that mark an up backend down (default 3)
+	Rise     int           // consecutive successes that mark a down backend up (default 2)
+	// DownOn503 makes a 503 reply count as a failure (default: any final
+	// response means alive).
+	DownOn503 bool
+	// Disabled turns off active probing for this pool; its members are then
+	// neither probed nor marked by passive detection.
+	Disabled bool
+	// MaxBackoff caps the probing interval of a down backend, which starts at
+	// Interval and doubles with each failed probe (default 30s; ≥ Interval).
+	MaxBackoff time.Duration
+	// PassiveFailures is the number of consecutive 5xx final responses from a
+	// backend (reported through Checker.Observe) that mark it down at once;
+	// 0 turns this passive detection off.
+	PassiveFailures int
+}
+
+// WithDefaults returns h with every zero (or negative) field replaced by its
+// default, and values that Validate rejects replaced by usable ones: a
+// Timeout not below Interval becomes 2/5 of Interval (the ratio of the
+// defaults), a MaxBackoff below Interval becomes Interval.
+func (h HealthConfig) WithDefaults() HealthConfig {
+	if h.Interval <= 0 {
+		h.Interval = DefaultHealthInterval
+	}
+	if h.Timeout <= 0 {
+		h.Timeout = DefaultHealthTimeout
+	}
+	if h.Timeout >= h.Interval {
+		h.Timeout = h.Interval * 2 / 5
+	}
+	if h.Fall <= 0 {
+		h.Fall = DefaultHealthFall
+	}
+	if h.Rise <= 0 {
+		h.Rise = DefaultHealthRise
+	}
+	if h.MaxBackoff <= 0 {
+		h.MaxBackoff = DefaultHealthMaxBackoff
+	}
+	if h.MaxBackoff < h.Interval {
+		h.MaxBackoff = h.Interval
+	}
+	if h.PassiveFailures < 0 {
+		h.PassiveFailures = 0
+	}
+	return h
+}
+
+// Validate checks h as configured (zero meaning the default). path is the key
+// of h in the configuration, e.g. "pools[1].health"; an error names the
+// offending key under it: "pools[1].health.timeout: …". A Disabled
+// configuration is still checked, so that enabling it later cannot fail.
+func (h *HealthConfig) Validate(path string) error {
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"interval", h.Interval}, {"timeout", h.Timeout}, {"max_backoff", h.MaxBackoff}} {
+		if d.v < 0 {
+			return fmt.Errorf("%s.%s: must not be negative, got %v", path, d.key, d.v)
+		}
+	}
+	for _, n := range []struct {
+		key string
+		v   int
+	}{{"fall", h.Fall}, {"rise", h.Rise}, {"passive_failures", h.PassiveFailures}} {
+		if n.v < 0 {
+			return fmt.Errorf("%s.%s: must not be negative, got %d", path, n.key, n.v)
+		}
+	}
+	interval, timeout, maxBackoff := h.Interval, h.Timeout, h.MaxBackoff
+	if interval == 0 {
+		interval = DefaultHealthInterval
+	}
+	if timeout == 0 {
+		timeout = DefaultHealthTimeout
+	}
+	if maxBackoff == 0 {
+		maxBackoff = DefaultHealthMaxBackoff
+	}
+	if timeout >= interval {
+		return fmt.Errorf("%s.timeout: must be less than interval (%v), got %v", path, interval, timeout)
+	}
+	if maxBackoff < interval {
+		return fmt.Errorf("%s.max_backoff: must be at least interval (%v), got %v", path, interval, maxBackoff)
+	}
+	return nil
+}
+
+// ProbeSender sends a probe the checker built to a backend, from the socket
+// of the leg that fronts it. msg is valid only during the call: the sender
+// must copy it if it keeps it. SendProbe is called from the goroutine of
+// Checker.Run, never with a lock of the Checker held, so it may call
+// Checker.Response or Checker.Unreachable itself. An error counts as a
+// failed probe.
+type ProbeSender interface {
+	SendProbe(to *Backend, msg []byte) error
+}
+
+// ProbeIdentity is what a probe says about its sender; the engine fills it
+// from a leg.
+type ProbeIdentity struct {
+	Transport string // "UDP" (the default when empty)
+	SentBy    string // "127.0.0.1:5060" (IPv6 bracketed)
+	// BranchPrefix starts the branch of every probe, e.g.
+	// "z9hG4bK1a2b3c4dff"; the branch is BranchPrefix, 16 hex digits of the
+	// probe's id and "00000000".
+	BranchPrefix string
+}
+
+// Checker probes the members of a Balancer's pools with SIP OPTIONS and takes
+// passive reports from the engine (Unreachable, Observe), and marks backends
+// down and up through Balancer.SetHealth, so the change is in the next Table
+// the data path loads. Each change is logged with its reason.
+//
+// State is kept per backend address (a health mark is about a host, so it
+// applies in every pool that lists the address); an address in several pools
+// follows the HealthConfig of the first of them, in configuration order,
+// whose probing is not Disabled. Members the operator set Disabled are not
+// probed; Draining ones are. Members that a Reload adds or removes are picked
+// up within a second.
+//
+// Run drives the timers from one goroutine. Response, Unreachable and Observe
+// may be called from any goroutine, concurrently with each other and Run.
+type Checker struct {
+	bal     *Balancer
+	id      ProbeIdentity
+	send    ProbeSender
+	log     *slog.Logger
+	cfgs    map[string]*HealthConfig // effective, by pool name
+	deflt   *HealthConfig            // for pools missing from cfgs
+	fromTag uint32
+	idBase  uint64 // first probe id this checker issues
+
+	// passive is the set of targets with PassiveFailures > 0, rebuilt by
+	// resync and read lock-free by Observe. The map is never modified after
+	// it is stored.
+	passive atomic.Pointer[map[netip.AddrPort]*target]
+
+	mu      sync.Mutex // guards everything below and every target's fields except run
+	gen     uint64     // Generation of the Table last resynced
+	targets map[netip.AddrPort]*target
+	pending map[uint64]*target // probe id → its target, while unanswered
+	nextID  uint64
+
+	// Owned by the goroutine of Run.
+	out   []byte
+	batch []probe
+}
+
+// target is the health state of one backend address.
+type target struct {
+	addr      netip.AddrPort
+	pool      string
+	transport Transport
+	cfg       *HealthConfig
+
+	up        bool
+	fails     int // consecutive failed probes (any kind)
+	oks       int // consecutive answered probes
+	unanswer  int // of fails: timeouts
+	got503    int // of fails: 503 replies with DownOn503
+	sendErr   int // of fails: SendProbe errors
+	unreach   int // of fails: ICMP port unreachable
+	backoff   time.Duration
+	next      time.Time // next probe is due (when pending == 0)
+	pending   uint64    // id of the probe in flight, 0 if none
+	sentAt    time.Time
+	deadline  time.Time
+	cseq      uint32
+	reason    string
+	since     time.Time
+	lastRTT   time.Duration
+	lastReply int // status of the last final response to a probe
+
+	run atomic.Int32 // consecutive 5xx reported by Observe
+}
+
+// probe is one probe built by step, to be sent outside the lock.
+type probe struct {
+	t        *target
+	id       uint64
+	off, end int
+}
+
+// NewChecker returns a Checker that probes the members of every pool whose
+// HealthConfig (by pool name; a pool missing from health gets the defaults)
+// is not Disabled. Configurations should have passed Validate; invalid values
+// are replaced as WithDefaults says. log may be nil: then slog.Default().
+// Nothing is probed until Run.
+func NewChecker(bal *Balancer, health map[string]HealthConfig, id ProbeIdentity, send ProbeSender, log *slog.Logger) *Checker {
+	if log == nil {
+		log = slog.Default()
+	}
+	if id.Transport == "" {
+		id.Transport = "UDP"
+	}
+	d := HealthConfig{}.WithDefaults()
+	c := &Checker{
+		bal:     bal,
+		id:      id,
+		send:    send,
+		log:     log,
+		cfgs:    make(map[string]*HealthConfig, len(health)),
+		deflt:   &d,
+		fromTag: rand.Uint32(),
+		// A random start keeps the probe ids (and so the Call-IDs) of two
+		// instances, or of one instance across restarts, apart.
+		idBase:  rand.Uint64()>>1 | 1,
+		targets: make(map[netip.AddrPort]*target),
+		pending: make(map[uint64]*target),
+	}
+	c.nextID = c.idBase
+	for name, h := range health {
+		e := h.WithDefaults()
+		c.cfgs[name] = &e
+	}
+	return c
+}
+
+// Run probes backends until ctx is done. It reads the Balancer's Table at
+// each wake-up and at least every second, probing the members present. Call
+// it once; it uses the time package only, so it runs in a testing/synctest
+// bubble.
+func (c *Checker) Run(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		now := time.Now()
+		wake := c.step(now)
+		c.flush()
+		timer.Reset(max(wake.Sub(time.Now()), 0))
+	}
+}
+
+// step resyncs with the Table, fails the probes past their deadline and
+// builds those due into c.batch. It returns when to wake up next.
+func (c *Checker) step(now time.Time) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if tab := c.bal.Table(); tab.Generation() != c.gen {
+		c.resync(tab, now)
+	}
+	wake := now.Add(tableCheckEvery)
+	c.out = c.out[:0]
+	c.batch = c.batch[:0]
+	for _, t := range c.targets {
+		if t.pending != 0 && !now.Before(t.deadline) {
+			t.unanswer++
+			c.fail(t, t.deadline)
+		}
+		if t.pending == 0 && !now.Before(t.next) {
+			id := c.nextID
+			c.nextID++
+			t.pending = id
+			t.sentAt = now
+			t.deadline = now.Add(t.cfg.Timeout)
+			t.cseq++
+			c.pending[id] = t
+			off := len(c.out)
+			c.out = c.appendProbe(c.out, t, id)
+			c.batch = append(c.batch, probe{t: t, id: id, off: off, end: len(c.out)})
+		}
+		if t.pending != 0 {
+			wake = minTime(wake, t.deadline)
+		} else {
+			wake = minTime(wake, t.next)
+		}
+	}
+	return wake
+}
+
+// flush sends the probes step built, outside the lock.
+func (c *Checker) flush() {
+	for i := range c.batch {
+		p := &c.batch[i]
+		tab := c.bal.Table()
+		b, ok := tab.Lookup(p.t.addr)
+		var err error
+		if ok {
+			err = c.send.SendProbe(b, c.out[p.off:p.end])
+		}
+		if !ok || err != nil {
+			c.mu.Lock()
+			if p.t.pending == p.id {
+				p.t.sendErr++
+				c.fail(p.t, time.Now())
+			}
+			c.mu.Unlock()
+			if err != nil {
+				c.log.Debug("health probe not sent", "pool", p.t.pool, "backend", p.t.addr, "err", err)
+			}
+		}
+		p.t = nil
+	}
+}
+
+// Response takes a response whose top Via branch starts with the
+// ProbeIdentity's BranchPrefix and reports whether it answers a probe of
+// this checker (then the engine drops it: probe replies are never
+// forwarded). The answer to a probe in flight counts as a success, unless it
+// is a 503 and the pool has DownOn503; a reply that comes after the Timeout
+// is a failure; provisional (1xx) replies and late duplicates are consumed
+// without effect. branch is not retained. Safe for concurrent use; it does
+// not allocate.
+func (c *Checker) Response(branch []byte, status int) bool {
+	id, ok := c.parseBranch(branch)
+	if !ok {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.pending[id]
+	if t == nil {
+		return id >= c.idBase && id < c.nextID
+	}
+	if status < 200 {
+		return true
+	}
+	now := time.Now()
+	t.lastReply = status
+	switch {
+	case now.After(t.deadline):
+		t.unanswer++
+		c.fail(t, t.deadline)
+	case status == 503 && t.cfg.DownOn503:
+		t.lastRTT = now.Sub(t.sentAt)
+		t.got503++
+		c.fail(t, now)
+	default:
+		t.lastRTT = now.Sub(t.sentAt)
+		c.succeed(t)
+	}
+	return true
+}
+
+// Unreachable is passive detection: the engine saw ICMP port unreachable (or
+// a refused connection) for addr. A backend that is up is marked down at once
+// and re-probed with backoff; for one already down it fails the probe in
+// flight, if any. Addresses that are not probed (not configured, Disabled by
+// the operator, in a pool whose probing is Disabled) are ignored, since no
+// probe would ever mark them up again. Safe for concurrent use.
+func (c *Checker) Unreachable(addr netip.AddrPort) {
+	addr = unmap(addr)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.targets[addr]
+	if t == nil {
+		return
+	}
+	now := time.Now()
+	switch {
+	case t.up:
+		c.cancel(t)
+		t.unreach++
+		t.fails++
+		t.oks = 0
+		c.markDown(t, now, "ICMP port unreachable")
+	case t.pending != 0:
+		t.unreach++
+		c.fail(t, now)
+	}
+}
+
+// Observe is passive detection of a run of failures: the engine reports the
+// status of each final response from backend addr. With PassiveFailures N in
+// the HealthConfig of its pool, N consecutive 5xx mark an up backend down at
+// once (then it is re-probed with backoff); any other final status ends the
+// run. Provisional statuses and unprobed addresses are ignored. Safe for
+// concurrent use; it takes no lock and does not allocate unless it marks the
+// backend down.
+func (c *Checker) Observe(addr netip.AddrPort, status int) {
+	m := c.passive.Load()
+	if m == nil || status < 200 {
+		return
+	}
+	t := (*m)[unmap(addr)]
+	if t == nil {
+		return
+	}
+	if status < 500 || status > 599 {
+		if t.run.Load() != 0 {
+			t.run.Store(0)
+		}
+		return
+	}
+	n := t.run.Add(1)
+	if int(n) != t.cfg.PassiveFailures {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.targets[t.addr] != t || !t.up {
+		return
+	}
+	c.cancel(t)
+	t.fails++
+	t.oks = 0
+	c.markDown(t, time.Now(), strconv.Itoa(int(n))+" consecutive 5xx responses")
+}
+
+// BackendHealth is what a Checker knows about one probed backend, for the
+// admin API.
+type BackendHealth struct {
+	Addr      netip.AddrPort
+	Pool      string // the pool whose HealthConfig applies
+	Up        bool
+	Reason    string    // why it last went down or up; empty before any change
+	Since     time.Time // when it last changed; zero before any change
+	Failures  int       // consecutive failed probes
+	Successes int       // consecutive answered probes
+	LastRTT   time.Duration
+	LastReply int // status of the last final reply to a probe, 0 if none
+}
+
+// Status returns the health of every probed backend, in no particular order.
+// It allocates; for the admin API and tests.
+func (c *Checker) Status() []BackendHealth {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]BackendHealth, 0, len(c.targets))
+	for _, t := range c.targets {
+		out = append(out, BackendHealth{
+			Addr: t.addr, Pool: t.pool, Up: t.up, Reason: t.reason, Since: t.since,
+			Failures: t.fails, Successes: t.oks, LastRTT: t.lastRTT, LastReply: t.lastReply,
+		})
+	}
+	return out
+}
+
+// resync brings c.targets in line with the members of tab. Called with c.mu.
+func (c *Checker) resync(tab *Table, now time.Time) {
+	c.gen = tab.Generation()
+	seen := make(map[netip.AddrPort]bool, len(c.targets))
+	passive := make(map[netip.AddrPort]*target)
+	for i := range tab.NumPools() {
+		p := tab.Pool(PoolID(i))
+		cfg := c.cfgs[p.Name()]
+		if cfg == nil {
+			cfg = c.deflt
+		}
+		if cfg.Disabled {
+			continue
+		}
+		for _, b := range p.Backends() {
+			if b.ConfigState() == Disabled || seen[b.Addr] {
+				continue
+			}
+			seen[b.Addr] = true
+			t := c.targets[b.Addr]
+			if t == nil {
+				t = &target{addr: b.Addr, up: b.Healthy(), next: now, backoff: cfg.Interval}
+				c.targets[b.Addr] = t
+			}
+			t.pool, t.transport, t.cfg = p.Name(), b.Transport, cfg
+			if t.up != b.Healthy() {
+				// Someone else (configuration, admin API) changed the mark:
+				// follow it and count afresh.
+				t.up = b.Healthy()
+				c.resetCounts(t)
+				t.backoff = cfg.Interval
+			}
+			if cfg.PassiveFailures > 0 {
+				passive[b.Addr] = t
+			}
+		}
+	}
+	for addr, t := range c.targets {
+		if !seen[addr] {
+			c.cancel(t)
+			delete(c.targets, addr)
+		}
+	}
+	c.passive.Store(&passive)
+}
+
+// succeed records an answered probe of t. Called with c.mu.
+func (c *Checker) succeed(t *target) {
+	c.settle(t)
+	t.fails = 0
+	t.unanswer, t.got503, t.sendErr, t.unreach = 0, 0, 0, 0
+	t.oks++
+	t.backoff = t.cfg.Interval
+	t.next = t.sentAt.Add(t.cfg.Interval)
+	if t.up || t.oks < t.cfg.Rise {
+		return
+	}
+	t.up = true
+	t.run.Store(0)
+	t.reason = strconv.Itoa(t.oks) + " probes answered"
+	t.since = time.Now()
+	c.bal.SetHealth(t.addr, true)
+	c.log.Info("backend up", "pool", t.pool, "backend", t.addr, "reason", t.reason)
+}
+
+// fail records a failed probe of t that settled at the given time (the
+// deadline for an unanswered one); the caller has counted its kind. Called
+// with c.mu.
+func (c *Checker) fail(t *target, at time.Time) {
+	sent := t.sentAt
+	if t.pending == 0 {
+		sent = at
+	}
+	c.settle(t)
+	t.oks = 0
+	t.fails++
+	if t.up {
+		t.next = sent.Add(t.cfg.Interval)
+		if t.fails >= t.cfg.Fall {
+			c.markDown(t, at, failReason(t))
+			t.next = sent.Add(t.backoff)
+		}
+		return
+	}
+	if t.backoff > t.cfg.MaxBackoff/2 {
+		t.backoff = t.cfg.MaxBackoff
+	} else {
+		t.backoff *= 2
+	}
+	t.next = sent.Add(t.backoff)
+}
+
+// markDown marks t down now for reason and schedules its first re-probe one
+// Interval later. Called with c.mu.
+func (c *Checker) markDown(t *target, at time.Time, reason string) {
+	t.up = false
+	t.reason = reason
+	t.since = at
+	t.backoff = t.cfg.Interval
+	t.next = at.Add(t.backoff)
+	c.bal.SetHealth(t.addr, false)
+	c.log.Warn("backend down", "pool", t.pool, "backend", t.addr, "reason", reason)
+}
+
+// settle ends the probe in flight of t, if any. Called with c.mu.
+func (c *Checker) settle(t *target) {
+	if t.pending != 0 {
+		delete(c.pending, t.pending)
+		t.pending = 0
+	}
+}
+
+// cancel forgets the probe in flight of t: its reply will be consumed
+// without effect. Called with c.mu.
+func (c *Checker) cancel(t *target) { c.settle(t) }
+
+func (c *Checker) resetCounts(t *target) {
+	t.fails, t.oks = 0, 0
+	t.unanswer, t.got503, t.sendErr, t.unreach = 0, 0, 0, 0
+	t.run.Store(0)
+}
+
+// failReason describes the run of failures that marked t down: "3 probes
+// unanswered", "503 x3", or a mix.
+func failReason(t *target) string {
+	n := strconv.Itoa(t.fails)
+	switch t.fails {
+	case t.unanswer:
+		return n + " probes unanswered"
+	case t.got503:
+		return "503 x" + n
+	case t.sendErr:
+		return n + " probes not sent"
+	case t.unreach:
+		return n + " probes met ICMP port unreachable"
+	}
+	return n + " probes failed (" + strconv.Itoa(t.unanswer) + " unanswered, " + strconv.Itoa(t.got503) +
+		" 503, " + strconv.Itoa(t.sendErr) + " not sent, " + strconv.Itoa(t.unreach) + " unreachable)"
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
