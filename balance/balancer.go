@@ -1,7 +1,10 @@
 package balance
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -137,6 +140,57 @@ func (b *Balancer) SetState(addr netip.AddrPort, s State) (bool, error) {
 	}
 	b.table.Store(buildTable(b.cfgs, &b.ov, prev, prev.gen+1))
 	return true, nil
+}
+
+// ErrUnknownPool is returned by SetMembers for a pool name that is not
+// configured.
+var ErrUnknownPool = errors.New("no such pool")
+
+// SetMembers replaces the members of the pool named pool, as DNS discovery
+// does when a farm's records change, and publishes a new Table. members are
+// validated as by New (at least one, no address twice); on error the current
+// Table stays published. Health marks and operator states (SetState) of
+// addresses that stay configured are kept; those of addresses that leave
+// every pool are forgotten; a new member configured Down starts Down. Since
+// hashing is rendezvous, keys held by members that stay do not move. Other
+// pools, and round-robin positions, are untouched. The caller may reuse
+// members afterwards.
+func (b *Balancer) SetMembers(pool string, members []BackendConfig) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	idx := slices.IndexFunc(b.cfgs, func(pc PoolConfig) bool { return pc.Name == pool })
+	if idx < 0 {
+		return fmt.Errorf("pool %q: %w", pool, ErrUnknownPool)
+	}
+	next := slices.Clone(b.cfgs)
+	next[idx].Backends = members
+	cfgs, err := normalize(next)
+	if err != nil {
+		return err
+	}
+	prev := b.table.Load()
+	present := make(map[netip.AddrPort]bool)
+	for _, pc := range cfgs {
+		for _, bc := range pc.Backends {
+			present[bc.Addr] = true
+		}
+	}
+	ov := overlay{down: make(map[netip.AddrPort]bool), state: make(map[netip.AddrPort]State)}
+	for a := range b.ov.down {
+		if present[a] {
+			ov.down[a] = true
+		}
+	}
+	for a, s := range b.ov.state {
+		if present[a] {
+			ov.state[a] = s
+		}
+	}
+	markInitialDown(cfgs, prev, ov.down)
+	b.cfgs = cfgs
+	b.ov = ov
+	b.table.Store(buildTable(cfgs, &b.ov, prev, prev.gen+1))
+	return nil
 }
 
 // markInitialDown marks Down the members configured with State Down that are

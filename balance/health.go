@@ -170,7 +170,7 @@ type Checker struct {
 	// passive is the set of targets with PassiveFailures > 0, rebuilt by
 	// resync and read lock-free by Observe. The map is never modified after
 	// it is stored.
-	passive atomic.Pointer[map[netip.AddrPort]*target]
+	passive atomic.Pointer[map[netip.AddrPort]passiveTarget]
 
 	mu      sync.Mutex // guards everything below and every target's fields except run
 	gen     uint64     // Generation of the Table last resynced
@@ -209,6 +209,13 @@ type target struct {
 	lastReply int // status of the last final response to a probe
 
 	run atomic.Int32 // consecutive 5xx reported by Observe
+}
+
+// passiveTarget is an entry of Checker.passive: a target and its
+// PassiveFailures, copied so that Observe reads nothing resync writes.
+type passiveTarget struct {
+	t     *target
+	limit int32
 }
 
 // probe is one probe built by step, to be sent outside the lock.
@@ -253,6 +260,21 @@ func NewChecker(bal *Balancer, health map[string]HealthConfig, id ProbeIdentity,
 	return c
 }
 
+// Reconfigure replaces the HealthConfigs by pool name, as NewChecker takes
+// them, for a configuration reload; the next round of Run applies them.
+// Backends keep their marks and counts.
+func (c *Checker) Reconfigure(health map[string]HealthConfig) {
+	cfgs := make(map[string]*HealthConfig, len(health))
+	for name, h := range health {
+		e := h.WithDefaults()
+		cfgs[name] = &e
+	}
+	c.mu.Lock()
+	c.cfgs = cfgs
+	c.gen = 0 // resync at the next round
+	c.mu.Unlock()
+}
+
 // Run probes backends until ctx is done. It reads the Balancer's Table at
 // each wake-up and at least every second, probing the members present. Call
 // it once; it uses the time package only, so it runs in a testing/synctest
@@ -295,16 +317,16 @@ func (c *Checker) step(now time.Time) time.Time {
 			t.pending = id
 			t.sentAt = now
 			t.deadline = now.Add(t.cfg.Timeout)
-			t.cseq++
+			t.cseq = t.cseq%(1<<31-1) + 1 // RFC 3261 §8.1.1.5: below 2**31
 			c.pending[id] = t
 			off := len(c.out)
 			c.out = c.appendProbe(c.out, t, id)
 			c.batch = append(c.batch, probe{t: t, id: id, off: off, end: len(c.out)})
 		}
 		if t.pending != 0 {
-			wake = minTime(wake, t.deadline)
+			wake = earlier(wake, t.deadline)
 		} else {
-			wake = minTime(wake, t.next)
+			wake = earlier(wake, t.next)
 		}
 	}
 	return wake
@@ -314,8 +336,7 @@ func (c *Checker) step(now time.Time) time.Time {
 func (c *Checker) flush() {
 	for i := range c.batch {
 		p := &c.batch[i]
-		tab := c.bal.Table()
-		b, ok := tab.Lookup(p.t.addr)
+		b, ok := c.bal.Table().Lookup(p.t.addr)
 		var err error
 		if ok {
 			err = c.send.SendProbe(b, c.out[p.off:p.end])
@@ -323,13 +344,15 @@ func (c *Checker) flush() {
 		if !ok || err != nil {
 			c.mu.Lock()
 			if p.t.pending == p.id {
-				p.t.sendErr++
-				c.fail(p.t, time.Now())
+				if ok {
+					p.t.sendErr++
+					c.fail(p.t, time.Now())
+					c.log.Debug("health probe not sent", "pool", p.t.pool, "backend", p.t.addr, "err", err)
+				} else {
+					c.settle(p.t) // removed by a Reload; the next resync forgets it
+				}
 			}
 			c.mu.Unlock()
-			if err != nil {
-				c.log.Debug("health probe not sent", "pool", p.t.pool, "backend", p.t.addr, "err", err)
-			}
 		}
 		p.t = nil
 	}
@@ -391,7 +414,7 @@ func (c *Checker) Unreachable(addr netip.AddrPort) {
 	now := time.Now()
 	switch {
 	case t.up:
-		c.cancel(t)
+		c.settle(t)
 		t.unreach++
 		t.fails++
 		t.oks = 0
@@ -414,10 +437,11 @@ func (c *Checker) Observe(addr netip.AddrPort, status int) {
 	if m == nil || status < 200 {
 		return
 	}
-	t := (*m)[unmap(addr)]
-	if t == nil {
+	pt, ok := (*m)[unmap(addr)]
+	if !ok {
 		return
 	}
+	t := pt.t
 	if status < 500 || status > 599 {
 		if t.run.Load() != 0 {
 			t.run.Store(0)
@@ -425,7 +449,7 @@ func (c *Checker) Observe(addr netip.AddrPort, status int) {
 		return
 	}
 	n := t.run.Add(1)
-	if int(n) != t.cfg.PassiveFailures {
+	if n != pt.limit {
 		return
 	}
 	c.mu.Lock()
@@ -433,7 +457,7 @@ func (c *Checker) Observe(addr netip.AddrPort, status int) {
 	if c.targets[t.addr] != t || !t.up {
 		return
 	}
-	c.cancel(t)
+	c.settle(t)
 	t.fails++
 	t.oks = 0
 	c.markDown(t, time.Now(), strconv.Itoa(int(n))+" consecutive 5xx responses")
@@ -472,7 +496,7 @@ func (c *Checker) Status() []BackendHealth {
 func (c *Checker) resync(tab *Table, now time.Time) {
 	c.gen = tab.Generation()
 	seen := make(map[netip.AddrPort]bool, len(c.targets))
-	passive := make(map[netip.AddrPort]*target)
+	passive := make(map[netip.AddrPort]passiveTarget)
 	for i := range tab.NumPools() {
 		p := tab.Pool(PoolID(i))
 		cfg := c.cfgs[p.Name()]
@@ -501,13 +525,13 @@ func (c *Checker) resync(tab *Table, now time.Time) {
 				t.backoff = cfg.Interval
 			}
 			if cfg.PassiveFailures > 0 {
-				passive[b.Addr] = t
+				passive[b.Addr] = passiveTarget{t: t, limit: int32(min(cfg.PassiveFailures, 1<<30))}
 			}
 		}
 	}
 	for addr, t := range c.targets {
 		if !seen[addr] {
-			c.cancel(t)
+			c.settle(t)
 			delete(c.targets, addr)
 		}
 	}
@@ -527,7 +551,7 @@ func (c *Checker) succeed(t *target) {
 	}
 	t.up = true
 	t.run.Store(0)
-	t.reason = strconv.Itoa(t.oks) + " probes answered"
+	t.reason = probes(t.oks) + " answered"
 	t.since = time.Now()
 	c.bal.SetHealth(t.addr, true)
 	c.log.Info("backend up", "pool", t.pool, "backend", t.addr, "reason", t.reason)
@@ -572,17 +596,14 @@ func (c *Checker) markDown(t *target, at time.Time, reason string) {
 	c.log.Warn("backend down", "pool", t.pool, "backend", t.addr, "reason", reason)
 }
 
-// settle ends the probe in flight of t, if any. Called with c.mu.
+// settle ends the probe in flight of t, if any; a reply to it that comes
+// later is consumed without effect. Called with c.mu.
 func (c *Checker) settle(t *target) {
 	if t.pending != 0 {
 		delete(c.pending, t.pending)
 		t.pending = 0
 	}
 }
-
-// cancel forgets the probe in flight of t: its reply will be consumed
-// without effect. Called with c.mu.
-func (c *Checker) cancel(t *target) { c.settle(t) }
 
 func (c *Checker) resetCounts(t *target) {
 	t.fails, t.oks = 0, 0
@@ -593,22 +614,29 @@ func (c *Checker) resetCounts(t *target) {
 // failReason describes the run of failures that marked t down: "3 probes
 // unanswered", "503 x3", or a mix.
 func failReason(t *target) string {
-	n := strconv.Itoa(t.fails)
 	switch t.fails {
 	case t.unanswer:
-		return n + " probes unanswered"
+		return probes(t.fails) + " unanswered"
 	case t.got503:
-		return "503 x" + n
+		return "503 x" + strconv.Itoa(t.fails)
 	case t.sendErr:
-		return n + " probes not sent"
+		return probes(t.fails) + " not sent"
 	case t.unreach:
-		return n + " probes met ICMP port unreachable"
+		return probes(t.fails) + " met ICMP port unreachable"
 	}
-	return n + " probes failed (" + strconv.Itoa(t.unanswer) + " unanswered, " + strconv.Itoa(t.got503) +
+	return probes(t.fails) + " failed (" + strconv.Itoa(t.unanswer) + " unanswered, " + strconv.Itoa(t.got503) +
 		" 503, " + strconv.Itoa(t.sendErr) + " not sent, " + strconv.Itoa(t.unreach) + " unreachable)"
 }
 
-func minTime(a, b time.Time) time.Time {
+// probes returns "1 probe" or "n probes".
+func probes(n int) string {
+	if n == 1 {
+		return "1 probe"
+	}
+	return strconv.Itoa(n) + " probes"
+}
+
+func earlier(a, b time.Time) time.Time {
 	if b.Before(a) {
 		return b
 	}

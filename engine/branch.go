@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"github.com/siplb/siplb/parser"
+	"github.com/siplb/siplb/pool"
 )
 
 // branchCookie is the RFC 3261 §8.1.1.7 magic cookie that starts every branch
@@ -12,19 +13,22 @@ const branchCookie = "z9hG4bK"
 
 // A branch siplb writes is
 //
-//	z9hG4bK <leg tag: 8 hex> <in-leg: 2 hex> <transaction hash: 16 hex> <loop hash: 8 hex>
+//	z9hG4bK <leg tag: 8 hex> <in-leg: 2 hex> <transaction hash: 16 hex> <loop hash: 8 hex> <in-conn: 8 hex>
 //
 // The leg tag names the leg that sent the request (Net::SIP Leg check_via);
 // the in-leg says through which leg the response must leave, so no state is
 // kept; the transaction hash is the same for a retransmission, the CANCEL and
 // the ACK of a non-2xx response (RFC 3261 §16.11); the loop hash covers the
-// fields that stay put when a request loops (§16.3 step 4, §16.6 step 8).
+// fields that stay put when a request loops (§16.3 step 4, §16.6 step 8);
+// the in-conn names the TCP/TLS connection the request came in on (0 for
+// UDP), so the response goes back through it (SocketPool) with no table.
 const (
 	branchTagOff  = len(branchCookie)
 	branchLegOff  = branchTagOff + legTagLen
 	branchTxOff   = branchLegOff + 2
 	branchLoopOff = branchTxOff + 16
-	branchLen     = branchLoopOff + 8
+	branchConnOff = branchLoopOff + 8
+	branchLen     = branchConnOff + 8
 )
 
 // transactionHash identifies the client transaction of a request the way
@@ -72,17 +76,19 @@ func loopHash(m *parser.Message) uint32 {
 	return uint32(h ^ h>>32)
 }
 
-// appendBranchTail appends the part of the branch after the leg's viaHead.
-func appendBranchTail(dst []byte, tx uint64, loop uint32) []byte {
+// appendBranchTail appends the part of the branch after the leg's viaHead
+// and the in-leg.
+func appendBranchTail(dst []byte, tx uint64, loop uint32, conn pool.ConnID) []byte {
 	dst = appendHex(dst, tx, 16)
-	return appendHex(dst, uint64(loop), 8)
+	dst = appendHex(dst, uint64(loop), 8)
+	return appendHex(dst, uint64(conn), 8)
 }
 
 // ourBranch splits a branch written by a leg of f: the leg that wrote it and
-// the index of the leg the request came in on.
-func (f *Forwarder) ourBranch(branch []byte) (out *Leg, in *Leg, ok bool) {
-	if len(branch) < branchLen || string(branch[:branchTagOff]) != branchCookie {
-		return nil, nil, false
+// the leg and connection the request came in on.
+func (f *Forwarder) ourBranch(branch []byte) (out *Leg, in *Leg, conn pool.ConnID, ok bool) {
+	if len(branch) != branchLen || string(branch[:branchTagOff]) != branchCookie {
+		return nil, nil, 0, false
 	}
 	tag := branch[branchTagOff:branchLegOff]
 	for _, l := range f.legs {
@@ -92,13 +98,33 @@ func (f *Forwarder) ourBranch(branch []byte) (out *Leg, in *Leg, ok bool) {
 		}
 	}
 	if out == nil {
-		return nil, nil, false
+		return nil, nil, 0, false
 	}
 	idx, ok := hexByte(branch[branchLegOff], branch[branchLegOff+1])
 	if !ok || int(idx) >= len(f.legs) {
-		return nil, nil, false
+		return nil, nil, 0, false
 	}
-	return out, f.legs[idx], true
+	c, ok := parseHex(branch[branchConnOff:branchLen])
+	if !ok {
+		return nil, nil, 0, false
+	}
+	return out, f.legs[idx], pool.ConnID(c), true
+}
+
+// parseHex parses at most 16 lowercase hex digits.
+func parseHex(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 16 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		d, ok := unhex(c)
+		if !ok {
+			return 0, false
+		}
+		v = v<<4 | uint64(d)
+	}
+	return v, true
 }
 
 // isLoop reports whether any Via of m carries a branch of ours with the loop
@@ -114,7 +140,7 @@ func (f *Forwarder) isLoop(m *parser.Message, loop uint32) bool {
 		if len(v.Branch) < branchLen {
 			continue
 		}
-		if _, _, ok := f.ourBranch(v.Branch); ok && string(v.Branch[branchLoopOff:branchLen]) == string(want[:]) {
+		if _, _, _, ok := f.ourBranch(v.Branch); ok && string(v.Branch[branchLoopOff:branchConnOff]) == string(want[:]) {
 			return true
 		}
 	}

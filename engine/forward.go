@@ -10,6 +10,7 @@ import (
 
 	"github.com/siplb/siplb/balance"
 	"github.com/siplb/siplb/parser"
+	"github.com/siplb/siplb/pool"
 )
 
 // DefaultRetryAfter is the Retry-After, in seconds, of the stateless 503 sent
@@ -36,6 +37,7 @@ type Config struct {
 // lives in a Scratch.
 type Forwarder struct {
 	legs        []*Leg
+	byTransport [3]*Leg // the first leg of each transport: where requests to a backend of that transport leave
 	bal         *balance.Balancer
 	recordRoute bool
 	retryAfter  []byte // "Retry-After: 5\r\n"
@@ -76,6 +78,16 @@ func NewForwarder(cfg Config, bal *balance.Balancer) (*Forwarder, error) {
 			}
 		}
 		f.legs = append(f.legs, l)
+		if f.byTransport[l.Transport] == nil {
+			f.byTransport[l.Transport] = l
+		}
+	}
+	for i := range t.NumPools() {
+		for _, b := range t.Pool(balance.PoolID(i)).Backends() {
+			if f.byTransport[b.Transport] == nil {
+				return nil, fmt.Errorf("backend %s: no %s listener to send from", b.Addr, b.Transport)
+			}
+		}
 	}
 	return f, nil
 }
@@ -90,6 +102,7 @@ type Result struct {
 	To       netip.AddrPort // where to send Out
 	Sockaddr unix.Sockaddr  // To, ready for sendto (a backend's, or the Scratch's)
 	Leg      *Leg           // the leg whose socket sends Out
+	Conn     pool.ConnID    // for TCP/TLS: the connection to write to; if it has closed, open one to To
 	Drop     Drop           // why nothing is sent; DropNone when Out is set
 	Status   int            // status of a reply siplb made itself, 0 when forwarding
 }
@@ -100,7 +113,10 @@ type Scratch struct {
 	Msg      parser.Message
 	Counters Counters
 
+	inConn pool.ConnID // the connection the message being processed came in on
+
 	out   []byte
+	rr    []byte
 	via   []byte
 	recv  []byte
 	tag   []byte
@@ -121,6 +137,7 @@ func (f *Forwarder) NewScratch() *Scratch {
 	s := &Scratch{
 		out:  make([]byte, 0, lim.MaxHeader+lim.MaxBody+1024),
 		via:  make([]byte, 0, 256),
+		rr:   make([]byte, 0, 256),
 		recv: make([]byte, 0, 64),
 		tag:  make([]byte, 0, 16),
 	}
@@ -132,6 +149,13 @@ func (f *Forwarder) NewScratch() *Scratch {
 // leg in. It never panics on network input and allocates nothing in steady
 // state.
 func (f *Forwarder) Process(s *Scratch, b []byte, src netip.AddrPort, in *Leg) Result {
+	return f.ProcessConn(s, b, src, in, 0)
+}
+
+// ProcessConn is Process for a message that came in on the TCP/TLS
+// connection conn.
+func (f *Forwarder) ProcessConn(s *Scratch, b []byte, src netip.AddrPort, in *Leg, conn pool.ConnID) Result {
+	s.inConn = conn
 	m := &s.Msg
 	if err := parser.Parse(m, b); err != nil {
 		return f.malformed(s, b, src, in, err)
@@ -176,7 +200,7 @@ func (f *Forwarder) malformed(s *Scratch, b []byte, src netip.AddrPort, in *Leg,
 	}
 	s.Counters.countReply(pe.Status)
 	// The Via may be the defect: answer the address the request came from.
-	return Result{Out: out, To: src, Sockaddr: s.sockaddr(src), Leg: in, Status: pe.Status}
+	return Result{Out: out, To: src, Sockaddr: s.sockaddr(src), Leg: in, Conn: s.inConn, Status: pe.Status}
 }
 
 var errBadRequest = &parser.Error{Status: 400, Reason: "Bad Request"}
@@ -190,7 +214,7 @@ func (f *Forwarder) response(s *Scratch) Result {
 	if err != nil {
 		return s.drop(DropMalformedResponse)
 	}
-	_, in, ok := f.ourBranch(top.Branch)
+	_, in, conn, ok := f.ourBranch(top.Branch)
 	if !ok {
 		return s.drop(DropForeignVia)
 	}
@@ -205,9 +229,9 @@ func (f *Forwarder) response(s *Scratch) Result {
 	if !ok {
 		return s.drop(DropUnresolvable)
 	}
-	s.edits = parser.Edits{RemoveTopVia: true}
+	s.edits = parser.Edits{RemoveTopVia: true, ContentLength: in.Transport != balance.UDP}
 	out := m.AppendForward(s.out[:0], &s.edits)
-	return Result{Out: out, To: dst, Sockaddr: s.sockaddr(dst), Leg: in}
+	return Result{Out: out, To: dst, Sockaddr: s.sockaddr(dst), Leg: in, Conn: conn}
 }
 
 // viaDestination is where a response goes by a Via (RFC 3261 §18.2.2 for
@@ -301,11 +325,16 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 
 	t := f.bal.Table()
 	out := in
-	var be *balance.Backend
-	var dst netip.AddrPort
-	if _, fromBackend := t.Lookup(src); fromBackend {
-		// A backend may reach any destination: its Route, else its
-		// Request-URI (the client's Contact, for a request inside a dialog).
+	var (
+		be   *balance.Backend
+		dst  netip.AddrPort
+		conn pool.ConnID
+	)
+	_, fromBackend := t.Lookup(src)
+	if fromBackend {
+		// A backend may reach any destination: the flow siplb recorded for
+		// the client in its Record-Route, else the Route, else the
+		// Request-URI (the client's Contact).
 		target := ruri
 		if remaining > 0 {
 			u, err := m.Route(pops)
@@ -314,20 +343,36 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 			}
 			target = u
 		}
-		ip, ok := parseIP(target.Host)
-		if !ok {
-			return s.drop(DropUnresolvable)
-		}
-		port := target.Port
-		if port == 0 {
-			port = DefaultSIPPort
-		}
-		dst = netip.AddrPortFrom(ip, port)
-		if b, ok := t.Lookup(dst); ok {
-			be = b
-		}
 		if routeLeg != nil {
 			out = routeLeg
+		} else if l := f.byTransport[uriTransport(&target)]; l != nil {
+			out = l
+		}
+		flowed := false
+		for i := range pops {
+			u, _ := m.Route(i)
+			if v, ok := u.Param(flowParam); ok {
+				if a, c, ok := parseFlow(v); ok {
+					dst, conn, flowed = a, c, true
+					if l := f.legFor(u.Host, u.Port); l != nil {
+						out = l
+					}
+				}
+			}
+		}
+		if !flowed || (conn != 0 && !dst.IsValid()) {
+			ip, ok := parseIP(target.Host)
+			if !ok {
+				return s.drop(DropUnresolvable)
+			}
+			port := target.Port
+			if port == 0 {
+				port = defaultPort(out.Transport)
+			}
+			dst = netip.AddrPortFrom(ip, port)
+		}
+		if b, ok := t.Lookup(dst); ok {
+			be = b
 		}
 	} else {
 		// From outside only pool members are reachable (no open relay): the
@@ -345,7 +390,7 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 		if be == nil {
 			p := t.Pool(in.Pool)
 			b, ok := p.Pick(poolKey(p.Algorithm(), m))
-			if !ok {
+			if !ok || f.byTransport[b.Transport] == nil {
 				if method == parser.ACK {
 					return s.drop(DropNoBackend)
 				}
@@ -354,10 +399,11 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 			be = b
 		}
 		dst = be.Addr
+		out = f.byTransport[be.Transport]
 	}
 
 	e := &s.edits
-	*e = parser.Edits{MaxForwards: true, PopRoute: pops > 0}
+	*e = parser.Edits{MaxForwards: true, PopRoutes: pops, DropLastRoute: strict, ContentLength: out.Transport != balance.UDP}
 	if strict {
 		e.RequestURI = ruri.Raw
 	}
@@ -373,25 +419,129 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 	}
 	s.via = append(s.via[:0], out.viaHead...)
 	s.via = appendHex(s.via, uint64(in.Index), 2)
-	s.via = appendBranchTail(s.via, transactionHash(m, &top), loop)
+	s.via = appendBranchTail(s.via, transactionHash(m, &top), loop, s.inConn)
 	s.via = append(s.via, ";rport"...)
 	e.PushVia = s.via
 	if f.recordRoute && method != parser.REGISTER {
-		// RFC 5658: the value facing the next hop first, then the one
-		// facing the previous hop when the request changes legs.
-		e.RecordRoute = out.rr
+		// RFC 5658: the value facing the next hop first, then the one facing
+		// the previous hop when the request changes legs. The one facing a
+		// client carries the client's flow, so the backend's requests in the
+		// dialog reach it through its connection or its NAT binding.
+		s.rr = s.rr[:0]
 		if out != in {
-			e.RecordRoute2 = in.rr
+			s.rr = append(s.rr, out.rrHead...)
+			s.rr = append(s.rr, '>')
+		}
+		mark := len(s.rr)
+		s.rr = append(s.rr, in.rrHead...)
+		if !fromBackend {
+			s.rr = appendFlow(s.rr, src, s.inConn)
+		}
+		s.rr = append(s.rr, '>')
+		if out != in {
+			e.RecordRoute, e.RecordRoute2 = s.rr[:mark], s.rr[mark:]
+		} else {
+			e.RecordRoute = s.rr
 		}
 	}
 	msg := m.AppendForward(s.out[:0], e)
-	r := Result{Out: msg, To: dst, Leg: out}
+	r := Result{Out: msg, To: dst, Leg: out, Conn: conn}
 	if be != nil && be.Sockaddr != nil {
 		r.Sockaddr = be.Sockaddr
 	} else {
 		r.Sockaddr = s.sockaddr(dst)
 	}
 	return r
+}
+
+// flowParam is the Record-Route parameter that carries a client's flow.
+const flowParam = "lbf"
+
+// appendFlow appends ";lbf=" and the flow: "t" and the connection id for
+// TCP/TLS, "u" and the source address for UDP (RFC 5626's flow idea, kept in
+// the route set instead of a table).
+func appendFlow(dst []byte, src netip.AddrPort, conn pool.ConnID) []byte {
+	dst = append(dst, ";"+flowParam+"="...)
+	if conn != 0 {
+		dst = append(dst, 't')
+		return appendHex(dst, uint64(conn), 8)
+	}
+	dst = append(dst, 'u')
+	a := src.Addr().Unmap()
+	if a.Is4() {
+		b := a.As4()
+		dst = appendHex(dst, uint64(b[0])<<24|uint64(b[1])<<16|uint64(b[2])<<8|uint64(b[3]), 8)
+	} else {
+		b := a.As16()
+		for _, x := range b {
+			dst = appendHex(dst, uint64(x), 2)
+		}
+	}
+	return appendHex(dst, uint64(src.Port()), 4)
+}
+
+// parseFlow reads a flow written by appendFlow.
+func parseFlow(v []byte) (netip.AddrPort, pool.ConnID, bool) {
+	if len(v) < 2 {
+		return netip.AddrPort{}, 0, false
+	}
+	switch v[0] {
+	case 't':
+		c, ok := parseHex(v[1:])
+		if !ok || len(v) != 9 || c == 0 {
+			return netip.AddrPort{}, 0, false
+		}
+		return netip.AddrPort{}, pool.ConnID(c), true
+	case 'u':
+		h := v[1:]
+		var a netip.Addr
+		switch len(h) {
+		case 12:
+			x, ok := parseHex(h[:8])
+			if !ok {
+				return netip.AddrPort{}, 0, false
+			}
+			a = netip.AddrFrom4([4]byte{byte(x >> 24), byte(x >> 16), byte(x >> 8), byte(x)})
+			h = h[8:]
+		case 36:
+			var b [16]byte
+			for i := range b {
+				x, ok := hexByte(h[2*i], h[2*i+1])
+				if !ok {
+					return netip.AddrPort{}, 0, false
+				}
+				b[i] = x
+			}
+			a = netip.AddrFrom16(b)
+			h = h[32:]
+		default:
+			return netip.AddrPort{}, 0, false
+		}
+		p, ok := parseHex(h)
+		if !ok || p == 0 {
+			return netip.AddrPort{}, 0, false
+		}
+		return netip.AddrPortFrom(a, uint16(p)), 0, true
+	}
+	return netip.AddrPort{}, 0, false
+}
+
+// uriTransport is the transport a URI asks for: transport=tcp/tls, or sips.
+func uriTransport(u *parser.URI) balance.Transport {
+	switch {
+	case equalFold(u.Scheme, []byte("sips")) || equalFold(u.Transport, []byte("tls")):
+		return balance.TLS
+	case equalFold(u.Transport, []byte("tcp")):
+		return balance.TCP
+	}
+	return balance.UDP
+}
+
+func defaultPort(t balance.Transport) uint16 {
+	if t == balance.TLS {
+		return DefaultSIPSPort
+	}
+	return DefaultSIPPort
 }
 
 // usableMember returns the pool member a URI names, if it may take an
@@ -471,7 +621,7 @@ func (f *Forwarder) replyTo(s *Scratch, src netip.AddrPort, in *Leg, status int,
 	}
 	out := parser.AppendResponse(s.out[:0], m, status, reason, toTag, extra)
 	s.Counters.countReply(status)
-	return Result{Out: out, To: dst, Sockaddr: s.sockaddr(dst), Leg: in, Status: status}
+	return Result{Out: out, To: dst, Sockaddr: s.sockaddr(dst), Leg: in, Conn: s.inConn, Status: status}
 }
 
 func (s *Scratch) drop(d Drop) Result {

@@ -46,7 +46,7 @@ type Leg struct {
 	sentBy  []byte // "host:port" as written in Via and Record-Route, IPv6 bracketed
 	tag     [legTagLen]byte
 	viaHead []byte // "SIP/2.0/UDP host:port;branch=z9hG4bK<tag>"
-	rr      []byte // "<sip:host:port;lr>" or with ";transport=tcp"
+	rrHead  []byte // "<sip:host:port;lr" or with ";transport=tcp": a Record-Route value less its ">"
 }
 
 // legTagLen is the length of the hex tag that names a leg inside a branch.
@@ -109,10 +109,13 @@ func newLeg(i int, c LegConfig, pool balance.PoolID) (*Leg, error) {
 		proto = "TLS"
 	}
 	l.viaHead = fmt.Appendf(nil, "SIP/2.0/%s %s;branch=%s%s", proto, sentBy, branchCookie, l.tag[:])
-	if c.Transport == balance.UDP {
-		l.rr = fmt.Appendf(nil, "<sip:%s;lr>", sentBy)
-	} else {
-		l.rr = fmt.Appendf(nil, "<sip:%s;transport=%s;lr>", sentBy, c.Transport)
+	switch c.Transport {
+	case balance.UDP:
+		l.rrHead = fmt.Appendf(nil, "<sip:%s;lr", sentBy)
+	case balance.TLS:
+		l.rrHead = fmt.Appendf(nil, "<sips:%s;lr", sentBy)
+	default:
+		l.rrHead = fmt.Appendf(nil, "<sip:%s;transport=%s;lr", sentBy, c.Transport)
 	}
 	return l, nil
 }
@@ -124,8 +127,8 @@ func (l *Leg) Tag() string { return string(l.tag[:]) }
 // SentBy is the host:port the leg writes into Via and Record-Route.
 func (l *Leg) SentBy() string { return string(l.sentBy) }
 
-// RecordRoute is the Record-Route value the leg inserts.
-func (l *Leg) RecordRoute() string { return string(l.rr) }
+// RecordRoute is the Record-Route value the leg inserts, less the flow.
+func (l *Leg) RecordRoute() string { return string(l.rrHead) + ">" }
 
 // isMe reports whether a URI host and port name this leg: its advertised host
 // or its bound address, and its port (5060 when the URI names none).

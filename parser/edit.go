@@ -15,7 +15,9 @@ type Edits struct {
 	RemoveTopVia  bool   // drop the top Via value (the whole line if it was the only value)
 	PushVia       []byte // non-nil: a complete Via value ("SIP/2.0/UDP h:p;branch=..."), written as a new first Via line, above every header
 	MaxForwards   bool   // decrement Max-Forwards (not below 0; the caller has checked > 0) or insert "Max-Forwards: 70" when absent
-	PopRoute      bool   // remove the top Route value
+	PopRoute      bool   // remove the top Route value (as PopRoutes: 1)
+	PopRoutes     int    // remove this many Route values from the top (two after a double Record-Route)
+	DropLastRoute bool   // remove the last Route value (strict routing, RFC 3261 §16.4: it became the Request-URI)
 	RecordRoute   []byte // non-nil: a Record-Route value ("<sip:h:p;lr>") inserted as the first Record-Route
 	RecordRoute2  []byte // non-nil: a second one, placed after RecordRoute (RFC 5658 double Record-Route)
 	RequestURI    []byte // non-nil: replaces the Request-URI
@@ -46,15 +48,17 @@ func (m *Message) AppendForward(dst []byte, e *Edits) []byte {
 	if e.PushVia != nil {
 		dst = appendHeader(dst, "Via: ", e.PushVia)
 	}
-	viaHdr, routeHdr, contactHdr, lastRoute := -1, -1, -1, -1
+	viaHdr, contactHdr, lastRoute := -1, -1, -1
+	pops := e.PopRoutes
+	if e.PopRoute && pops == 0 {
+		pops = 1
+	}
+	editRoutes := pops > 0 || e.DropLastRoute
 	if len(m.vias) > 0 && (e.RemoveTopVia || e.Received != nil || (e.RPort > 0 && e.RPort <= 65535)) {
 		viaHdr = int(m.vias[0].hdr)
 	}
 	if len(m.routes) > 0 {
 		lastRoute = int(m.routes[len(m.routes)-1].hdr)
-		if e.PopRoute {
-			routeHdr = int(m.routes[0].hdr)
-		}
 	}
 	if len(m.contacts) > 0 && e.Contact != nil {
 		contactHdr = int(m.contacts[0].hdr)
@@ -67,6 +71,13 @@ func (m *Message) AppendForward(dst []byte, e *Edits) []byte {
 		if i == firstRR && addRR {
 			dst = m.appendRecordRoutes(dst, e)
 		}
+		if editRoutes && h.id == HdrRoute {
+			dst = m.appendRouteLine(dst, i, pops, e.DropLastRoute)
+			if i == lastRoute && e.AppendRoute != nil {
+				dst = appendHeader(dst, "Route: ", e.AppendRoute)
+			}
+			continue
+		}
 		switch i {
 		case viaHdr:
 			dst = m.appendTopVia(dst, e)
@@ -78,8 +89,6 @@ func (m *Message) AppendForward(dst []byte, e *Edits) []byte {
 			dst = append(dst, b[h.line.off:h.value.off]...)
 			dst = strconv.AppendUint(dst, uint64(max(m.maxFwd-1, 0)), 10)
 			dst = appendLine(dst, b[h.value.end:h.line.end])
-		case routeHdr:
-			dst = m.appendWithoutFirst(dst, m.routes)
 		case contactHdr:
 			dst = m.appendContact(dst, e.Contact)
 		default:
@@ -206,6 +215,48 @@ func (m *Message) appendWithoutFirst(dst []byte, l []hval) []byte {
 	h := &m.hdrs[l[0].hdr]
 	dst = append(dst, m.Buf[h.line.off:l[0].v.off]...)
 	return appendLine(dst, m.Buf[l[1].v.off:h.line.end])
+}
+
+// appendRouteLine writes Route header line i less the values that the first
+// pops values and, with dropLast, the last value of the message cover. A line
+// left with no value is not written.
+func (m *Message) appendRouteLine(dst []byte, i, pops int, dropLast bool) []byte {
+	b := m.Buf
+	h := &m.hdrs[i]
+	first, last := -1, -1
+	kept := 0
+	for j := range m.routes {
+		if int(m.routes[j].hdr) != i {
+			continue
+		}
+		if first < 0 {
+			first = j
+		}
+		last = j
+		if j >= pops && !(dropLast && j == len(m.routes)-1) {
+			kept++
+		}
+	}
+	if first < 0 || kept == last-first+1 {
+		return appendLine(dst, b[h.line.off:h.line.end])
+	}
+	if kept == 0 {
+		return dst
+	}
+	dst = append(dst, b[h.line.off:m.routes[first].v.off]...)
+	sep := false
+	for j := first; j <= last; j++ {
+		if j < pops || (dropLast && j == len(m.routes)-1) {
+			continue
+		}
+		if sep {
+			dst = append(dst, ", "...)
+		}
+		v := m.routes[j].v
+		dst = append(dst, b[v.off:v.end]...)
+		sep = true
+	}
+	return appendLine(dst, b[m.routes[last].v.end:h.line.end])
 }
 
 // appendContact writes the line of the first Contact with its URI replaced.

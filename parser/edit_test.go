@@ -75,6 +75,31 @@ Content-Length: 0
 `,
 		},
 		{
+			name:  "pop two routes of one line",
+			in:    editIn,
+			edits: parser.Edits{PopRoutes: 2},
+			want:  strings.Replace(editIn, "Route: <sip:lb.example.com;lr>, <sip:core.example.com;lr>\n", "", 1),
+		},
+		{
+			name:  "pop two routes over two lines",
+			in:    strings.Replace(editIn, "<sip:lb.example.com;lr>, ", "<sip:lb.example.com;lr>\nRoute: <sip:lb2.example.com;lr>, ", 1),
+			edits: parser.Edits{PopRoutes: 2},
+			want:  strings.Replace(editIn, "<sip:lb.example.com;lr>, ", "", 1),
+		},
+		{
+			name:  "drop the last route (strict routing)",
+			in:    editIn,
+			edits: parser.Edits{DropLastRoute: true, RequestURI: []byte("sip:core.example.com")},
+			want: strings.Replace(strings.Replace(editIn, ", <sip:core.example.com;lr>", "", 1),
+				"INVITE sip:bob@example.com", "INVITE sip:core.example.com", 1),
+		},
+		{
+			name:  "pop the first and drop the last",
+			in:    editIn,
+			edits: parser.Edits{PopRoute: true, DropLastRoute: true},
+			want:  strings.Replace(editIn, "Route: <sip:lb.example.com;lr>, <sip:core.example.com;lr>\n", "", 1),
+		},
+		{
 			name:  "received and rport",
 			in:    editIn,
 			edits: parser.Edits{Received: []byte("192.0.2.1"), RPort: 40000},

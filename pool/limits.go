@@ -1,0 +1,96 @@
+package pool
+
+import (
+	"fmt"
+	"time"
+)
+
+// Net::SIP::SocketPool's defaults, and the caps siplb adds.
+const (
+	DefaultConnectTimeout = 10 * time.Second // Net::SIP CONNECT_TIMEOUT
+	DefaultIdleMin        = 15 * time.Second // Net::SIP MIN_EXPIRE
+	DefaultIdleMax        = 120 * time.Second
+	DefaultReadSize       = 64 << 10 // Net::SIP MAX_READ
+	DefaultMaxConns       = 20000    // inbound and outbound together
+	DefaultMaxConnsPerIP  = 256
+	DefaultHeaderDeadline = 10 * time.Second // a message's header must arrive within this (slow-loris)
+	DefaultConnsPerDest   = 1                // outgoing connections per destination and event loop
+	DefaultMaxPending     = 64               // messages queued while an outgoing connection is being set up
+)
+
+// Limits bound connected sockets. The zero value of each field means its
+// default; Defaults fills them.
+type Limits struct {
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`   // TCP/TLS connect (and TLS handshake) timeout (default 10s)
+	IdleMin        time.Duration `yaml:"idle_min"`          // idle expiry with many sockets open (default 15s)
+	IdleMax        time.Duration `yaml:"idle_max"`          // idle expiry with few sockets open (default 120s)
+	ReadSize       int           `yaml:"read_size"`         // bytes read per read call (default 65536)
+	MaxConns       int           `yaml:"max_connections"`   // open connections, in and out (default 20000)
+	MaxConnsPerIP  int           `yaml:"max_per_ip"`        // inbound connections from one source IP (default 256)
+	HeaderDeadline time.Duration `yaml:"header_deadline"`   // time a client has to send a whole message header once it starts (default 10s)
+	ConnsPerDest   int           `yaml:"conns_per_backend"` // outgoing connections per destination and event loop (default 1)
+	MaxPending     int           `yaml:"max_pending"`       // messages held per destination while connecting (default 64)
+}
+
+// Defaults returns l with every zero field set to its default.
+func (l Limits) Defaults() Limits {
+	set := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	seti := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	set(&l.ConnectTimeout, DefaultConnectTimeout)
+	set(&l.IdleMin, DefaultIdleMin)
+	set(&l.IdleMax, DefaultIdleMax)
+	set(&l.HeaderDeadline, DefaultHeaderDeadline)
+	seti(&l.ReadSize, DefaultReadSize)
+	seti(&l.MaxConns, DefaultMaxConns)
+	seti(&l.MaxConnsPerIP, DefaultMaxConnsPerIP)
+	seti(&l.ConnsPerDest, DefaultConnsPerDest)
+	seti(&l.MaxPending, DefaultMaxPending)
+	return l
+}
+
+// Validate checks l after Defaults; path prefixes the key in errors
+// ("transport.idle_min").
+func (l Limits) Validate(path string) error {
+	switch {
+	case l.ConnectTimeout < 0:
+		return fmt.Errorf("%s.connect_timeout: must not be negative", path)
+	case l.IdleMin <= 0 || l.IdleMax < l.IdleMin:
+		return fmt.Errorf("%s.idle_min/idle_max: want 0 < idle_min <= idle_max, got %s and %s", path, l.IdleMin, l.IdleMax)
+	case l.ReadSize < 1024 || l.ReadSize > 1<<20:
+		return fmt.Errorf("%s.read_size: must be between 1024 and 1048576, got %d", path, l.ReadSize)
+	case l.MaxConns < 1 || l.MaxConns > MaxSlots:
+		return fmt.Errorf("%s.max_connections: must be between 1 and %d, got %d", path, MaxSlots, l.MaxConns)
+	case l.MaxConnsPerIP < 1:
+		return fmt.Errorf("%s.max_per_ip: must be at least 1, got %d", path, l.MaxConnsPerIP)
+	case l.HeaderDeadline < 0:
+		return fmt.Errorf("%s.header_deadline: must not be negative", path)
+	case l.ConnsPerDest < 1 || l.ConnsPerDest > 64:
+		return fmt.Errorf("%s.conns_per_backend: must be between 1 and 64, got %d", path, l.ConnsPerDest)
+	case l.MaxPending < 0:
+		return fmt.Errorf("%s.max_pending: must not be negative", path)
+	}
+	return nil
+}
+
+// IdleTimeout is how long a connection may stay idle while open are open:
+// IdleMax with few connections, falling linearly to IdleMin as open nears
+// MaxConns (Net::SIP: "the more sockets the shorter the expiration").
+func (l Limits) IdleTimeout(open int) time.Duration {
+	l = l.Defaults()
+	if open <= 0 {
+		return l.IdleMax
+	}
+	if open >= l.MaxConns {
+		return l.IdleMin
+	}
+	span := l.IdleMax - l.IdleMin
+	return l.IdleMax - time.Duration(int64(span)*int64(open)/int64(l.MaxConns))
+}

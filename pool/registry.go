@@ -1,0 +1,147 @@
+package pool
+
+import (
+	"errors"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+)
+
+// ConnID names one connection for as long as it is open: a slot and a
+// generation, so an id that outlives its connection never finds another one
+// that took the slot. The zero ConnID names none. It fits in 8 hex digits of
+// a Via branch or a Record-Route parameter.
+type ConnID uint32
+
+const (
+	slotBits = 22
+	// MaxSlots is the most connections a Registry holds at once.
+	MaxSlots = 1<<slotBits - 1
+	genMask  = 1<<(32-slotBits) - 1
+)
+
+func (id ConnID) slot() uint32 { return uint32(id) & MaxSlots }
+
+// Errors of Add, the reasons a connection is refused.
+var (
+	ErrTooManyConns  = errors.New("connection limit reached")
+	ErrTooManyFromIP = errors.New("connection limit for this source IP reached")
+)
+
+type entry[T any] struct {
+	id ConnID
+	v  *T
+}
+
+// Registry names open connections by ConnID and enforces the caps on
+// connections in total and per source IP.
+type Registry[T any] struct {
+	slots []atomic.Pointer[entry[T]]
+	open  atomic.Int64
+
+	mu    sync.Mutex
+	gens  []uint16
+	free  []uint32
+	next  uint32
+	perIP map[netip.Addr]int
+	lim   Limits
+}
+
+// NewRegistry returns a registry for at most lim.MaxConns connections.
+func NewRegistry[T any](lim Limits) *Registry[T] {
+	lim = lim.Defaults()
+	if lim.MaxConns > MaxSlots {
+		lim.MaxConns = MaxSlots
+	}
+	return &Registry[T]{
+		slots: make([]atomic.Pointer[entry[T]], lim.MaxConns+1),
+		gens:  make([]uint16, lim.MaxConns+1),
+		next:  1, // slot 0 stays empty so that ConnID 0 names nothing
+		perIP: make(map[netip.Addr]int),
+		lim:   lim,
+	}
+}
+
+// Add registers v. An inbound connection counts against its source IP's cap;
+// every connection counts against the total.
+func (r *Registry[T]) Add(v *T, peer netip.Addr, inbound bool) (ConnID, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if inbound && r.perIP[peer] >= r.lim.MaxConnsPerIP {
+		return 0, ErrTooManyFromIP
+	}
+	var slot uint32
+	switch {
+	case len(r.free) > 0:
+		slot = r.free[len(r.free)-1]
+		r.free = r.free[:len(r.free)-1]
+	case int(r.next) < len(r.slots):
+		slot = r.next
+		r.next++
+	default:
+		return 0, ErrTooManyConns
+	}
+	r.gens[slot] = (r.gens[slot] + 1) & genMask
+	if r.gens[slot] == 0 {
+		r.gens[slot] = 1
+	}
+	id := ConnID(uint32(r.gens[slot])<<slotBits | slot)
+	r.slots[slot].Store(&entry[T]{id: id, v: v})
+	if inbound {
+		r.perIP[peer]++
+	}
+	r.open.Add(1)
+	return id, nil
+}
+
+// Remove forgets id; a stale id is ignored.
+func (r *Registry[T]) Remove(id ConnID, peer netip.Addr, inbound bool) {
+	s := id.slot()
+	if s == 0 || int(s) >= len(r.slots) {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.slots[s].Load()
+	if e == nil || e.id != id {
+		return
+	}
+	r.slots[s].Store(nil)
+	r.free = append(r.free, s)
+	if inbound {
+		if n := r.perIP[peer] - 1; n > 0 {
+			r.perIP[peer] = n
+		} else {
+			delete(r.perIP, peer)
+		}
+	}
+	r.open.Add(-1)
+}
+
+// Get returns the connection id names, or nil if it has closed. Lock-free.
+func (r *Registry[T]) Get(id ConnID) *T {
+	s := id.slot()
+	if s == 0 || int(s) >= len(r.slots) {
+		return nil
+	}
+	e := r.slots[s].Load()
+	if e == nil || e.id != id {
+		return nil
+	}
+	return e.v
+}
+
+// Len is the number of open connections.
+func (r *Registry[T]) Len() int { return int(r.open.Load()) }
+
+// Range calls f for every open connection until f returns false. It sees a
+// consistent slot at a time, not a snapshot of all.
+func (r *Registry[T]) Range(f func(ConnID, *T) bool) {
+	for i := range r.slots {
+		if e := r.slots[i].Load(); e != nil {
+			if !f(e.id, e.v) {
+				return
+			}
+		}
+	}
+}
