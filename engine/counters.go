@@ -16,6 +16,10 @@ const (
 	DropNoBackend              // an ACK with no backend to take it (no 503 for an ACK)
 	DropSendError              // the socket refused the datagram
 	DropOversize               // a datagram larger than the limits, not worth an answer
+	DropConnGone               // the connection a response belongs to has closed and no address is left
+	DropConnectFailed          // a connection to the destination could not be opened in time
+	DropPendingFull            // too many messages waiting for a connection being opened
+	DropStreamBroken           // a stream lost its framing (no Content-Length, too large) and was closed
 	numDrops
 )
 
@@ -29,6 +33,10 @@ var dropNames = [numDrops]string{
 	DropNoBackend:         "no_backend",
 	DropSendError:         "send_error",
 	DropOversize:          "oversize",
+	DropConnGone:          "conn_gone",
+	DropConnectFailed:     "connect_failed",
+	DropPendingFull:       "pending_full",
+	DropStreamBroken:      "stream_broken",
 }
 
 // String is the metric label of d.
@@ -60,6 +68,9 @@ type Counters struct {
 	ResponsesOut atomic.Uint64
 	Drops        [numDrops]atomic.Uint64
 	Replies      [len(replyStatuses) + 1]atomic.Uint64 // the last slot counts other statuses
+	ConnsRefused atomic.Uint64                         // streams closed at once: a connection cap
+	ConnsExpired atomic.Uint64                         // streams closed for idleness
+	SlowClients  atomic.Uint64                         // streams closed for sending a header too slowly
 }
 
 func (c *Counters) countReply(status int) {
@@ -77,6 +88,8 @@ type Snapshot struct {
 	RequestsIn, ResponsesIn, RequestsOut, ResponsesOut uint64
 	Drops                                              [numDrops]uint64
 	Replies                                            map[int]uint64
+	ConnsRefused, ConnsExpired, SlowClients            uint64
+	Conns                                              int // streams open now
 }
 
 // add sums c into s.
@@ -99,6 +112,9 @@ func (s *Snapshot) add(c *Counters) {
 	if v := c.Replies[len(replyStatuses)].Load(); v > 0 {
 		s.Replies[0] += v
 	}
+	s.ConnsRefused += c.ConnsRefused.Load()
+	s.ConnsExpired += c.ConnsExpired.Load()
+	s.SlowClients += c.SlowClients.Load()
 }
 
 // Drop returns the count of one drop reason.

@@ -279,7 +279,7 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 		if err != nil {
 			return f.replyTo(s, src, in, 400, "Malformed Route", nil)
 		}
-		l := f.legFor(u.Host, u.Port)
+		l := f.legFor(&u)
 		if l == nil {
 			break
 		}
@@ -293,7 +293,7 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 	// §16.4: a Request-URI that is our own Record-Route came through a strict
 	// router; the real target is the last Route value.
 	strict := false
-	if pops == 0 && m.NumRoute() > 0 && f.legFor(ruri.Host, ruri.Port) != nil {
+	if pops == 0 && m.NumRoute() > 0 && f.legFor(&ruri) != nil {
 		last, err := m.Route(m.NumRoute() - 1)
 		if err != nil {
 			return f.replyTo(s, src, in, 400, "Malformed Route", nil)
@@ -308,13 +308,13 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 
 	// §16.3 step 3: Max-Forwards.
 	if mf, ok := m.MaxForwards(); ok && mf == 0 {
-		if method == parser.OPTIONS && remaining == 0 && len(ruri.User) == 0 && f.legFor(ruri.Host, ruri.Port) != nil {
+		if method == parser.OPTIONS && remaining == 0 && len(ruri.User) == 0 && f.legFor(&ruri) != nil {
 			return f.replyTo(s, src, in, 200, "OK", nil)
 		}
 		return f.replyTo(s, src, in, 483, "Too Many Hops", nil)
 	}
 	// A keep-alive probe of the balancer itself is answered here.
-	if method == parser.OPTIONS && remaining == 0 && len(ruri.User) == 0 && f.legFor(ruri.Host, ruri.Port) != nil {
+	if method == parser.OPTIONS && remaining == 0 && len(ruri.User) == 0 && f.legFor(&ruri) != nil {
 		return f.replyTo(s, src, in, 200, "OK", nil)
 	}
 
@@ -354,7 +354,7 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 			if v, ok := u.Param(flowParam); ok {
 				if a, c, ok := parseFlow(v); ok {
 					dst, conn, flowed = a, c, true
-					if l := f.legFor(u.Host, u.Port); l != nil {
+					if l := f.legFor(&u); l != nil {
 						out = l
 					}
 				}
@@ -579,14 +579,24 @@ func poolKey(a balance.Algorithm, m *parser.Message) []byte {
 	return m.CallID()
 }
 
-// legFor returns the leg a URI host and port name, or nil.
-func (f *Forwarder) legFor(host []byte, port uint16) *Leg {
+// legFor returns the leg a URI names (host, port and transport), or nil.
+// Legs of different transports may share an address and port; the URI's
+// transport tells them apart, and an address of ours with another transport
+// still counts as ours.
+func (f *Forwarder) legFor(u *parser.URI) *Leg {
+	t := uriTransport(u)
+	var any *Leg
 	for _, l := range f.legs {
-		if l.isMe(host, port) {
-			return l
+		if l.isMe(u.Host, u.Port) {
+			if l.Transport == t {
+				return l
+			}
+			if any == nil {
+				any = l
+			}
 		}
 	}
-	return nil
+	return any
 }
 
 func (f *Forwarder) replyErr(s *Scratch, src netip.AddrPort, in *Leg, e *parser.Error) Result {

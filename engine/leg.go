@@ -207,12 +207,22 @@ func ResolvePorts(legs []LegConfig) error {
 		if legs[i].Addr.Port() != 0 {
 			continue
 		}
-		pc, err := net.ListenPacket("udp", legs[i].Addr.String())
-		if err != nil {
-			return fmt.Errorf("listener %d: %w", i, err)
+		var port int
+		if legs[i].Transport == balance.UDP {
+			pc, err := net.ListenPacket("udp", legs[i].Addr.String())
+			if err != nil {
+				return fmt.Errorf("listener %d: %w", i, err)
+			}
+			port = pc.LocalAddr().(*net.UDPAddr).Port
+			pc.Close()
+		} else {
+			ln, err := net.Listen("tcp", legs[i].Addr.String())
+			if err != nil {
+				return fmt.Errorf("listener %d: %w", i, err)
+			}
+			port = ln.Addr().(*net.TCPAddr).Port
+			ln.Close()
 		}
-		port := pc.LocalAddr().(*net.UDPAddr).Port
-		pc.Close()
 		legs[i].Addr = netip.AddrPortFrom(legs[i].Addr.Addr(), uint16(port))
 	}
 	return nil

@@ -16,50 +16,99 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/siplb/siplb/balance"
+	"github.com/siplb/siplb/pool"
 )
 
 // maxFD bounds the listener descriptors the server keeps per-socket state
 // for; listeners are opened at start, so their descriptors are small.
 const maxFD = 1 << 14
 
-// Server runs the forwarding rules in gnet event loops: one SO_REUSEPORT UDP
-// socket per leg and loop, so the kernel spreads datagrams over the loops and
-// no loop waits for another.
+// Server runs the forwarding rules in gnet event loops: one SO_REUSEPORT
+// socket per UDP leg and loop, so the kernel spreads datagrams over the loops
+// and no loop waits for another; TCP listeners whose accepted connections and
+// the outgoing connections to backends each belong to one loop.
 type Server struct {
 	gnet.BuiltinEventEngine
 
 	f     *Forwarder
 	loops int
 	log   *slog.Logger
+	lim   pool.Limits
+	reg   *pool.Registry[streamConn]
 
-	// socks holds the per-socket state, indexed by descriptor, created on a
-	// socket's first datagram by the loop that owns it.
-	socks  [maxFD]atomic.Pointer[sockState]
-	legFD  []atomic.Int64 // one descriptor per leg, to send out of a leg other than the receiving one
-	mu     sync.Mutex
-	all    []*sockState
-	eng    gnet.Engine
-	booted chan struct{}
+	// socks holds the per-socket state of UDP listeners, indexed by
+	// descriptor, created on a socket's first datagram by its loop.
+	socks [maxFD]atomic.Pointer[sockState]
+	legFD []atomic.Int64 // a UDP descriptor per leg, to send out of a leg other than the receiving one
+
+	mu      sync.Mutex
+	byLoop  map[gnet.EventLoop]*loopState
+	all     []*loopState
+	eng     gnet.Engine
+	booted  chan struct{}
+	now     atomic.Int64 // coarse clock (UnixNano), advanced by the sweeper
+	onDrop  func(netip.AddrPort)
+	streams Counters // stream-level counts: refused, expired, slow clients, connect failures
+}
+
+// Options configures a Server beyond its Forwarder. The zero value means
+// one loop per CPU, default limits and no logging.
+type Options struct {
+	Loops  int
+	Limits pool.Limits
+	Log    *slog.Logger
+	// Unreachable, if set, is told about a destination that refused or
+	// timed out a connection (passive health detection).
+	Unreachable func(netip.AddrPort)
 }
 
 type sockState struct {
-	s   *Scratch
-	leg *Leg
+	loop *loopState
+	leg  *Leg
 }
 
-// NewServer returns a server for f's legs. log may be nil.
+// loopState is what one event loop owns: the Scratch of its hot path, its
+// outgoing connections by destination, the messages waiting for a
+// connection being opened, and its open streams for the sweeper.
+type loopState struct {
+	el      gnet.EventLoop
+	s       *Scratch
+	dests   *pool.Dests[streamConn]
+	dialing map[netip.AddrPort]*pending
+	conns   map[*streamConn]struct{}
+}
+
+type pending struct {
+	msgs []*pool.Buffer
+}
+
+// NewServer returns a server for f's legs with the given loops (0: one per
+// CPU). log may be nil.
 func NewServer(f *Forwarder, loops int, log *slog.Logger) *Server {
-	if loops <= 0 {
-		loops = runtime.NumCPU()
+	return NewServerWith(f, Options{Loops: loops, Log: log})
+}
+
+// NewServerWith returns a server for f's legs.
+func NewServerWith(f *Forwarder, o Options) *Server {
+	if o.Loops <= 0 {
+		o.Loops = runtime.NumCPU()
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{f: f, loops: loops, log: log, booted: make(chan struct{})}
+	lim := o.Limits.Defaults()
+	s := &Server{
+		f: f, loops: o.Loops, log: o.Log, lim: lim,
+		reg:    pool.NewRegistry[streamConn](lim),
+		byLoop: make(map[gnet.EventLoop]*loopState),
+		booted: make(chan struct{}),
+		onDrop: o.Unreachable,
+	}
 	s.legFD = make([]atomic.Int64, len(f.legs))
 	for i := range s.legFD {
 		s.legFD[i].Store(-1)
 	}
+	s.now.Store(time.Now().UnixNano())
 	return s
 }
 
@@ -68,14 +117,11 @@ func NewServer(f *Forwarder, loops int, log *slog.Logger) *Server {
 func (s *Server) Run(ctx context.Context) error {
 	addrs := make([]string, 0, len(s.f.legs))
 	for _, l := range s.f.legs {
-		if l.Transport != balance.UDP {
-			return fmt.Errorf("listener %s: transport %s is not served yet", l.Name, l.Transport)
+		addr, err := gnetAddr(l)
+		if err != nil {
+			return err
 		}
-		network := "udp4"
-		if l.Addr.Addr().Is6() && !l.Addr.Addr().Is4In6() {
-			network = "udp6"
-		}
-		addrs = append(addrs, network+"://"+l.Addr.String())
+		addrs = append(addrs, addr)
 	}
 	done := make(chan error, 1)
 	go func() {
@@ -83,9 +129,11 @@ func (s *Server) Run(ctx context.Context) error {
 			gnet.WithNumEventLoop(s.loops),
 			gnet.WithReusePort(true),
 			gnet.WithLockOSThread(true),
-			gnet.WithReadBufferCap(maxDatagram),
+			gnet.WithReadBufferCap(max(maxDatagram, s.lim.ReadSize)),
 			gnet.WithSocketRecvBuffer(4<<20),
 			gnet.WithSocketSendBuffer(4<<20),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithLoadBalancing(gnet.LeastConnections),
 			gnet.WithLogger(gnetLogger{s.log}),
 		)
 	}()
@@ -94,11 +142,14 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	case <-s.booted:
 	}
+	sweepDone := make(chan struct{})
+	go s.sweeper(ctx, sweepDone)
 	select {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
 	}
+	<-sweepDone
 	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.eng.Stop(stopCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
@@ -107,22 +158,68 @@ func (s *Server) Run(ctx context.Context) error {
 	return <-done
 }
 
+func gnetAddr(l *Leg) (string, error) {
+	v6 := l.Addr.Addr().Is6() && !l.Addr.Addr().Is4In6()
+	switch l.Transport {
+	case balance.UDP:
+		if v6 {
+			return "udp6://" + l.Addr.String(), nil
+		}
+		return "udp4://" + l.Addr.String(), nil
+	case balance.TCP:
+		if v6 {
+			return "tcp6://" + l.Addr.String(), nil
+		}
+		return "tcp4://" + l.Addr.String(), nil
+	}
+	return "", fmt.Errorf("listener %s: transport %s is not served by the gnet engine", l.Name, l.Transport)
+}
+
 // maxDatagram is the largest UDP payload.
 const maxDatagram = 65535
 
 // Ready is closed once the loops serve.
 func (s *Server) Ready() <-chan struct{} { return s.booted }
 
-// OnBoot implements gnet.EventHandler.
+// OnBoot implements gnet.EventHandler: it keeps a descriptor of every UDP
+// leg, so a message may leave by a UDP leg before that leg received one.
 func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
+	for _, l := range s.f.legs {
+		if l.Transport != balance.UDP {
+			continue
+		}
+		addr, _ := gnetAddr(l)
+		network, a, _ := cutScheme(addr)
+		if fd, err := eng.DupListener(network, a); err == nil {
+			s.legFD[l.Index].Store(int64(fd))
+		} else {
+			s.log.Warn("no descriptor for leg", "leg", l.Name, "err", err)
+		}
+	}
 	close(s.booted)
 	return gnet.None
 }
 
-// OnTraffic implements gnet.EventHandler: one datagram, one decision, at most
-// one send, from the socket of the leg the decision names.
+func cutScheme(s string) (scheme, rest string, ok bool) {
+	for i := 0; i+3 <= len(s); i++ {
+		if s[i:i+3] == "://" {
+			return s[:i], s[i+3:], true
+		}
+	}
+	return "", s, false
+}
+
+// OnTraffic implements gnet.EventHandler.
 func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
+	if sc, ok := c.Context().(*streamConn); ok {
+		return s.streamTraffic(sc)
+	}
+	return s.datagram(c)
+}
+
+// datagram handles one UDP datagram: one decision, at most one send.
+func (s *Server) datagram(c gnet.Conn) gnet.Action {
 	fd := c.Fd()
 	st := s.sock(fd, c)
 	buf, _ := c.Next(-1)
@@ -135,23 +232,45 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	}
 	src := ua.AddrPort()
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-	r := s.f.Process(st.s, buf, src, st.leg)
-	if r.Out == nil {
-		return gnet.None
-	}
-	out := fd
-	if r.Leg != st.leg {
-		if o := s.legFD[r.Leg.Index].Load(); o >= 0 {
-			out = int(o)
-		}
-	}
-	if err := unix.Sendto(out, r.Out, 0, r.Sockaddr); err != nil {
-		st.s.drop(DropSendError)
+	r := s.f.Process(st.loop.s, buf, src, st.leg)
+	if r.Out != nil {
+		s.deliver(st.loop, &r, fd, st.leg)
 	}
 	return gnet.None
 }
 
-// sock returns the state of the socket fd, making it on the first datagram.
+// deliver sends a Result: a datagram from a UDP leg's socket, or a write on
+// a stream, reusing a connection to the destination before opening one.
+// fd and leg are the receiving UDP socket and its leg, if any.
+func (s *Server) deliver(loop *loopState, r *Result, fd int, leg *Leg) {
+	if r.Leg.Transport == balance.UDP {
+		out := fd
+		if r.Leg != leg || fd < 0 {
+			out = int(s.legFD[r.Leg.Index].Load())
+		}
+		if out < 0 {
+			loop.s.drop(DropSendError)
+			return
+		}
+		if err := unix.Sendto(out, r.Out, 0, r.Sockaddr); err != nil {
+			loop.s.drop(DropSendError)
+		}
+		return
+	}
+	if r.Conn != 0 {
+		if sc := s.reg.Get(r.Conn); sc != nil {
+			s.write(loop, sc, r.Out)
+			return
+		}
+	}
+	if !r.To.IsValid() {
+		loop.s.drop(DropConnGone)
+		return
+	}
+	s.sendStream(loop, r.Leg, r.To, r.Out)
+}
+
+// sock returns the state of the UDP socket fd, making it on the first datagram.
 func (s *Server) sock(fd int, c gnet.Conn) *sockState {
 	if fd < 0 || fd >= maxFD {
 		return nil
@@ -163,36 +282,57 @@ func (s *Server) sock(fd int, c gnet.Conn) *sockState {
 	if !ok {
 		return nil
 	}
-	local := la.AddrPort()
-	var leg *Leg
-	for _, l := range s.f.legs {
-		if l.Addr.Port() == local.Port() && (l.Addr.Addr().Unmap() == local.Addr().Unmap() || l.Addr.Addr().IsUnspecified()) {
-			leg = l
-			break
-		}
-	}
+	leg := s.legAt(balance.UDP, la.AddrPort())
 	if leg == nil {
-		s.log.Error("datagram on a socket of no leg", "local", local)
+		s.log.Error("datagram on a socket of no leg", "local", la.String())
 		return nil
 	}
-	st := &sockState{s: s.f.NewScratch(), leg: leg}
+	st := &sockState{loop: s.loopOf(c.EventLoop()), leg: leg}
 	s.socks[fd].Store(st)
-	s.legFD[leg.Index].CompareAndSwap(-1, int64(fd))
-	s.mu.Lock()
-	s.all = append(s.all, st)
-	s.mu.Unlock()
 	return st
 }
 
-// Stats sums the counters of every socket.
+// legAt finds the leg of a transport bound to local.
+func (s *Server) legAt(t balance.Transport, local netip.AddrPort) *Leg {
+	for _, l := range s.f.legs {
+		if l.Transport == t && l.Addr.Port() == local.Port() &&
+			(l.Addr.Addr().Unmap() == local.Addr().Unmap() || l.Addr.Addr().IsUnspecified()) {
+			return l
+		}
+	}
+	return nil
+}
+
+// loopOf returns the state of an event loop, making it on first use.
+func (s *Server) loopOf(el gnet.EventLoop) *loopState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ls, ok := s.byLoop[el]; ok {
+		return ls
+	}
+	ls := &loopState{
+		el:      el,
+		s:       s.f.NewScratch(),
+		dests:   pool.NewDests[streamConn](),
+		dialing: make(map[netip.AddrPort]*pending),
+		conns:   make(map[*streamConn]struct{}),
+	}
+	s.byLoop[el] = ls
+	s.all = append(s.all, ls)
+	return ls
+}
+
+// Stats sums the counters of every loop.
 func (s *Server) Stats() Snapshot {
 	var snap Snapshot
 	snap.Replies = make(map[int]uint64)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, st := range s.all {
-		snap.add(&st.s.Counters)
+	for _, ls := range s.all {
+		snap.add(&ls.s.Counters)
 	}
+	snap.add(&s.streams)
+	snap.Conns = s.reg.Len()
 	return snap
 }
 

@@ -15,7 +15,7 @@ const (
 	DefaultMaxConnsPerIP  = 256
 	DefaultHeaderDeadline = 10 * time.Second // a message's header must arrive within this (slow-loris)
 	DefaultConnsPerDest   = 1                // outgoing connections per destination and event loop
-	DefaultMaxPending     = 64               // messages queued while an outgoing connection is being set up
+	DefaultMaxPending     = 1024             // messages queued while an outgoing connection is being set up
 )
 
 // Limits bound connected sockets. The zero value of each field means its
@@ -29,7 +29,7 @@ type Limits struct {
 	MaxConnsPerIP  int           `yaml:"max_per_ip"`        // inbound connections from one source IP (default 256)
 	HeaderDeadline time.Duration `yaml:"header_deadline"`   // time a client has to send a whole message header once it starts (default 10s)
 	ConnsPerDest   int           `yaml:"conns_per_backend"` // outgoing connections per destination and event loop (default 1)
-	MaxPending     int           `yaml:"max_pending"`       // messages held per destination while connecting (default 64)
+	MaxPending     int           `yaml:"max_pending"`       // messages held per destination while connecting (default 1024)
 }
 
 // Defaults returns l with every zero field set to its default.
