@@ -52,9 +52,10 @@ type Backend struct {
 	Weight    int // effective weight, ≥ 1
 	Priority  int // effective priority, ≥ 1
 	State     State
-	// Sockaddr is Addr as a *unix.SockaddrInet4 or *unix.SockaddrInet6, built
-	// once so that the data path can call unix.Sendto without allocating.
-	// Treat it as read-only.
+	// Sockaddr is Addr as a *unix.SockaddrInet4 or *unix.SockaddrInet6,
+	// built once. unix.Sendto writes into the Sockaddr it is given, so it is
+	// not safe for concurrent sends: the engine copies Addr into a Sockaddr of
+	// its own loop instead.
 	Sockaddr unix.Sockaddr
 	Pool     int // index of its pool in the Table
 	Index    int // index within the pool, in configuration order

@@ -63,8 +63,9 @@ func (c *ttlCache[K, V]) get(ctx context.Context, key K, now func() time.Time,
 		c.mu.Lock()
 		e := c.m[key]
 		if e != nil && (!e.filled || now().Before(e.expires)) {
+			filled := e.filled
 			c.mu.Unlock()
-			if !e.filled {
+			if !filled {
 				select {
 				case <-e.done:
 				case <-ctx.Done():

@@ -22,6 +22,8 @@ type testDNS struct {
 	names    map[string]bool
 	asked    map[rrKey]int
 	servfail map[string]bool
+	truncate map[string]bool // names answered with TC over UDP
+	overTCP  int             // questions received over TCP
 	soa      *dns.SOA
 	delay    time.Duration
 }
@@ -35,6 +37,7 @@ func newTestDNS(t testing.TB) *testDNS {
 		names:    make(map[string]bool),
 		asked:    make(map[rrKey]int),
 		servfail: make(map[string]bool),
+		truncate: make(map[string]bool),
 	}
 	s.setSOA(3600, 60)
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -52,6 +55,21 @@ func newTestDNS(t testing.TB) *testDNS {
 	}
 	t.Cleanup(func() { _ = srv.Shutdown() })
 	s.addr = pc.LocalAddr().String()
+	// The same port over TCP, for answers truncated over UDP.
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		t.Logf("no TCP listener on %s: %v", s.addr, err)
+		return s
+	}
+	tcpStarted := make(chan struct{})
+	tcpSrv := &dns.Server{Listener: ln, Handler: dns.HandlerFunc(s.serve), NotifyStartedFunc: func() { close(tcpStarted) }}
+	go func() { errc <- tcpSrv.ActivateAndServe() }()
+	select {
+	case <-tcpStarted:
+	case err := <-errc:
+		t.Fatalf("test DNS server over TCP: %v", err)
+	}
+	t.Cleanup(func() { _ = tcpSrv.Shutdown() })
 	return s
 }
 
@@ -99,6 +117,20 @@ func (s *testDNS) setSOA(ttl, minimum uint32) {
 	}
 }
 
+// setDelay makes the server wait d before each answer.
+func (s *testDNS) setDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delay = d
+}
+
+// truncateName makes UDP answers about name empty and truncated (TC).
+func (s *testDNS) truncateName(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.truncate[dns.CanonicalName(name)] = true
+}
+
 // failName makes questions about name get SERVFAIL.
 func (s *testDNS) failName(name string) {
 	s.mu.Lock()
@@ -138,7 +170,13 @@ func (s *testDNS) serve(w dns.ResponseWriter, req *dns.Msg) {
 	s.mu.Lock()
 	s.asked[k]++
 	delay := s.delay
+	_, udp := w.RemoteAddr().(*net.UDPAddr)
+	if !udp {
+		s.overTCP++
+	}
 	switch {
+	case udp && s.truncate[k.name]:
+		resp.Truncated = true
 	case s.servfail[k.name]:
 		resp.Rcode = dns.RcodeServerFailure
 	case len(s.records[k]) > 0:

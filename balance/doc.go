@@ -1,7 +1,12 @@
 // Package balance owns siplb's backend pools: their members with weights,
 // priorities and states, and the algorithms that choose a member for a new
-// dialog. (Active and passive health checks and RFC 3263 DNS discovery will
-// live here too and feed Balancer.SetHealth and Balancer.Reload.)
+// dialog; the health checks that mark members up and down (Checker: SIP
+// OPTIONS probes, passive reports of unreachable backends and runs of 5xx);
+// DNS (Resolver: RFC 3263 NAPTR, SRV, A/AAAA with a TTL cache; Discovery:
+// pool members kept in step with SRV or A/AAAA records); and domain2proxy
+// (DomainMap). Checker and Discovery run in goroutines of their own and
+// publish through Balancer.SetHealth and Balancer.SetMembers; they never
+// touch sockets of the data path (the engine sends the probes).
 //
 // # Choosing
 //

@@ -23,8 +23,9 @@ var ErrDomainMap = errors.New("invalid domain2proxy entry")
 // (every other domain). A DomainMap is immutable and safe for concurrent
 // use; the zero value matches nothing.
 type DomainMap struct {
-	exact    map[string]string // lower-case domain → proxy
-	wild     map[string]string // lower-case suffix of "*.suffix" → proxy
+	exact    map[string]string      // lower-case domain → proxy
+	wild     map[string]string      // lower-case suffix of "*.suffix" → proxy
+	wildLen  [maxDomainLen + 1]bool // wildLen[n]: some suffix in wild is n bytes long
 	fallback string
 	hasFall  bool
 }
@@ -41,18 +42,16 @@ func NewDomainMap(m map[string]string) (*DomainMap, error) {
 		if err := checkProxy(v); err != nil {
 			return nil, fmt.Errorf("%w: %q: proxy %q: %v", ErrDomainMap, k, v, err)
 		}
-		key := strings.ToLower(strings.TrimSuffix(k, "."))
-		target, name := d.exact, key
-		switch {
-		case key == "*":
-			if d.hasFall {
-				return nil, fmt.Errorf("%w: %q: listed twice", ErrDomainMap, k)
-			}
+		if k == "*" {
 			d.fallback, d.hasFall = v, true
 			continue
-		case strings.HasPrefix(key, "*."):
-			target, name = d.wild, key[2:]
 		}
+		target, name := d.exact, strings.ToLower(k)
+		rest, wild := strings.CutPrefix(name, "*.")
+		if wild {
+			target, name = d.wild, rest
+		}
+		name = strings.TrimSuffix(name, ".")
 		if name == "" || len(name) > maxDomainLen || strings.ContainsAny(name, "* \t/") ||
 			strings.HasPrefix(name, ".") || strings.Contains(name, "..") {
 			return nil, fmt.Errorf("%w: %q: not a domain or *.domain", ErrDomainMap, k)
@@ -61,6 +60,9 @@ func NewDomainMap(m map[string]string) (*DomainMap, error) {
 			return nil, fmt.Errorf("%w: %q: listed twice", ErrDomainMap, k)
 		}
 		target[name] = v
+		if wild {
+			d.wildLen[len(name)] = true
+		}
 	}
 	return d, nil
 }
@@ -93,8 +95,10 @@ func (d *DomainMap) Lookup(domain []byte) (proxy string, ok bool) {
 	if len(d.wild) > 0 {
 		// Suffixes from the longest (name itself) to the shortest label.
 		for off := 0; off < len(name); {
-			if p, ok := d.wild[string(name[off:])]; ok {
-				return p, true
+			if d.wildLen[len(name)-off] {
+				if p, ok := d.wild[string(name[off:])]; ok {
+					return p, true
+				}
 			}
 			dot := bytes.IndexByte(name[off:], '.')
 			if dot < 0 {

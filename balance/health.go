@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// Defaults of HealthConfig, after HAProxy's and CoreDNS's health checks: a
+// Defaults of HealthConfig. With them a
 // dead backend is noticed within (Fall-1)×Interval+Timeout of its first
 // unanswered probe (12 s) and a recovered one taken back after Rise probes.
 const (
@@ -162,8 +162,7 @@ type Checker struct {
 	id      ProbeIdentity
 	send    ProbeSender
 	log     *slog.Logger
-	cfgs    map[string]*HealthConfig // effective, by pool name
-	deflt   *HealthConfig            // for pools missing from cfgs
+	deflt   *HealthConfig // for pools missing from cfgs
 	fromTag uint32
 	idBase  uint64 // first probe id this checker issues
 
@@ -172,19 +171,22 @@ type Checker struct {
 	// it is stored.
 	passive atomic.Pointer[map[netip.AddrPort]passiveTarget]
 
-	mu      sync.Mutex // guards everything below and every target's fields except run
-	gen     uint64     // Generation of the Table last resynced
-	targets map[netip.AddrPort]*target
-	pending map[uint64]*target // probe id → its target, while unanswered
+	mu      sync.Mutex               // guards everything below and every target's fields except run
+	cfgs    map[string]*HealthConfig // effective, by pool name
+	gen     uint64                   // Generation of the Table last resynced (0: resync now)
+	targets map[netip.AddrPort]*healthTarget
+	pending map[uint64]*healthTarget // probe id → its target, while unanswered
 	nextID  uint64
+
+	wake chan struct{} // a Reconfigure asks Run for a round now
 
 	// Owned by the goroutine of Run.
 	out   []byte
-	batch []probe
+	batch []pendingProbe
 }
 
-// target is the health state of one backend address.
-type target struct {
+// healthTarget is the health state of one backend address.
+type healthTarget struct {
 	addr      netip.AddrPort
 	pool      string
 	transport Transport
@@ -214,13 +216,13 @@ type target struct {
 // passiveTarget is an entry of Checker.passive: a target and its
 // PassiveFailures, copied so that Observe reads nothing resync writes.
 type passiveTarget struct {
-	t     *target
+	t     *healthTarget
 	limit int32
 }
 
-// probe is one probe built by step, to be sent outside the lock.
-type probe struct {
-	t        *target
+// pendingProbe is one probe built by step, to be sent outside the lock.
+type pendingProbe struct {
+	t        *healthTarget
 	id       uint64
 	off, end int
 }
@@ -249,8 +251,9 @@ func NewChecker(bal *Balancer, health map[string]HealthConfig, id ProbeIdentity,
 		// A random start keeps the probe ids (and so the Call-IDs) of two
 		// instances, or of one instance across restarts, apart.
 		idBase:  rand.Uint64()>>1 | 1,
-		targets: make(map[netip.AddrPort]*target),
-		pending: make(map[uint64]*target),
+		targets: make(map[netip.AddrPort]*healthTarget),
+		pending: make(map[uint64]*healthTarget),
+		wake:    make(chan struct{}, 1),
 	}
 	c.nextID = c.idBase
 	for name, h := range health {
@@ -261,7 +264,7 @@ func NewChecker(bal *Balancer, health map[string]HealthConfig, id ProbeIdentity,
 }
 
 // Reconfigure replaces the HealthConfigs by pool name, as NewChecker takes
-// them, for a configuration reload; the next round of Run applies them.
+// them, for a configuration reload; Run applies them at once.
 // Backends keep their marks and counts.
 func (c *Checker) Reconfigure(health map[string]HealthConfig) {
 	cfgs := make(map[string]*HealthConfig, len(health))
@@ -273,6 +276,10 @@ func (c *Checker) Reconfigure(health map[string]HealthConfig) {
 	c.cfgs = cfgs
 	c.gen = 0 // resync at the next round
 	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Run probes backends until ctx is done. It reads the Balancer's Table at
@@ -287,6 +294,7 @@ func (c *Checker) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
+		case <-c.wake:
 		}
 		now := time.Now()
 		wake := c.step(now)
@@ -321,7 +329,7 @@ func (c *Checker) step(now time.Time) time.Time {
 			c.pending[id] = t
 			off := len(c.out)
 			c.out = c.appendProbe(c.out, t, id)
-			c.batch = append(c.batch, probe{t: t, id: id, off: off, end: len(c.out)})
+			c.batch = append(c.batch, pendingProbe{t: t, id: id, off: off, end: len(c.out)})
 		}
 		if t.pending != 0 {
 			wake = earlier(wake, t.deadline)
@@ -513,7 +521,7 @@ func (c *Checker) resync(tab *Table, now time.Time) {
 			seen[b.Addr] = true
 			t := c.targets[b.Addr]
 			if t == nil {
-				t = &target{addr: b.Addr, up: b.Healthy(), next: now, backoff: cfg.Interval}
+				t = &healthTarget{addr: b.Addr, up: b.Healthy(), next: now, backoff: cfg.Interval}
 				c.targets[b.Addr] = t
 			}
 			t.pool, t.transport, t.cfg = p.Name(), b.Transport, cfg
@@ -539,7 +547,7 @@ func (c *Checker) resync(tab *Table, now time.Time) {
 }
 
 // succeed records an answered probe of t. Called with c.mu.
-func (c *Checker) succeed(t *target) {
+func (c *Checker) succeed(t *healthTarget) {
 	c.settle(t)
 	t.fails = 0
 	t.unanswer, t.got503, t.sendErr, t.unreach = 0, 0, 0, 0
@@ -551,7 +559,7 @@ func (c *Checker) succeed(t *target) {
 	}
 	t.up = true
 	t.run.Store(0)
-	t.reason = probes(t.oks) + " answered"
+	t.reason = probeCount(t.oks) + " answered"
 	t.since = time.Now()
 	c.bal.SetHealth(t.addr, true)
 	c.log.Info("backend up", "pool", t.pool, "backend", t.addr, "reason", t.reason)
@@ -560,7 +568,7 @@ func (c *Checker) succeed(t *target) {
 // fail records a failed probe of t that settled at the given time (the
 // deadline for an unanswered one); the caller has counted its kind. Called
 // with c.mu.
-func (c *Checker) fail(t *target, at time.Time) {
+func (c *Checker) fail(t *healthTarget, at time.Time) {
 	sent := t.sentAt
 	if t.pending == 0 {
 		sent = at
@@ -586,7 +594,7 @@ func (c *Checker) fail(t *target, at time.Time) {
 
 // markDown marks t down now for reason and schedules its first re-probe one
 // Interval later. Called with c.mu.
-func (c *Checker) markDown(t *target, at time.Time, reason string) {
+func (c *Checker) markDown(t *healthTarget, at time.Time, reason string) {
 	t.up = false
 	t.reason = reason
 	t.since = at
@@ -598,14 +606,14 @@ func (c *Checker) markDown(t *target, at time.Time, reason string) {
 
 // settle ends the probe in flight of t, if any; a reply to it that comes
 // later is consumed without effect. Called with c.mu.
-func (c *Checker) settle(t *target) {
+func (c *Checker) settle(t *healthTarget) {
 	if t.pending != 0 {
 		delete(c.pending, t.pending)
 		t.pending = 0
 	}
 }
 
-func (c *Checker) resetCounts(t *target) {
+func (c *Checker) resetCounts(t *healthTarget) {
 	t.fails, t.oks = 0, 0
 	t.unanswer, t.got503, t.sendErr, t.unreach = 0, 0, 0, 0
 	t.run.Store(0)
@@ -613,23 +621,23 @@ func (c *Checker) resetCounts(t *target) {
 
 // failReason describes the run of failures that marked t down: "3 probes
 // unanswered", "503 x3", or a mix.
-func failReason(t *target) string {
+func failReason(t *healthTarget) string {
 	switch t.fails {
 	case t.unanswer:
-		return probes(t.fails) + " unanswered"
+		return probeCount(t.fails) + " unanswered"
 	case t.got503:
 		return "503 x" + strconv.Itoa(t.fails)
 	case t.sendErr:
-		return probes(t.fails) + " not sent"
+		return probeCount(t.fails) + " not sent"
 	case t.unreach:
-		return probes(t.fails) + " met ICMP port unreachable"
+		return probeCount(t.fails) + " met ICMP port unreachable"
 	}
-	return probes(t.fails) + " failed (" + strconv.Itoa(t.unanswer) + " unanswered, " + strconv.Itoa(t.got503) +
+	return probeCount(t.fails) + " failed (" + strconv.Itoa(t.unanswer) + " unanswered, " + strconv.Itoa(t.got503) +
 		" 503, " + strconv.Itoa(t.sendErr) + " not sent, " + strconv.Itoa(t.unreach) + " unreachable)"
 }
 
-// probes returns "1 probe" or "n probes".
-func probes(n int) string {
+// probeCount returns "1 probe" or "n probes".
+func probeCount(n int) string {
 	if n == 1 {
 		return "1 probe"
 	}

@@ -27,7 +27,7 @@ const ProbeMaxForwards = 70
 //	Call-ID: <16 hex id>@siplb
 //	CSeq: <n> OPTIONS
 //	Content-Length: 0
-func (c *Checker) appendProbe(dst []byte, t *target, id uint64) []byte {
+func (c *Checker) appendProbe(dst []byte, t *healthTarget, id uint64) []byte {
 	dst = append(dst, "OPTIONS "...)
 	dst = appendTargetURI(dst, t)
 	dst = append(dst, " SIP/2.0\r\nVia: SIP/2.0/"...)
@@ -56,7 +56,7 @@ func (c *Checker) appendProbe(dst []byte, t *target, id uint64) []byte {
 
 // appendTargetURI appends "sip:host:port" for t, with ";transport=" for a
 // backend not reached over UDP.
-func appendTargetURI(dst []byte, t *target) []byte {
+func appendTargetURI(dst []byte, t *healthTarget) []byte {
 	dst = append(dst, "sip:"...)
 	dst = t.addr.AppendTo(dst) // IPv6 bracketed
 	if t.transport != UDP {

@@ -105,8 +105,8 @@ type recorder struct {
 }
 
 func (r *recorder) Enabled(context.Context, slog.Level) bool { return true }
-func (r *recorder) WithAttrs([]slog.Attr) slog.Handler        { return r }
-func (r *recorder) WithGroup(string) slog.Handler             { return r }
+func (r *recorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *recorder) WithGroup(string) slog.Handler            { return r }
 
 func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
 	if !strings.HasPrefix(rec.Message, "backend ") {
@@ -492,6 +492,24 @@ func TestHealthReload(t *testing.T) {
 	})
 }
 
+// TestHealthReconfigure: new HealthConfigs apply from the next round.
+func TestHealthReconfigure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		addr := backendAt(0)
+		h := startChecker(t, []PoolConfig{{Name: "p", Backends: members(1)}}, nil)
+		h.c.Reconfigure(map[string]HealthConfig{"p": {Disabled: true}})
+		time.Sleep(time.Minute)
+		if n := len(h.farm.probeTimes(addr, h.start)); n != 1 {
+			t.Errorf("%d probes while probing was disabled, want only the first", n)
+		}
+		h.c.Reconfigure(map[string]HealthConfig{"p": {Interval: time.Second, Timeout: 100 * time.Millisecond}})
+		time.Sleep(10*time.Second - time.Millisecond)
+		if n := len(h.farm.probeTimes(addr, h.start)); n != 11 {
+			t.Errorf("%d probes in 10s with interval 1s, want 1+10: %v", n, h.farm.probeTimes(addr, h.start))
+		}
+	})
+}
+
 // TestHealthExternalMark: a mark set by someone else (the admin API) is
 // followed, and probing then takes the backend back.
 func TestHealthExternalMark(t *testing.T) {
@@ -525,7 +543,7 @@ func TestHealthResponseConcurrent(t *testing.T) {
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		notOurs := 0
-		for g := range 8 {
+		for range 8 {
 			wg.Go(func() {
 				foreign := []byte("z9hG4bK1a2b3c4d00" + strings.Repeat("0", 24))
 				for _, b := range branches {
@@ -535,7 +553,6 @@ func TestHealthResponseConcurrent(t *testing.T) {
 						mu.Unlock()
 					}
 				}
-				_ = g
 			})
 		}
 		wg.Wait()
@@ -602,7 +619,7 @@ func TestProbeMessage(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := NewChecker(onePool(t, HashCallID, members(1)), nil, tc.id, nil, nil)
-			tg := &target{addr: tc.addr, transport: tc.transport, cseq: 7}
+			tg := &healthTarget{addr: tc.addr, transport: tc.transport, cseq: 7}
 			const id = 0x0123456789abcdef
 			msg := c.appendProbe(nil, tg, id)
 			var m parser.Message
@@ -692,4 +709,27 @@ func durationsEqual(a, b []time.Duration) bool {
 		}
 	}
 	return true
+}
+
+// readyChecker returns a Checker over one pool of two members that has
+// resynced with its Balancer, without running it.
+func readyChecker(tb testing.TB, cfg HealthConfig) *Checker {
+	tb.Helper()
+	c := NewChecker(onePool(tb, HashCallID, members(2)), map[string]HealthConfig{"p": cfg}, testIdentity, nil, nil)
+	c.mu.Lock()
+	c.resync(c.bal.Table(), time.Now())
+	c.mu.Unlock()
+	return c
+}
+
+// inFlight registers a probe of addr as step does and returns its id.
+func (c *Checker) inFlight(addr netip.AddrPort) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.targets[addr]
+	id := c.nextID
+	c.nextID++
+	t.pending, t.sentAt, t.deadline = id, time.Now(), time.Now().Add(time.Hour)
+	c.pending[id] = t
+	return id
 }

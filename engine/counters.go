@@ -71,6 +71,7 @@ type Counters struct {
 	ConnsRefused atomic.Uint64                         // streams closed at once: a connection cap
 	ConnsExpired atomic.Uint64                         // streams closed for idleness
 	SlowClients  atomic.Uint64                         // streams closed for sending a header too slowly
+	ProbeReplies atomic.Uint64                         // replies to health probes, consumed
 }
 
 func (c *Counters) countReply(status int) {
@@ -89,6 +90,7 @@ type Snapshot struct {
 	Drops                                              [numDrops]uint64
 	Replies                                            map[int]uint64
 	ConnsRefused, ConnsExpired, SlowClients            uint64
+	ProbeReplies                                       uint64
 	Conns                                              int // streams open now
 }
 
@@ -115,6 +117,7 @@ func (s *Snapshot) add(c *Counters) {
 	s.ConnsRefused += c.ConnsRefused.Load()
 	s.ConnsExpired += c.ConnsExpired.Load()
 	s.SlowClients += c.SlowClients.Load()
+	s.ProbeReplies += c.ProbeReplies.Load()
 }
 
 // Drop returns the count of one drop reason.

@@ -42,6 +42,44 @@ type Forwarder struct {
 	recordRoute bool
 	retryAfter  []byte // "Retry-After: 5\r\n"
 	limits      parser.Limits
+	probes      ProbeHandler
+}
+
+// ProbeHandler consumes the replies to health probes (balance.Checker).
+type ProbeHandler interface {
+	// Response reports whether a response with this top Via branch was a
+	// probe of the handler's; such a response is consumed, never forwarded.
+	Response(branch []byte, status int) bool
+}
+
+// probeLegIndex marks a probe's branch in the in-leg position: no request
+// came in, so nothing is forwarded back.
+const probeLegIndex = 0xff
+
+// probeBranchLen is the length of a probe's branch: our prefix and "ff",
+// 16 hex digits of probe id and 8 of zeros.
+const probeBranchLen = branchTxOff + 16 + 8
+
+// SetProbes routes the replies to health probes to h. Call it before the
+// server runs.
+func (f *Forwarder) SetProbes(h ProbeHandler) { f.probes = h }
+
+// ProbeIdentity is what health probes say about their sender: the first
+// UDP leg (else the first leg), its sent-by, and a branch prefix no forwarded
+// request uses.
+func (f *Forwarder) ProbeIdentity() (transport, sentBy, branchPrefix string) {
+	l := f.byTransport[balance.UDP]
+	if l == nil {
+		l = f.legs[0]
+	}
+	proto := "UDP"
+	switch l.Transport {
+	case balance.TCP:
+		proto = "TCP"
+	case balance.TLS:
+		proto = "TLS"
+	}
+	return proto, string(l.sentBy), branchCookie + string(l.tag[:]) + "ff"
 }
 
 // NewForwarder checks cfg against the pools of bal and builds the legs.
@@ -100,7 +138,7 @@ func (f *Forwarder) Legs() []*Leg { return f.legs }
 type Result struct {
 	Out      []byte         // bytes to send; nil when the message is dropped
 	To       netip.AddrPort // where to send Out
-	Sockaddr unix.Sockaddr  // To, ready for sendto (a backend's, or the Scratch's)
+	Sockaddr unix.Sockaddr  // To, ready for sendto: the Scratch's own, overwritten by the next Process
 	Leg      *Leg           // the leg whose socket sends Out
 	Conn     pool.ConnID    // for TCP/TLS: the connection to write to; if it has closed, open one to To
 	Drop     Drop           // why nothing is sent; DropNone when Out is set
@@ -213,6 +251,10 @@ func (f *Forwarder) response(s *Scratch) Result {
 	top, err := m.Via(0)
 	if err != nil {
 		return s.drop(DropMalformedResponse)
+	}
+	if len(top.Branch) == probeBranchLen && f.probes != nil && f.probes.Response(top.Branch, m.StatusCode()) {
+		s.Counters.ProbeReplies.Add(1)
+		return Result{Drop: DropNone}
 	}
 	_, in, conn, ok := f.ourBranch(top.Branch)
 	if !ok {
@@ -445,13 +487,10 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 		}
 	}
 	msg := m.AppendForward(s.out[:0], e)
-	r := Result{Out: msg, To: dst, Leg: out, Conn: conn}
-	if be != nil && be.Sockaddr != nil {
-		r.Sockaddr = be.Sockaddr
-	} else {
-		r.Sockaddr = s.sockaddr(dst)
-	}
-	return r
+	// Not be.Sockaddr: unix.Sendto writes into the Sockaddr it is given, so
+	// one shared by every loop would be a data race. The Scratch's is the
+	// loop's own.
+	return Result{Out: msg, To: dst, Sockaddr: s.sockaddr(dst), Leg: out, Conn: conn}
 }
 
 // flowParam is the Record-Route parameter that carries a client's flow.

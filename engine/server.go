@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/siplb/siplb/balance"
+	"github.com/siplb/siplb/parser"
 	"github.com/siplb/siplb/pool"
 )
 
@@ -352,3 +354,71 @@ func (g gnetLogger) Fatalf(format string, args ...any) {
 }
 
 var _ gnet.EventHandler = (*Server)(nil)
+
+// SendProbe implements balance.ProbeSender: a health probe leaves from the
+// socket of a leg of the backend's transport, as the data path's requests do.
+func (s *Server) SendProbe(to *balance.Backend, msg []byte) error {
+	leg := s.f.byTransport[to.Transport]
+	if leg == nil {
+		return fmt.Errorf("no %s listener to probe %s from", to.Transport, to.Addr)
+	}
+	if to.Transport == balance.UDP {
+		fd := s.legFD[leg.Index].Load()
+		if fd < 0 {
+			return errors.New("listener not ready")
+		}
+		var sa unix.Sockaddr
+		if a := to.Addr.Addr().Unmap(); a.Is4() {
+			sa = &unix.SockaddrInet4{Addr: a.As4(), Port: int(to.Addr.Port())}
+		} else {
+			sa = &unix.SockaddrInet6{Addr: a.As16(), Port: int(to.Addr.Port())}
+		}
+		return unix.Sendto(int(fd), msg, 0, sa)
+	}
+	// A stream probe goes over a connection of its own, which also proves
+	// that the backend accepts connections; its answer is read here.
+	m := bytes.Clone(msg)
+	go s.probeStream(to.Addr, m)
+	return nil
+}
+
+func (s *Server) probeStream(dst netip.AddrPort, msg []byte) {
+	c, err := net.DialTimeout("tcp", dst.String(), s.lim.ConnectTimeout)
+	if err != nil {
+		if s.onDrop != nil {
+			s.onDrop(dst)
+		}
+		return
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(s.lim.ConnectTimeout))
+	if _, err := c.Write(msg); err != nil {
+		return
+	}
+	buf := make([]byte, 0, 4096)
+	tmp := make([]byte, 4096)
+	var m parser.Message
+	for {
+		n, err := c.Read(tmp)
+		if err != nil {
+			return
+		}
+		buf = append(buf, tmp[:n]...)
+		for {
+			k, kind, err := parser.Frame(buf, parser.Limits{})
+			if err != nil {
+				return
+			}
+			if k == 0 {
+				break
+			}
+			if kind == parser.FrameMessage && parser.Parse(&m, buf[:k]) == nil && !m.IsRequest() && m.StatusCode() >= 200 {
+				if top, err := m.Via(0); err == nil && s.f.probes != nil {
+					s.f.probes.Response(top.Branch, m.StatusCode())
+				}
+				return
+			}
+			buf = buf[k:]
+		}
+	}
+}

@@ -172,9 +172,16 @@ func newUAC(t *testing.T, lb netip.AddrPort) *uac {
 
 func (c *uac) local() string { return c.conn.LocalAddr().String() }
 
-// transact sends req and returns the first final response (a copy), or an
-// error after a timeout with one retransmission.
+// transact sends req and returns the first final response to it (same
+// Call-ID and CSeq method; a copy), or an error after a timeout with two
+// retransmissions.
 func (c *uac) transact(req []byte) ([]byte, error) {
+	var rm parser.Message
+	if err := parser.Parse(&rm, req); err != nil {
+		return nil, err
+	}
+	callID := bytes.Clone(rm.CallID())
+	method := bytes.Clone(rm.CSeqMethodName())
 	for try := 0; try < 3; try++ {
 		if _, err := c.conn.WriteToUDPAddrPort(req, c.lb); err != nil {
 			return nil, err
@@ -186,7 +193,8 @@ func (c *uac) transact(req []byte) ([]byte, error) {
 			if err != nil {
 				break // retransmit
 			}
-			if parser.Parse(&c.m, c.buf[:n]) != nil || c.m.IsRequest() || c.m.StatusCode() < 200 {
+			if parser.Parse(&c.m, c.buf[:n]) != nil || c.m.IsRequest() || c.m.StatusCode() < 200 ||
+				!bytes.Equal(c.m.CallID(), callID) || !bytes.Equal(c.m.CSeqMethodName(), method) {
 				continue
 			}
 			return bytes.Clone(c.buf[:n]), nil
@@ -323,12 +331,17 @@ func TestServerCancelReachesInviteBackend(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", id, err)
 		}
-		_ = resp
-		time.Sleep(5 * time.Millisecond)
+		if !bytes.HasPrefix(resp, []byte("SIP/2.0 200 ")) {
+			t.Fatalf("%s: CANCEL answered %q", id, bytes.SplitN(resp, []byte("\r\n"), 2)[0])
+		}
 		holders := 0
 		for _, u := range uas {
-			if ms := u.methods(id); len(ms) > 0 {
+			ms := u.methods(id)
+			if len(ms) > 0 {
 				holders++
+			}
+			if len(ms) == 1 {
+				t.Errorf("%s: a backend saw only %v", id, ms)
 			}
 		}
 		if holders != 1 {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/siplb/siplb/balance"
@@ -15,7 +16,7 @@ import (
 
 // startAdmin serves /metrics (Prometheus text format), /backends (JSON) and
 // /healthz on addr. Counters are summed from the loops at scrape time.
-func startAdmin(addr string, srv *engine.Server, bal *balance.Balancer, log *slog.Logger) (func(), error) {
+func startAdmin(addr string, srv *engine.Server, bal *balance.Balancer, checker *balance.Checker, log *slog.Logger) (func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin.listen: %w", err)
@@ -27,7 +28,7 @@ func startAdmin(addr string, srv *engine.Server, bal *balance.Balancer, log *slo
 	})
 	mux.HandleFunc("GET /backends", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(backendsView(bal.Table()))
+		json.NewEncoder(w).Encode(backendsView(bal.Table(), checker.Status()))
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -53,17 +54,36 @@ type backendView struct {
 	Weight    int    `json:"weight"`
 	Priority  int    `json:"priority"`
 	State     string `json:"state"`
+	Health    string `json:"health,omitempty"`     // why it is up or down, from the health checks
+	Since     string `json:"since,omitempty"`      // when that last changed
+	LastRTT   string `json:"last_rtt,omitempty"`   // round trip of the last answered probe
+	LastReply int    `json:"last_reply,omitempty"` // status of the last probe answer
 }
 
-func backendsView(t *balance.Table) []backendView {
+func backendsView(t *balance.Table, health []balance.BackendHealth) []backendView {
+	byAddr := make(map[netip.AddrPort]balance.BackendHealth, len(health))
+	for _, h := range health {
+		byAddr[h.Addr] = h
+	}
 	var out []backendView
 	for i := range t.NumPools() {
 		p := t.Pool(balance.PoolID(i))
 		for _, b := range p.Backends() {
-			out = append(out, backendView{
+			v := backendView{
 				Pool: p.Name(), Address: b.Addr.String(), Transport: b.Transport.String(),
 				Weight: b.Weight, Priority: b.Priority, State: b.State.String(),
-			})
+			}
+			if h, ok := byAddr[b.Addr]; ok {
+				v.Health = h.Reason
+				if !h.Since.IsZero() {
+					v.Since = h.Since.UTC().Format(time.RFC3339)
+				}
+				if h.LastRTT > 0 {
+					v.LastRTT = h.LastRTT.String()
+				}
+				v.LastReply = h.LastReply
+			}
+			out = append(out, v)
 		}
 	}
 	return out
@@ -85,6 +105,11 @@ func writeMetrics(w http.ResponseWriter, s engine.Snapshot, t *balance.Table) {
 	for st, v := range s.Replies {
 		fmt.Fprintf(w, "siplb_replies_total{status=\"%d\"} %d\n", st, v)
 	}
+	fmt.Fprintf(w, "# HELP siplb_connections TCP connections open.\n# TYPE siplb_connections gauge\nsiplb_connections %d\n", s.Conns)
+	fmt.Fprintf(w, "# HELP siplb_connections_closed_total Connections siplb closed, by reason.\n# TYPE siplb_connections_closed_total counter\n")
+	fmt.Fprintf(w, "siplb_connections_closed_total{reason=\"refused\"} %d\n", s.ConnsRefused)
+	fmt.Fprintf(w, "siplb_connections_closed_total{reason=\"idle\"} %d\n", s.ConnsExpired)
+	fmt.Fprintf(w, "siplb_connections_closed_total{reason=\"slow_client\"} %d\n", s.SlowClients)
 	fmt.Fprintf(w, "# HELP siplb_backend_up Whether a backend takes new calls (1) or not (0).\n# TYPE siplb_backend_up gauge\n")
 	for i := range t.NumPools() {
 		p := t.Pool(balance.PoolID(i))

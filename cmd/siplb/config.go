@@ -8,27 +8,30 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/siplb/siplb/balance"
 	"github.com/siplb/siplb/engine"
 	"github.com/siplb/siplb/parser"
+	"github.com/siplb/siplb/pool"
 )
 
 // Config is the YAML configuration of siplb. The field comments are the
 // reference; README.md's table lists every key (a test checks it).
 type Config struct {
-	Listen []ListenConfig `yaml:"listen"` // listening sockets (legs); at least one
-	Pools  []PoolConfig   `yaml:"pools"`  // backend pools; at least one
-	Engine EngineConfig   `yaml:"engine"`
-	Admin  AdminConfig    `yaml:"admin"`
-	Log    LogConfig      `yaml:"log"`
+	Listen  []ListenConfig `yaml:"listen"` // listening sockets (legs); at least one
+	Pools   []PoolConfig   `yaml:"pools"`  // backend pools; at least one
+	Engine  EngineConfig   `yaml:"engine"`
+	Streams pool.Limits    `yaml:"streams"` // TCP/TLS connections (SocketPool limits)
+	Admin   AdminConfig    `yaml:"admin"`
+	Log     LogConfig      `yaml:"log"`
 }
 
 // ListenConfig is one leg.
 type ListenConfig struct {
-	Address   string `yaml:"address"`   // udp://IP:PORT (required)
+	Address   string `yaml:"address"`   // udp://IP:PORT or tcp://IP:PORT (required)
 	Name      string `yaml:"name"`      // label in logs and metrics (default: the address)
 	Advertise string `yaml:"advertise"` // host[:port] written in Via and Record-Route (default: the address; required for 0.0.0.0)
 	Pool      string `yaml:"pool"`      // pool that requests from outside go to (default: the first pool)
@@ -39,11 +42,31 @@ type PoolConfig struct {
 	Name      string          `yaml:"name"`      // unique pool name (required)
 	Algorithm string          `yaml:"algorithm"` // hash-callid (default), hash-from-user, hash-to-user, hash-ruri, round-robin, weighted-round-robin, random
 	Backends  []BackendConfig `yaml:"backends"`  // members; at least one
+	Health    HealthConfig    `yaml:"health"`    // active probing with SIP OPTIONS and passive detection
+}
+
+// HealthConfig configures the health checks of one pool.
+type HealthConfig struct {
+	Disabled        bool          `yaml:"disabled"`         // no active probing (default false: probing on)
+	Interval        time.Duration `yaml:"interval"`         // between probes of a backend (default 5s)
+	Timeout         time.Duration `yaml:"timeout"`          // a probe unanswered this long failed (default 2s; below interval)
+	Fall            int           `yaml:"fall"`             // consecutive failed probes that mark a backend down (default 3)
+	Rise            int           `yaml:"rise"`             // consecutive answered probes that mark it up (default 2)
+	DownOn503       bool          `yaml:"down_on_503"`      // a 503 answer counts as a failure (default: any answer is alive)
+	MaxBackoff      time.Duration `yaml:"max_backoff"`      // probing interval of a down backend doubles up to this (default 30s)
+	PassiveFailures int           `yaml:"passive_failures"` // consecutive 5xx from a backend that mark it down (default 0: off)
+}
+
+func (h HealthConfig) balance() balance.HealthConfig {
+	return balance.HealthConfig{
+		Interval: h.Interval, Timeout: h.Timeout, Fall: h.Fall, Rise: h.Rise,
+		DownOn503: h.DownOn503, Disabled: h.Disabled, MaxBackoff: h.MaxBackoff, PassiveFailures: h.PassiveFailures,
+	}
 }
 
 // BackendConfig is one pool member.
 type BackendConfig struct {
-	Address  string `yaml:"address"`  // udp://IP:PORT (required)
+	Address  string `yaml:"address"`  // udp://IP:PORT or tcp://IP:PORT (required)
 	Weight   *int   `yaml:"weight"`   // share relative to the pool's others, 1-1000 (default 1)
 	Priority int    `yaml:"priority"` // lower number = preferred group; higher groups take traffic only while all lower are down (default 1)
 	State    string `yaml:"state"`    // up (default), disabled, draining
@@ -190,6 +213,11 @@ func (c *Config) Validate() error {
 		if len(p.Backends) == 0 {
 			return invalid(path+".backends", "at least one backend is required")
 		}
+		hc := p.Health.balance()
+		if err := hc.Validate(path + ".health"); err != nil {
+			key, rest, _ := strings.Cut(err.Error(), ": ")
+			return invalid(key, "%s", rest)
+		}
 		for j, b := range p.Backends {
 			bp := fmt.Sprintf("%s.backends[%d]", path, j)
 			if _, _, err := parseEndpoint(b.Address); err != nil {
@@ -212,8 +240,8 @@ func (c *Config) Validate() error {
 		if err != nil {
 			return invalid(path+".address", "%v", err)
 		}
-		if tr != balance.UDP {
-			return invalid(path+".address", "transport %s is not supported yet (udp only)", tr)
+		if tr == balance.TLS {
+			return invalid(path+".address", "transport tls is not supported yet (udp or tcp)")
 		}
 		if ap.Addr().IsUnspecified() && l.Advertise == "" {
 			return invalid(path+".advertise", "is required when the address is unspecified (%s)", ap.Addr())
@@ -234,6 +262,10 @@ func (c *Config) Validate() error {
 	}
 	if e.MaxBody < 0 || e.MaxBody > 1<<20 {
 		return invalid("engine.max_body", "must be between 0 and 1048576, got %d", e.MaxBody)
+	}
+	if err := c.Streams.Defaults().Validate("streams"); err != nil {
+		key, _, _ := strings.Cut(err.Error(), ":")
+		return invalid(key, "%s", strings.TrimSpace(strings.TrimPrefix(err.Error(), key+":")))
 	}
 	if c.Admin.Listen != "" {
 		if _, err := netip.ParseAddrPort(c.Admin.Listen); err != nil {
@@ -343,6 +375,15 @@ func (c *Config) pools() ([]balance.PoolConfig, error) {
 		out = append(out, pc)
 	}
 	return out, nil
+}
+
+// health returns the health configuration of every pool by name.
+func (c *Config) health() map[string]balance.HealthConfig {
+	out := make(map[string]balance.HealthConfig, len(c.Pools))
+	for _, p := range c.Pools {
+		out[p.Name] = p.Health.balance()
+	}
+	return out
 }
 
 // engineConfig converts the configuration to the engine's.

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -56,8 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		listens     multiFlag
 		backends    multiFlag
 	)
-	fs.Var(&listens, "listen", "listening `udp://IP:PORT` (repeatable)")
-	fs.Var(&backends, "backend", "backend `udp://IP:PORT[;weight=N][;priority=N]` (repeatable)")
+	fs.Var(&listens, "listen", "listening `udp://IP:PORT` or tcp://IP:PORT (repeatable)")
+	fs.Var(&backends, "backend", "backend `udp://IP:PORT[;weight=N][;priority=N]` or tcp://... (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -130,10 +131,15 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 	if err != nil {
 		return err
 	}
-	srv := engine.NewServer(fwd, ec.Loops, log)
+	var checker *balance.Checker
+	srv := engine.NewServerWith(fwd, engine.Options{Loops: ec.Loops, Limits: cfg.Streams, Log: log,
+		Unreachable: func(a netip.AddrPort) { checker.Unreachable(a) }})
+	tr, sentBy, prefix := fwd.ProbeIdentity()
+	checker = balance.NewChecker(bal, cfg.health(), balance.ProbeIdentity{Transport: tr, SentBy: sentBy, BranchPrefix: prefix}, srv, log)
+	fwd.SetProbes(checker)
 
 	if cfg.Admin.Listen != "" {
-		stopAdmin, err := startAdmin(cfg.Admin.Listen, srv, bal, log)
+		stopAdmin, err := startAdmin(cfg.Admin.Listen, srv, bal, checker, log)
 		if err != nil {
 			return err
 		}
@@ -149,7 +155,7 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 			case <-ctx.Done():
 				return
 			case <-hup:
-				reload(configPath, bal, log)
+				reload(configPath, bal, checker, log)
 			}
 		}
 	}()
@@ -161,6 +167,7 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 		return err
 	case <-srv.Ready():
 	}
+	go checker.Run(ctx)
 	for _, l := range fwd.Legs() {
 		log.Info("listening", "leg", l.Name, "advertise", l.SentBy(), "tag", l.Tag())
 	}
@@ -177,7 +184,7 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 
 // reload re-reads the configuration on SIGHUP and swaps the pools in one
 // atomic step; listeners and engine settings need a restart.
-func reload(path string, bal *balance.Balancer, log *slog.Logger) {
+func reload(path string, bal *balance.Balancer, checker *balance.Checker, log *slog.Logger) {
 	if path == "" {
 		log.Warn("SIGHUP ignored: no --config file to reload")
 		return
@@ -195,6 +202,7 @@ func reload(path string, bal *balance.Balancer, log *slog.Logger) {
 		log.Error("reload failed, keeping the running configuration", "err", err)
 		return
 	}
+	checker.Reconfigure(cfg.health())
 	log.Info("configuration reloaded", "config", path, "pools", len(pools))
 }
 

@@ -73,7 +73,7 @@ func TestSippInterop(t *testing.T) {
 
 	var uasOut [2]bytes.Buffer
 	for i, p := range uasPorts {
-		startProc(t, &uasOut[i], sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", fmt.Sprint(p),
+		startProc(t, &uasOut[i], sipp, "-sn", "uas", "-aa", "-i", "127.0.0.1", "-p", fmt.Sprint(p),
 			"-nostdin", "-timeout", "60s")
 	}
 	var lbOut bytes.Buffer
