@@ -62,16 +62,17 @@ var replyStatuses = [...]int{200, 400, 413, 416, 420, 482, 483, 500, 503, 505, 5
 // Counters are one loop's counts. They are atomics so a scrape may read them
 // while the loop runs; each has a single writer, so they never contend.
 type Counters struct {
-	RequestsIn   atomic.Uint64
-	ResponsesIn  atomic.Uint64
-	RequestsOut  atomic.Uint64
-	ResponsesOut atomic.Uint64
-	Drops        [numDrops]atomic.Uint64
-	Replies      [len(replyStatuses) + 1]atomic.Uint64 // the last slot counts other statuses
-	ConnsRefused atomic.Uint64                         // streams closed at once: a connection cap
-	ConnsExpired atomic.Uint64                         // streams closed for idleness
-	SlowClients  atomic.Uint64                         // streams closed for sending a header too slowly
-	ProbeReplies atomic.Uint64                         // replies to health probes, consumed
+	RequestsIn           atomic.Uint64
+	ResponsesIn          atomic.Uint64
+	RequestsOut          atomic.Uint64
+	ResponsesOut         atomic.Uint64
+	Drops                [numDrops]atomic.Uint64
+	Replies              [len(replyStatuses) + 1]atomic.Uint64 // the last slot counts other statuses
+	ConnsRefused         atomic.Uint64                         // streams closed at once: a connection cap
+	ConnsExpired         atomic.Uint64                         // streams closed for idleness
+	SlowClients          atomic.Uint64                         // streams closed for sending a header too slowly
+	ProbeReplies         atomic.Uint64                         // replies to health probes, consumed
+	TLSHandshakeFailures atomic.Uint64                         // inbound TLS handshakes that failed or timed out
 }
 
 func (c *Counters) countReply(status int) {
@@ -90,7 +91,7 @@ type Snapshot struct {
 	Drops                                              [numDrops]uint64
 	Replies                                            map[int]uint64
 	ConnsRefused, ConnsExpired, SlowClients            uint64
-	ProbeReplies                                       uint64
+	ProbeReplies, TLSHandshakeFailures                 uint64
 	Conns                                              int // streams open now
 }
 
@@ -118,6 +119,7 @@ func (s *Snapshot) add(c *Counters) {
 	s.ConnsExpired += c.ConnsExpired.Load()
 	s.SlowClients += c.SlowClients.Load()
 	s.ProbeReplies += c.ProbeReplies.Load()
+	s.TLSHandshakeFailures += c.TLSHandshakeFailures.Load()
 }
 
 // Drop returns the count of one drop reason.

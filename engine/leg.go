@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/siplb/siplb/balance"
+	siptls "github.com/siplb/siplb/tls"
 )
 
 // DefaultSIPPort is the port a SIP URI or Via sent-by means when it names none
@@ -29,6 +30,9 @@ type LegConfig struct {
 	// Pool names the backend pool that requests from outside arriving on this
 	// leg go to. Empty means the first pool.
 	Pool string
+	// TLS holds the certificates of a TLS leg: served to clients, and used
+	// (with its CA) when siplb opens TLS connections to backends.
+	TLS *siptls.Store
 }
 
 // Leg is a configured listening socket as the forwarding rules see it:
@@ -40,6 +44,7 @@ type Leg struct {
 	Addr      netip.AddrPort
 	Pool      balance.PoolID
 
+	tls     *siptls.Store
 	host    []byte // advertised host; IPv6 without brackets
 	port    uint16 // advertised port
 	hostIP  netip.Addr
@@ -59,7 +64,10 @@ func newLeg(i int, c LegConfig, pool balance.PoolID) (*Leg, error) {
 	if !c.Addr.IsValid() {
 		return nil, errors.New("address is not set")
 	}
-	l := &Leg{Index: i, Name: c.Name, Transport: c.Transport, Addr: c.Addr, Pool: pool}
+	l := &Leg{Index: i, Name: c.Name, Transport: c.Transport, Addr: c.Addr, Pool: pool, tls: c.TLS}
+	if c.Transport == balance.TLS && c.TLS == nil {
+		return nil, errors.New("a tls listener needs certificates")
+	}
 	if l.Name == "" {
 		l.Name = c.Transport.String() + "://" + c.Addr.String()
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/siplb/siplb/balance"
 	"github.com/siplb/siplb/parser"
 	"github.com/siplb/siplb/pool"
+	siptls "github.com/siplb/siplb/tls"
 )
 
 // maxFD bounds the listener descriptors the server keeps per-socket state
@@ -49,6 +50,7 @@ type Server struct {
 	eng     gnet.Engine
 	booted  chan struct{}
 	now     atomic.Int64 // coarse clock (UnixNano), advanced by the sweeper
+	tls     *tlsHub
 	onDrop  func(netip.AddrPort)
 	streams Counters // stream-level counts: refused, expired, slow clients, connect failures
 }
@@ -76,12 +78,8 @@ type loopState struct {
 	el      gnet.EventLoop
 	s       *Scratch
 	dests   *pool.Dests[streamConn]
-	dialing map[netip.AddrPort]*pending
+	dialing map[netip.AddrPort]*dialMeta
 	conns   map[*streamConn]struct{}
-}
-
-type pending struct {
-	msgs []*pool.Buffer
 }
 
 // NewServer returns a server for f's legs with the given loops (0: one per
@@ -106,6 +104,7 @@ func NewServerWith(f *Forwarder, o Options) *Server {
 		booted: make(chan struct{}),
 		onDrop: o.Unreachable,
 	}
+	s.tls = newTLSHub(f)
 	s.legFD = make([]atomic.Int64, len(f.legs))
 	for i := range s.legFD {
 		s.legFD[i].Store(-1)
@@ -118,12 +117,23 @@ func NewServerWith(f *Forwarder, o Options) *Server {
 // an error at once if a listener cannot be opened.
 func (s *Server) Run(ctx context.Context) error {
 	addrs := make([]string, 0, len(s.f.legs))
+	if err := s.startTLS(ctx); err != nil {
+		return err
+	}
 	for _, l := range s.f.legs {
+		if l.Transport == balance.TLS {
+			continue
+		}
 		addr, err := gnetAddr(l)
 		if err != nil {
 			return err
 		}
 		addrs = append(addrs, addr)
+	}
+	if len(addrs) == 0 { // TLS legs only: no event loop to run
+		close(s.booted)
+		<-ctx.Done()
+		return nil
 	}
 	done := make(chan error, 1)
 	go func() {
@@ -192,8 +202,9 @@ func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 			continue
 		}
 		addr, _ := gnetAddr(l)
-		network, a, _ := cutScheme(addr)
-		if fd, err := eng.DupListener(network, a); err == nil {
+		_, a, _ := cutScheme(addr)
+		// gnet names its listeners by the plain network ("udp", not "udp4").
+		if fd, err := eng.DupListener("udp", a); err == nil {
 			s.legFD[l.Index].Store(int64(fd))
 		} else {
 			s.log.Warn("no descriptor for leg", "leg", l.Name, "err", err)
@@ -236,40 +247,49 @@ func (s *Server) datagram(c gnet.Conn) gnet.Action {
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 	r := s.f.Process(st.loop.s, buf, src, st.leg)
 	if r.Out != nil {
-		s.deliver(st.loop, &r, fd, st.leg)
+		s.deliver(st.loop, &st.loop.s.Counters, &r, fd, st.leg)
 	}
 	return gnet.None
 }
 
 // deliver sends a Result: a datagram from a UDP leg's socket, or a write on
 // a stream, reusing a connection to the destination before opening one.
-// fd and leg are the receiving UDP socket and its leg, if any.
-func (s *Server) deliver(loop *loopState, r *Result, fd int, leg *Leg) {
-	if r.Leg.Transport == balance.UDP {
+// loop is the calling event loop (nil for a TLS goroutine), cnt the counters
+// to charge; fd and leg are the receiving UDP socket and its leg, if any.
+func (s *Server) deliver(loop *loopState, cnt *Counters, r *Result, fd int, leg *Leg) {
+	switch r.Leg.Transport {
+	case balance.UDP:
 		out := fd
 		if r.Leg != leg || fd < 0 {
 			out = int(s.legFD[r.Leg.Index].Load())
 		}
 		if out < 0 {
-			loop.s.drop(DropSendError)
+			cnt.Drops[DropSendError].Add(1)
 			return
 		}
 		if err := unix.Sendto(out, r.Out, 0, r.Sockaddr); err != nil {
-			loop.s.drop(DropSendError)
+			cnt.Drops[DropSendError].Add(1)
 		}
 		return
 	}
 	if r.Conn != 0 {
 		if sc := s.reg.Get(r.Conn); sc != nil {
-			s.write(loop, sc, r.Out)
+			s.write(loop, cnt, sc, r.Out)
 			return
 		}
 	}
 	if !r.To.IsValid() {
-		loop.s.drop(DropConnGone)
+		cnt.Drops[DropConnGone].Add(1)
 		return
 	}
-	s.sendStream(loop, r.Leg, r.To, r.Out)
+	switch {
+	case r.Leg.Transport == balance.TLS:
+		s.sendTLS(cnt, r.Leg, r.To, r.Out)
+	case loop != nil:
+		s.sendStream(loop, r.Leg, r.To, r.Out)
+	default:
+		s.sendStreamOutside(cnt, r.Leg, r.To, r.Out)
+	}
 }
 
 // sock returns the state of the UDP socket fd, making it on the first datagram.
@@ -316,7 +336,7 @@ func (s *Server) loopOf(el gnet.EventLoop) *loopState {
 		el:      el,
 		s:       s.f.NewScratch(),
 		dests:   pool.NewDests[streamConn](),
-		dialing: make(map[netip.AddrPort]*pending),
+		dialing: make(map[netip.AddrPort]*dialMeta),
 		conns:   make(map[*streamConn]struct{}),
 	}
 	s.byLoop[el] = ls
@@ -334,6 +354,9 @@ func (s *Server) Stats() Snapshot {
 		snap.add(&ls.s.Counters)
 	}
 	snap.add(&s.streams)
+	for _, sc := range s.tls.all {
+		snap.add(&sc.Counters)
+	}
 	snap.Conns = s.reg.Len()
 	return snap
 }
@@ -378,12 +401,18 @@ func (s *Server) SendProbe(to *balance.Backend, msg []byte) error {
 	// A stream probe goes over a connection of its own, which also proves
 	// that the backend accepts connections; its answer is read here.
 	m := bytes.Clone(msg)
-	go s.probeStream(to.Addr, m)
+	go s.probeStream(leg, to.Addr, m)
 	return nil
 }
 
-func (s *Server) probeStream(dst netip.AddrPort, msg []byte) {
-	c, err := net.DialTimeout("tcp", dst.String(), s.lim.ConnectTimeout)
+func (s *Server) probeStream(leg *Leg, dst netip.AddrPort, msg []byte) {
+	var c net.Conn
+	var err error
+	if leg.Transport == balance.TLS {
+		c, err = siptls.Dial(context.Background(), "tcp", dst.String(), leg.tls, "", s.lim.ConnectTimeout)
+	} else {
+		c, err = net.DialTimeout("tcp", dst.String(), s.lim.ConnectTimeout)
+	}
 	if err != nil {
 		if s.onDrop != nil {
 			s.onDrop(dst)

@@ -17,7 +17,8 @@ import (
 // destination, owned by the event loop it was registered on: only that loop
 // reads it, writes it directly or closes it; other loops queue writes.
 type streamConn struct {
-	c       gnet.Conn
+	c       gnet.Conn  // a TCP stream served by a gnet loop; nil for TLS
+	tls     *tlsStream // a TLS stream served by goroutines of its own; nil for TCP
 	id      pool.ConnID
 	peer    netip.AddrPort
 	leg     *Leg
@@ -32,9 +33,10 @@ type streamConn struct {
 // dialMeta travels with an outgoing connection through gnet's Enroll to
 // OnOpen.
 type dialMeta struct {
-	dest netip.AddrPort
-	leg  *Leg
-	loop *loopState
+	dest    netip.AddrPort
+	leg     *Leg
+	loop    *loopState     // the loop that asked; nil when a goroutine outside the loops did
+	pending []*pool.Buffer // messages waiting for the connection, owned by loop (or by the dialer when loop is nil)
 }
 
 // pong answers a CRLF keep-alive ping (RFC 5626 §3.5.1).
@@ -72,27 +74,27 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 
 func (s *Server) openOutbound(c gnet.Conn, meta *dialMeta) ([]byte, gnet.Action) {
 	loop := meta.loop
+	if loop == nil {
+		loop = s.loopOf(c.EventLoop())
+	} else if loop.dialing[meta.dest] == meta {
+		delete(loop.dialing, meta.dest)
+	}
 	sc := &streamConn{c: c, peer: meta.dest, dest: meta.dest, leg: meta.leg, loop: loop, lastUsed: s.now.Load()}
-	p := loop.dialing[meta.dest]
-	delete(loop.dialing, meta.dest)
 	id, err := s.reg.Add(sc, meta.dest.Addr(), false)
 	if err != nil {
 		s.streams.ConnsRefused.Add(1)
-		if p != nil {
-			s.dropPending(loop, p, DropConnectFailed)
-		}
+		s.dropPending(&loop.s.Counters, meta, DropConnectFailed)
 		return nil, gnet.Close
 	}
 	sc.id = id
 	loop.conns[sc] = struct{}{}
 	loop.dests.Add(meta.dest, sc)
 	c.SetContext(sc)
-	if p != nil {
-		for _, b := range p.msgs {
-			c.Write(b.B)
-			pool.PutBuffer(b)
-		}
+	for _, b := range meta.pending {
+		c.Write(b.B)
+		pool.PutBuffer(b)
 	}
+	meta.pending = nil
 	return nil, gnet.None
 }
 
@@ -140,7 +142,7 @@ func (s *Server) streamTraffic(sc *streamConn) gnet.Action {
 		case parser.FrameMessage:
 			r := s.f.ProcessConn(loop.s, buf[:n], sc.peer, sc.leg, sc.id)
 			if r.Out != nil {
-				s.deliver(loop, &r, -1, nil)
+				s.deliver(loop, &loop.s.Counters, &r, -1, nil)
 			}
 		}
 		c.Discard(n)
@@ -157,12 +159,19 @@ func (s *Server) streamTraffic(sc *streamConn) gnet.Action {
 }
 
 // write sends out on sc: directly when the current loop owns it, else as a
-// pooled copy queued to its loop.
-func (s *Server) write(loop *loopState, sc *streamConn, out []byte) {
-	if sc.loop == loop {
+// pooled copy queued to its loop or to its TLS writer. loop is nil on a
+// goroutine outside the loops.
+func (s *Server) write(loop *loopState, cnt *Counters, sc *streamConn, out []byte) {
+	if sc.tls != nil {
+		if !sc.tls.enqueue(pool.Copy(out)) {
+			cnt.Drops[DropSendError].Add(1)
+		}
+		return
+	}
+	if loop != nil && sc.loop == loop {
 		sc.lastUsed = s.now.Load()
 		if _, err := sc.c.Write(out); err != nil {
-			loop.s.drop(DropSendError)
+			cnt.Drops[DropSendError].Add(1)
 		}
 		return
 	}
@@ -173,44 +182,76 @@ func (s *Server) write(loop *loopState, sc *streamConn, out []byte) {
 	})
 	if err != nil {
 		pool.PutBuffer(b)
-		loop.s.drop(DropSendError)
+		cnt.Drops[DropSendError].Add(1)
 	}
 }
 
-// sendStream writes out to dst over a connection of this loop to dst,
+// sendStream writes out to dst over a TCP connection of this loop to dst,
 // opening one (and holding out until it is up) when there is none.
 func (s *Server) sendStream(loop *loopState, leg *Leg, dst netip.AddrPort, out []byte) {
 	sc, more := loop.dests.Pick(dst, s.lim.ConnsPerDest)
 	if sc != nil {
 		if more && loop.dialing[dst] == nil {
-			loop.dialing[dst] = &pending{}
-			go s.dial(loop, leg, dst)
+			meta := &dialMeta{dest: dst, leg: leg, loop: loop}
+			loop.dialing[dst] = meta
+			go s.dial(meta)
 		}
-		s.write(loop, sc, out)
+		s.write(loop, &loop.s.Counters, sc, out)
 		return
 	}
-	p := loop.dialing[dst]
-	if p == nil {
-		p = &pending{}
-		loop.dialing[dst] = p
-		go s.dial(loop, leg, dst)
+	meta := loop.dialing[dst]
+	if meta == nil {
+		meta = &dialMeta{dest: dst, leg: leg, loop: loop}
+		loop.dialing[dst] = meta
+		go s.dial(meta)
 	}
-	if len(p.msgs) >= s.lim.MaxPending {
+	if len(meta.pending) >= s.lim.MaxPending {
 		loop.s.drop(DropPendingFull)
 		return
 	}
-	p.msgs = append(p.msgs, pool.Copy(out))
+	meta.pending = append(meta.pending, pool.Copy(out))
 }
 
-// dial opens a TCP connection to dst within the connect timeout and enrolls
-// it into loop, whose OnOpen then flushes what waited for it.
-func (s *Server) dial(loop *loopState, leg *Leg, dst netip.AddrPort) {
+// sendStreamOutside is sendStream for a goroutine outside the loops (a TLS
+// reader): the work moves to a loop; with no loop running yet, a connection
+// is opened and enrolled into whichever loop gnet chooses.
+func (s *Server) sendStreamOutside(cnt *Counters, leg *Leg, dst netip.AddrPort, out []byte) {
+	b := pool.Copy(out)
+	s.mu.Lock()
+	var loop *loopState
+	if n := len(s.all); n > 0 {
+		loop = s.all[int(dst.Port())%n]
+	}
+	s.mu.Unlock()
+	if loop == nil {
+		go s.dial(&dialMeta{dest: dst, leg: leg, pending: []*pool.Buffer{b}})
+		return
+	}
+	err := loop.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		s.sendStream(loop, leg, dst, b.B)
+		pool.PutBuffer(b)
+		return nil
+	}))
+	if err != nil {
+		pool.PutBuffer(b)
+		cnt.Drops[DropSendError].Add(1)
+	}
+}
+
+// dial opens a TCP connection within the connect timeout and enrolls it
+// into meta's loop (or any), whose OnOpen then flushes what waited for it.
+func (s *Server) dial(meta *dialMeta) {
+	dst := meta.dest
 	d := net.Dialer{Timeout: s.lim.ConnectTimeout}
 	conn, err := d.Dial("tcp", dst.String())
 	if err == nil {
-		ctx := gnet.NewContext(context.Background(), &dialMeta{dest: dst, leg: leg, loop: loop})
+		ctx := gnet.NewContext(context.Background(), meta)
 		var ch <-chan gnet.RegisteredResult
-		ch, err = loop.el.Enroll(ctx, conn)
+		if meta.loop != nil {
+			ch, err = meta.loop.el.Enroll(ctx, conn)
+		} else {
+			ch, err = s.eng.Register(gnet.NewNetConnContext(ctx, conn))
+		}
 		if err == nil {
 			if res := <-ch; res.Err != nil {
 				err = res.Err
@@ -226,21 +267,26 @@ func (s *Server) dial(loop *loopState, leg *Leg, dst netip.AddrPort) {
 	if s.onDrop != nil {
 		s.onDrop(dst)
 	}
+	loop := meta.loop
+	if loop == nil {
+		s.dropPending(&s.streams, meta, DropConnectFailed)
+		return
+	}
 	loop.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		if p := loop.dialing[dst]; p != nil {
+		if loop.dialing[dst] == meta {
 			delete(loop.dialing, dst)
-			s.dropPending(loop, p, DropConnectFailed)
 		}
+		s.dropPending(&loop.s.Counters, meta, DropConnectFailed)
 		return nil
 	}))
 }
 
-func (s *Server) dropPending(loop *loopState, p *pending, d Drop) {
-	for _, b := range p.msgs {
+func (s *Server) dropPending(cnt *Counters, meta *dialMeta, d Drop) {
+	for _, b := range meta.pending {
 		pool.PutBuffer(b)
-		loop.s.drop(d)
+		cnt.Drops[d].Add(1)
 	}
-	p.msgs = nil
+	meta.pending = nil
 }
 
 // sweepEvery is how often idle and slow streams are looked for.

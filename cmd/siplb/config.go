@@ -16,6 +16,7 @@ import (
 	"github.com/siplb/siplb/engine"
 	"github.com/siplb/siplb/parser"
 	"github.com/siplb/siplb/pool"
+	siptls "github.com/siplb/siplb/tls"
 )
 
 // Config is the YAML configuration of siplb. The field comments are the
@@ -31,10 +32,11 @@ type Config struct {
 
 // ListenConfig is one leg.
 type ListenConfig struct {
-	Address   string `yaml:"address"`   // udp://IP:PORT or tcp://IP:PORT (required)
-	Name      string `yaml:"name"`      // label in logs and metrics (default: the address)
-	Advertise string `yaml:"advertise"` // host[:port] written in Via and Record-Route (default: the address; required for 0.0.0.0)
-	Pool      string `yaml:"pool"`      // pool that requests from outside go to (default: the first pool)
+	Address   string         `yaml:"address"`   // udp://IP:PORT, tcp://IP:PORT or tls://IP:PORT (required)
+	Name      string         `yaml:"name"`      // label in logs and metrics (default: the address)
+	Advertise string         `yaml:"advertise"` // host[:port] written in Via and Record-Route (default: the address; required for 0.0.0.0)
+	Pool      string         `yaml:"pool"`      // pool that requests from outside go to (default: the first pool)
+	TLS       *siptls.Config `yaml:"tls"`       // certificates of a tls:// listener, also used to dial tls:// backends
 }
 
 // PoolConfig is one backend pool.
@@ -241,7 +243,15 @@ func (c *Config) Validate() error {
 			return invalid(path+".address", "%v", err)
 		}
 		if tr == balance.TLS {
-			return invalid(path+".address", "transport tls is not supported yet (udp or tcp)")
+			if l.TLS == nil {
+				return invalid(path+".tls", "is required for a tls:// listener (cert_file, key_file)")
+			}
+			if err := l.TLS.ValidateListener(path + ".tls"); err != nil {
+				key, rest, _ := strings.Cut(err.Error(), ": ")
+				return invalid(key, "%s", rest)
+			}
+		} else if l.TLS != nil {
+			return invalid(path+".tls", "is only for a tls:// listener")
 		}
 		if ap.Addr().IsUnspecified() && l.Advertise == "" {
 			return invalid(path+".advertise", "is required when the address is unspecified (%s)", ap.Addr())
@@ -386,17 +396,28 @@ func (c *Config) health() map[string]balance.HealthConfig {
 	return out
 }
 
-// engineConfig converts the configuration to the engine's.
-func (c *Config) engineConfig() engine.Config {
+// engineConfig converts the configuration to the engine's, loading the
+// certificates of TLS listeners; the stores are returned for SIGHUP reloads.
+func (c *Config) engineConfig() (engine.Config, []*siptls.Store, error) {
 	ec := engine.Config{
 		Loops:              c.Engine.Loops,
 		DisableRecordRoute: !*c.Engine.RecordRoute,
 		RetryAfter:         c.Engine.RetryAfter,
 		Limits:             parser.Limits{MaxHeader: c.Engine.MaxHeader, MaxBody: c.Engine.MaxBody},
 	}
-	for _, l := range c.Listen {
+	var stores []*siptls.Store
+	for i, l := range c.Listen {
 		tr, ap, _ := parseEndpoint(l.Address)
-		ec.Legs = append(ec.Legs, engine.LegConfig{Name: l.Name, Transport: tr, Addr: ap, Advertise: l.Advertise, Pool: l.Pool})
+		lc := engine.LegConfig{Name: l.Name, Transport: tr, Addr: ap, Advertise: l.Advertise, Pool: l.Pool}
+		if l.TLS != nil {
+			st, err := siptls.NewStore(*l.TLS)
+			if err != nil {
+				return ec, nil, fmt.Errorf("listen[%d].%w", i, err)
+			}
+			lc.TLS = st
+			stores = append(stores, st)
+		}
+		ec.Legs = append(ec.Legs, lc)
 	}
-	return ec
+	return ec, stores, nil
 }

@@ -123,7 +123,10 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 	if err != nil {
 		return err
 	}
-	ec := cfg.engineConfig()
+	ec, stores, err := cfg.engineConfig()
+	if err != nil {
+		return err
+	}
 	if err := engine.ResolvePorts(ec.Legs); err != nil {
 		return err
 	}
@@ -156,6 +159,13 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 				return
 			case <-hup:
 				reload(configPath, bal, checker, log)
+				for _, st := range stores {
+					if err := st.Reload(); err != nil {
+						log.Error("certificate reload failed, keeping the loaded ones", "err", err)
+					} else {
+						log.Info("certificates reloaded")
+					}
+				}
 			}
 		}
 	}()

@@ -1,0 +1,319 @@
+package engine
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/siplb/siplb/balance"
+	"github.com/siplb/siplb/parser"
+	"github.com/siplb/siplb/pool"
+	siptls "github.com/siplb/siplb/tls"
+)
+
+// TLS streams are not served by gnet (it has no TLS): each connection has a
+// reader goroutine, which frames and forwards with a Scratch borrowed from a
+// small set, and a writer goroutine fed through a bounded queue, so a slow
+// peer never blocks an event loop.
+
+// tlsQueue bounds the writes waiting for one TLS connection.
+const tlsQueue = 256
+
+// tlsWriteTimeout bounds one write to a TLS peer; a peer that does not read
+// is cut off.
+const tlsWriteTimeout = 10 * time.Second
+
+type tlsStream struct {
+	conn   *tls.Conn
+	out    chan *pool.Buffer
+	closed atomic.Bool
+	once   sync.Once
+	done   chan struct{}
+}
+
+func newTLSStream(c *tls.Conn) *tlsStream {
+	t := &tlsStream{conn: c, out: make(chan *pool.Buffer, tlsQueue), done: make(chan struct{})}
+	go t.writer()
+	return t
+}
+
+// enqueue hands b to the writer; false when the connection is closed or its
+// queue is full (b is then released).
+func (t *tlsStream) enqueue(b *pool.Buffer) bool {
+	if t.closed.Load() {
+		pool.PutBuffer(b)
+		return false
+	}
+	select {
+	case t.out <- b:
+		return true
+	default:
+		pool.PutBuffer(b)
+		return false
+	}
+}
+
+func (t *tlsStream) writer() {
+	for {
+		select {
+		case <-t.done:
+			return
+		case b := <-t.out:
+			t.conn.SetWriteDeadline(time.Now().Add(tlsWriteTimeout))
+			_, err := t.conn.Write(b.B)
+			pool.PutBuffer(b)
+			if err != nil {
+				t.close()
+				return
+			}
+		}
+	}
+}
+
+func (t *tlsStream) close() {
+	t.once.Do(func() {
+		t.closed.Store(true)
+		close(t.done)
+		t.conn.Close()
+	})
+}
+
+// tlsHub holds the outgoing TLS connections by destination and the
+// Scratches TLS readers borrow.
+type tlsHub struct {
+	mu      sync.Mutex
+	dests   map[netip.AddrPort]*streamConn
+	dialing map[netip.AddrPort]*dialMeta
+
+	scratch chan *Scratch
+	all     []*Scratch
+}
+
+// tlsScratches is how many TLS readers forward at the same instant; the
+// rest wait for a Scratch (each holds a buffer of the largest message).
+const tlsScratches = 16
+
+func newTLSHub(f *Forwarder) *tlsHub {
+	h := &tlsHub{
+		dests:   make(map[netip.AddrPort]*streamConn),
+		dialing: make(map[netip.AddrPort]*dialMeta),
+		scratch: make(chan *Scratch, tlsScratches),
+	}
+	for range tlsScratches {
+		sc := f.NewScratch()
+		h.all = append(h.all, sc)
+		h.scratch <- sc
+	}
+	return h
+}
+
+// startTLS opens the TLS listeners; their accept loops end when ctx is done.
+func (s *Server) startTLS(ctx context.Context) error {
+	for _, l := range s.f.legs {
+		if l.Transport != balance.TLS {
+			continue
+		}
+		if l.tls == nil {
+			return errors.New("listener " + l.Name + ": tls needs a certificate (tls.cert_file, tls.key_file)")
+		}
+		ln, err := siptls.Listen("tcp", l.Addr.String(), l.tls)
+		if err != nil {
+			return err
+		}
+		go func() {
+			<-ctx.Done()
+			ln.Close()
+		}()
+		go s.acceptTLS(ctx, l, ln)
+	}
+	return nil
+}
+
+func (s *Server) acceptTLS(ctx context.Context, leg *Leg, ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		go s.serveTLS(ctx, leg, c, netip.AddrPort{})
+	}
+}
+
+// serveTLS runs one TLS connection: inbound when dest is zero (the
+// handshake is done here, bounded by the connect timeout), else an outgoing
+// one already handshaken to dest.
+func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, dest netip.AddrPort) {
+	inbound := !dest.IsValid()
+	var tc *tls.Conn
+	if inbound {
+		var err error
+		tc, err = siptls.Handshake(ctx, raw, s.lim.ConnectTimeout)
+		if err != nil {
+			s.streams.TLSHandshakeFailures.Add(1)
+			s.log.Debug("tls handshake failed", "peer", raw.RemoteAddr().String(), "err", err)
+			return
+		}
+	} else {
+		tc = raw.(*tls.Conn)
+	}
+	ra, _ := tc.RemoteAddr().(*net.TCPAddr)
+	peer := ra.AddrPort()
+	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
+	ts := newTLSStream(tc)
+	sc := &streamConn{tls: ts, peer: peer, leg: leg, inbound: inbound, dest: dest}
+	id, err := s.reg.Add(sc, peer.Addr(), inbound)
+	if err != nil {
+		s.streams.ConnsRefused.Add(1)
+		ts.close()
+		return
+	}
+	sc.id = id
+	defer func() {
+		s.reg.Remove(id, peer.Addr(), inbound)
+		if !inbound {
+			s.tls.mu.Lock()
+			if s.tls.dests[dest] == sc {
+				delete(s.tls.dests, dest)
+			}
+			s.tls.mu.Unlock()
+		}
+		ts.close()
+	}()
+	if !inbound {
+		s.tls.mu.Lock()
+		s.tls.dests[dest] = sc
+		meta := s.tls.dialing[dest]
+		delete(s.tls.dialing, dest)
+		s.tls.mu.Unlock()
+		if meta != nil {
+			for _, b := range meta.pending {
+				ts.enqueue(b)
+			}
+		}
+	}
+	s.readStream(ctx, sc, tc)
+}
+
+// readStream frames and forwards what a TLS peer sends until it closes, goes
+// idle, or dawdles over a header.
+func (s *Server) readStream(ctx context.Context, sc *streamConn, c net.Conn) {
+	buf := make([]byte, 0, 4096)
+	tmp := make([]byte, s.lim.ReadSize)
+	lim := s.f.limits
+	for ctx.Err() == nil {
+		wait := s.lim.IdleTimeout(s.reg.Len())
+		if len(buf) > 0 {
+			wait = s.lim.HeaderDeadline
+		}
+		c.SetReadDeadline(time.Now().Add(wait))
+		n, err := c.Read(tmp)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if len(buf) > 0 {
+					s.streams.SlowClients.Add(1)
+				} else {
+					s.streams.ConnsExpired.Add(1)
+				}
+			}
+			return
+		}
+		buf = append(buf, tmp[:n]...)
+		for len(buf) > 0 {
+			k, kind, err := parser.Frame(buf, lim)
+			if err != nil {
+				s.streams.Drops[DropStreamBroken].Add(1)
+				if pe, ok := err.(*parser.Error); ok {
+					if out, ok := appendRawReply(nil, buf, pe.Status, pe.Reason, nil); ok {
+						sc.tls.enqueue(pool.Copy(out))
+						time.Sleep(10 * time.Millisecond) // let the writer send the answer
+					}
+				}
+				return
+			}
+			if k == 0 {
+				break
+			}
+			switch kind {
+			case parser.FramePing:
+				sc.tls.enqueue(pool.Copy(pong))
+			case parser.FrameMessage:
+				s.forwardTLS(sc, buf[:k])
+			}
+			buf = buf[k:]
+		}
+		if len(buf) == 0 && cap(buf) > 64<<10 {
+			buf = make([]byte, 0, 4096) // give back a buffer one big message grew
+		} else if len(buf) == 0 {
+			buf = buf[:0]
+		} else {
+			buf = append(buf[:0], buf...)
+		}
+	}
+}
+
+func (s *Server) forwardTLS(sc *streamConn, msg []byte) {
+	scr := <-s.tls.scratch
+	r := s.f.ProcessConn(scr, msg, sc.peer, sc.leg, sc.id)
+	if r.Out != nil {
+		s.deliver(nil, &scr.Counters, &r, -1, nil)
+	}
+	s.tls.scratch <- scr
+}
+
+// sendTLS writes out to dst over the TLS connection to it, opening one
+// (holding out until the handshake is done) when there is none.
+func (s *Server) sendTLS(cnt *Counters, leg *Leg, dst netip.AddrPort, out []byte) {
+	h := s.tls
+	h.mu.Lock()
+	if sc := h.dests[dst]; sc != nil {
+		h.mu.Unlock()
+		s.write(nil, cnt, sc, out)
+		return
+	}
+	meta := h.dialing[dst]
+	if meta == nil {
+		meta = &dialMeta{dest: dst, leg: leg}
+		h.dialing[dst] = meta
+		go s.dialTLS(meta)
+	}
+	if len(meta.pending) >= s.lim.MaxPending {
+		h.mu.Unlock()
+		cnt.Drops[DropPendingFull].Add(1)
+		return
+	}
+	meta.pending = append(meta.pending, pool.Copy(out))
+	h.mu.Unlock()
+}
+
+func (s *Server) dialTLS(meta *dialMeta) {
+	ctx := context.Background()
+	c, err := siptls.Dial(ctx, "tcp", meta.dest.String(), meta.leg.tls, "", s.lim.ConnectTimeout)
+	if err != nil {
+		s.log.Debug("tls connect failed", "dst", meta.dest, "err", err)
+		if s.onDrop != nil {
+			s.onDrop(meta.dest)
+		}
+		s.tls.mu.Lock()
+		if s.tls.dialing[meta.dest] == meta {
+			delete(s.tls.dialing, meta.dest)
+		}
+		s.tls.mu.Unlock()
+		s.dropPending(&s.streams, meta, DropConnectFailed)
+		return
+	}
+	s.serveTLS(ctx, meta.leg, c, meta.dest)
+}
