@@ -59,52 +59,80 @@ func startProc(t *testing.T, out *bytes.Buffer, name string, args ...string) *ex
 	return cmd
 }
 
-// sipp uac → siplb → sipp uas over UDP with Debian's sip-tester: every call
-// of the built-in scenarios (INVITE, 180, 200, ACK, BYE, 200) succeeds.
-// `make test` installs sipp, so this test never skips for want of it.
+// sipp uac → siplb → sipp uas with Debian's sip-tester: every call of the
+// built-in scenarios (INVITE, 180, 200, ACK, BYE, 200) succeeds, over UDP,
+// over TCP with one connection (-t t1) and with a connection per call
+// (-t tn). `make test` installs sipp, so this test never skips for want of
+// it. (Debian's sipp is built without OpenSSL, so TLS is covered by the
+// engine's Go TLS clients instead.)
 func TestSippInterop(t *testing.T) {
 	sipp, err := exec.LookPath("sipp")
 	if err != nil {
 		t.Fatal("sipp not found: run `make test` (it installs Debian's sip-tester) or apt-get install sip-tester")
 	}
 	bin := buildSiplb(t)
-	uasPorts := []int{freeUDPPort(t), freeUDPPort(t)}
-	lbPort := freeUDPPort(t)
+	tests := []struct {
+		name     string
+		scheme   string // siplb's listener and backends
+		uacMode  string // sipp -t for the client
+		uasMode  string // sipp -t for the servers
+		calls    int
+		freePort func(*testing.T) int
+	}{
+		{name: "udp", scheme: "udp", uacMode: "u1", uasMode: "u1", calls: 300, freePort: freeUDPPort},
+		{name: "tcp one connection", scheme: "tcp", uacMode: "t1", uasMode: "t1", calls: 200, freePort: freeTCPPort},
+		{name: "tcp connection per call", scheme: "tcp", uacMode: "tn", uasMode: "t1", calls: 200, freePort: freeTCPPort},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			uasPorts := []int{tc.freePort(t), tc.freePort(t)}
+			lbPort := tc.freePort(t)
+			var uasOut [2]bytes.Buffer
+			for i, p := range uasPorts {
+				startProc(t, &uasOut[i], sipp, "-sn", "uas", "-aa", "-t", tc.uasMode, "-i", "127.0.0.1", "-p", fmt.Sprint(p),
+					"-nostdin", "-timeout", "60s")
+			}
+			var lbOut bytes.Buffer
+			lb := startProc(t, &lbOut, bin, "--listen", fmt.Sprintf("%s://127.0.0.1:%d", tc.scheme, lbPort),
+				"--backend", fmt.Sprintf("%s://127.0.0.1:%d", tc.scheme, uasPorts[0]),
+				"--backend", fmt.Sprintf("%s://127.0.0.1:%d", tc.scheme, uasPorts[1]), "--loops", "2", "--log-level", "warn")
+			time.Sleep(300 * time.Millisecond)
+			if lb.ProcessState != nil {
+				t.Fatalf("siplb exited: %s", lbOut.String())
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+			defer cancel()
+			dir := t.TempDir()
+			uac := exec.CommandContext(ctx, sipp, "-sn", "uac", "-t", tc.uacMode, fmt.Sprintf("127.0.0.1:%d", lbPort),
+				"-i", "127.0.0.1", "-p", fmt.Sprint(tc.freePort(t)), "-m", fmt.Sprint(tc.calls), "-r", "100", "-l", "50",
+				"-nostdin", "-timeout", "50s", "-timeout_error", "-max_socket", "1000",
+				"-trace_stat", "-stf", filepath.Join(dir, "uac.csv"))
+			uac.Dir = dir
+			out, err := uac.CombinedOutput()
+			if err != nil {
+				t.Fatalf("sipp uac through siplb: %v\n%s\nsiplb:\n%s", err, tail(out, 3000), lbOut.String())
+			}
+			stats, err := os.ReadFile(filepath.Join(dir, "uac.csv"))
+			if err != nil {
+				t.Fatalf("sipp stats: %v", err)
+			}
+			ok, failed := sippCounts(t, stats)
+			if ok != tc.calls || failed != 0 {
+				t.Fatalf("sipp: %d successful, %d failed calls; want %d and 0\n%s", ok, failed, tc.calls, tail(out, 3000))
+			}
+		})
+	}
+}
 
-	var uasOut [2]bytes.Buffer
-	for i, p := range uasPorts {
-		startProc(t, &uasOut[i], sipp, "-sn", "uas", "-aa", "-i", "127.0.0.1", "-p", fmt.Sprint(p),
-			"-nostdin", "-timeout", "60s")
-	}
-	var lbOut bytes.Buffer
-	lb := startProc(t, &lbOut, bin, "--listen", fmt.Sprintf("udp://127.0.0.1:%d", lbPort),
-		"--backend", fmt.Sprintf("udp://127.0.0.1:%d", uasPorts[0]),
-		"--backend", fmt.Sprintf("udp://127.0.0.1:%d", uasPorts[1]), "--loops", "2", "--log-level", "warn")
-	time.Sleep(300 * time.Millisecond)
-	if lb.ProcessState != nil {
-		t.Fatalf("siplb exited: %s", lbOut.String())
-	}
-
-	const calls = 300
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	dir := t.TempDir()
-	uac := exec.CommandContext(ctx, sipp, "-sn", "uac", fmt.Sprintf("127.0.0.1:%d", lbPort),
-		"-i", "127.0.0.1", "-p", fmt.Sprint(freeUDPPort(t)), "-m", fmt.Sprint(calls), "-r", "100", "-l", "50",
-		"-nostdin", "-timeout", "50s", "-timeout_error", "-trace_stat", "-stf", filepath.Join(dir, "uac.csv"))
-	uac.Dir = dir
-	out, err := uac.CombinedOutput()
+// freeTCPPort returns a TCP port free on 127.0.0.1 at the time of the call.
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("sipp uac through siplb: %v\n%s\nsiplb:\n%s", err, tail(out, 3000), lbOut.String())
+		t.Fatal(err)
 	}
-	stats, err := os.ReadFile(filepath.Join(dir, "uac.csv"))
-	if err != nil {
-		t.Fatalf("sipp stats: %v", err)
-	}
-	ok, failed := sippCounts(t, stats)
-	if ok != calls || failed != 0 {
-		t.Fatalf("sipp: %d successful, %d failed calls; want %d and 0\n%s", ok, failed, calls, tail(out, 3000))
-	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // sippCounts reads SuccessfulCall(C) and FailedCall(C) from the last line of
