@@ -1,57 +1,227 @@
 #!/usr/bin/env bash
-# bench.sh: micro-benchmarks (parser, forwarding, balance, parser vs sipgo),
-# then sipload through siplb next to the same load straight to a backend, in
-# one run on this machine. Results land in benchmarks/results/RUN/.
+# bench.sh: the side-by-side benchmark of `make bench`, in one run on this
+# machine (see benchmarks/README.md):
+#   1. micro-benchmarks (parser, engine, balance; parser vs sipgo);
+#   2. the same SIP load (sipload) on four targets in front of the same
+#      sipecho backends: straight to a backend (the ceiling), through
+#      udprelay (a recvmmsg/sendmmsg relay that parses nothing: the raw limit
+#      of any forwarder here), through siplb, and through Kamailio (Debian's
+#      package, a stateless dispatcher; installed with apt-get if missing);
+#      for each scenario a closed loop at saturation, then an open loop at
+#      RATE_SHARE of siplb's saturation rate for the latency;
+#   3. the table, ratios and plots (benchreport) in benchmarks/results/RUN/.
+# Every process is started here and stopped by its PID; traffic stays on
+# 127.0.0.1. The defaults take about three minutes; the knobs below make
+# longer runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=${BIN:-bin}
-N=${N:-100000}        # OPTIONS transactions per path
-CALLS=${CALLS:-30000} # calls per path
-WINDOW=${WINDOW:-200}
-LOOPS=${LOOPS:-1}     # siplb event loops; on 2 cores the rest is for sipload and sipecho
-out="benchmarks/results/$(date +%Y%m%d-%H%M%S)"
+SCENARIOS=${SCENARIOS:-options call register}
+TARGETS=${TARGETS:-direct relay siplb kamailio}
+SAT_DURATION=${SAT_DURATION:-4s}   # closed loop per target and scenario
+RATE_DURATION=${RATE_DURATION:-4s} # open loop per target and scenario
+WINDOW=${WINDOW:-200}              # closed loop: units outstanding
+SOCKETS=${SOCKETS:-4}              # sipload's sockets (= the relay's upstreams)
+RATE_SHARE=${RATE_SHARE:-0.5}      # open-loop rate, as a share of siplb's saturation rate
+LOOPS=${LOOPS:-1}                  # siplb event loops; on 2 cores the rest is for sipload and sipecho
+KAM_CHILDREN=${KAM_CHILDREN:-$((2 * $(nproc)))} # Kamailio UDP receivers; 2 per core measured best here
+KAM_INSTALL=${KAM_INSTALL:-1}      # 0: never apt-get install kamailio
+MICRO=${MICRO:-1}                  # 0: skip the micro-benchmarks
+BENCHTIME=${BENCHTIME:-200ms}      # -benchtime of the micro-benchmarks
+PORT_BASE=${PORT_BASE:-25060}      # siplb +0, relay +1, kamailio +2, sipecho +10..+12
+RESULTS=${RESULTS:-benchmarks/results}
+GO=${GO:-go}
+
+out="$RESULTS/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
+rundir=$(mktemp -d "${TMPDIR:-/tmp}/siplb-bench.XXXXXX")
 pids=()
 cleanup() {
+	local p
 	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$rundir"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say() { printf '== %s\n' "$*"; }
+warn() { printf 'bench: %s\n' "$*" | tee -a "$out/warnings.txt" >&2; }
+
+# ---- Kamailio: installed if missing (it is the point of the comparison).
+kamailio_bin() {
+	command -v kamailio 2>/dev/null || { [ -x /usr/sbin/kamailio ] && echo /usr/sbin/kamailio; } || true
+}
+kam=$(kamailio_bin)
+if [ -z "$kam" ] && [[ " $TARGETS " == *" kamailio "* ]]; then
+	if [ "$KAM_INSTALL" = 1 ] && command -v apt-get >/dev/null; then
+		sudo=""
+		if [ "$(id -u)" != 0 ]; then sudo="sudo -n"; fi
+		say "installing kamailio (apt-get; KAM_INSTALL=0 skips)"
+		if $sudo apt-get update -qq >"$out/apt.log" 2>&1 &&
+			DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq kamailio >>"$out/apt.log" 2>&1; then
+			kam=$(kamailio_bin)
+		fi
+	fi
+	if [ -z "$kam" ]; then
+		warn "KAMAILIO NOT AVAILABLE: could not install Debian's kamailio package (see $out/apt.log); the kamailio rows are left out"
+	fi
+fi
 
 {
 	echo "date: $(date -u +%FT%TZ)"
+	echo "host: $(uname -srm)"
 	echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 	echo "cores: $(nproc)"
-	echo "go: $(go version)"
-	echo "siplb: $("$BIN/siplb" --version)"
+	echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min, at start)"
+	echo "go: $($GO version)"
+	echo "siplb: $("$BIN/siplb" --version 2>&1 | head -1)"
+	if [ -n "$kam" ]; then echo "kamailio: $("$kam" -v 2>&1 | head -1)"; else echo "kamailio: not available"; fi
+	echo "settings: SAT_DURATION=$SAT_DURATION RATE_DURATION=$RATE_DURATION WINDOW=$WINDOW SOCKETS=$SOCKETS RATE_SHARE=$RATE_SHARE LOOPS=$LOOPS KAM_CHILDREN=$KAM_CHILDREN"
 } | tee "$out/machine.txt"
 
-echo "== micro-benchmarks"
-go test -run '^$' -bench . -benchmem ./parser ./engine ./balance | tee "$out/micro.txt"
-(cd benchmarks && go test -run '^$' -bench 'Parse' -benchmem .) | tee "$out/parser-vs-sipgo.txt"
+if [ "$MICRO" = 1 ]; then
+	say "micro-benchmarks (-benchtime $BENCHTIME)"
+	$GO test -run '^$' -bench . -benchmem -benchtime "$BENCHTIME" ./parser ./engine ./balance | tee "$out/micro.txt" || warn "micro-benchmarks failed"
+	(cd benchmarks && $GO test -run '^$' -bench 'Parse' -benchmem -benchtime "$BENCHTIME" .) | tee "$out/parser-vs-sipgo.txt" || warn "parser-vs-sipgo failed"
+fi
 
-echo "== load: sipload → sipecho, straight and through siplb (loops=$LOOPS)"
-"$BIN/sipecho" -q -listen 127.0.0.1:25070 -listen 127.0.0.1:25071 -listen 127.0.0.1:25072 &
-pids+=($!)
-"$BIN/siplb" --listen udp://127.0.0.1:25060 --loops "$LOOPS" --log-level warn \
-	--backend udp://127.0.0.1:25070 --backend udp://127.0.0.1:25071 --backend udp://127.0.0.1:25072 &
-lb=$!
-pids+=($lb)
-sleep 0.5
+# ---- The targets, all in front of the same three sipecho backends.
+h=127.0.0.1
+be=("$h:$((PORT_BASE + 10))" "$h:$((PORT_BASE + 11))" "$h:$((PORT_BASE + 12))")
+declare -A addr=([direct]="${be[0]}" [siplb]="$h:$PORT_BASE" [relay]="$h:$((PORT_BASE + 1))" [kamailio]="$h:$((PORT_BASE + 2))")
+declare -A pid=()
 
-cputicks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-hz=$(getconf CLK_TCK)
-for sc in options call; do
-	n=$N
-	[ "$sc" = call ] && n=$CALLS
-	"$BIN/sipload" -q -scenario "$sc" -target 127.0.0.1:25070 -n "$n" -window "$WINDOW" -duration 60s -json "$out/direct-$sc.json" || true
-	t0=$(cputicks "$lb")
-	s0=$(date +%s.%N)
-	"$BIN/sipload" -q -scenario "$sc" -target 127.0.0.1:25060 -n "$n" -window "$WINDOW" -duration 60s -json "$out/siplb-$sc.json" || true
-	s1=$(date +%s.%N)
-	t1=$(cputicks "$lb")
-	awk -v t="$((t1 - t0))" -v hz="$hz" -v a="$s0" -v b="$s1" 'BEGIN { printf "%.3f\n", t / hz / (b - a) }' >"$out/siplb-$sc.cpu"
+start() { # name command...: runs it in the background, its output in the results
+	local name=$1
+	shift
+	"$@" >"$out/$name.log" 2>&1 &
+	pids+=($!)
+	pid[$name]=$!
+}
+
+say "starting sipecho, udprelay, siplb${kam:+, kamailio} (logs in $out/*.log)"
+start sipecho "$BIN/sipecho" -q -listen "${be[0]}" -listen "${be[1]}" -listen "${be[2]}"
+start relay "$BIN/udprelay" -listen "${addr[relay]}" -backend "${be[0]}" -backend "${be[1]}" -backend "${be[2]}"
+# siplb as Kamailio runs: no active health probing (ds_ping_interval 0), so
+# both forward only the measured load. SIPLB_CONFIG names another file.
+cfg=${SIPLB_CONFIG:-$rundir/siplb.yaml}
+if [ -z "${SIPLB_CONFIG:-}" ]; then
+	cat >"$cfg" <<-EOF
+		listen:
+		  - address: udp://${addr[siplb]}
+		pools:
+		  - name: bench
+		    algorithm: hash-callid
+		    backends:
+		      - address: udp://${be[0]}
+		      - address: udp://${be[1]}
+		      - address: udp://${be[2]}
+		    health:
+		      disabled: true
+		engine:
+		  loops: $LOOPS
+		log:
+		  level: warn
+	EOF
+fi
+cp "$cfg" "$out/siplb.yaml"
+if "$BIN/siplb" --check --config "$cfg" >"$out/siplb-check.log" 2>&1; then
+	start siplb "$BIN/siplb" --config "$cfg"
+else
+	warn "siplb rejects $out/siplb.yaml (see siplb-check.log); running it from flags, with its default health probing"
+	start siplb "$BIN/siplb" --listen "udp://${addr[siplb]}" --loops "$LOOPS" --log-level warn \
+		--backend "udp://${be[0]}" --backend "udp://${be[1]}" --backend "udp://${be[2]}"
+fi
+if [ -n "$kam" ]; then
+	for b in "${be[@]}"; do echo "1 sip:$b"; done >"$rundir/dispatcher.list"
+	# -DD -E: in the foreground, logging to stderr, so $! is the main
+	# process; it stops its children when it gets SIGTERM.
+	start kamailio "$kam" -DD -E -f benchmarks/kamailio/kamailio.cfg -w "$rundir" -P "$rundir/kamailio.pid" \
+		-m 64 -M 8 -A "KAM_LISTEN=udp:${addr[kamailio]}" -A "KAM_LIST=\"$rundir/dispatcher.list\"" \
+		-A "KAM_CHILDREN=$KAM_CHILDREN"
+fi
+sleep 1
+
+# Keep only the targets that are up and answer one OPTIONS.
+up=()
+for t in $TARGETS; do
+	proc=$t
+	[ "$t" = direct ] && proc=sipecho
+	if [ -z "${pid[$proc]:-}" ] || ! kill -0 "${pid[$proc]}" 2>/dev/null; then
+		[ "$t" = kamailio ] && [ -z "$kam" ] && continue
+		warn "$t is not running (see $out/$proc.log); its rows are left out"
+		continue
+	fi
+	if ! "$BIN/sipload" -q -scenario options -target "${addr[$t]}" -n 10 -window 1 -duration 3s -drain 1s; then
+		warn "$t at ${addr[$t]} does not answer OPTIONS; its rows are left out"
+		continue
+	fi
+	up+=("$t")
 done
-(cd benchmarks && go run ./cmd/benchreport -dir "../$out" options call) | tee "$out/load.txt"
+[ ${#up[@]} -gt 0 ] || { warn "no target answers"; exit 1; }
+
+# ---- CPU accounting: user+system ticks of a process and its descendants.
+hz=$(getconf CLK_TCK)
+tree() { # pid: it and its descendants
+	local p=$1 c
+	echo "$p"
+	for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do tree "$c"; done
+}
+ticks() { # pid: utime+stime of the tree, in ticks
+	local sum=0 p f
+	for p in $(tree "$1"); do
+		f=$(sed 's/^.*) //' /proc/"$p"/stat 2>/dev/null) || continue
+		set -- $f
+		sum=$((sum + ${12} + ${13}))
+	done
+	echo "$sum"
+}
+procs=(sipecho relay siplb)
+[ -n "$kam" ] && procs+=(kamailio)
+
+# measure target scenario mode sipload-flags...: one sipload run, with the
+# CPU of every process over it (PROC CPU_SECONDS WALL_SECONDS per line).
+measure() {
+	local t=$1 sc=$2 mode=$3
+	shift 3
+	local p s0 s1 name="$t-$sc-$mode"
+	declare -A t0=()
+	for p in "${procs[@]}"; do t0[$p]=$(ticks "${pid[$p]}"); done
+	s0=$(date +%s.%N)
+	"$BIN/sipload" -q -scenario "$sc" -target "${addr[$t]}" -sockets "$SOCKETS" -json "$out/$name.json" "$@" ||
+		warn "$name: not every unit completed (see $name.json)"
+	s1=$(date +%s.%N)
+	for p in "${procs[@]}"; do
+		awk -v p="$p" -v t="$(($(ticks "${pid[$p]}") - t0[$p]))" -v hz="$hz" -v a="$s0" -v b="$s1" \
+			'BEGIN { printf "%s %.4f %.4f\n", p, t / hz, b - a }'
+	done >"$out/$name.cpu"
+}
+
+for sc in $SCENARIOS; do
+	say "$sc: closed loop, window $WINDOW, $SAT_DURATION per target: ${up[*]}"
+	for t in "${up[@]}"; do
+		measure "$t" "$sc" sat -window "$WINDOW" -duration "$SAT_DURATION"
+	done
+	# The open-loop rate: RATE_SHARE of siplb's saturation rate (of the
+	# first other target's when siplb completed nothing), the same for every
+	# target.
+	sat=0
+	for ref in siplb "${up[@]}"; do
+		[ -f "$out/$ref-$sc-sat.json" ] || continue
+		sat=$(sed -n 's/^ *"throughput_per_s": *\([0-9.]*\).*/\1/p' "$out/$ref-$sc-sat.json")
+		awk -v s="${sat:-0}" 'BEGIN { exit !(s > 0) }' && break
+		[ "$ref" = siplb ] && warn "$sc: siplb completed nothing at saturation; the open-loop rate follows ${up[0]}"
+	done
+	rate=$(awk -v s="${sat:-0}" -v f="$RATE_SHARE" 'BEGIN { r = s * f; if (r < 100) r = 100; printf "%.0f", r }')
+	echo "$rate $ref" >"$out/rate-$sc.txt"
+	say "$sc: open loop at $rate/s ($RATE_SHARE of $ref's saturation), $RATE_DURATION per target"
+	for t in "${up[@]}"; do
+		measure "$t" "$sc" rate -rate "$rate" -duration "$RATE_DURATION"
+	done
+done
+
+say "report"
+"$BIN/benchreport" -dir "$out" | tee "$out/report.md"
 echo "results: $out"

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// fixture is one sipload run written into a results folder.
+type fixture struct {
+	target, scenario, mode string
+	res                    result
+	cpu                    string // the .cpu file; empty: none
+}
+
+func sat(t, sc string, perSec float64, completed uint64, cpu string) fixture {
+	return fixture{target: t, scenario: sc, mode: "sat", cpu: cpu, res: result{
+		Sent: completed, Completed: completed, Window: 200, Throughput: perSec, CPUShare: 0.5,
+		Latency: latency{P50: 300, P99: 900, P999: 1500},
+	}}
+}
+
+func open(t, sc string, p99 float64) fixture {
+	return fixture{target: t, scenario: sc, mode: "rate", res: result{
+		Sent: 1000, Completed: 1000, Rate: 5000, Throughput: 5000, CPUShare: 0.2,
+		Latency: latency{P50: 60, P99: p99, P999: p99 * 2},
+	}}
+}
+
+func writeDir(t *testing.T, fs []fixture, extra map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range fs {
+		b, err := json.Marshal(f.res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := filepath.Join(dir, f.target+"-"+f.scenario+"-"+f.mode)
+		if err := os.WriteFile(base+".json", b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if f.cpu != "" {
+			if err := os.WriteFile(base+".cpu", []byte(f.cpu), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for name, s := range extra {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestReport(t *testing.T) {
+	// 40000 units in 4 s: siplb used 0.4 s (10 µs/unit), kamailio 1.2 s
+	// on 20000 units (60 µs/unit), the relay 0.32 s on 40000 (8 µs/unit).
+	full := []fixture{
+		sat("direct", "options", 12000, 48000, "sipecho 1.0 4.0\n"),
+		sat("relay", "options", 11000, 44000, "sipecho 1.0 4.0\nrelay 0.352 4.0\n"),
+		sat("siplb", "options", 10000, 40000, "sipecho 1.0 4.0\nsiplb 0.4 4.0\n"),
+		sat("kamailio", "options", 4000, 20000, "sipecho 1.0 4.0\nkamailio 1.2 4.0\n"),
+		open("direct", "options", 200),
+		open("siplb", "options", 700),
+		sat("siplb", "call", 3000, 9000, "siplb 0.2 3.0\n"),
+		sat("kamailio", "call", 2000, 6000, "kamailio 0.3 3.0\n"),
+		open("direct", "call", 200),
+		open("siplb", "call", 1800),
+	}
+	tests := []struct {
+		name    string
+		fs      []fixture
+		extra   map[string]string
+		want    []string
+		notWant []string
+	}{
+		{
+			name:  "all targets",
+			fs:    full,
+			extra: map[string]string{"machine.txt": "cpu: Test CPU\ncores: 2\n", "rate-options.txt": "5000 siplb\n"},
+			want: []string{
+				"cpu: Test CPU",
+				"### options", "### call",
+				"Open loop at 5000/s, a share (RATE_SHARE) of siplb's saturation rate",
+				"| saturation (window 200) | siplb | 10000 | 300 | 900 | 1500 | 0 | 0 | 10% | - | - | 25% | 50% | 10.0 |",
+				"| open 5000/s | direct | 5000 | 60.0 | 200 | 400 | 0 | 0 |",
+				"| options | 2.50× ✓ | 0.91× ✓ | 0.83× | 6.00× | 1.25× | +500 µs at 5000/s ✓ |",
+				"| call | 1.50× ✗ MISS | - | - | 2.25× | - | +1600 µs at 5000/s ✗ MISS |",
+			},
+			notWant: []string{"Warnings:"},
+		},
+		{
+			name: "warnings",
+			fs: []fixture{
+				func() fixture {
+					f := sat("siplb", "register", 9000, 100, "")
+					f.res.CPUShare = 0.95
+					f.res.Lost, f.res.Failed, f.res.Sent = 3, 2, 105
+					return f
+				}(),
+				func() fixture {
+					f := open("kamailio", "register", 900)
+					f.res.Throughput = 3000
+					return f
+				}(),
+			},
+			extra: map[string]string{"warnings.txt": "bench: KAMAILIO NOT AVAILABLE\n"},
+			want: []string{
+				"Warnings:",
+				"- bench: KAMAILIO NOT AVAILABLE",
+				"siplb register saturation (window 200): sipload used 95% of a core",
+				"siplb register saturation (window 200): 3 lost and 2 failed of 105 started",
+				"kamailio register open 5000/s: completed 3000/s, below the offered rate",
+				"| register | - | - | - | - | - | - |", // no target checked for register
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := writeDir(t, tc.fs, tc.extra)
+			rep, err := readReport(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b bytes.Buffer
+			writeReport(&b, rep)
+			got := b.String()
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("report lacks %q; report:\n%s", w, got)
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(got, w) {
+					t.Errorf("report has %q; report:\n%s", w, got)
+				}
+			}
+		})
+	}
+}
+
+func TestPlots(t *testing.T) {
+	dir := writeDir(t, []fixture{
+		sat("relay", "options", 11000, 44000, "relay 0.352 4.0\n"),
+		sat("siplb", "options", 10000, 40000, "siplb 0.4 4.0\n"),
+		open("direct", "options", 200),
+		open("siplb", "options", 700),
+		sat("siplb", "call", 3000, 9000, "siplb 0.2 3.0\n"),
+	}, nil)
+	rep, err := readReport(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := writePlots(rep, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"throughput.svg", "cpu.svg", "latency-options.svg"} // no open loop for call
+	if strings.Join(files, " ") != strings.Join(want, " ") {
+		t.Errorf("writePlots = %q, want %q", files, want)
+	}
+	for _, f := range want {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(b, []byte("<svg")) {
+			t.Errorf("%s is not an SVG", f)
+		}
+	}
+}
+
+func TestReadReportErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		files map[string]string
+		want  error
+	}{
+		{name: "empty folder", files: nil, want: errNoRuns},
+		{name: "only other json", files: map[string]string{"stats.json": "{}"}, want: errNoRuns},
+		{name: "bad json", files: map[string]string{"siplb-options-sat.json": "{"}},
+		{name: "bad cpu line", files: map[string]string{"siplb-options-sat.json": "{}", "siplb-options-sat.cpu": "siplb 1\n"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := readReport(writeDir(t, nil, tc.files))
+			if err == nil {
+				t.Fatal("readReport = nil error, want one")
+			}
+			if tc.want != nil && !errors.Is(err, tc.want) {
+				t.Errorf("readReport: %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
