@@ -493,3 +493,29 @@ func TestResolverConfig(t *testing.T) {
 		t.Errorf("defaults: %+v", c)
 	}
 }
+
+// ResolveCached answers from the cache only: nothing before a Resolve, the
+// same targets after, and no question sent either way.
+func TestResolveCachedOnly(t *testing.T) {
+	srv := newTestDNS(t)
+	srv.set(t, farmZone...)
+	r := testResolver(t, newFakeClock(), ResolverConfig{}, srv)
+	if _, _, ok := r.ResolveCached("example.com", 0, "", false); ok {
+		t.Fatal("answer cached before any Resolve")
+	}
+	if srv.total() != 0 {
+		t.Fatalf("ResolveCached sent %d questions", srv.total())
+	}
+	want, err := r.Resolve(t.Context(), "example.com", 0, "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := srv.total()
+	got, err, ok := r.ResolveCached("example.com", 0, "", false)
+	if !ok || err != nil || len(got) != len(want) || got[0] != want[0] {
+		t.Errorf("ResolveCached = %v, %v, %v; want %v from the cache", got, err, ok, want)
+	}
+	if srv.total() != n {
+		t.Errorf("ResolveCached sent a question")
+	}
+}

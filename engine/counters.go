@@ -20,6 +20,7 @@ const (
 	DropConnectFailed          // a connection to the destination could not be opened in time
 	DropPendingFull            // too many messages waiting for a connection being opened
 	DropStreamBroken           // a stream lost its framing (no Content-Length, too large) and was closed
+	DropDNSBusy                // too many next hops being resolved at once
 	numDrops
 )
 
@@ -37,6 +38,7 @@ var dropNames = [numDrops]string{
 	DropConnectFailed:     "connect_failed",
 	DropPendingFull:       "pending_full",
 	DropStreamBroken:      "stream_broken",
+	DropDNSBusy:           "dns_busy",
 }
 
 // String is the metric label of d.
@@ -73,6 +75,7 @@ type Counters struct {
 	SlowClients          atomic.Uint64                         // streams closed for sending a header too slowly
 	ProbeReplies         atomic.Uint64                         // replies to health probes, consumed
 	TLSHandshakeFailures atomic.Uint64                         // inbound TLS handshakes that failed or timed out
+	DNSMisses            atomic.Uint64                         // next hops not in the DNS cache, resolved off the data path
 }
 
 func (c *Counters) countReply(status int) {
@@ -91,7 +94,7 @@ type Snapshot struct {
 	Drops                                              [numDrops]uint64
 	Replies                                            map[int]uint64
 	ConnsRefused, ConnsExpired, SlowClients            uint64
-	ProbeReplies, TLSHandshakeFailures                 uint64
+	ProbeReplies, TLSHandshakeFailures, DNSMisses      uint64
 	Conns                                              int // streams open now
 }
 
@@ -120,6 +123,7 @@ func (s *Snapshot) add(c *Counters) {
 	s.SlowClients += c.SlowClients.Load()
 	s.ProbeReplies += c.ProbeReplies.Load()
 	s.TLSHandshakeFailures += c.TLSHandshakeFailures.Load()
+	s.DNSMisses += c.DNSMisses.Load()
 }
 
 // Drop returns the count of one drop reason.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -30,6 +31,16 @@ type Config struct {
 	RetryAfter int
 	// Limits bound the header and body of a message (parser defaults).
 	Limits parser.Limits
+	// Resolver finds next hops named by domain (RFC 3263) for requests a
+	// backend sends; nil drops them (counted as unresolvable).
+	Resolver *balance.Resolver
+	// OutgoingProxy, if set, takes the requests a backend sends towards
+	// destinations that are neither a pool member nor a client flow
+	// (Dispatcher outgoing_proxy): a URI or host[:port].
+	OutgoingProxy string
+	// Domains maps a destination domain to the proxy that takes it
+	// (Dispatcher domain2proxy); it wins over OutgoingProxy.
+	Domains *balance.DomainMap
 }
 
 // Forwarder holds the stateless forwarding rules of RFC 3261 §16 and §16.11.
@@ -43,6 +54,10 @@ type Forwarder struct {
 	retryAfter  []byte // "Retry-After: 5\r\n"
 	limits      parser.Limits
 	probes      ProbeHandler
+	resolver    *balance.Resolver
+	proxy       parser.URI // OutgoingProxy parsed; Host nil when none
+	proxyRaw    []byte
+	domains     *balance.DomainMap
 }
 
 // ProbeHandler consumes the replies to health probes (balance.Checker).
@@ -90,7 +105,18 @@ func NewForwarder(cfg Config, bal *balance.Balancer) (*Forwarder, error) {
 	if bal == nil || bal.Table().NumPools() == 0 {
 		return nil, errors.New("no backend pool configured")
 	}
-	f := &Forwarder{bal: bal, recordRoute: !cfg.DisableRecordRoute, limits: cfg.Limits}
+	f := &Forwarder{bal: bal, recordRoute: !cfg.DisableRecordRoute, limits: cfg.Limits,
+		resolver: cfg.Resolver, domains: cfg.Domains}
+	if cfg.OutgoingProxy != "" {
+		u, err := proxyURI(cfg.OutgoingProxy)
+		if err != nil {
+			return nil, fmt.Errorf("outgoing proxy %q: %w", cfg.OutgoingProxy, err)
+		}
+		f.proxyRaw = u
+		if err := parser.ParseURI(&f.proxy, f.proxyRaw); err != nil {
+			return nil, fmt.Errorf("outgoing proxy %q: %w", cfg.OutgoingProxy, err)
+		}
+	}
 	ra := cfg.RetryAfter
 	if ra <= 0 {
 		ra = DefaultRetryAfter
@@ -143,6 +169,19 @@ type Result struct {
 	Conn     pool.ConnID    // for TCP/TLS: the connection to write to; if it has closed, open one to To
 	Drop     Drop           // why nothing is sent; DropNone when Out is set
 	Status   int            // status of a reply siplb made itself, 0 when forwarding
+
+	// Resolve is set, and nothing else, when the next hop is a domain whose
+	// resolution is not cached: resolve it off the data path, then process
+	// the message again.
+	Resolve *DNSQuestion
+}
+
+// DNSQuestion is a next hop to resolve (RFC 3263) before a message can go.
+type DNSQuestion struct {
+	Host      string
+	Port      uint16
+	Transport string
+	Secure    bool
 }
 
 // Scratch is the per-event-loop state of the hot path: the parsed message,
@@ -403,15 +442,17 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 			}
 		}
 		if !flowed || (conn != 0 && !dst.IsValid()) {
-			ip, ok := parseIP(target.Host)
-			if !ok {
-				return s.drop(DropUnresolvable)
+			hop := f.nextHop(t, &target)
+			if hop != &target {
+				if l := f.byTransport[uriTransport(hop)]; l != nil {
+					out = l
+				}
 			}
-			port := target.Port
-			if port == 0 {
-				port = defaultPort(out.Transport)
+			var r *Result
+			dst, out, r = f.resolveHop(s, src, in, hop, out)
+			if r != nil {
+				return *r
 			}
-			dst = netip.AddrPortFrom(ip, port)
 		}
 		if b, ok := t.Lookup(dst); ok {
 			be = b
@@ -491,6 +532,81 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 	// one shared by every loop would be a data race. The Scratch's is the
 	// loop's own.
 	return Result{Out: msg, To: dst, Sockaddr: s.sockaddr(dst), Leg: out, Conn: conn}
+}
+
+// nextHop applies domain2proxy and the outgoing proxy to a backend's
+// target: a domain the map names goes to its proxy; a destination that is
+// not a pool member goes to the outgoing proxy, if one is set.
+func (f *Forwarder) nextHop(t *balance.Table, target *parser.URI) *parser.URI {
+	if f.domains != nil {
+		if p, ok := f.domains.Lookup(target.Host); ok {
+			if u, err := proxyURI(p); err == nil {
+				var pu parser.URI
+				if parser.ParseURI(&pu, u) == nil {
+					return &pu
+				}
+			}
+		}
+	}
+	if f.proxy.Host != nil && usableMember(t, target) == nil {
+		return &f.proxy
+	}
+	return target
+}
+
+// resolveHop turns a next-hop URI into an address and the leg to send from:
+// an IP literal at once, a domain from the resolver's cache (RFC 3263). When
+// the answer is not cached it returns a Result asking the server to resolve
+// and process the message again; an unresolvable domain gets a 503.
+func (f *Forwarder) resolveHop(s *Scratch, src netip.AddrPort, in *Leg, hop *parser.URI, out *Leg) (netip.AddrPort, *Leg, *Result) {
+	if ip, ok := parseIP(hop.Host); ok {
+		port := hop.Port
+		if port == 0 {
+			port = defaultPort(uriTransport(hop))
+		}
+		return netip.AddrPortFrom(ip, port), out, nil
+	}
+	if f.resolver == nil || len(hop.Host) == 0 {
+		r := s.drop(DropUnresolvable)
+		return netip.AddrPort{}, out, &r
+	}
+	secure := equalFold(hop.Scheme, []byte("sips"))
+	ts, err, ok := f.resolver.ResolveCached(string(hop.Host), hop.Port, string(hop.Transport), secure)
+	if !ok {
+		s.Counters.DNSMisses.Add(1)
+		r := Result{Resolve: &DNSQuestion{Host: string(hop.Host), Port: hop.Port, Transport: string(hop.Transport), Secure: secure}}
+		return netip.AddrPort{}, out, &r
+	}
+	for _, tg := range ts {
+		if l := f.byTransport[tg.Transport]; l != nil && err == nil {
+			return tg.Addr, l, nil
+		}
+	}
+	r := f.replyTo(s, src, in, 503, "Destination Unresolvable", nil)
+	return netip.AddrPort{}, out, &r
+}
+
+// proxyURI turns "udp://host:port", "sip:host:port;transport=tcp" or
+// "host[:port]" into a SIP URI.
+func proxyURI(p string) ([]byte, error) {
+	if p == "" {
+		return nil, errors.New("empty")
+	}
+	if scheme, rest, ok := strings.Cut(p, "://"); ok {
+		switch strings.ToLower(scheme) {
+		case "udp":
+			return []byte("sip:" + rest), nil
+		case "tcp":
+			return []byte("sip:" + rest + ";transport=tcp"), nil
+		case "tls":
+			return []byte("sips:" + rest), nil
+		}
+		return nil, fmt.Errorf("unknown transport %q", scheme)
+	}
+	if strings.HasPrefix(p, "sip:") || strings.HasPrefix(p, "sips:") {
+		return []byte(p), nil
+	}
+	return []byte("sip:" + p), nil
 }
 
 // flowParam is the Record-Route parameter that carries a client's flow.

@@ -51,6 +51,7 @@ type Server struct {
 	booted  chan struct{}
 	now     atomic.Int64 // coarse clock (UnixNano), advanced by the sweeper
 	tls     *tlsHub
+	dnsSem  chan struct{} // bounds the messages waiting for DNS at once
 	onDrop  func(netip.AddrPort)
 	streams Counters // stream-level counts: refused, expired, slow clients, connect failures
 }
@@ -105,6 +106,7 @@ func NewServerWith(f *Forwarder, o Options) *Server {
 		onDrop: o.Unreachable,
 	}
 	s.tls = newTLSHub(f)
+	s.dnsSem = make(chan struct{}, maxDNSWaiting)
 	s.legFD = make([]atomic.Int64, len(f.legs))
 	for i := range s.legFD {
 		s.legFD[i].Store(-1)
@@ -248,6 +250,8 @@ func (s *Server) datagram(c gnet.Conn) gnet.Action {
 	r := s.f.Process(st.loop.s, buf, src, st.leg)
 	if r.Out != nil {
 		s.deliver(st.loop, &st.loop.s.Counters, &r, fd, st.leg)
+	} else if r.Resolve != nil {
+		s.resolveLater(&st.loop.s.Counters, buf, src, st.leg, 0, r.Resolve)
 	}
 	return gnet.None
 }
@@ -290,6 +294,42 @@ func (s *Server) deliver(loop *loopState, cnt *Counters, r *Result, fd int, leg 
 	default:
 		s.sendStreamOutside(cnt, r.Leg, r.To, r.Out)
 	}
+}
+
+// maxDNSWaiting bounds the messages held while their next hop is resolved.
+const maxDNSWaiting = 256
+
+// dnsTimeout bounds one resolution off the data path.
+const dnsTimeout = 5 * time.Second
+
+// resolveLater resolves q off the event loop, then processes a copy of the
+// message again, now answered from the DNS cache, and sends it.
+func (s *Server) resolveLater(cnt *Counters, msg []byte, src netip.AddrPort, leg *Leg, conn pool.ConnID, q *DNSQuestion) {
+	select {
+	case s.dnsSem <- struct{}{}:
+	default:
+		cnt.Drops[DropDNSBusy].Add(1)
+		return
+	}
+	m := bytes.Clone(msg)
+	go func() {
+		defer func() { <-s.dnsSem }()
+		ctx, cancel := context.WithTimeout(context.Background(), dnsTimeout)
+		_, err := s.f.resolver.Resolve(ctx, q.Host, q.Port, q.Transport, q.Secure)
+		cancel()
+		if err != nil {
+			s.log.Debug("next hop unresolvable", "host", q.Host, "err", err)
+		}
+		scr := <-s.tls.scratch
+		defer func() { s.tls.scratch <- scr }()
+		r := s.f.ProcessConn(scr, m, src, leg, conn)
+		switch {
+		case r.Out != nil:
+			s.deliver(nil, &scr.Counters, &r, -1, nil)
+		case r.Resolve != nil:
+			scr.drop(DropUnresolvable)
+		}
+	}()
 }
 
 // sock returns the state of the UDP socket fd, making it on the first datagram.

@@ -143,6 +143,8 @@ func (s *Server) streamTraffic(sc *streamConn) gnet.Action {
 			r := s.f.ProcessConn(loop.s, buf[:n], sc.peer, sc.leg, sc.id)
 			if r.Out != nil {
 				s.deliver(loop, &loop.s.Counters, &r, -1, nil)
+			} else if r.Resolve != nil {
+				s.resolveLater(&loop.s.Counters, buf[:n], sc.peer, sc.leg, sc.id, r.Resolve)
 			}
 		}
 		c.Discard(n)

@@ -270,6 +270,8 @@ func (s *Server) forwardTLS(sc *streamConn, msg []byte) {
 	r := s.f.ProcessConn(scr, msg, sc.peer, sc.leg, sc.id)
 	if r.Out != nil {
 		s.deliver(nil, &scr.Counters, &r, -1, nil)
+	} else if r.Resolve != nil {
+		s.resolveLater(&scr.Counters, msg, sc.peer, sc.leg, sc.id, r.Resolve)
 	}
 	s.tls.scratch <- scr
 }

@@ -26,6 +26,8 @@ type Config struct {
 	Pools   []PoolConfig   `yaml:"pools"`  // backend pools; at least one
 	Engine  EngineConfig   `yaml:"engine"`
 	Streams pool.Limits    `yaml:"streams"` // TCP/TLS connections (SocketPool limits)
+	DNS     DNSConfig      `yaml:"dns"`     // the resolver for discovery and next hops named by domain
+	Routing RoutingConfig  `yaml:"routing"` // where requests from backends to other destinations go
 	Admin   AdminConfig    `yaml:"admin"`
 	Log     LogConfig      `yaml:"log"`
 }
@@ -41,10 +43,35 @@ type ListenConfig struct {
 
 // PoolConfig is one backend pool.
 type PoolConfig struct {
-	Name      string          `yaml:"name"`      // unique pool name (required)
-	Algorithm string          `yaml:"algorithm"` // hash-callid (default), hash-from-user, hash-to-user, hash-ruri, round-robin, weighted-round-robin, random
-	Backends  []BackendConfig `yaml:"backends"`  // members; at least one
-	Health    HealthConfig    `yaml:"health"`    // active probing with SIP OPTIONS and passive detection
+	Name      string            `yaml:"name"`      // unique pool name (required)
+	Algorithm string            `yaml:"algorithm"` // hash-callid (default), hash-from-user, hash-to-user, hash-ruri, round-robin, weighted-round-robin, random
+	Backends  []BackendConfig   `yaml:"backends"`  // members; at least one
+	Health    HealthConfig      `yaml:"health"`    // active probing with SIP OPTIONS and passive detection
+	Discovery []DiscoveryConfig `yaml:"discovery"` // members from DNS, added to (or instead of) backends
+}
+
+// DiscoveryConfig takes pool members from DNS, refreshed at the records' TTL.
+type DiscoveryConfig struct {
+	SRV       string `yaml:"srv"`       // an SRV name, e.g. _sip._udp.farm.example. (priority and weight from the records)
+	Host      string `yaml:"host"`      // or a name whose A/AAAA records are members
+	Port      uint16 `yaml:"port"`      // port of host's members (default 5060)
+	Transport string `yaml:"transport"` // transport of host's members: udp (default), tcp, tls
+	Weight    int    `yaml:"weight"`    // weight of host's members (default 1)
+}
+
+// DNSConfig configures the resolver (RFC 3263).
+type DNSConfig struct {
+	Servers     []string      `yaml:"servers"`      // IP[:port] of resolvers (default: /etc/resolv.conf)
+	Timeout     time.Duration `yaml:"timeout"`      // per query (default 2s)
+	MinTTL      time.Duration `yaml:"min_ttl"`      // floor of a cached answer's life (default 5s)
+	MaxTTL      time.Duration `yaml:"max_ttl"`      // ceiling (default 1h)
+	NegativeTTL time.Duration `yaml:"negative_ttl"` // life of a negative answer without SOA (default 30s)
+}
+
+// RoutingConfig is the Dispatcher page's routing options.
+type RoutingConfig struct {
+	OutgoingProxy string            `yaml:"outgoing_proxy"` // udp://host:port, tcp://..., tls://... or host[:port]: takes backend requests to non-members
+	Domain2Proxy  map[string]string `yaml:"domain2proxy"`   // domain → proxy; "*.example.com" covers the domain and its subdomains, "*" is the fallback
 }
 
 // HealthConfig configures the health checks of one pool.
@@ -212,8 +239,22 @@ func (c *Config) Validate() error {
 		if _, err := balance.ParseAlgorithm(p.Algorithm); err != nil {
 			return invalid(path+".algorithm", "%v", err)
 		}
-		if len(p.Backends) == 0 {
-			return invalid(path+".backends", "at least one backend is required")
+		if len(p.Backends) == 0 && len(p.Discovery) == 0 {
+			return invalid(path+".backends", "at least one backend (or a discovery source) is required")
+		}
+		for j, d := range p.Discovery {
+			dp := fmt.Sprintf("%s.discovery[%d]", path, j)
+			if (d.SRV == "") == (d.Host == "") {
+				return invalid(dp, "set exactly one of srv and host")
+			}
+			if d.Transport != "" {
+				if _, err := balance.ParseTransport(d.Transport); err != nil {
+					return invalid(dp+".transport", "%v", err)
+				}
+			}
+			if d.Weight < 0 {
+				return invalid(dp+".weight", "must not be negative, got %d", d.Weight)
+			}
 		}
 		hc := p.Health.balance()
 		if err := hc.Validate(path + ".health"); err != nil {
@@ -276,6 +317,16 @@ func (c *Config) Validate() error {
 	if err := c.Streams.Defaults().Validate("streams"); err != nil {
 		key, _, _ := strings.Cut(err.Error(), ":")
 		return invalid(key, "%s", strings.TrimSpace(strings.TrimPrefix(err.Error(), key+":")))
+	}
+	if c.Routing.OutgoingProxy != "" {
+		if _, _, err := splitProxy(c.Routing.OutgoingProxy); err != nil {
+			return invalid("routing.outgoing_proxy", "%v", err)
+		}
+	}
+	if len(c.Routing.Domain2Proxy) > 0 {
+		if _, err := balance.NewDomainMap(c.Routing.Domain2Proxy); err != nil {
+			return invalid("routing.domain2proxy", "%v", err)
+		}
 	}
 	if c.Admin.Listen != "" {
 		if _, err := netip.ParseAddrPort(c.Admin.Listen); err != nil {
@@ -385,6 +436,56 @@ func (c *Config) pools() ([]balance.PoolConfig, error) {
 		out = append(out, pc)
 	}
 	return out, nil
+}
+
+// splitProxy checks an outgoing proxy: [scheme://]host[:port].
+func splitProxy(p string) (string, string, error) {
+	rest := p
+	if scheme, r, ok := strings.Cut(p, "://"); ok {
+		switch strings.ToLower(scheme) {
+		case "udp", "tcp", "tls":
+		default:
+			return "", "", fmt.Errorf("unknown transport %q (want udp, tcp or tls)", scheme)
+		}
+		rest = r
+	}
+	if rest == "" || strings.ContainsAny(rest, " ;<>") {
+		return "", "", fmt.Errorf("want [udp|tcp|tls://]host[:port], got %q", p)
+	}
+	return p, rest, nil
+}
+
+// resolverConfig converts the dns section.
+func (c *Config) resolverConfig() balance.ResolverConfig {
+	return balance.ResolverConfig{Servers: c.DNS.Servers, Timeout: c.DNS.Timeout, MinTTL: c.DNS.MinTTL, MaxTTL: c.DNS.MaxTTL, NegativeTTL: c.DNS.NegativeTTL}
+}
+
+// needsDNS reports whether anything configured uses the resolver.
+func (c *Config) needsDNS() bool {
+	if len(c.DNS.Servers) > 0 || c.Routing.OutgoingProxy != "" || len(c.Routing.Domain2Proxy) > 0 {
+		return true
+	}
+	for _, p := range c.Pools {
+		if len(p.Discovery) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// discovery returns the DNS sources of every pool.
+func (c *Config) discovery() []balance.DiscoveryConfig {
+	var out []balance.DiscoveryConfig
+	for _, p := range c.Pools {
+		for _, d := range p.Discovery {
+			tr, _ := balance.ParseTransport(d.Transport)
+			if d.Transport == "" {
+				tr = balance.UDP
+			}
+			out = append(out, balance.DiscoveryConfig{Pool: p.Name, SRV: d.SRV, Host: d.Host, Port: d.Port, Transport: tr, Weight: d.Weight})
+		}
+	}
+	return out
 }
 
 // health returns the health configuration of every pool by name.

@@ -100,7 +100,7 @@ func TestEveryKeyDocumented(t *testing.T) {
 	}
 	var walk func(prefix string, typ reflect.Type)
 	walk = func(prefix string, typ reflect.Type) {
-		for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice {
+		for typ.Kind() == reflect.Pointer || (typ.Kind() == reflect.Slice && typ.Elem().Kind() == reflect.Struct) {
 			if typ.Kind() == reflect.Slice {
 				prefix += "[]"
 			}

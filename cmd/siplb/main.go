@@ -19,8 +19,10 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/siplb/siplb/balance"
 	"github.com/siplb/siplb/engine"
@@ -119,6 +121,15 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 	if err != nil {
 		return err
 	}
+	var resolver *balance.Resolver
+	if cfg.needsDNS() {
+		if resolver, err = balance.NewResolver(cfg.resolverConfig()); err != nil {
+			return fmt.Errorf("dns: %w", err)
+		}
+		if err := discoverInitial(ctx, cfg, resolver, pools); err != nil {
+			return err
+		}
+	}
 	bal, err := balance.New(pools)
 	if err != nil {
 		return err
@@ -126,6 +137,16 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 	ec, stores, err := cfg.engineConfig()
 	if err != nil {
 		return err
+	}
+	ec.Resolver = resolver
+	ec.OutgoingProxy = cfg.Routing.OutgoingProxy
+	if len(cfg.Routing.Domain2Proxy) > 0 {
+		if ec.Domains, err = balance.NewDomainMap(cfg.Routing.Domain2Proxy); err != nil {
+			return fmt.Errorf("routing.domain2proxy: %w", err)
+		}
+	}
+	if srcs := cfg.discovery(); len(srcs) > 0 {
+		go balance.NewDiscovery(bal, resolver, srcs, log).Run(ctx)
 	}
 	if err := engine.ResolvePorts(ec.Legs); err != nil {
 		return err
@@ -190,6 +211,54 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 	err = <-errc
 	log.Info("siplb stopped")
 	return err
+}
+
+// discoverInitial fills the pools that have DNS sources but no static
+// members, so the balancer starts with members; Discovery keeps them
+// current afterwards.
+func discoverInitial(ctx context.Context, cfg *Config, r *balance.Resolver, pools []balance.PoolConfig) error {
+	for i, p := range cfg.Pools {
+		if len(p.Backends) > 0 || len(p.Discovery) == 0 {
+			continue
+		}
+		var errs []error
+		for _, d := range p.Discovery {
+			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			var ts []balance.Target
+			var err error
+			if d.SRV != "" {
+				ts, _, err = r.LookupSRV(qctx, d.SRV)
+			} else {
+				port := d.Port
+				if port == 0 {
+					port = engine.DefaultSIPPort
+				}
+				ts, _, err = r.LookupHost(qctx, d.Host, port)
+			}
+			cancel()
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			for _, t := range ts {
+				tr := t.Transport
+				if d.SRV == "" && d.Transport != "" {
+					tr, _ = balance.ParseTransport(d.Transport)
+				}
+				w := t.Weight
+				if d.SRV == "" {
+					w = d.Weight
+				}
+				if !slices.ContainsFunc(pools[i].Backends, func(b balance.BackendConfig) bool { return b.Addr == t.Addr }) {
+					pools[i].Backends = append(pools[i].Backends, balance.BackendConfig{Addr: t.Addr, Transport: tr, Weight: w, Priority: t.Priority})
+				}
+			}
+		}
+		if len(pools[i].Backends) == 0 {
+			return fmt.Errorf("pools[%d] %q: DNS gave no members: %w", i, p.Name, errors.Join(errs...))
+		}
+	}
+	return nil
 }
 
 // reload re-reads the configuration on SIGHUP and swaps the pools in one
