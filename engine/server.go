@@ -52,6 +52,8 @@ type Server struct {
 	now     atomic.Int64 // coarse clock (UnixNano), advanced by the sweeper
 	tls     *tlsHub
 	dnsSem  chan struct{} // bounds the messages waiting for DNS at once
+	batched bool          // UDP legs served by recvmmsg/sendmmsg sockets, not gnet
+	batch   []*batchSock
 	onDrop  func(netip.AddrPort)
 	streams Counters // stream-level counts: refused, expired, slow clients, connect failures
 }
@@ -65,6 +67,9 @@ type Options struct {
 	// Unreachable, if set, is told about a destination that refused or
 	// timed out a connection (passive health detection).
 	Unreachable func(netip.AddrPort)
+	// GnetUDP serves UDP legs with gnet's one-datagram-per-syscall path
+	// instead of the default recvmmsg/sendmmsg batches.
+	GnetUDP bool
 }
 
 type sockState struct {
@@ -100,10 +105,11 @@ func NewServerWith(f *Forwarder, o Options) *Server {
 	lim := o.Limits.Defaults()
 	s := &Server{
 		f: f, loops: o.Loops, log: o.Log, lim: lim,
-		reg:    pool.NewRegistry[streamConn](lim),
-		byLoop: make(map[gnet.EventLoop]*loopState),
-		booted: make(chan struct{}),
-		onDrop: o.Unreachable,
+		reg:     pool.NewRegistry[streamConn](lim),
+		byLoop:  make(map[gnet.EventLoop]*loopState),
+		booted:  make(chan struct{}),
+		onDrop:  o.Unreachable,
+		batched: !o.GnetUDP && batchSupported,
 	}
 	s.tls = newTLSHub(f)
 	s.dnsSem = make(chan struct{}, maxDNSWaiting)
@@ -122,8 +128,13 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.startTLS(ctx); err != nil {
 		return err
 	}
+	if s.batched {
+		if err := s.startBatchUDP(ctx); err != nil {
+			return err
+		}
+	}
 	for _, l := range s.f.legs {
-		if l.Transport == balance.TLS {
+		if l.Transport == balance.TLS || (s.batched && l.Transport == balance.UDP) {
 			continue
 		}
 		addr, err := gnetAddr(l)
@@ -200,7 +211,7 @@ func (s *Server) Ready() <-chan struct{} { return s.booted }
 func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
 	for _, l := range s.f.legs {
-		if l.Transport != balance.UDP {
+		if l.Transport != balance.UDP || s.batched {
 			continue
 		}
 		addr, _ := gnetAddr(l)
@@ -396,6 +407,9 @@ func (s *Server) Stats() Snapshot {
 	snap.add(&s.streams)
 	for _, sc := range s.tls.all {
 		snap.add(&sc.Counters)
+	}
+	for _, b := range s.batch {
+		snap.add(&b.scr.Counters)
 	}
 	snap.Conns = s.reg.Len()
 	return snap

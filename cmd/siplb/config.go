@@ -103,11 +103,12 @@ type BackendConfig struct {
 
 // EngineConfig tunes the data path.
 type EngineConfig struct {
-	Loops       int   `yaml:"loops"`        // event loops (default: one per CPU)
-	RecordRoute *bool `yaml:"record_route"` // insert Record-Route so dialogs stay on the balancer (default true)
-	RetryAfter  int   `yaml:"retry_after"`  // Retry-After seconds of the 503 sent when no backend is up (default 5)
-	MaxHeader   int   `yaml:"max_header"`   // largest header section in bytes (default 16384)
-	MaxBody     int   `yaml:"max_body"`     // largest body in bytes (default 65536)
+	Loops       int    `yaml:"loops"`        // event loops (default: one per CPU)
+	RecordRoute *bool  `yaml:"record_route"` // insert Record-Route so dialogs stay on the balancer (default true)
+	RetryAfter  int    `yaml:"retry_after"`  // Retry-After seconds of the 503 sent when no backend is up (default 5)
+	MaxHeader   int    `yaml:"max_header"`   // largest header section in bytes (default 16384)
+	MaxBody     int    `yaml:"max_body"`     // largest body in bytes (default 65536)
+	UDPIO       string `yaml:"udp_io"`       // batch (default: recvmmsg/sendmmsg, 32 a syscall) or gnet (one datagram a syscall)
 }
 
 // AdminConfig configures the admin HTTP listener.
@@ -304,6 +305,9 @@ func (c *Config) Validate() error {
 	e := c.Engine
 	if e.Loops < 0 || e.Loops > 1024 {
 		return invalid("engine.loops", "must be between 0 and 1024, got %d", e.Loops)
+	}
+	if e.UDPIO != "" && e.UDPIO != "batch" && e.UDPIO != "gnet" {
+		return invalid("engine.udp_io", "want batch or gnet, got %q", e.UDPIO)
 	}
 	if e.RetryAfter < 0 {
 		return invalid("engine.retry_after", "must not be negative, got %d", e.RetryAfter)

@@ -75,6 +75,7 @@ type load struct {
 	r      retry
 
 	stopc chan struct{}
+	once  sync.Once
 	done  chan struct{}
 	wg    sync.WaitGroup
 	mu    sync.Mutex
@@ -82,9 +83,10 @@ type load struct {
 }
 
 // startLoad starts calls named prefix-N at rate per second, at most limit
-// of them (the bound if stop is never called).
-func startLoad(c *client, prefix string, rate, limit int, r retry) *load {
+// of them; it is stopped when the test ends if not before.
+func startLoad(t *testing.T, c *client, prefix string, rate, limit int, r retry) *load {
 	l := &load{c: c, prefix: prefix, r: r, stopc: make(chan struct{}), done: make(chan struct{})}
+	t.Cleanup(func() { l.stop() })
 	go func() {
 		defer close(l.done)
 		tick := time.NewTicker(time.Second / time.Duration(rate))
@@ -108,9 +110,10 @@ func startLoad(c *client, prefix string, rate, limit int, r retry) *load {
 	return l
 }
 
-// stop ends the load and waits for the calls in flight.
+// stop ends the load and waits for the calls in flight; it returns the
+// calls in the order they were sent.
 func (l *load) stop() []callRecord {
-	close(l.stopc)
+	l.once.Do(func() { close(l.stopc) })
 	<-l.done
 	l.wg.Wait()
 	l.mu.Lock()
@@ -170,7 +173,7 @@ func TestFailoverUnderLoad(t *testing.T) {
 	}
 
 	// Steady load; B dies in the middle of it.
-	ld := startLoad(cl, "load", foRate, 10*foRate, once)
+	ld := startLoad(t, cl, "load", foRate, 10*foRate, once)
 	time.Sleep(time.Second)
 	died := time.Now()
 	b.stop()
@@ -250,7 +253,7 @@ func TestFailoverUnderLoad(t *testing.T) {
 	}
 
 	// B comes back on its port, under load.
-	ld = startLoad(cl, "back", foRate, 10*foRate, retry{tries: 1, wait: 2 * time.Second})
+	ld = startLoad(t, cl, "back", foRate, 10*foRate, retry{tries: 1, wait: 2 * time.Second})
 	time.Sleep(300 * time.Millisecond)
 	if err := b.restart(); err != nil {
 		ld.stop()
@@ -374,6 +377,10 @@ func TestDrainingKeepsDialogs(t *testing.T) {
 	}
 	if hashedToB == 0 {
 		t.Fatalf("none of %d new Call-IDs hashes to B; the test proves nothing", fresh)
+	}
+	if t.Failed() {
+		t.Logf("siplb output:\n%s", tail([]byte(out.String()), 3000))
+		return
 	}
 	t.Logf("draining: %d dialogs on B ended on B after the drain; %d new calls (%d hashed to B) all went to A and C",
 		len(onB), fresh, hashedToB)

@@ -56,6 +56,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		loops       = fs.Int("loops", 0, "event loops (default: one per CPU)")
 		admin       = fs.String("admin", "", "admin HTTP `IP:PORT` for /metrics and /backends")
 		logLevel    = fs.String("log-level", "", "debug, info, warn or error")
+		udpIO       = fs.String("udp-io", "", "UDP sockets served by batch (recvmmsg/sendmmsg, default) or gnet")
 		listens     multiFlag
 		backends    multiFlag
 	)
@@ -93,6 +94,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		source = "embedded default"
 	}
 	if err == nil {
+		if *udpIO != "" {
+			cfg.Engine.UDPIO = *udpIO
+		}
 		err = applyOverrides(cfg, *loops, *admin, *logLevel)
 	}
 	if err != nil {
@@ -156,7 +160,7 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 		return err
 	}
 	var checker *balance.Checker
-	srv := engine.NewServerWith(fwd, engine.Options{Loops: ec.Loops, Limits: cfg.Streams, Log: log,
+	srv := engine.NewServerWith(fwd, engine.Options{Loops: ec.Loops, Limits: cfg.Streams, Log: log, GnetUDP: cfg.Engine.UDPIO == "gnet",
 		Unreachable: func(a netip.AddrPort) { checker.Unreachable(a) }})
 	tr, sentBy, prefix := fwd.ProbeIdentity()
 	checker = balance.NewChecker(bal, cfg.health(), balance.ProbeIdentity{Transport: tr, SentBy: sentBy, BranchPrefix: prefix}, srv, log)

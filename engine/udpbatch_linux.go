@@ -1,0 +1,243 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/siplb/siplb/balance"
+)
+
+// The batched UDP path: per UDP leg and loop, one SO_REUSEPORT socket read
+// with recvmmsg and written with sendmmsg, 32 datagrams a syscall, waiting in
+// Go's netpoller between batches. gnet reads one datagram per syscall and
+// allocates per datagram; this path does neither (design.md's measured
+// facts: 14.2 µs against 10.1 µs of CPU per forwarded OPTIONS transaction).
+
+// batchSupported reports whether this system has recvmmsg/sendmmsg.
+const batchSupported = true
+
+const (
+	batchSize = 32
+	slotSize  = maxDatagram
+)
+
+// batchSock is one socket of a UDP leg and the goroutine that serves it.
+type batchSock struct {
+	s    *Server
+	leg  *Leg
+	conn *net.UDPConn
+	rc   syscall.RawConn
+	fd   int
+	scr  *Scratch
+
+	rbuf  []byte
+	rhdr  [batchSize]unix.Mmsghdr
+	riov  [batchSize]unix.Iovec
+	raddr [batchSize]unix.RawSockaddrInet6
+	rn    int
+	rerr  syscall.Errno
+	recvF func(uintptr) bool
+
+	obuf  []byte
+	ohdr  [batchSize]unix.Mmsghdr
+	oiov  [batchSize]unix.Iovec
+	oaddr [batchSize]unix.RawSockaddrInet6
+	on    int
+	sent  int
+	sendF func(uintptr) bool
+}
+
+// startBatchUDP opens loops sockets per UDP leg and serves each in a
+// goroutine until ctx is done.
+func (s *Server) startBatchUDP(ctx context.Context) error {
+	for _, l := range s.f.legs {
+		if l.Transport != balance.UDP {
+			continue
+		}
+		network := "udp4"
+		if l.Addr.Addr().Is6() && !l.Addr.Addr().Is4In6() {
+			network = "udp6"
+		}
+		for range s.loops {
+			lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+				var serr error
+				err := c.Control(func(fd uintptr) {
+					serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+				})
+				return errors.Join(err, serr)
+			}}
+			pc, err := lc.ListenPacket(ctx, network, l.Addr.String())
+			if err != nil {
+				return err
+			}
+			conn := pc.(*net.UDPConn)
+			conn.SetReadBuffer(4 << 20)
+			conn.SetWriteBuffer(4 << 20)
+			b, err := newBatchSock(s, l, conn)
+			if err != nil {
+				conn.Close()
+				return err
+			}
+			s.legFD[l.Index].CompareAndSwap(-1, int64(b.fd))
+			s.mu.Lock()
+			s.batch = append(s.batch, b)
+			s.mu.Unlock()
+			go func() {
+				<-ctx.Done()
+				conn.Close()
+			}()
+			go b.run()
+		}
+	}
+	return nil
+}
+
+func newBatchSock(s *Server, leg *Leg, conn *net.UDPConn) (*batchSock, error) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	b := &batchSock{s: s, leg: leg, conn: conn, rc: rc, scr: s.f.NewScratch(),
+		rbuf: make([]byte, batchSize*slotSize), obuf: make([]byte, batchSize*slotSize)}
+	rc.Control(func(fd uintptr) { b.fd = int(fd) })
+	for i := range batchSize {
+		b.riov[i].Base = &b.rbuf[i*slotSize]
+		b.riov[i].SetLen(slotSize)
+		h := &b.rhdr[i].Hdr
+		h.Iov = &b.riov[i]
+		h.SetIovlen(1)
+		h.Name = (*byte)(unsafe.Pointer(&b.raddr[i]))
+		o := &b.ohdr[i].Hdr
+		o.Iov = &b.oiov[i]
+		o.SetIovlen(1)
+		o.Name = (*byte)(unsafe.Pointer(&b.oaddr[i]))
+	}
+	b.recvF = b.recv
+	b.sendF = b.send
+	return b, nil
+}
+
+// run reads a batch, decides each datagram, and sends the batch's output
+// with one sendmmsg, until the socket is closed.
+func (b *batchSock) run() {
+	for {
+		if err := b.rc.Read(b.recvF); err != nil {
+			return
+		}
+		if b.rerr != 0 {
+			continue
+		}
+		for i := range b.rn {
+			msg := b.rbuf[i*slotSize : i*slotSize+int(b.rhdr[i].Len)]
+			src, ok := rawToAddrPort(&b.raddr[i])
+			if !ok {
+				continue
+			}
+			r := b.s.f.Process(b.scr, msg, src, b.leg)
+			switch {
+			case r.Out != nil && r.Leg == b.leg:
+				b.queue(r.Out, r.To)
+			case r.Out != nil:
+				b.s.deliver(nil, &b.scr.Counters, &r, b.fd, b.leg)
+			case r.Resolve != nil:
+				b.s.resolveLater(&b.scr.Counters, msg, src, b.leg, 0, r.Resolve)
+			}
+		}
+		if b.on > 0 {
+			b.sent = 0
+			if err := b.rc.Write(b.sendF); err != nil {
+				return
+			}
+			b.on = 0
+		}
+	}
+}
+
+// queue copies p into the next output slot, addressed to dst.
+func (b *batchSock) queue(p []byte, dst netip.AddrPort) {
+	i := b.on
+	n := copy(b.obuf[i*slotSize:(i+1)*slotSize], p)
+	b.oiov[i].Base = &b.obuf[i*slotSize]
+	b.oiov[i].SetLen(n)
+	b.ohdr[i].Hdr.Namelen = addrPortToRaw(dst, &b.oaddr[i])
+	b.on++
+}
+
+// recv is the RawConn.Read callback; false asks the netpoller to wait.
+func (b *batchSock) recv(fd uintptr) bool {
+	for i := range b.rhdr {
+		b.rhdr[i].Hdr.Namelen = unix.SizeofSockaddrInet6
+		b.rhdr[i].Hdr.Flags = 0
+	}
+	for {
+		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.rhdr[0])), batchSize, unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		case 0:
+			b.rn, b.rerr = int(n), 0
+		default:
+			b.rn, b.rerr = 0, e
+		}
+		return true
+	}
+}
+
+// send is the RawConn.Write callback: it sends ohdr[sent:on]; a datagram the
+// kernel refuses is dropped and counted, as a failed sendto would be.
+func (b *batchSock) send(fd uintptr) bool {
+	for b.sent < b.on {
+		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.ohdr[b.sent])), uintptr(b.on-b.sent), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		case 0:
+			b.sent += int(n)
+		default:
+			b.sent++
+			b.scr.Counters.Drops[DropSendError].Add(1)
+		}
+	}
+	return true
+}
+
+func rawToAddrPort(sa *unix.RawSockaddrInet6) (netip.AddrPort, bool) {
+	switch sa.Family {
+	case unix.AF_INET:
+		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		p := (*[2]byte)(unsafe.Pointer(&s4.Port))
+		return netip.AddrPortFrom(netip.AddrFrom4(s4.Addr), uint16(p[0])<<8|uint16(p[1])), true
+	case unix.AF_INET6:
+		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(p[0])<<8|uint16(p[1])), true
+	}
+	return netip.AddrPort{}, false
+}
+
+func addrPortToRaw(ap netip.AddrPort, sa *unix.RawSockaddrInet6) uint32 {
+	a := ap.Addr()
+	if a.Is4() || a.Is4In6() {
+		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		s4.Family = unix.AF_INET
+		p := (*[2]byte)(unsafe.Pointer(&s4.Port))
+		p[0], p[1] = byte(ap.Port()>>8), byte(ap.Port())
+		s4.Addr = a.Unmap().As4()
+		return unix.SizeofSockaddrInet4
+	}
+	sa.Family = unix.AF_INET6
+	p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+	p[0], p[1] = byte(ap.Port()>>8), byte(ap.Port())
+	sa.Addr = a.As16()
+	sa.Flowinfo, sa.Scope_id = 0, 0
+	return unix.SizeofSockaddrInet6
+}
