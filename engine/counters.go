@@ -76,6 +76,7 @@ type Counters struct {
 	ProbeReplies         atomic.Uint64                         // replies to health probes, consumed
 	TLSHandshakeFailures atomic.Uint64                         // inbound TLS handshakes that failed or timed out
 	DNSMisses            atomic.Uint64                         // next hops not in the DNS cache, resolved off the data path
+	ICMPErrors           atomic.Uint64                         // ICMP errors (port unreachable) for datagrams sent
 }
 
 func (c *Counters) countReply(status int) {
@@ -95,6 +96,7 @@ type Snapshot struct {
 	Replies                                            map[int]uint64
 	ConnsRefused, ConnsExpired, SlowClients            uint64
 	ProbeReplies, TLSHandshakeFailures, DNSMisses      uint64
+	ICMPErrors                                         uint64
 	Conns                                              int // streams open now
 }
 
@@ -124,6 +126,7 @@ func (s *Snapshot) add(c *Counters) {
 	s.ProbeReplies += c.ProbeReplies.Load()
 	s.TLSHandshakeFailures += c.TLSHandshakeFailures.Load()
 	s.DNSMisses += c.DNSMisses.Load()
+	s.ICMPErrors += c.ICMPErrors.Load()
 }
 
 // Drop returns the count of one drop reason.

@@ -99,7 +99,12 @@ func itoa(n int) string { return string(appendUint(nil, uint64(n))) }
 
 func runServer(t *testing.T, f *Forwarder) *Server {
 	t.Helper()
-	srv := NewServerWith(f, Options{Loops: 1})
+	return runServerT(t, NewServerWith(f, Options{Loops: 1}))
+}
+
+// runServerT runs srv until the test ends.
+func runServerT(t *testing.T, srv *Server) *Server {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Run(ctx) }()

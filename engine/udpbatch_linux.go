@@ -69,6 +69,14 @@ func (s *Server) startBatchUDP(ctx context.Context) error {
 				var serr error
 				err := c.Control(func(fd uintptr) {
 					serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+					// IP_RECVERR: an ICMP port unreachable for a datagram we
+					// sent is queued with its destination, so a backend
+					// that died is marked down at once (passive detection).
+					if network == "udp6" {
+						unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVERR, 1)
+					} else {
+						unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_RECVERR, 1)
+					}
 				})
 				return errors.Join(err, serr)
 			}}
@@ -184,10 +192,40 @@ func (b *batchSock) recv(fd uintptr) bool {
 			return false
 		case 0:
 			b.rn, b.rerr = int(n), 0
+		case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH:
+			b.drainErrors(fd)
+			continue
 		default:
 			b.rn, b.rerr = 0, e
 		}
 		return true
+	}
+}
+
+// drainErrors reads the socket's error queue (IP_RECVERR): each entry names
+// the destination of a datagram that drew an ICMP error, reported as
+// unreachable to the health checks.
+func (b *batchSock) drainErrors(fd uintptr) {
+	var buf [512]byte
+	var oob [512]byte
+	for range batchSize {
+		_, _, _, from, err := unix.Recvmsg(int(fd), buf[:], oob[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
+		if err != nil {
+			return
+		}
+		var dst netip.AddrPort
+		switch sa := from.(type) {
+		case *unix.SockaddrInet4:
+			dst = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+		case *unix.SockaddrInet6:
+			dst = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
+		default:
+			continue
+		}
+		b.scr.Counters.ICMPErrors.Add(1)
+		if b.s.onDrop != nil {
+			b.s.onDrop(dst)
+		}
 	}
 }
 
@@ -203,6 +241,8 @@ func (b *batchSock) send(fd uintptr) bool {
 			return false
 		case 0:
 			b.sent += int(n)
+		case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH:
+			b.drainErrors(fd) // an earlier datagram's ICMP error, not this one's
 		default:
 			b.sent++
 			b.scr.Counters.Drops[DropSendError].Add(1)

@@ -105,6 +105,10 @@ func writeMetrics(w http.ResponseWriter, s engine.Snapshot, t *balance.Table) {
 	for st, v := range s.Replies {
 		fmt.Fprintf(w, "siplb_replies_total{status=\"%d\"} %d\n", st, v)
 	}
+	counter("siplb_probe_replies_total", "Replies to health probes, consumed.", s.ProbeReplies)
+	counter("siplb_icmp_errors_total", "ICMP errors (port unreachable) for datagrams siplb sent.", s.ICMPErrors)
+	counter("siplb_dns_misses_total", "Next hops not in the DNS cache, resolved off the data path.", s.DNSMisses)
+	counter("siplb_tls_handshake_failures_total", "Inbound TLS handshakes that failed or timed out.", s.TLSHandshakeFailures)
 	fmt.Fprintf(w, "# HELP siplb_connections TCP connections open.\n# TYPE siplb_connections gauge\nsiplb_connections %d\n", s.Conns)
 	fmt.Fprintf(w, "# HELP siplb_connections_closed_total Connections siplb closed, by reason.\n# TYPE siplb_connections_closed_total counter\n")
 	fmt.Fprintf(w, "siplb_connections_closed_total{reason=\"refused\"} %d\n", s.ConnsRefused)
