@@ -41,6 +41,11 @@ type Config struct {
 	// Domains maps a destination domain to the proxy that takes it
 	// (Dispatcher domain2proxy); it wins over OutgoingProxy.
 	Domains *balance.DomainMap
+	// RewriteContact rewrites a client's Contact into one of siplb's that
+	// carries the client's flow, when the request changes legs (the
+	// StatelessProxy page's rewrite_contact); ForceRewrite does it on the
+	// same leg too (force_rewrite).
+	RewriteContact, ForceRewrite bool
 }
 
 // Forwarder holds the stateless forwarding rules of RFC 3261 §16 and §16.11.
@@ -58,6 +63,8 @@ type Forwarder struct {
 	proxy       parser.URI // OutgoingProxy parsed; Host nil when none
 	proxyRaw    []byte
 	domains     *balance.DomainMap
+
+	rewriteContact, forceRewrite bool
 }
 
 // ProbeHandler consumes the replies to health probes (balance.Checker).
@@ -106,7 +113,8 @@ func NewForwarder(cfg Config, bal *balance.Balancer) (*Forwarder, error) {
 		return nil, errors.New("no backend pool configured")
 	}
 	f := &Forwarder{bal: bal, recordRoute: !cfg.DisableRecordRoute, limits: cfg.Limits,
-		resolver: cfg.Resolver, domains: cfg.Domains}
+		resolver: cfg.Resolver, domains: cfg.Domains,
+		rewriteContact: cfg.RewriteContact || cfg.ForceRewrite, forceRewrite: cfg.ForceRewrite}
 	if cfg.OutgoingProxy != "" {
 		u, err := proxyURI(cfg.OutgoingProxy)
 		if err != nil {
@@ -192,14 +200,16 @@ type Scratch struct {
 
 	inConn pool.ConnID // the connection the message being processed came in on
 
-	out   []byte
-	rr    []byte
-	via   []byte
-	recv  []byte
-	tag   []byte
-	edits parser.Edits
-	sa4   unix.SockaddrInet4
-	sa6   unix.SockaddrInet6
+	out     []byte
+	rr      []byte
+	orig    []byte // a restored Contact URI
+	contact []byte // a rewritten Contact URI
+	via     []byte
+	recv    []byte
+	tag     []byte
+	edits   parser.Edits
+	sa4     unix.SockaddrInet4
+	sa6     unix.SockaddrInet6
 }
 
 // NewScratch returns a Scratch with buffers sized for the largest message.
@@ -212,11 +222,13 @@ func (f *Forwarder) NewScratch() *Scratch {
 		lim.MaxBody = parser.DefaultMaxBody
 	}
 	s := &Scratch{
-		out:  make([]byte, 0, lim.MaxHeader+lim.MaxBody+1024),
-		via:  make([]byte, 0, 256),
-		rr:   make([]byte, 0, 256),
-		recv: make([]byte, 0, 64),
-		tag:  make([]byte, 0, 16),
+		out:     make([]byte, 0, lim.MaxHeader+lim.MaxBody+1024),
+		via:     make([]byte, 0, 256),
+		rr:      make([]byte, 0, 256),
+		orig:    make([]byte, 0, 256),
+		contact: make([]byte, 0, 512),
+		recv:    make([]byte, 0, 64),
+		tag:     make([]byte, 0, 16),
 	}
 	s.Msg.Limits = f.limits
 	return s
@@ -311,6 +323,15 @@ func (f *Forwarder) response(s *Scratch) Result {
 		return s.drop(DropUnresolvable)
 	}
 	s.edits = parser.Edits{RemoveTopVia: true, ContentLength: in.Transport != balance.UDP}
+	if f.rewriteContact && m.NumContact() > 0 {
+		// A Contact siplb rewrote goes back to the client as the client wrote it.
+		if cu, err := m.Contact(0); err == nil && f.legFor(&cu) != nil {
+			if _, orig, ok := unrewriteContact(s.orig[:0], &cu); ok {
+				s.orig = orig
+				s.edits.Contact = s.orig
+			}
+		}
+	}
 	out := m.AppendForward(s.out[:0], &s.edits)
 	return Result{Out: out, To: dst, Sockaddr: s.sockaddr(dst), Leg: in, Conn: conn}
 }
@@ -407,9 +428,10 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 	t := f.bal.Table()
 	out := in
 	var (
-		be   *balance.Backend
-		dst  netip.AddrPort
-		conn pool.ConnID
+		be       *balance.Backend
+		dst      netip.AddrPort
+		conn     pool.ConnID
+		restored bool // the Request-URI was a Contact siplb rewrote; s.orig holds the original
 	)
 	_, fromBackend := t.Lookup(src)
 	if fromBackend {
@@ -429,17 +451,39 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 		} else if l := f.byTransport[uriTransport(&target)]; l != nil {
 			out = l
 		}
+		// The client's flow: from the Record-Route siplb wrote (in-dialog),
+		// or from a Contact siplb rewrote (the Request-URI of a request to a
+		// registered client), which is then restored.
+		var fl flow
 		flowed := false
 		for i := range pops {
 			u, _ := m.Route(i)
 			if v, ok := u.Param(flowParam); ok {
-				if a, c, ok := parseFlow(v); ok {
-					dst, conn, flowed = a, c, true
+				if x, ok := parseFlow(v); ok {
+					fl, flowed = x, true
 					if l := f.legFor(&u); l != nil {
 						out = l
 					}
 				}
 			}
+		}
+		if l := f.legFor(&ruri); l != nil {
+			if x, orig, ok := unrewriteContact(s.orig[:0], &ruri); ok {
+				s.orig = orig
+				var ou parser.URI
+				if parser.ParseURI(&ou, s.orig) == nil {
+					restored, target = true, ou
+					if !flowed {
+						fl, flowed = x, true
+						if fo := f.byTransport[x.transport]; fo != nil {
+							out = fo
+						}
+					}
+				}
+			}
+		}
+		if flowed {
+			dst, conn = fl.addr, fl.conn
 		}
 		if !flowed || (conn != 0 && !dst.IsValid()) {
 			hop := f.nextHop(t, &target)
@@ -448,10 +492,15 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 					out = l
 				}
 			}
-			var r *Result
-			dst, out, r = f.resolveHop(s, src, in, hop, out)
-			if r != nil {
-				return *r
+			if _, isIP := parseIP(hop.Host); conn != 0 && !isIP {
+				// The connection is the way; a domain is only a fallback
+				// not worth waiting on DNS for.
+			} else {
+				var r *Result
+				dst, out, r = f.resolveHop(s, src, in, hop, out)
+				if r != nil {
+					return *r
+				}
 			}
 		}
 		if b, ok := t.Lookup(dst); ok {
@@ -490,6 +539,18 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 	if strict {
 		e.RequestURI = ruri.Raw
 	}
+	if restored {
+		e.RequestURI = s.orig
+	} else if !fromBackend && f.rewriteContact && (out != in || f.forceRewrite) && m.NumContact() > 0 {
+		// The StatelessProxy page's rewrite_contact: a client's Contact
+		// becomes one of ours carrying its flow, so a backend's request to it
+		// (an INVITE to a registered phone) comes through siplb and reaches
+		// the client by its connection or NAT binding.
+		if cu, err := m.Contact(0); err == nil && f.legFor(&cu) == nil {
+			s.contact = appendRewrittenContact(s.contact[:0], out, cu.Raw, src, s.inConn, in.Transport)
+			e.Contact = s.contact
+		}
+	}
 	// RFC 3261 §18.2.1 and RFC 3581 §4: say where the request really came from.
 	srcIP := src.Addr().Unmap()
 	if top.HasRPort && top.RPort == 0 {
@@ -518,7 +579,7 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 		mark := len(s.rr)
 		s.rr = append(s.rr, in.rrHead...)
 		if !fromBackend {
-			s.rr = appendFlow(s.rr, src, s.inConn)
+			s.rr = appendFlow(s.rr, src, s.inConn, in.Transport)
 		}
 		s.rr = append(s.rr, '>')
 		if out != in {
@@ -612,13 +673,22 @@ func proxyURI(p string) ([]byte, error) {
 // flowParam is the Record-Route parameter that carries a client's flow.
 const flowParam = "lbf"
 
-// appendFlow appends ";lbf=" and the flow: "t" and the connection id for
-// TCP/TLS, "u" and the source address for UDP (RFC 5626's flow idea, kept in
-// the route set instead of a table).
-func appendFlow(dst []byte, src netip.AddrPort, conn pool.ConnID) []byte {
+// appendFlow appends ";lbf=" and the client's flow token.
+func appendFlow(dst []byte, src netip.AddrPort, conn pool.ConnID, t balance.Transport) []byte {
 	dst = append(dst, ";"+flowParam+"="...)
+	return appendFlowToken(dst, src, conn, t)
+}
+
+// appendFlowToken appends a flow (RFC 5626's idea, kept in what siplb
+// writes instead of a table): "t" (TCP) or "s" (TLS) and the connection id,
+// or "u" and the UDP source address and port, in hex.
+func appendFlowToken(dst []byte, src netip.AddrPort, conn pool.ConnID, t balance.Transport) []byte {
 	if conn != 0 {
-		dst = append(dst, 't')
+		if t == balance.TLS {
+			dst = append(dst, 's')
+		} else {
+			dst = append(dst, 't')
+		}
 		return appendHex(dst, uint64(conn), 8)
 	}
 	dst = append(dst, 'u')
@@ -635,18 +705,29 @@ func appendFlow(dst []byte, src netip.AddrPort, conn pool.ConnID) []byte {
 	return appendHex(dst, uint64(src.Port()), 4)
 }
 
-// parseFlow reads a flow written by appendFlow.
-func parseFlow(v []byte) (netip.AddrPort, pool.ConnID, bool) {
+// flow is a parsed flow token.
+type flow struct {
+	addr      netip.AddrPort // UDP flows
+	conn      pool.ConnID    // stream flows
+	transport balance.Transport
+}
+
+// parseFlow reads a flow token written by appendFlowToken.
+func parseFlow(v []byte) (flow, bool) {
 	if len(v) < 2 {
-		return netip.AddrPort{}, 0, false
+		return flow{}, false
 	}
 	switch v[0] {
-	case 't':
+	case 't', 's':
 		c, ok := parseHex(v[1:])
 		if !ok || len(v) != 9 || c == 0 {
-			return netip.AddrPort{}, 0, false
+			return flow{}, false
 		}
-		return netip.AddrPort{}, pool.ConnID(c), true
+		t := balance.TCP
+		if v[0] == 's' {
+			t = balance.TLS
+		}
+		return flow{conn: pool.ConnID(c), transport: t}, true
 	case 'u':
 		h := v[1:]
 		var a netip.Addr
@@ -654,7 +735,7 @@ func parseFlow(v []byte) (netip.AddrPort, pool.ConnID, bool) {
 		case 12:
 			x, ok := parseHex(h[:8])
 			if !ok {
-				return netip.AddrPort{}, 0, false
+				return flow{}, false
 			}
 			a = netip.AddrFrom4([4]byte{byte(x >> 24), byte(x >> 16), byte(x >> 8), byte(x)})
 			h = h[8:]
@@ -663,22 +744,83 @@ func parseFlow(v []byte) (netip.AddrPort, pool.ConnID, bool) {
 			for i := range b {
 				x, ok := hexByte(h[2*i], h[2*i+1])
 				if !ok {
-					return netip.AddrPort{}, 0, false
+					return flow{}, false
 				}
 				b[i] = x
 			}
 			a = netip.AddrFrom16(b)
 			h = h[32:]
 		default:
-			return netip.AddrPort{}, 0, false
+			return flow{}, false
 		}
 		p, ok := parseHex(h)
 		if !ok || p == 0 {
-			return netip.AddrPort{}, 0, false
+			return flow{}, false
 		}
-		return netip.AddrPortFrom(a, uint16(p)), 0, true
+		return flow{addr: netip.AddrPortFrom(a, uint16(p)), transport: balance.UDP}, true
 	}
-	return netip.AddrPort{}, 0, false
+	return flow{}, false
+}
+
+// contactPrefix starts the user part of a Contact siplb rewrote:
+// "lbc." flow "." hex(original URI) "@" our leg (the StatelessProxy page's
+// rewrite_contact, reversible with no table).
+const contactPrefix = "lbc."
+
+// appendRewrittenContact appends the rewritten form of a client's Contact
+// URI orig: a URI of the out leg whose user part carries the flow and orig.
+func appendRewrittenContact(dst []byte, out *Leg, orig []byte, src netip.AddrPort, conn pool.ConnID, t balance.Transport) []byte {
+	if out.Transport == balance.TLS {
+		dst = append(dst, "sips:"...)
+	} else {
+		dst = append(dst, "sip:"...)
+	}
+	dst = append(dst, contactPrefix...)
+	dst = appendFlowToken(dst, src, conn, t)
+	dst = append(dst, '.')
+	for _, c := range orig {
+		dst = appendHex(dst, uint64(c), 2)
+	}
+	dst = append(dst, '@')
+	dst = append(dst, out.sentBy...)
+	if out.Transport == balance.TCP {
+		dst = append(dst, ";transport=tcp"...)
+	}
+	return dst
+}
+
+// unrewriteContact undoes appendRewrittenContact for a URI of ours: the
+// flow and the original URI, decoded into dst.
+func unrewriteContact(dst []byte, u *parser.URI) (flow, []byte, bool) {
+	user := u.User
+	if len(user) < len(contactPrefix)+3 || string(user[:len(contactPrefix)]) != contactPrefix {
+		return flow{}, nil, false
+	}
+	rest := user[len(contactPrefix):]
+	dot := -1
+	for i, c := range rest {
+		if c == '.' {
+			dot = i
+			break
+		}
+	}
+	if dot < 0 || (len(rest)-dot-1)%2 != 0 {
+		return flow{}, nil, false
+	}
+	fl, ok := parseFlow(rest[:dot])
+	if !ok {
+		return flow{}, nil, false
+	}
+	h := rest[dot+1:]
+	dst = dst[:0]
+	for i := 0; i+1 < len(h); i += 2 {
+		b, ok := hexByte(h[i], h[i+1])
+		if !ok {
+			return flow{}, nil, false
+		}
+		dst = append(dst, b)
+	}
+	return fl, dst, true
 }
 
 // uriTransport is the transport a URI asks for: transport=tcp/tls, or sips.

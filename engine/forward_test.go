@@ -399,3 +399,52 @@ func BenchmarkProcess(b *testing.B) {
 		}
 	})
 }
+
+// rewrite_contact: a REGISTER's Contact becomes one of siplb's carrying the
+// client's flow; the backend's INVITE to it is restored and sent to the
+// client's NAT address; the 200 shows the client its own Contact.
+func TestForwardRewriteContact(t *testing.T) {
+	pc := balance.PoolConfig{Name: "farm", Backends: []balance.BackendConfig{{Addr: backends[0]}}}
+	bal, _ := balance.New([]balance.PoolConfig{pc})
+	f, err := NewForwarder(Config{Legs: []LegConfig{{Transport: balance.UDP, Addr: legAddr}}, ForceRewrite: true}, bal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := sip("REGISTER sip:example.com SIP/2.0",
+		"Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKrw;rport",
+		"Max-Forwards: 70", "From: <sip:carol@example.com>;tag=c1", "To: <sip:carol@example.com>",
+		"Call-ID: rw@x", "CSeq: 1 REGISTER", "Contact: <sip:carol@10.0.0.5:5060;ob>;expires=600", "Content-Length: 0")
+	r, m := fwd(t, f, reg, natted)
+	if m == nil {
+		t.Fatalf("REGISTER dropped: %v", r.Drop)
+	}
+	cu, err := m.Contact(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(cu.User), contactPrefix) || string(cu.Host) != "127.0.0.1" || cu.Port != 5060 {
+		t.Fatalf("Contact not rewritten to siplb: %s", cu.Raw)
+	}
+	// The registrar's 200 echoes the registered Contact; the client gets
+	// its own back.
+	resp := bytes.Replace(bytes.Clone(m.Buf), []byte("REGISTER sip:example.com SIP/2.0"), []byte("SIP/2.0 200 OK"), 1)
+	_, rm := fwd(t, f, resp, backends[0])
+	if c, _ := rm.Contact(0); string(c.Raw) != "sip:carol@10.0.0.5:5060;ob" {
+		t.Errorf("200 Contact = %s, want the client's own", c.Raw)
+	}
+	// The registrar calls the registered Contact.
+	inv := sip("INVITE "+string(cu.Raw)+" SIP/2.0",
+		"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKcall",
+		"Max-Forwards: 70", "From: <sip:bob@example.com>;tag=b", "To: <sip:carol@example.com>",
+		"Call-ID: call-rw@x", "CSeq: 1 INVITE", "Content-Length: 0")
+	r, im := fwd(t, f, inv, backends[0])
+	if im == nil {
+		t.Fatalf("INVITE dropped: %v", r.Drop)
+	}
+	if r.To != natted {
+		t.Errorf("INVITE sent to %v, want the client's NAT address %v", r.To, natted)
+	}
+	if got := string(im.RequestURI()); got != "sip:carol@10.0.0.5:5060;ob" {
+		t.Errorf("Request-URI = %s, want the client's original Contact", got)
+	}
+}

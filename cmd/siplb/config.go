@@ -109,6 +109,10 @@ type EngineConfig struct {
 	MaxHeader   int    `yaml:"max_header"`   // largest header section in bytes (default 16384)
 	MaxBody     int    `yaml:"max_body"`     // largest body in bytes (default 65536)
 	UDPIO       string `yaml:"udp_io"`       // batch (default: recvmmsg/sendmmsg, 32 a syscall) or gnet (one datagram a syscall)
+	// RewriteContact rewrites clients' Contact to siplb with their flow when
+	// a request changes legs; ForceRewrite on the same leg too.
+	RewriteContact bool `yaml:"rewrite_contact"`
+	ForceRewrite   bool `yaml:"force_rewrite"`
 }
 
 // AdminConfig configures the admin HTTP listener.
@@ -508,6 +512,8 @@ func (c *Config) engineConfig() (engine.Config, []*siptls.Store, error) {
 		Loops:              c.Engine.Loops,
 		DisableRecordRoute: !*c.Engine.RecordRoute,
 		RetryAfter:         c.Engine.RetryAfter,
+		RewriteContact:     c.Engine.RewriteContact,
+		ForceRewrite:       c.Engine.ForceRewrite,
 		Limits:             parser.Limits{MaxHeader: c.Engine.MaxHeader, MaxBody: c.Engine.MaxBody},
 	}
 	var stores []*siptls.Store

@@ -123,18 +123,32 @@ func (l *load) stop() []callRecord {
 }
 
 // Failover under load: three backends behind siplb, 200 calls/s, one of
-// them killed. Only calls hashed to the dead backend fail, and only until the
-// probes mark it down; then every new call completes on the other two, and
+// them killed. Only calls hashed to the dead backend fail, and only until it
+// is marked down; then every new call completes on the other two, and
 // Call-IDs that lived there stay where they were (rendezvous hashing). When
 // the backend comes back on its port it takes its calls again after Rise
-// answered probes.
+// answered probes. The batched UDP path also learns of the death from ICMP
+// port unreachable (IP_RECVERR); gnet's UDP path has only the probes, so it
+// shows what probing alone achieves.
 func TestFailoverUnderLoad(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		udpIO string
+	}{
+		{name: "batch", udpIO: "batch"},
+		{name: "gnet_probes_only", udpIO: "gnet"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testFailover(t, tc.udpIO) })
+	}
+}
+
+func testFailover(t *testing.T, udpIO string) {
 	a, b, c := startBackend(t, "A"), startBackend(t, "B"), startBackend(t, "C")
 	all := []*backend{a, b, c}
 	lbAddr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(freeUDPPort(t)))
 	adminAddr := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
 	cfg := yamlConfig{
-		listen: lbAddr, admin: adminAddr,
+		listen: lbAddr, admin: adminAddr, udpIO: udpIO,
 		health: fmt.Sprintf("{interval: %v, timeout: %v, fall: %d, rise: %d, max_backoff: %v}",
 			foInterval, foTimeout, foFall, foRise, foMaxBackoff),
 	}
@@ -224,7 +238,7 @@ func TestFailoverUnderLoad(t *testing.T) {
 	if toB == 0 {
 		t.Errorf("no call of the load reached B before it died")
 	}
-	t.Logf("failover: %d calls at %d/s; health interval %v, timeout %v, fall %d", len(calls), foRate, foInterval, foTimeout, foFall)
+	t.Logf("failover (udp_io %s): %d calls at %d/s; health interval %v, timeout %v, fall %d", udpIO, len(calls), foRate, foInterval, foTimeout, foFall)
 	t.Logf("failover: B marked down %v after it died (seen on /backends); last call lost to B sent %v after; %d calls lost, all hashed to B",
 		detect.Round(time.Millisecond), lastToB.Round(time.Millisecond), failed)
 	t.Logf("failover: %d calls sent more than %v after the death, all completed on A and C", afterWindow, window)

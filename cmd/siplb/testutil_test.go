@@ -431,6 +431,7 @@ func firstLine(b []byte) []byte {
 type yamlConfig struct {
 	listen   netip.AddrPort
 	admin    string
+	udpIO    string   // engine.udp_io; "" for the default
 	health   string   // the pool's health mapping, flow style: "{interval: 200ms, ...}"
 	backends []string // flow-style backend mappings: "{address: udp://..., weight: 2}"
 }
@@ -445,6 +446,9 @@ func (y yamlConfig) bytes() []byte {
 	b.WriteString("    backends:\n")
 	for _, be := range y.backends {
 		fmt.Fprintf(&b, "      - %s\n", be)
+	}
+	if y.udpIO != "" {
+		fmt.Fprintf(&b, "engine:\n  udp_io: %s\n", y.udpIO)
 	}
 	fmt.Fprintf(&b, "admin:\n  listen: %s\nlog:\n  level: info\n", y.admin)
 	return []byte(b.String())
