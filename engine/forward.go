@@ -392,6 +392,14 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 	if err := parser.ParseURI(&ruri, m.RequestURI()); err != nil {
 		return f.replyTo(s, src, in, 400, "Malformed Request-URI", nil)
 	}
+	t := f.bal.Table()
+	_, fromBackend := t.Lookup(src)
+	// RFC 3261 §26.2: a SIPS Request-URI reaches the balancer over TLS. (A
+	// backend inside the farm may speak UDP or TCP to siplb; siplb itself
+	// takes the request to the client over TLS.)
+	if !fromBackend && in.Transport != balance.TLS && equalFold(ruri.Scheme, []byte("sips")) {
+		return f.replyTo(s, src, in, 416, "SIPS Requires TLS", nil)
+	}
 	// §16.4: a Request-URI that is our own Record-Route came through a strict
 	// router; the real target is the last Route value.
 	strict := false
@@ -425,7 +433,6 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 		return f.replyTo(s, src, in, 482, "Loop Detected", nil)
 	}
 
-	t := f.bal.Table()
 	out := in
 	var (
 		be       *balance.Backend
@@ -433,7 +440,6 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 		conn     pool.ConnID
 		restored bool // the Request-URI was a Contact siplb rewrote; s.orig holds the original
 	)
-	_, fromBackend := t.Lookup(src)
 	if fromBackend {
 		// A backend may reach any destination: the flow siplb recorded for
 		// the client in its Record-Route, else the Route, else the

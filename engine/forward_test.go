@@ -212,6 +212,15 @@ func TestForwardReplies(t *testing.T) {
 			wantStatus: 200, wantReason: "OK",
 		},
 		{
+			name: "sips over udp",
+			f:    f,
+			in: sip("INVITE sips:bob@example.com SIP/2.0",
+				"Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKs1;rport", "Max-Forwards: 70",
+				"From: <sips:alice@example.com>;tag=a1", "To: <sips:bob@example.com>", "Call-ID: sips@x",
+				"CSeq: 1 INVITE", "Content-Length: 0"),
+			wantStatus: 416, wantReason: "SIPS Requires TLS",
+		},
+		{
 			name:       "no backend up",
 			f:          down,
 			in:         invite("none@x", "z9hG4bKn1"),

@@ -85,6 +85,7 @@ type loopState struct {
 	s       *Scratch
 	dests   *pool.Dests[streamConn]
 	dialing map[netip.AddrPort]*dialMeta
+	backoff map[netip.AddrPort]dialBackoff
 	conns   map[*streamConn]struct{}
 }
 
@@ -388,6 +389,7 @@ func (s *Server) loopOf(el gnet.EventLoop) *loopState {
 		s:       s.f.NewScratch(),
 		dests:   pool.NewDests[streamConn](),
 		dialing: make(map[netip.AddrPort]*dialMeta),
+		backoff: make(map[netip.AddrPort]dialBackoff),
 		conns:   make(map[*streamConn]struct{}),
 	}
 	s.byLoop[el] = ls

@@ -39,6 +39,18 @@ type dialMeta struct {
 	pending []*pool.Buffer // messages waiting for the connection, owned by loop (or by the dialer when loop is nil)
 }
 
+// The backoff between connection attempts to a destination that refused.
+const (
+	minDialBackoff = 500 * time.Millisecond
+	maxDialBackoff = 30 * time.Second
+)
+
+// dialBackoff is when a destination may be dialed again.
+type dialBackoff struct {
+	until int64 // UnixNano
+	wait  time.Duration
+}
+
 // pong answers a CRLF keep-alive ping (RFC 5626 §3.5.1).
 var pong = []byte("\r\n")
 
@@ -89,6 +101,7 @@ func (s *Server) openOutbound(c gnet.Conn, meta *dialMeta) ([]byte, gnet.Action)
 	sc.id = id
 	loop.conns[sc] = struct{}{}
 	loop.dests.Add(meta.dest, sc)
+	delete(loop.backoff, meta.dest)
 	c.SetContext(sc)
 	for _, b := range meta.pending {
 		c.Write(b.B)
@@ -203,6 +216,12 @@ func (s *Server) sendStream(loop *loopState, leg *Leg, dst netip.AddrPort, out [
 	}
 	meta := loop.dialing[dst]
 	if meta == nil {
+		// After a failed connect, wait out a backoff (doubling per failure,
+		// up to maxDialBackoff) rather than dial again for every message.
+		if b, ok := loop.backoff[dst]; ok && s.now.Load() < b.until {
+			loop.s.drop(DropConnectFailed)
+			return
+		}
 		meta = &dialMeta{dest: dst, leg: leg, loop: loop}
 		loop.dialing[dst] = meta
 		go s.dial(meta)
@@ -278,6 +297,10 @@ func (s *Server) dial(meta *dialMeta) {
 		if loop.dialing[dst] == meta {
 			delete(loop.dialing, dst)
 		}
+		b := loop.backoff[dst]
+		b.wait = min(max(2*b.wait, minDialBackoff), maxDialBackoff)
+		b.until = s.now.Load() + int64(b.wait)
+		loop.backoff[dst] = b
 		s.dropPending(&loop.s.Counters, meta, DropConnectFailed)
 		return nil
 	}))
