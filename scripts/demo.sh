@@ -30,6 +30,13 @@ wait_tcp() { # host port: until the admin listener answers, at most 5 s
 echo "== three backends (sipecho) on 127.0.0.1:5070-5072"
 "$BIN/sipecho" -listen 127.0.0.1:5070 -listen 127.0.0.1:5071 -listen 127.0.0.1:5072 -stats "$tmp/echo.json" &
 pids+=($!)
+# Backends first: siplb's first health probes must find them answering.
+for port in 5070 5071 5072; do
+	for try in $(seq 50); do
+		if "$BIN/sipload" -q -scenario options -target "127.0.0.1:$port" -n 1 -timeout 100ms -drain 0s -duration 1s; then break; fi
+		if [ "$try" = 50 ]; then echo "demo: sipecho does not answer on $port" >&2; exit 1; fi
+	done
+done
 echo "== siplb on its embedded default configuration (siplb --print-default-config)"
 "$BIN/siplb" --log-level warn &
 siplb_pid=$!

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -38,7 +38,7 @@ func freeUDPPort(t *testing.T) int {
 }
 
 // startProc starts a process and stops it by its PID when the test ends.
-func startProc(t *testing.T, out *bytes.Buffer, name string, args ...string) *exec.Cmd {
+func startProc(t *testing.T, out io.Writer, name string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = out, out
@@ -87,12 +87,15 @@ func TestSippInterop(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			uasPorts := []int{tc.freePort(t), tc.freePort(t)}
 			lbPort := tc.freePort(t)
-			var uasOut [2]bytes.Buffer
+			var uasOut [2]syncBuffer
 			for i, p := range uasPorts {
 				startProc(t, &uasOut[i], sipp, "-sn", "uas", "-aa", "-t", tc.uasMode, "-i", "127.0.0.1", "-p", fmt.Sprint(p),
 					"-nostdin", "-timeout", "60s")
 			}
-			var lbOut bytes.Buffer
+			for _, p := range uasPorts {
+				waitListening(t, tc.scheme, p)
+			}
+			var lbOut syncBuffer
 			lb := startProc(t, &lbOut, bin, "--listen", fmt.Sprintf("%s://127.0.0.1:%d", tc.scheme, lbPort),
 				"--backend", fmt.Sprintf("%s://127.0.0.1:%d", tc.scheme, uasPorts[0]),
 				"--backend", fmt.Sprintf("%s://127.0.0.1:%d", tc.scheme, uasPorts[1]), "--loops", "2", "--log-level", "warn")
@@ -122,6 +125,29 @@ func TestSippInterop(t *testing.T) {
 			}
 		})
 	}
+}
+
+// waitListening waits until something listens on 127.0.0.1:port (a UDP
+// port that can no longer be bound, a TCP port that accepts), at most 10 s,
+// so siplb's first health probes find the backends up.
+func waitListening(t *testing.T, scheme string, port int) {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if scheme == "udp" {
+			pc, err := net.ListenPacket("udp4", addr)
+			if err != nil {
+				return
+			}
+			pc.Close()
+		} else if c, err := net.DialTimeout("tcp4", addr, time.Second); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on %s %s", scheme, addr)
 }
 
 // freeTCPPort returns a TCP port free on 127.0.0.1 at the time of the call.
