@@ -80,22 +80,29 @@ func (m *Message) ContentLength() (n int, present bool) {
 	return m.clen, m.first[HdrContentLength] != 0
 }
 
-// NumVia returns the number of Via values, after splitting comma lists.
-func (m *Message) NumVia() int { return len(m.vias) }
+// NumVia returns the number of Via values, after splitting comma lists
+// (a value where the list became malformed counts as one, see Via).
+func (m *Message) NumVia() int { return len(m.vias()) }
 
-// Via parses the i-th Via value, 0 being the top one. It returns
-// ErrMalformedVia on bad syntax and ErrNoSuchValue when i is out of range.
+// Via parses the i-th Via value, 0 being the top one, which Parse has
+// checked. It returns ErrMalformedVia on bad syntax and ErrNoSuchValue when i
+// is out of range.
 func (m *Message) Via(i int) (Via, error) {
 	var v Via
-	if i < 0 || i >= len(m.vias) {
-		return v, ErrNoSuchValue
-	}
-	if i == 0 {
+	if i == 0 && m.top.v.present() {
 		m.topVia.fill(&v, m.Buf)
 		return v, nil
 	}
-	s, ok := parseVia(m.Buf, m.vias[i].v.off, m.vias[i].v.end)
-	if !ok {
+	l := m.vias()
+	if i < 0 || i >= len(l) {
+		return v, ErrNoSuchValue
+	}
+	if l[i].bad {
+		return v, ErrMalformedVia
+	}
+	var s viaSpans
+	_, _, next, ok := parseVia(&s, m.Buf, l[i].v.off, l[i].v.end)
+	if !ok || next != l[i].v.end {
 		return v, ErrMalformedVia
 	}
 	s.fill(&v, m.Buf)
@@ -109,35 +116,48 @@ func (m *Message) TopVia() Via {
 	return v
 }
 
-// NumRoute returns the number of Route values.
-func (m *Message) NumRoute() int { return len(m.routes) }
+// NumRoute returns the number of Route values (a value where the list
+// became malformed counts as one, see Route).
+func (m *Message) NumRoute() int { return len(m.routes()) }
 
-// Route parses the URI of the i-th Route value, 0 being the top one.
-func (m *Message) Route(i int) (URI, error) { return m.listURI(m.routes, i) }
+// Route parses the URI of the i-th Route value, 0 being the top one. It
+// returns ErrMalformedRoute for the value where the comma list became
+// malformed (the last one), ErrMalformedURI for a value whose URI is bad and
+// ErrNoSuchValue when i is out of range.
+func (m *Message) Route(i int) (URI, error) { return m.listURI(listRoute, i) }
 
-// NumRecordRoute returns the number of Record-Route values.
-func (m *Message) NumRecordRoute() int { return len(m.rrs) }
+// NumRecordRoute returns the number of Record-Route values, counted as
+// NumRoute counts.
+func (m *Message) NumRecordRoute() int { return len(m.rrs()) }
 
-// RecordRoute parses the URI of the i-th Record-Route value.
-func (m *Message) RecordRoute(i int) (URI, error) { return m.listURI(m.rrs, i) }
+// RecordRoute parses the URI of the i-th Record-Route value; its errors are
+// those of Route, with ErrMalformedRecordRoute.
+func (m *Message) RecordRoute(i int) (URI, error) { return m.listURI(listRecordRoute, i) }
 
-// NumContact returns the number of Contact values ("*" counts as one).
-func (m *Message) NumContact() int { return len(m.contacts) }
+// NumContact returns the number of Contact values ("*" counts as one),
+// counted as NumRoute counts.
+func (m *Message) NumContact() int { return len(m.contacts()) }
 
-// Contact parses the URI of the i-th Contact value. For the wildcard "*"
-// (REGISTER, RFC 3261 §10.2.2) it returns ErrWildcardContact.
+// Contact parses the URI of the i-th Contact value; its errors are those of
+// Route, with ErrMalformedContact. For the wildcard "*" (REGISTER, RFC 3261
+// §10.2.2) it returns ErrWildcardContact.
 func (m *Message) Contact(i int) (URI, error) {
-	if i >= 0 && i < len(m.contacts) {
-		if v := m.contacts[i].v; v.end-v.off == 1 && m.Buf[v.off] == '*' {
+	l := m.contacts()
+	if i >= 0 && i < len(l) && !l[i].bad {
+		if v := l[i].v; v.end-v.off == 1 && m.Buf[v.off] == '*' {
 			return URI{}, ErrWildcardContact
 		}
 	}
-	return m.listURI(m.contacts, i)
+	return m.listURI(listContact, i)
 }
 
-func (m *Message) listURI(l []hval, i int) (URI, error) {
+func (m *Message) listURI(k, i int) (URI, error) {
+	l := m.list(k)
 	if i < 0 || i >= len(l) {
 		return URI{}, ErrNoSuchValue
+	}
+	if l[i].bad {
+		return URI{}, listErrs[k]
 	}
 	return m.valueURI(l[i].v)
 }
@@ -148,8 +168,9 @@ func (m *Message) listURI(l []hval, i int) (URI, error) {
 func (m *Message) Body() []byte { return m.Buf[m.body.off:m.body.end:m.body.end] }
 
 // Header returns the value of the first header with id (its first value for
-// Via, Route, Record-Route and Contact), nil if absent. For HdrOther it
-// returns nil: use HeaderAt or HeaderByName.
+// Via, Route, Record-Route and Contact; where that list is malformed from
+// its first value on, the rest of the header's value), nil if absent. For
+// HdrOther it returns nil: use HeaderAt or HeaderByName.
 func (m *Message) Header(id HeaderID) []byte {
 	if id == HdrOther || id >= numHeaderIDs {
 		return nil
@@ -161,17 +182,20 @@ func (m *Message) Header(id HeaderID) []byte {
 	var l []hval
 	switch id {
 	case HdrVia:
-		l = m.vias
+		if m.top.v.present() {
+			return m.top.v.bytes(m.Buf)
+		}
+		l = m.vias()
 	case HdrRoute:
-		l = m.routes
+		l = m.routes()
 	case HdrRecordRoute:
-		l = m.rrs
+		l = m.rrs()
 	case HdrContact:
-		l = m.contacts
+		l = m.contacts()
 	default:
 		return m.hdrs[idx-1].value.bytesEmpty(m.Buf)
 	}
-	return l[0].v.bytes(m.Buf)
+	return l[0].v.bytesEmpty(m.Buf)
 }
 
 // HeaderByName returns the value of the first header named name (compared

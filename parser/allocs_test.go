@@ -3,6 +3,7 @@
 package parser_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/siplb/siplb/parser"
@@ -35,11 +36,12 @@ func TestParseAllocs(t *testing.T) {
 
 func TestRejectAllocs(t *testing.T) {
 	for _, path := range testdataFiles(t, "invalid") {
-		name := path[len("testdata/"):]
-		in := readTestdata(t, name)
+		name := strings.TrimSuffix(path[len("testdata/invalid/"):], ".sip")
+		in := readTestdata(t, "invalid/"+name+".sip")
+		_, accessor := readWant(t, name)
 		var m parser.Message
 		n := testing.AllocsPerRun(100, func() {
-			if err := parser.Parse(&m, in); err == nil {
+			if err := verdict(&m, in, accessor); err == nil {
 				t.Fatal("Parse accepted invalid input")
 			}
 		})

@@ -1,53 +1,9 @@
 package parser
 
-// Byte classes of RFC 3261 §25.1, built once at package initialisation.
+//go:generate go run gen_tables.go
 
-// isToken: token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
-var isToken = class("-.!%*_+`'~")
-
-// isHostChar: hostname / IPv4address characters: alphanum / "-" / "." (and "_",
-// which some deployments put in host names).
-var isHostChar = class("-._")
-
-// isDigit: DIGIT
-var isDigit = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	return t
-}()
-
-// isWS: LWS characters once folded lines are joined: SP / HTAB / CR / LF.
-var isWS = func() (t [256]bool) {
-	t[' '], t['\t'], t['\r'], t['\n'] = true, true, true, true
-	return t
-}()
-
-// lower maps ASCII upper case to lower case and every other byte to itself.
-var lower = func() (t [256]byte) {
-	for i := range t {
-		t[i] = byte(i)
-	}
-	for c := 'A'; c <= 'Z'; c++ {
-		t[c] = byte(c) + 'a' - 'A'
-	}
-	return t
-}()
-
-// class returns the alphanumerics plus extra.
-func class(extra string) (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for i := 0; i < len(extra); i++ {
-		t[extra[i]] = true
-	}
-	return t
-}
+// The byte classes of RFC 3261 §25.1 (isToken, isDigit, isWS, ...) and the
+// header-name tables are generated into tables.go by gen_tables.go.
 
 // parseUint parses 1*DIGIT with no sign or space, rejecting values over max
 // (max must stay below 1<<60 so that the running value cannot wrap).
@@ -114,27 +70,3 @@ func skipQuoted(b []byte, i, end int) int {
 	}
 	return -1
 }
-
-// isAlpha: ALPHA
-var isAlpha = func() (t [256]bool) {
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	return t
-}()
-
-// isSchemeChar: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) (RFC 3986 §3.1)
-var isSchemeChar = class("+-.")
-
-// isParamValue: the characters of gen-value = token / host / quoted-string
-// outside quotes (host adds ":" "[" "]" for IPv6 references).
-var isParamValue = class("-.!%*_+`'~:[]")
-
-// isHex: HEXDIG
-var isHex = func() (t [256]bool) {
-	for _, c := range []byte("0123456789abcdefABCDEF") {
-		t[c] = true
-	}
-	return t
-}()

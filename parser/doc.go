@@ -10,7 +10,15 @@
 // preallocated *Error sentinels, which carry the SIP status and reason phrase
 // of the stateless answer the message earns.
 //
-// Concurrency: a Message is owned by one goroutine (one event loop). Parse,
+// Parse checks what every forwarding decision reads (start line, Call-ID,
+// CSeq, From and To with their tags, the top Via, Max-Forwards,
+// Content-Length, the limits); the comma lists a proxy reads only on some
+// paths (Via below the top, Route, Record-Route, Contact) are split and
+// checked by their accessors on first use, which return the list's
+// Malformed error.
+//
+// Concurrency: a Message is owned by one goroutine (one event loop), even
+// for reading, since the accessors cache the lists they split. Parse,
 // Frame, ParseURI, LookupHeader and AppendResponse keep no shared state and may
 // be called from any number of goroutines at once.
 package parser

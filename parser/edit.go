@@ -54,14 +54,17 @@ func (m *Message) AppendForward(dst []byte, e *Edits) []byte {
 		pops = 1
 	}
 	editRoutes := pops > 0 || e.DropLastRoute
-	if len(m.vias) > 0 && (e.RemoveTopVia || e.Received != nil || (e.RPort > 0 && e.RPort <= 65535)) {
-		viaHdr = int(m.vias[0].hdr)
+	if m.top.v.present() && (e.RemoveTopVia || e.Received != nil || (e.RPort > 0 && e.RPort <= 65535)) {
+		viaHdr = int(m.top.hdr)
 	}
-	if len(m.routes) > 0 {
-		lastRoute = int(m.routes[len(m.routes)-1].hdr)
+	routes := m.routes()
+	if len(routes) > 0 {
+		lastRoute = int(routes[len(routes)-1].hdr)
 	}
-	if len(m.contacts) > 0 && e.Contact != nil {
-		contactHdr = int(m.contacts[0].hdr)
+	if e.Contact != nil {
+		if l := m.contacts(); len(l) > 0 {
+			contactHdr = int(l[0].hdr)
+		}
 	}
 	mfHdr := int(m.first[HdrMaxForwards]) - 1
 	firstRR := int(m.first[HdrRecordRoute]) - 1
@@ -155,10 +158,10 @@ func (m *Message) appendRecordRoutes(dst []byte, e *Edits) []byte {
 // edits of e applied.
 func (m *Message) appendTopVia(dst []byte, e *Edits) []byte {
 	if e.RemoveTopVia {
-		return m.appendWithoutFirst(dst, m.vias)
+		return m.appendWithoutFirst(dst, m.vias())
 	}
 	b := m.Buf
-	h := &m.hdrs[m.vias[0].hdr]
+	h := &m.hdrs[m.top.hdr]
 	tv := &m.topVia
 	type patch struct {
 		off, end int
@@ -178,7 +181,7 @@ func (m *Message) appendTopVia(dst []byte, e *Edits) []byte {
 		if tv.received.present() {
 			ps[n] = patch{tv.received.off, tv.received.end, 3}
 		} else {
-			end := m.vias[0].v.end
+			end := m.top.v.end
 			ps[n] = patch{end, end, 4}
 		}
 		n++
@@ -223,17 +226,18 @@ func (m *Message) appendWithoutFirst(dst []byte, l []hval) []byte {
 func (m *Message) appendRouteLine(dst []byte, i, pops int, dropLast bool) []byte {
 	b := m.Buf
 	h := &m.hdrs[i]
+	routes := m.routes()
 	first, last := -1, -1
 	kept := 0
-	for j := range m.routes {
-		if int(m.routes[j].hdr) != i {
+	for j := range routes {
+		if int(routes[j].hdr) != i {
 			continue
 		}
 		if first < 0 {
 			first = j
 		}
 		last = j
-		if j >= pops && !(dropLast && j == len(m.routes)-1) {
+		if j >= pops && !(dropLast && j == len(routes)-1) {
 			kept++
 		}
 	}
@@ -243,27 +247,27 @@ func (m *Message) appendRouteLine(dst []byte, i, pops int, dropLast bool) []byte
 	if kept == 0 {
 		return dst
 	}
-	dst = append(dst, b[h.line.off:m.routes[first].v.off]...)
+	dst = append(dst, b[h.line.off:routes[first].v.off]...)
 	sep := false
 	for j := first; j <= last; j++ {
-		if j < pops || (dropLast && j == len(m.routes)-1) {
+		if j < pops || (dropLast && j == len(routes)-1) {
 			continue
 		}
 		if sep {
 			dst = append(dst, ", "...)
 		}
-		v := m.routes[j].v
+		v := routes[j].v
 		dst = append(dst, b[v.off:v.end]...)
 		sep = true
 	}
-	return appendLine(dst, b[m.routes[last].v.end:h.line.end])
+	return appendLine(dst, b[routes[last].v.end:h.line.end])
 }
 
 // appendContact writes the line of the first Contact with its URI replaced.
 func (m *Message) appendContact(dst []byte, uri []byte) []byte {
 	b := m.Buf
-	v := m.contacts[0].v
-	h := &m.hdrs[m.contacts[0].hdr]
+	c := m.contacts()[0]
+	v, h := c.v, &m.hdrs[c.hdr]
 	na, ok := parseNameAddr(b, v.off, v.end)
 	if !ok {
 		return appendLine(dst, b[h.line.off:h.line.end])

@@ -53,9 +53,12 @@ type header struct {
 }
 
 // hval is one value of a comma-separated header (Via, Route, Record-Route,
-// Contact).
+// Contact). A bad value stands for the defect that ended the splitting of
+// its list: v runs from where the defect's value starts to the end of its
+// header, and no value follows it in the list.
 type hval struct {
 	hdr int32 // index into Message.hdrs
+	bad bool
 	v   span
 }
 
@@ -64,17 +67,18 @@ type hval struct {
 // slices, so that parsing allocates only until the slices have grown to the
 // largest message seen. Every []byte an accessor returns aliases Buf and is
 // valid until the next Parse into m or until the caller reuses Buf.
-// A Message is not safe for concurrent use.
+// A Message is not safe for concurrent use, not even by readers only: the
+// comma lists (Via, Route, Record-Route, Contact) are split on first use by
+// an accessor and cached in m.
 type Message struct {
 	Limits Limits // set once by the owner; zero fields mean the defaults
 	Buf    []byte // the parsed input, as given to Parse
 
-	hdrs     []header
-	vias     []hval
-	routes   []hval
-	rrs      []hval
-	contacts []hval
-	first    [numHeaderIDs]int32 // 1 + index of the first header with each ID, 0 if absent
+	hdrs  []header
+	lists [numLists][]hval    // the comma lists, valid where split has their bit
+	split uint8               // bit k: lists[k] has been split
+	first [numHeaderIDs]int32 // 1 + index of the first header with each ID, 0 if absent
+	top   hval                // the top Via value, checked by Parse
 
 	method     Method
 	methodName span
@@ -94,7 +98,7 @@ type Message struct {
 	toTag      span
 	maxFwd     int
 	clen       int
-	topVia     viaSpans
+	topVia     viaSpans // the parsed top value
 }
 
 // singleValued marks the headers RFC 3261 §7.3.1 allows once only; a second
@@ -117,6 +121,14 @@ var singleValued = [numHeaderIDs]bool{
 // Max-Forwards 0-255, Content-Length not beyond the bytes present, and the
 // limits. A datagram without Content-Length takes the rest as its body; a
 // shorter Content-Length truncates the body and the rest is ignored.
+//
+// The values a proxy reads only on some paths are checked when they are
+// read: the Via values below the top one, Route, Record-Route and Contact.
+// Their accessors (Via, Route, RecordRoute, Contact) return
+// ErrMalformedVia, ErrMalformedRoute, ErrMalformedRecordRoute or
+// ErrMalformedContact for the value where the comma list stops making
+// sense (an unterminated quote or "<", an empty value or parameter, a "?"
+// outside "<>"), and the list ends there.
 func Parse(m *Message, b []byte) error {
 	m.reset(b)
 	maxHdr, maxBody := m.Limits.values()
@@ -134,10 +146,10 @@ func Parse(m *Message, b []byte) error {
 		return err
 	}
 	m.startEnd = next
-	if err := m.scanHeaders(b, next, maxHdr); err != nil {
+	if err := m.parseHeaders(b, next, maxHdr); err != nil {
 		return err
 	}
-	if err := m.checkHeaders(b); err != nil {
+	if err := m.checkRequired(b); err != nil {
 		return err
 	}
 	avail := len(b) - m.bodyOff
@@ -159,12 +171,19 @@ func Parse(m *Message, b []byte) error {
 }
 
 func (m *Message) reset(b []byte) {
-	hdrs, vias, routes, rrs, contacts := m.hdrs[:0], m.vias[:0], m.routes[:0], m.rrs[:0], m.contacts[:0]
+	hdrs, lists := m.hdrs[:0], m.lists
 	if cap(hdrs) == 0 {
 		hdrs = make([]header, 0, 32)
 	}
+	for k := range lists {
+		lists[k] = lists[k][:0]
+	}
 	lim := m.Limits
-	*m = Message{Limits: lim, Buf: b, hdrs: hdrs, vias: vias, routes: routes, rrs: rrs, contacts: contacts}
+	// Zeroing m in place and then setting the kept fields is cheaper than
+	// assigning a composite literal, which the compiler builds on the
+	// stack and copies.
+	*m = Message{}
+	m.Limits, m.Buf, m.hdrs, m.lists = lim, b, hdrs, lists
 }
 
 // lineEnd returns the end of the line starting at i without its terminator
@@ -189,10 +208,7 @@ func (m *Message) parseStartLine(b []byte, i, e int) error {
 	if e-i >= 4 && equalFold(b[i:i+4], "sip/") {
 		return m.parseStatusLine(b, i, e)
 	}
-	j := i
-	for j < e && isToken[b[j]] {
-		j++
-	}
+	j := scanToken(b, i, e)
 	if j == i || j >= e || b[j] != ' ' {
 		return ErrMalformedRequestLine
 	}
@@ -200,9 +216,7 @@ func (m *Message) parseStartLine(b []byte, i, e int) error {
 	m.method = lookupMethod(b[i:j])
 	j++
 	u := j
-	for j < e && b[j] > ' ' && b[j] != 0x7f {
-		j++
-	}
+	j = visibleEnd(b, j, e)
 	if j == u || j >= e || b[j] != ' ' {
 		// Empty, ends the line, or LWS other than one SP inside it
 		// (RFC 4475 §3.1.2.8, §3.1.2.9).
@@ -281,6 +295,9 @@ func checkVersion(v []byte) error {
 // name-addr (RFC 4475 §3.1.2.7), or a SIP URI carrying headers (RFC 3261
 // §19.1.5; RFC 4475 §3.1.2.11).
 func checkRequestURI(u []byte) error {
+	if hasPrefix(u, "sip:") {
+		return checkSIPHost(u[4:])
+	}
 	c := bytes.IndexByte(u, ':')
 	if c <= 0 {
 		return ErrMalformedRequestURI
@@ -292,154 +309,200 @@ func checkRequestURI(u []byte) error {
 	}
 	scheme := u[:c]
 	if equalFold(scheme, "sip") || equalFold(scheme, "sips") {
-		rest := u[c+1:]
-		if at := bytes.IndexByte(rest, '@'); at >= 0 {
-			rest = rest[at+1:]
-		}
-		if len(rest) == 0 || bytes.IndexByte(rest, '?') >= 0 {
-			return ErrMalformedRequestURI
-		}
+		return checkSIPHost(u[c+1:])
 	}
 	return nil
 }
 
-// scanHeaders splits the header section starting at p into m.hdrs, joining
-// folded lines (RFC 3261 §7.3.1), and finds the blank line. A datagram that
-// ends without the blank line is taken to have no body.
-func (m *Message) scanHeaders(b []byte, p, maxHdr int) error {
+// checkSIPHost checks what follows "sip:" in a Request-URI: a host part
+// after the user part, with no headers.
+func checkSIPHost(rest []byte) error {
+	if at := bytes.IndexByte(rest, '@'); at >= 0 {
+		rest = rest[at+1:]
+	}
+	if len(rest) == 0 || bytes.IndexByte(rest, '?') >= 0 {
+		return ErrMalformedRequestURI
+	}
+	return nil
+}
+
+// checked marks the headers whose values Parse checks as it meets them.
+var checked = [numHeaderIDs]bool{
+	HdrCallID: true, HdrCSeq: true, HdrFrom: true, HdrTo: true,
+	HdrMaxForwards: true, HdrContentLength: true, HdrDate: true,
+}
+
+// parseHeaders splits the header section starting at p into m.hdrs, joining
+// folded lines (RFC 3261 §7.3.1), finds the blank line and checks the
+// values of the headers a proxy relies on, in one pass. A datagram that ends
+// without the blank line is taken to have no body. A defect in the framing
+// of the section (a line that is no header, a limit) wins over a defect in
+// a value; among values the first one in the message wins.
+func (m *Message) parseHeaders(b []byte, p, maxHdr int) error {
+	var bad error
+	hdrs := m.hdrs
 	for {
 		if p > maxHdr {
+			m.hdrs = hdrs
 			return ErrTooLarge
 		}
 		if p >= len(b) {
 			m.hdrEnd, m.bodyOff = len(b), len(b)
-			return nil
+			break
 		}
-		if b[p] == '\n' {
+		c := b[p]
+		if c == '\n' {
 			m.hdrEnd, m.bodyOff = p, p+1
 			break
 		}
-		if b[p] == '\r' && p+1 < len(b) && b[p+1] == '\n' {
+		if c == '\r' && p+1 < len(b) && b[p+1] == '\n' {
 			m.hdrEnd, m.bodyOff = p, p+2
 			break
 		}
-		le, next := lineEnd(b, p)
-		if b[p] == ' ' || b[p] == '\t' {
-			n := len(m.hdrs)
-			if n == 0 {
+		id, nameEnd := knownName(b, p)
+		q := nameEnd + 1 // past the colon
+		if nameEnd == 0 {
+			if c == ' ' || c == '\t' {
+				// Continuation lines are taken with the header they
+				// continue; this one follows the start line.
+				m.hdrs = hdrs
 				return ErrMalformedHeader
 			}
-			h := &m.hdrs[n-1]
-			s, e := trimWS(b, p, le)
-			if s < e {
-				if h.value.off == h.value.end {
-					h.value.off = s
-				}
-				h.value.end = e
+			q = p
+			for q < len(b) && isToken[b[q]] {
+				q++
 			}
-			h.line.end = next
-			p = next
-			continue
+			nameEnd = q
+			for q < len(b) && (b[q] == ' ' || b[q] == '\t') {
+				q++
+			}
+			if nameEnd == p || q >= len(b) || b[q] != ':' {
+				m.hdrs = hdrs
+				return ErrMalformedHeader
+			}
+			q++
+			id = LookupHeader(b[p:nameEnd])
 		}
-		q := p
-		for q < le && isToken[b[q]] {
+		for q < len(b) && (b[q] == ' ' || b[q] == '\t') {
 			q++
 		}
-		nameEnd := q
-		for q < le && (b[q] == ' ' || b[q] == '\t') {
-			q++
+		vs := q
+		ve, next := len(b), len(b)
+		if lf := bytes.IndexByte(b[q:], '\n'); lf >= 0 {
+			lf += q
+			ve, next = lf, lf+1
+			if ve > q && b[ve-1] == '\r' {
+				ve--
+			}
 		}
-		if nameEnd == p || q >= le || b[q] != ':' {
-			return ErrMalformedHeader
-		}
-		q++
-		for q < le && (b[q] == ' ' || b[q] == '\t') {
-			q++
-		}
-		ve := le
-		for ve > q && (b[ve-1] == ' ' || b[ve-1] == '\t') {
+		for ve > vs && (b[ve-1] == ' ' || b[ve-1] == '\t') {
 			ve--
 		}
-		if len(m.hdrs) >= maxHeaders {
+		// RFC 3261 §7.3.1: a line that starts with SP or HTAB continues
+		// the header above it.
+		for next < len(b) && (b[next] == ' ' || b[next] == '\t') {
+			if next > maxHdr {
+				m.hdrs = hdrs
+				return ErrTooLarge
+			}
+			le, nn := lineEnd(b, next)
+			s, e := trimWS(b, next, le)
+			if s < e {
+				if vs == ve {
+					vs = s
+				}
+				ve = e
+			}
+			next = nn
+		}
+		n := len(hdrs)
+		if n >= maxHeaders {
+			m.hdrs = hdrs
 			return ErrTooLarge
 		}
-		m.hdrs = append(m.hdrs, header{
-			id:    LookupHeader(b[p:nameEnd]),
-			name:  span{p, nameEnd},
-			value: span{q, ve},
-			line:  span{p, next},
-		})
+		if n < cap(hdrs) {
+			hdrs = hdrs[:n+1]
+		} else {
+			hdrs = append(hdrs, header{})
+		}
+		// Field by field: a composite literal is built on the stack and
+		// copied with wide loads that stall on its narrower stores.
+		h := &hdrs[n]
+		h.id = id
+		h.name.off, h.name.end = p, nameEnd
+		h.value.off, h.value.end = vs, ve
+		h.line.off, h.line.end = p, next
 		p = next
-	}
-	if m.bodyOff > maxHdr {
-		return ErrTooLarge
-	}
-	return nil
-}
-
-// checkHeaders indexes the headers, splits the comma lists and checks the
-// headers a proxy relies on.
-func (m *Message) checkHeaders(b []byte) error {
-	for i := range m.hdrs {
-		h := &m.hdrs[i]
-		id := h.id
 		if id == HdrOther {
 			continue
 		}
 		if m.first[id] == 0 {
-			m.first[id] = int32(i + 1)
+			m.first[id] = int32(n + 1)
 		} else if singleValued[id] {
-			return ErrDuplicateHeader
+			if bad == nil {
+				bad = ErrDuplicateHeader
+			}
+			continue
 		}
-		var err error
-		switch id {
-		case HdrVia:
-			m.vias, err = m.split(m.vias, i, ErrMalformedVia)
-		case HdrRoute:
-			m.routes, err = m.split(m.routes, i, ErrMalformedRoute)
-		case HdrRecordRoute:
-			m.rrs, err = m.split(m.rrs, i, ErrMalformedRecordRoute)
-		case HdrContact:
-			m.contacts, err = m.split(m.contacts, i, ErrMalformedContact)
-		case HdrCallID:
-			err = m.parseCallID(b, h.value)
-		case HdrCSeq:
-			err = m.parseCSeq(b, h.value)
-		case HdrFrom:
-			m.fromTag, err = parseFromTo(b, h.value, ErrMalformedFrom)
-		case HdrTo:
-			m.toTag, err = parseFromTo(b, h.value, ErrMalformedTo)
-		case HdrMaxForwards:
-			n, ok := parseUint(b[h.value.off:h.value.end], 255)
-			if !ok {
-				return ErrMalformedMaxForwards
-			}
-			m.maxFwd = int(n)
-		case HdrContentLength:
-			n, ok := parseUint(b[h.value.off:h.value.end], 1<<31-1)
-			if !ok {
-				return ErrMalformedContentLength
-			}
-			m.clen = int(n)
-		case HdrDate:
-			// RFC 3261 §20.17: the rfc1123-date is always in "GMT"
-			// (RFC 4475 §3.1.2.12).
-			if v := b[h.value.off:h.value.end]; !bytes.HasSuffix(v, []byte("GMT")) {
-				return ErrMalformedDate
-			}
-		}
-		if err != nil {
-			return err
+		if checked[id] && bad == nil {
+			bad = m.checkValue(b, id, vs, ve)
 		}
 	}
-	if len(m.vias) == 0 {
+	m.hdrs = hdrs
+	if m.bodyOff > maxHdr {
+		return ErrTooLarge
+	}
+	return bad
+}
+
+// checkValue checks the value b[vs:ve] of a header marked in checked and
+// keeps what the accessors return.
+func (m *Message) checkValue(b []byte, id HeaderID, vs, ve int) error {
+	var err error
+	switch id {
+	case HdrCallID:
+		err = m.parseCallID(b, span{vs, ve})
+	case HdrCSeq:
+		err = m.parseCSeq(b, span{vs, ve})
+	case HdrFrom:
+		m.fromTag, err = parseFromTo(b, span{vs, ve}, ErrMalformedFrom)
+	case HdrTo:
+		m.toTag, err = parseFromTo(b, span{vs, ve}, ErrMalformedTo)
+	case HdrMaxForwards:
+		n, ok := parseUint(b[vs:ve], 255)
+		if !ok {
+			return ErrMalformedMaxForwards
+		}
+		m.maxFwd = int(n)
+	case HdrContentLength:
+		n, ok := parseUint(b[vs:ve], 1<<31-1)
+		if !ok {
+			return ErrMalformedContentLength
+		}
+		m.clen = int(n)
+	case HdrDate:
+		// RFC 3261 §20.17: the rfc1123-date is always in "GMT"
+		// (RFC 4475 §3.1.2.12).
+		if !bytes.HasSuffix(b[vs:ve], []byte("GMT")) {
+			return ErrMalformedDate
+		}
+	}
+	return err
+}
+
+// checkRequired checks that the headers a proxy relies on are present and
+// parses the top Via value.
+func (m *Message) checkRequired(b []byte) error {
+	vi := m.first[HdrVia]
+	if vi == 0 {
 		return ErrMissingVia
 	}
-	v, ok := parseVia(b, m.vias[0].v.off, m.vias[0].v.end)
+	h := &m.hdrs[vi-1]
+	vs, ve, _, ok := parseVia(&m.topVia, b, h.value.off, h.value.end)
 	if !ok {
 		return ErrMalformedVia
 	}
-	m.topVia = v
+	m.top = hval{hdr: vi - 1, v: span{vs, ve}}
 	if m.first[HdrFrom] == 0 {
 		return ErrMissingFrom
 	}
@@ -463,10 +526,8 @@ func (m *Message) parseCallID(b []byte, v span) error {
 	if v.off == v.end {
 		return ErrMalformedCallID
 	}
-	for _, c := range b[v.off:v.end] {
-		if c <= ' ' || c >= 0x7f {
-			return ErrMalformedCallID
-		}
+	if !isWordChars(b[v.off:v.end]) {
+		return ErrMalformedCallID
 	}
 	m.callID = v
 	return nil
@@ -475,27 +536,32 @@ func (m *Message) parseCallID(b []byte, v span) error {
 // parseCSeq: CSeq = 1*DIGIT LWS Method, the number below 2**31 (RFC 3261 §8.1.1.5).
 func (m *Message) parseCSeq(b []byte, v span) error {
 	i := v.off
+	var n uint64
 	for i < v.end && isDigit[b[i]] {
+		n = n*10 + uint64(b[i]-'0')
+		if n > 1<<31-1 {
+			return ErrMalformedCSeq
+		}
 		i++
 	}
-	n, ok := parseUint(b[v.off:i], 1<<31-1)
-	if !ok {
+	if i == v.off {
 		return ErrMalformedCSeq
 	}
 	j := skipWS(b, i, v.end)
 	if j == i {
 		return ErrMalformedCSeq
 	}
-	k := j
-	for k < v.end && isToken[b[k]] {
-		k++
-	}
+	k := scanToken(b, j, v.end)
 	if k == j || k != v.end {
 		return ErrMalformedCSeq
 	}
 	m.cseqNum = uint32(n)
 	m.cseqName = span{j, k}
-	m.cseqMethod = lookupMethod(b[j:k])
+	if mn := m.methodName; mn.end-mn.off == k-j && string(b[mn.off:mn.end]) == string(b[j:k]) {
+		m.cseqMethod = m.method // the request's own method, the usual case
+	} else {
+		m.cseqMethod = lookupMethod(b[j:k])
+	}
 	return nil
 }
 
@@ -508,7 +574,7 @@ func parseFromTo(b []byte, v span, bad *Error) (tag span, err error) {
 	}
 	for i := na.params.off; i < na.params.end; {
 		name, val, next, ok := nextParam(b, i, na.params.end)
-		if !ok {
+		if !ok || (next < na.params.end && b[next] != ';') {
 			return span{}, bad
 		}
 		if equalFold(b[name.off:name.end], "tag") {
@@ -520,72 +586,4 @@ func parseFromTo(b []byte, v span, bad *Error) (tag span, err error) {
 		i = next
 	}
 	return tag, nil
-}
-
-// splitStop marks the bytes split must look at.
-var splitStop = func() (t [256]bool) {
-	for _, c := range []byte("\"<>,;?") {
-		t[c] = true
-	}
-	return t
-}()
-
-// split appends the top-level comma-separated values of header hi to dst.
-// Quoted strings and <> enclosures are respected. Empty values, empty
-// parameters (RFC 4475 §3.1.2.1), unterminated quotes or brackets, and a "?"
-// outside <> (RFC 3261 §20: such a URI must be enclosed; RFC 4475 §3.1.2.13)
-// are rejected with bad.
-func (m *Message) split(dst []hval, hi int, bad *Error) ([]hval, error) {
-	b := m.Buf
-	h := m.hdrs[hi]
-	i, end := h.value.off, h.value.end
-	if i == end {
-		return dst, bad
-	}
-	for {
-		s := skipWS(b, i, end)
-		j := s
-	scan:
-		for j < end {
-			for j < end && !splitStop[b[j]] {
-				j++
-			}
-			if j >= end {
-				break
-			}
-			switch b[j] {
-			case '"':
-				j = skipQuoted(b, j, end)
-				if j < 0 {
-					return dst, bad
-				}
-				continue
-			case '<':
-				k := bytes.IndexByte(b[j:end], '>')
-				if k < 0 {
-					return dst, bad
-				}
-				j += k
-			case '>', '?':
-				return dst, bad
-			case ',':
-				break scan
-			case ';':
-				k := skipWS(b, j+1, end)
-				if k >= end || b[k] == ';' || b[k] == ',' {
-					return dst, bad
-				}
-			}
-			j++
-		}
-		vs, ve := trimWS(b, s, j)
-		if vs == ve {
-			return dst, bad
-		}
-		dst = append(dst, hval{hdr: int32(hi), v: span{vs, ve}})
-		if j >= end {
-			return dst, nil
-		}
-		i = j + 1
-	}
 }

@@ -25,7 +25,6 @@ type viaSpans struct {
 	rport                  uint16
 	maddr                  span
 	params                 span
-	end                    int
 }
 
 // ParseVia parses one Via value (not a comma list) into v, with sub-slices of b.
@@ -34,8 +33,9 @@ type viaSpans struct {
 //	sent-protocol = protocol-name SLASH protocol-version SLASH transport
 //	sent-by       = host [ COLON port ]
 func ParseVia(v *Via, b []byte) error {
-	s, ok := parseVia(b, 0, len(b))
-	if !ok {
+	var s viaSpans
+	_, _, next, ok := parseVia(&s, b, 0, len(b))
+	if !ok || next != len(b) {
 		*v = Via{}
 		return ErrMalformedVia
 	}
@@ -65,96 +65,119 @@ func scanToken(b []byte, i, e int) int {
 	return i
 }
 
-// parseVia parses the Via value b[s:e] (LWS trimmed by the caller or not).
-func parseVia(b []byte, s, e int) (v viaSpans, ok bool) {
+// parseVia parses into v, which must be zero, the Via value that starts in
+// b[s:e], which may be the first of a comma list. The value is b[vs:ve], LWS
+// trimmed; next is e, or the index of the comma that ends the value. Any
+// other byte where a parameter or the value should end makes it malformed.
+func parseVia(v *viaSpans, b []byte, s, e int) (vs, ve, next int, ok bool) {
 	i := skipWS(b, s, e)
-	p := i
-	i = scanToken(b, i, e)
-	if i == p {
-		return v, false
+	vs = i
+	if e-i > 8 && string(b[i:i+8]) == "SIP/2.0/" {
+		// The spelling nearly every implementation sends.
+		v.proto = span{i, i + 7}
+		i += 8
+	} else {
+		p := i
+		i = scanToken(b, i, e)
+		if i == p {
+			return vs, ve, i, false
+		}
+		i = skipWS(b, i, e)
+		if i >= e || b[i] != '/' {
+			return vs, ve, i, false
+		}
+		i = skipWS(b, i+1, e)
+		k := i
+		i = scanToken(b, i, e)
+		if i == k {
+			return vs, ve, i, false
+		}
+		v.proto = span{p, i}
+		i = skipWS(b, i, e)
+		if i >= e || b[i] != '/' {
+			return vs, ve, i, false
+		}
+		i = skipWS(b, i+1, e)
 	}
-	i = skipWS(b, i, e)
-	if i >= e || b[i] != '/' {
-		return v, false
-	}
-	i = skipWS(b, i+1, e)
 	k := i
 	i = scanToken(b, i, e)
 	if i == k {
-		return v, false
-	}
-	v.proto = span{p, i}
-	i = skipWS(b, i, e)
-	if i >= e || b[i] != '/' {
-		return v, false
-	}
-	i = skipWS(b, i+1, e)
-	k = i
-	i = scanToken(b, i, e)
-	if i == k {
-		return v, false
+		return vs, ve, i, false
 	}
 	v.transport = span{k, i}
 	k = i
 	i = skipWS(b, i, e)
 	if i == k || i >= e {
-		return v, false
+		return vs, ve, i, false
 	}
-	h, port, next, ok := parseHostPort(b, i, e, true)
+	h, port, hpEnd, ok := parseHostPort(b, i, e, true)
 	if !ok {
-		return v, false
+		return vs, ve, i, false
 	}
 	v.host, v.port = h, port
-	i = skipWS(b, next, e)
-	if i < e {
-		if b[i] != ';' {
-			return v, false
+	ve = hpEnd
+	i = skipWS(b, hpEnd, e)
+	ps := i
+	for i < e && b[i] == ';' {
+		name, val, pe, ok := nextParam(b, i, e)
+		if !ok || !v.param(b, name, val) {
+			return vs, ve, pe, false
 		}
-		v.params = span{i, e}
-		for e > i && isWS[b[e-1]] {
-			e--
-		}
-		v.params.end = e
+		ve = max(val.end, name.end)
+		i = pe
 	}
-	for i < e {
-		name, val, next, ok := nextParam(b, i, e)
-		if !ok {
-			return v, false
-		}
-		switch n := b[name.off:name.end]; {
-		case equalFold(n, "branch"):
+	if i < e && b[i] != ',' {
+		return vs, ve, i, false
+	}
+	if ps < ve {
+		v.params = span{ps, ve}
+	}
+	return vs, ve, i, true
+}
+
+// param keeps the via-params a proxy reads (RFC 3261 §20.42, RFC 3581) and
+// checks their values.
+func (v *viaSpans) param(b []byte, name, val span) bool {
+	n := b[name.off:name.end]
+	switch len(n) {
+	case 6:
+		if string(n) == "branch" || equalFold(n, "branch") {
 			if !val.present() {
-				return v, false
+				return false
 			}
 			v.branch = val
-		case equalFold(n, "received"):
-			if !val.present() {
-				return v, false
-			}
-			v.received = val
-		case equalFold(n, "maddr"):
-			v.maddr = val
-		case equalFold(n, "rport"):
+		}
+	case 5:
+		if string(n) == "rport" || equalFold(n, "rport") {
 			v.rportName = name
 			if val.present() {
 				r, ok := parseUint(b[val.off:val.end], 65535)
 				if !ok {
-					return v, false
+					return false
 				}
 				v.rportVal, v.rport = val, uint16(r)
 			}
-		case equalFold(n, "ttl"):
+		} else if equalFold(n, "maddr") {
+			v.maddr = val
+		}
+	case 8:
+		if equalFold(n, "received") {
 			if !val.present() {
-				return v, false
+				return false
+			}
+			v.received = val
+		}
+	case 3:
+		if equalFold(n, "ttl") {
+			if !val.present() {
+				return false
 			}
 			if _, ok := parseUint(b[val.off:val.end], 255); !ok {
-				return v, false
+				return false
 			}
 		}
-		i = next
 	}
-	v.end = e
-	return v, true
+	return true
 }
 
 // parseHostPort parses host [ COLON port ] at b[i:e]; host is a host name,
@@ -212,7 +235,8 @@ func parseHostPort(b []byte, i, e int, lws bool) (host span, port uint16, next i
 //	SEMI generic-param = SWS ";" SWS token [ EQUAL gen-value ]
 //
 // It returns the name and value spans (the value's zero span when there is
-// no "="), and the index of the next ";" or e.
+// no "=") and the index of the first byte past them and the LWS after them:
+// e, or where the caller's syntax goes on (";" for another parameter).
 func nextParam(b []byte, i, e int) (name, val span, next int, ok bool) {
 	if i >= e || b[i] != ';' {
 		return name, val, i, false
@@ -244,9 +268,5 @@ func nextParam(b []byte, i, e int) (name, val span, next int, ok bool) {
 		val = span{vs, j}
 		i = j
 	}
-	i = skipWS(b, i, e)
-	if i < e && b[i] != ';' {
-		return name, val, i, false
-	}
-	return name, val, i, true
+	return name, val, skipWS(b, i, e), true
 }

@@ -1,0 +1,50 @@
+package parser
+
+import (
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"testing"
+)
+
+// TestInlining pins the accessors that the forwarding path calls per
+// message as inlinable, in the manner of net/netip's inlining test: a
+// change that pushes one over the inlining budget fails here instead of
+// showing up as a slower engine.
+func TestInlining(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the package with -gcflags=-m")
+	}
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	out, err := exec.Command(goBin, "build", "-gcflags=-m", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build -gcflags=-m: %v\n%s", err, out)
+	}
+	got := map[string]bool{}
+	for _, m := range regexp.MustCompile(`can inline (\S+)`).FindAllSubmatch(out, -1) {
+		got[string(m[1])] = true
+	}
+	for _, fn := range []string{
+		"(*Message).CallID",
+		"(*Message).ToTag",
+		"(*Message).FromTag",
+		"(*Message).Method",
+		"(*Message).IsRequest",
+		"(*Message).StatusCode",
+		"(*Message).CSeq",
+		"(*Message).MaxForwards",
+		"(*Message).ContentLength",
+		"(*Message).Body",
+		"(*Message).list",
+		"span.bytes",
+		"hasPrefix",
+		"ctlMask",
+		"equalFold",
+		"skipWS",
+	} {
+		if !got[fn] {
+			t.Errorf("%s is no longer inlinable", fn)
+		}
+	}
+}
