@@ -299,7 +299,7 @@ func (c *Checker) Run(ctx context.Context) {
 		now := time.Now()
 		wake := c.step(now)
 		c.flush()
-		timer.Reset(max(wake.Sub(time.Now()), 0))
+		timer.Reset(max(time.Until(wake), 0))
 	}
 }
 

@@ -454,7 +454,7 @@ func TestHealthReload(t *testing.T) {
 		if err := h.bal.Reload([]PoolConfig{{Name: "p", Backends: more[1:]}}); err != nil {
 			t.Fatal(err)
 		}
-		reloaded := time.Now().Sub(h.start)
+		reloaded := time.Since(h.start)
 		if _, err := h.bal.SetState(backendAt(1), Draining); err != nil {
 			t.Fatal(err)
 		}
@@ -479,7 +479,7 @@ func TestHealthReload(t *testing.T) {
 		if _, err := h.bal.SetState(backendAt(1), Disabled); err != nil {
 			t.Fatal(err)
 		}
-		disabled := time.Now().Sub(h.start)
+		disabled := time.Since(h.start)
 		time.Sleep(30 * time.Second)
 		for _, at := range h.farm.probeTimes(backendAt(1), h.start) {
 			if at > disabled {

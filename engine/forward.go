@@ -74,10 +74,6 @@ type ProbeHandler interface {
 	Response(branch []byte, status int) bool
 }
 
-// probeLegIndex marks a probe's branch in the in-leg position: no request
-// came in, so nothing is forwarded back.
-const probeLegIndex = 0xff
-
 // probeBranchLen is the length of a probe's branch: our prefix and "ff",
 // 16 hex digits of probe id and 8 of zeros.
 const probeBranchLen = branchTxOff + 16 + 8
@@ -508,9 +504,6 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 					return *r
 				}
 			}
-		}
-		if b, ok := t.Lookup(dst); ok {
-			be = b
 		}
 	} else {
 		// From outside only pool members are reachable (no open relay): the

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 )
 
@@ -27,7 +26,7 @@ func TestTablesGenerated(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "gen_tables.go"), gen, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "run", "gen_tables.go")
+	cmd := exec.Command("go", "run", "gen_tables.go")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GO111MODULE=off")
 	if out, err := cmd.CombinedOutput(); err != nil {

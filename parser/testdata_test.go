@@ -153,7 +153,7 @@ func TestInvalidTestdata(t *testing.T) {
 func checkSpans(t testing.TB, m *parser.Message) {
 	t.Helper()
 	in := func(what string, s []byte) {
-		if s == nil || len(s) == 0 {
+		if len(s) == 0 {
 			return
 		}
 		if !inside(m.Buf, s) {
