@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -130,24 +129,7 @@ func startLB(t *testing.T, loops int, uas ...*testUAS) (netip.AddrPort, *Server)
 		t.Fatal(err)
 	}
 	srv := NewServer(f, loops, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-errc:
-		case <-time.After(10 * time.Second):
-			t.Error("server did not stop")
-		}
-	})
-	select {
-	case <-srv.Ready():
-	case err := <-errc:
-		t.Fatalf("server: %v", err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("server did not start")
-	}
+	runServerT(t, srv)
 	return legs[0].Addr, srv
 }
 

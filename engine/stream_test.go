@@ -3,7 +3,6 @@ package engine
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -129,24 +128,7 @@ func startMixedLB(t *testing.T, lim pool.Limits, members ...balance.BackendConfi
 		t.Fatal(err)
 	}
 	srv = NewServerWith(f, Options{Loops: 2, Limits: lim})
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-errc:
-		case <-time.After(10 * time.Second):
-			t.Error("server did not stop")
-		}
-	})
-	select {
-	case <-srv.Ready():
-	case err := <-errc:
-		t.Fatalf("server: %v", err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("server did not start")
-	}
+	runServerT(t, srv)
 	return legs[1].Addr, legs[0].Addr, srv
 }
 

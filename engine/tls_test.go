@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -88,22 +87,7 @@ func startLegs(t *testing.T, legs []LegConfig, members ...balance.BackendConfig)
 		t.Fatal(err)
 	}
 	srv := NewServerWith(f, Options{Loops: 1})
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-errc:
-		case <-time.After(10 * time.Second):
-			t.Error("server did not stop")
-		}
-	})
-	select {
-	case <-srv.Ready():
-	case err := <-errc:
-		t.Fatalf("server: %v", err)
-	}
+	runServerT(t, srv)
 	return srv
 }
 
