@@ -59,6 +59,7 @@ type Forwarder struct {
 	retryAfter  []byte // "Retry-After: 5\r\n"
 	limits      parser.Limits
 	probes      ProbeHandler
+	observer    Observer
 	resolver    *balance.Resolver
 	proxy       parser.URI // OutgoingProxy parsed; Host nil when none
 	proxyRaw    []byte
@@ -81,6 +82,15 @@ const probeBranchLen = branchTxOff + 16 + 8
 // SetProbes routes the replies to health probes to h. Call it before the
 // server runs.
 func (f *Forwarder) SetProbes(h ProbeHandler) { f.probes = h }
+
+// Observer is told the status of every final response that arrives, with
+// its source, for passive health detection (a run of 5xx from a backend).
+type Observer interface {
+	Observe(src netip.AddrPort, status int)
+}
+
+// SetObserver reports final responses to o. Call it before the server runs.
+func (f *Forwarder) SetObserver(o Observer) { f.observer = o }
 
 // ProbeIdentity is what health probes say about their sender: the first
 // UDP leg (else the first leg), its sent-by, and a branch prefix no forwarded
@@ -247,6 +257,9 @@ func (f *Forwarder) ProcessConn(s *Scratch, b []byte, src netip.AddrPort, in *Le
 	}
 	if !m.IsRequest() {
 		s.Counters.ResponsesIn.Add(1)
+		if f.observer != nil && m.StatusCode() >= 200 {
+			f.observer.Observe(src, m.StatusCode())
+		}
 		r := f.response(s)
 		if r.Out != nil {
 			s.Counters.ResponsesOut.Add(1)

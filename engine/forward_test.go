@@ -457,3 +457,35 @@ func TestForwardRewriteContact(t *testing.T) {
 		t.Errorf("Request-URI = %s, want the client's original Contact", got)
 	}
 }
+
+type observed struct {
+	src    netip.AddrPort
+	status int
+}
+
+type recordObserver struct{ got []observed }
+
+func (r *recordObserver) Observe(src netip.AddrPort, status int) {
+	r.got = append(r.got, observed{src, status})
+}
+
+// Final responses are reported with their source (passive health: a run of
+// 5xx marks a backend down); provisional ones are not.
+func TestForwardObservesFinalResponses(t *testing.T) {
+	f := newTestForwarder(t)
+	obs := &recordObserver{}
+	f.SetObserver(obs)
+	_, fm := fwd(t, f, invite("obs@x", "z9hG4bKo1"), client)
+	ours, _ := fm.Via(0)
+	for _, status := range []string{"180 Ringing", "503 Service Unavailable"} {
+		resp := sip("SIP/2.0 "+status,
+			"Via: SIP/2.0/UDP 127.0.0.1:5060;branch="+string(ours.Branch),
+			"Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKo1;rport=40000",
+			"From: <sip:alice@example.com>;tag=a1", "To: <sip:bob@example.com>;tag=b1",
+			"Call-ID: obs@x", "CSeq: 1 INVITE", "Content-Length: 0")
+		fwd(t, f, resp, backends[2])
+	}
+	if len(obs.got) != 1 || obs.got[0] != (observed{backends[2], 503}) {
+		t.Errorf("observed %v, want one 503 from %v", obs.got, backends[2])
+	}
+}

@@ -165,6 +165,7 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 	tr, sentBy, prefix := fwd.ProbeIdentity()
 	checker = balance.NewChecker(bal, cfg.health(), balance.ProbeIdentity{Transport: tr, SentBy: sentBy, BranchPrefix: prefix}, srv, log)
 	fwd.SetProbes(checker)
+	fwd.SetObserver(checker)
 
 	if cfg.Admin.Listen != "" {
 		stopAdmin, err := startAdmin(cfg.Admin.Listen, srv, bal, checker, log)
