@@ -24,22 +24,24 @@ import (
 // tlsQueue bounds the writes waiting for one TLS connection.
 const tlsQueue = 256
 
+// tlsReadSize is the read call's buffer on a TLS connection.
+const tlsReadSize = 4 << 10
+
 // tlsWriteTimeout bounds one write to a TLS peer; a peer that does not read
 // is cut off.
 const tlsWriteTimeout = 10 * time.Second
 
 type tlsStream struct {
-	conn   *tls.Conn
-	out    chan *pool.Buffer
-	closed atomic.Bool
-	once   sync.Once
-	done   chan struct{}
+	conn    *tls.Conn
+	out     chan *pool.Buffer
+	closed  atomic.Bool
+	writing atomic.Bool // a writer goroutine is draining out
+	once    sync.Once
+	done    chan struct{}
 }
 
 func newTLSStream(c *tls.Conn) *tlsStream {
-	t := &tlsStream{conn: c, out: make(chan *pool.Buffer, tlsQueue), done: make(chan struct{})}
-	go t.writer()
-	return t
+	return &tlsStream{conn: c, out: make(chan *pool.Buffer, tlsQueue), done: make(chan struct{})}
 }
 
 // enqueue hands b to the writer; false when the connection is closed or its
@@ -51,11 +53,16 @@ func (t *tlsStream) enqueue(b *pool.Buffer) bool {
 	}
 	select {
 	case t.out <- b:
-		return true
 	default:
 		pool.PutBuffer(b)
 		return false
 	}
+	// A writer runs only while there is something to write, so an idle
+	// connection holds one goroutine (its reader), not two.
+	if t.writing.CompareAndSwap(false, true) {
+		go t.writer()
+	}
+	return true
 }
 
 func (t *tlsStream) writer() {
@@ -69,6 +76,13 @@ func (t *tlsStream) writer() {
 			pool.PutBuffer(b)
 			if err != nil {
 				t.close()
+				return
+			}
+		default:
+			t.writing.Store(false)
+			// A message queued after the check above and before the store
+			// would wait for the next enqueue: look once more.
+			if len(t.out) == 0 || !t.writing.CompareAndSwap(false, true) {
 				return
 			}
 		}
@@ -210,8 +224,11 @@ func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, dest neti
 // readStream frames and forwards what a TLS peer sends until it closes, goes
 // idle, or dawdles over a header.
 func (s *Server) readStream(ctx context.Context, sc *streamConn, c net.Conn) {
-	buf := make([]byte, 0, 4096)
-	tmp := make([]byte, s.lim.ReadSize)
+	// Small buffers, grown only by what arrives: an idle TLS connection
+	// should cost kilobytes, not a 64 KiB read buffer (crypto/tls buffers a
+	// record itself).
+	var buf []byte
+	tmp := make([]byte, min(s.lim.ReadSize, tlsReadSize))
 	lim := s.f.limits
 	for ctx.Err() == nil {
 		wait := s.lim.IdleTimeout(s.reg.Len())
@@ -256,7 +273,7 @@ func (s *Server) readStream(ctx context.Context, sc *streamConn, c net.Conn) {
 			buf = buf[k:]
 		}
 		if len(buf) == 0 && cap(buf) > 64<<10 {
-			buf = make([]byte, 0, 4096) // give back a buffer one big message grew
+			buf = nil // give back a buffer one big message grew
 		} else if len(buf) == 0 {
 			buf = buf[:0]
 		} else {

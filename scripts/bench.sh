@@ -9,7 +9,13 @@
 #      package, a stateless dispatcher; installed with apt-get if missing);
 #      for each scenario a closed loop at saturation, then an open loop at
 #      RATE_SHARE of siplb's saturation rate for the latency;
-#   3. the table, ratios and plots (benchreport) in benchmarks/results/RUN/.
+#   3. over TCP (TCP_SCENARIOS, closed loop by default): sipload with
+#      -transport tcp straight to sipecho's TCP port, through siplb with a
+#      TCP listener and TCP backends, and through Kamailio with TCP on
+#      (targets direct_tcp, siplb_tcp, kamailio_tcp);
+#   4. siplb with --udp-io gnet (target siplb_gnet) beside the default
+#      batched UDP path, for GNET_SCENARIOS;
+#   5. the table, ratios and plots (benchreport) in benchmarks/results/RUN/.
 # Every process is started here and stopped by its PID; traffic stays on
 # 127.0.0.1. The defaults take about three minutes; the knobs below make
 # longer runs.
@@ -29,7 +35,11 @@ KAM_CHILDREN=${KAM_CHILDREN:-$((2 * $(nproc)))} # Kamailio UDP receivers; 2 per 
 KAM_INSTALL=${KAM_INSTALL:-1}      # 0: never apt-get install kamailio
 MICRO=${MICRO:-1}                  # 0: skip the micro-benchmarks
 BENCHTIME=${BENCHTIME:-200ms}      # -benchtime of the micro-benchmarks
-PORT_BASE=${PORT_BASE:-25060}      # siplb +0, relay +1, kamailio +2, sipecho +10..+12
+TCP_SCENARIOS=${TCP_SCENARIOS-call} # scenarios also run over TCP; empty: none
+TCP_TARGETS=${TCP_TARGETS:-direct siplb kamailio} # targets over TCP (as direct_tcp, siplb_tcp, kamailio_tcp)
+TCP_MODES=${TCP_MODES:-sat}        # sat (closed loop), rate (open loop at RATE_SHARE of siplb_tcp's), or both
+GNET_SCENARIOS=${GNET_SCENARIOS-options} # scenarios also run on siplb --udp-io gnet; empty: none
+PORT_BASE=${PORT_BASE:-25060}      # siplb +0, relay +1, kamailio +2, siplb_gnet +3, siplb_tcp +4, kamailio_tcp +5, sipecho +10..+12
 RESULTS=${RESULTS:-benchmarks/results}
 GO=${GO:-go}
 
@@ -78,7 +88,7 @@ fi
 	echo "go: $($GO version)"
 	echo "siplb: $("$BIN/siplb" --version 2>&1 | head -1)"
 	if [ -n "$kam" ]; then echo "kamailio: $("$kam" -v 2>&1 | head -1)"; else echo "kamailio: not available"; fi
-	echo "settings: SAT_DURATION=$SAT_DURATION RATE_DURATION=$RATE_DURATION WINDOW=$WINDOW SOCKETS=$SOCKETS RATE_SHARE=$RATE_SHARE LOOPS=$LOOPS KAM_CHILDREN=$KAM_CHILDREN"
+	echo "settings: SAT_DURATION=$SAT_DURATION RATE_DURATION=$RATE_DURATION WINDOW=$WINDOW SOCKETS=$SOCKETS RATE_SHARE=$RATE_SHARE LOOPS=$LOOPS KAM_CHILDREN=$KAM_CHILDREN TCP_SCENARIOS=\"$TCP_SCENARIOS\" TCP_MODES=\"$TCP_MODES\" GNET_SCENARIOS=\"$GNET_SCENARIOS\""
 } | tee "$out/machine.txt"
 
 if [ "$MICRO" = 1 ]; then
@@ -90,7 +100,13 @@ fi
 # ---- The targets, all in front of the same three sipecho backends.
 h=127.0.0.1
 be=("$h:$((PORT_BASE + 10))" "$h:$((PORT_BASE + 11))" "$h:$((PORT_BASE + 12))")
-declare -A addr=([direct]="${be[0]}" [siplb]="$h:$PORT_BASE" [relay]="$h:$((PORT_BASE + 1))" [kamailio]="$h:$((PORT_BASE + 2))")
+declare -A addr=([direct]="${be[0]}" [siplb]="$h:$PORT_BASE" [relay]="$h:$((PORT_BASE + 1))" [kamailio]="$h:$((PORT_BASE + 2))"
+	[siplb_gnet]="$h:$((PORT_BASE + 3))" [direct_tcp]="${be[0]}" [siplb_tcp]="$h:$((PORT_BASE + 4))" [kamailio_tcp]="$h:$((PORT_BASE + 5))")
+tcp_targets=()
+if [ -n "$TCP_SCENARIOS" ]; then
+	for t in $TCP_TARGETS; do tcp_targets+=("${t}_tcp"); done
+fi
+wants() { [[ " ${tcp_targets[*]} " == *" $1 "* ]]; } # wants TARGET: a TCP target is to run
 declare -A pid=()
 
 start() { # name command...: runs it in the background, its output in the results
@@ -102,29 +118,34 @@ start() { # name command...: runs it in the background, its output in the result
 }
 
 say "starting sipecho, udprelay, siplb${kam:+, kamailio} (logs in $out/*.log)"
-start sipecho "$BIN/sipecho" -q -listen "${be[0]}" -listen "${be[1]}" -listen "${be[2]}"
+# sipecho answers over UDP and TCP on the same three ports.
+start sipecho "$BIN/sipecho" -q -tcp -listen "${be[0]}" -listen "${be[1]}" -listen "${be[2]}"
 start relay "$BIN/udprelay" -listen "${addr[relay]}" -backend "${be[0]}" -backend "${be[1]}" -backend "${be[2]}"
 # siplb as Kamailio runs: no active health probing (ds_ping_interval 0), so
 # both forward only the measured load. SIPLB_CONFIG names another file.
-cfg=${SIPLB_CONFIG:-$rundir/siplb.yaml}
-if [ -z "${SIPLB_CONFIG:-}" ]; then
-	cat >"$cfg" <<-EOF
+siplb_yaml() { # transport listen-address [engine-extra]: a generated siplb configuration
+	cat <<-EOF
 		listen:
-		  - address: udp://${addr[siplb]}
+		  - address: $1://$2
 		pools:
 		  - name: bench
 		    algorithm: hash-callid
 		    backends:
-		      - address: udp://${be[0]}
-		      - address: udp://${be[1]}
-		      - address: udp://${be[2]}
+		      - address: $1://${be[0]}
+		      - address: $1://${be[1]}
+		      - address: $1://${be[2]}
 		    health:
 		      disabled: true
 		engine:
 		  loops: $LOOPS
+		${3:-}
 		log:
 		  level: warn
 	EOF
+}
+cfg=${SIPLB_CONFIG:-$rundir/siplb.yaml}
+if [ -z "${SIPLB_CONFIG:-}" ]; then
+	siplb_yaml udp "${addr[siplb]}" >"$cfg"
 fi
 cp "$cfg" "$out/siplb.yaml"
 if "$BIN/siplb" --check --config "$cfg" >"$out/siplb-check.log" 2>&1; then
@@ -134,6 +155,22 @@ else
 	start siplb "$BIN/siplb" --listen "udp://${addr[siplb]}" --loops "$LOOPS" --log-level warn \
 		--backend "udp://${be[0]}" --backend "udp://${be[1]}" --backend "udp://${be[2]}"
 fi
+# start_siplb_variant name yaml: another siplb, from a generated configuration.
+start_siplb_variant() {
+	local name=$1
+	printf '%s\n' "$2" >"$out/$name.yaml"
+	if "$BIN/siplb" --check --config "$out/$name.yaml" >"$out/$name-check.log" 2>&1; then
+		start "$name" "$BIN/siplb" --config "$out/$name.yaml"
+	else
+		warn "siplb rejects $out/$name.yaml (see $name-check.log); the $name rows are left out"
+	fi
+}
+if [ -n "$GNET_SCENARIOS" ]; then
+	start_siplb_variant siplb_gnet "$(siplb_yaml udp "${addr[siplb_gnet]}" "  udp_io: gnet")"
+fi
+if wants siplb_tcp; then
+	start_siplb_variant siplb_tcp "$(siplb_yaml tcp "${addr[siplb_tcp]}")"
+fi
 if [ -n "$kam" ]; then
 	for b in "${be[@]}"; do echo "1 sip:$b"; done >"$rundir/dispatcher.list"
 	# -DD -E: in the foreground, logging to stderr, so $! is the main
@@ -141,25 +178,37 @@ if [ -n "$kam" ]; then
 	start kamailio "$kam" -DD -E -f benchmarks/kamailio/kamailio.cfg -w "$rundir" -P "$rundir/kamailio.pid" \
 		-m 64 -M 8 -A "KAM_LISTEN=udp:${addr[kamailio]}" -A "KAM_LIST=\"$rundir/dispatcher.list\"" \
 		-A "KAM_CHILDREN=$KAM_CHILDREN"
+	if wants kamailio_tcp; then
+		for b in "${be[@]}"; do echo "1 sip:$b;transport=tcp"; done >"$rundir/dispatcher-tcp.list"
+		start kamailio_tcp "$kam" -DD -E -f benchmarks/kamailio/kamailio.cfg -w "$rundir" -P "$rundir/kamailio-tcp.pid" \
+			-m 64 -M 8 -A KAM_TCP -A "KAM_LISTEN=tcp:${addr[kamailio_tcp]}" \
+			-A "KAM_LIST=\"$rundir/dispatcher-tcp.list\"" -A "KAM_CHILDREN=$KAM_CHILDREN"
+	fi
 fi
 sleep 1
 
 # Keep only the targets that are up and answer one OPTIONS.
-up=()
-for t in $TARGETS; do
-	proc=$t
-	[ "$t" = direct ] && proc=sipecho
+alive() { # target transport: its process runs and it answers one OPTIONS
+	local t=$1 proc=${1%_tcp}
+	[ "$proc" = direct ] && proc=sipecho
+	[ "$t" = siplb_tcp ] && proc=siplb_tcp
+	[ "$t" = kamailio_tcp ] && proc=kamailio_tcp
 	if [ -z "${pid[$proc]:-}" ] || ! kill -0 "${pid[$proc]}" 2>/dev/null; then
-		[ "$t" = kamailio ] && [ -z "$kam" ] && continue
+		[ "${t%_tcp}" = kamailio ] && [ -z "$kam" ] && return 1
 		warn "$t is not running (see $out/$proc.log); its rows are left out"
-		continue
+		return 1
 	fi
-	if ! "$BIN/sipload" -q -scenario options -target "${addr[$t]}" -n 10 -window 1 -duration 3s -drain 1s; then
-		warn "$t at ${addr[$t]} does not answer OPTIONS; its rows are left out"
-		continue
+	if ! "$BIN/sipload" -q -transport "$2" -scenario options -target "${addr[$t]}" -n 10 -window 1 -duration 3s -drain 1s; then
+		warn "$t at ${addr[$t]} does not answer OPTIONS over $2; its rows are left out"
+		return 1
 	fi
-	up+=("$t")
-done
+}
+up=()
+for t in $TARGETS; do alive "$t" udp && up+=("$t"); done
+gnet_up=()
+[ -n "$GNET_SCENARIOS" ] && alive siplb_gnet udp && gnet_up=(siplb_gnet)
+tcp_up=()
+for t in "${tcp_targets[@]}"; do alive "$t" tcp && tcp_up+=("$t"); done
 [ ${#up[@]} -gt 0 ] || { warn "no target answers"; exit 1; }
 
 # ---- CPU accounting: user+system ticks of a process and its descendants.
@@ -178,8 +227,10 @@ ticks() { # pid: utime+stime of the tree, in ticks
 	done
 	echo "$sum"
 }
-procs=(sipecho relay siplb)
-[ -n "$kam" ] && procs+=(kamailio)
+procs=()
+for p in sipecho relay siplb siplb_gnet siplb_tcp kamailio kamailio_tcp; do
+	[ -n "${pid[$p]:-}" ] && procs+=("$p")
+done
 
 # measure target scenario mode sipload-flags...: one sipload run, with the
 # CPU of every process over it (PROC CPU_SECONDS WALL_SECONDS per line).
@@ -190,7 +241,9 @@ measure() {
 	declare -A t0=()
 	for p in "${procs[@]}"; do t0[$p]=$(ticks "${pid[$p]}"); done
 	s0=$(date +%s.%N)
-	"$BIN/sipload" -q -scenario "$sc" -target "${addr[$t]}" -sockets "$SOCKETS" -json "$out/$name.json" "$@" ||
+	local transport=udp
+	[[ $t == *_tcp ]] && transport=tcp
+	"$BIN/sipload" -q -scenario "$sc" -transport "$transport" -target "${addr[$t]}" -sockets "$SOCKETS" -json "$out/$name.json" "$@" ||
 		warn "$name: not every unit completed (see $name.json)"
 	s1=$(date +%s.%N)
 	for p in "${procs[@]}"; do
@@ -199,9 +252,19 @@ measure() {
 	done >"$out/$name.cpu"
 }
 
+# sat_rate ref: the saturation rate of ref's run in scenario $sc (0 when none).
+sat_rate() {
+	local v=0
+	[ -f "$out/$1-$sc-sat.json" ] && v=$(sed -n 's/^ *"throughput_per_s": *\([0-9.]*\).*/\1/p' "$out/$1-$sc-sat.json")
+	echo "${v:-0}"
+}
+in_list() { [[ " $2 " == *" $1 "* ]]; } # in_list word list
+
 for sc in $SCENARIOS; do
-	say "$sc: closed loop, window $WINDOW, $SAT_DURATION per target: ${up[*]}"
-	for t in "${up[@]}"; do
+	targets=("${up[@]}")
+	in_list "$sc" "$GNET_SCENARIOS" && targets+=("${gnet_up[@]}")
+	say "$sc: closed loop, window $WINDOW, $SAT_DURATION per target: ${targets[*]}"
+	for t in "${targets[@]}"; do
 		measure "$t" "$sc" sat -window "$WINDOW" -duration "$SAT_DURATION"
 	done
 	# The open-loop rate: RATE_SHARE of siplb's saturation rate (of the
@@ -209,18 +272,37 @@ for sc in $SCENARIOS; do
 	# target.
 	sat=0
 	for ref in siplb "${up[@]}"; do
-		[ -f "$out/$ref-$sc-sat.json" ] || continue
-		sat=$(sed -n 's/^ *"throughput_per_s": *\([0-9.]*\).*/\1/p' "$out/$ref-$sc-sat.json")
-		awk -v s="${sat:-0}" 'BEGIN { exit !(s > 0) }' && break
+		sat=$(sat_rate "$ref")
+		awk -v s="$sat" 'BEGIN { exit !(s > 0) }' && break
 		[ "$ref" = siplb ] && warn "$sc: siplb completed nothing at saturation; the open-loop rate follows ${up[0]}"
 	done
 	rate=$(awk -v s="${sat:-0}" -v f="$RATE_SHARE" 'BEGIN { r = s * f; if (r < 100) r = 100; printf "%.0f", r }')
 	echo "$rate $ref" >"$out/rate-$sc.txt"
 	say "$sc: open loop at $rate/s ($RATE_SHARE of $ref's saturation), $RATE_DURATION per target"
-	for t in "${up[@]}"; do
+	for t in "${targets[@]}"; do
 		measure "$t" "$sc" rate -rate "$rate" -duration "$RATE_DURATION"
 	done
 done
+
+# ---- Over TCP: sipload's -sockets connections to each target.
+if [ ${#tcp_up[@]} -gt 0 ]; then
+	for sc in $TCP_SCENARIOS; do
+		if in_list sat "$TCP_MODES"; then
+			say "$sc over TCP: closed loop, window $WINDOW, $SAT_DURATION per target: ${tcp_up[*]}"
+			for t in "${tcp_up[@]}"; do
+				measure "$t" "$sc" sat -window "$WINDOW" -duration "$SAT_DURATION"
+			done
+		fi
+		if in_list rate "$TCP_MODES"; then
+			sat=$(sat_rate siplb_tcp)
+			rate=$(awk -v s="$sat" -v f="$RATE_SHARE" 'BEGIN { r = s * f; if (r < 100) r = 100; printf "%.0f", r }')
+			say "$sc over TCP: open loop at $rate/s ($RATE_SHARE of siplb_tcp's saturation), $RATE_DURATION per target"
+			for t in "${tcp_up[@]}"; do
+				measure "$t" "$sc" rate -rate "$rate" -duration "$RATE_DURATION"
+			done
+		fi
+	done
+fi
 
 say "report"
 "$BIN/benchreport" -dir "$out" | tee "$out/report.md"

@@ -32,15 +32,22 @@ import (
 	"strings"
 )
 
-// Targets and processes in the order of the table.
+// Targets in the order of the table: over UDP, siplb with gnet's UDP path
+// (siplb_gnet, against the default batched path), then over TCP (_tcp).
 var (
-	targetOrder  = []string{"direct", "relay", "siplb", "kamailio"}
-	processOrder = []string{"siplb", "kamailio", "relay", "sipecho"}
-	modeOrder    = []string{"sat", "rate"}
+	targetOrder = []string{"direct", "relay", "siplb", "siplb_gnet", "kamailio", "direct_tcp", "siplb_tcp", "kamailio_tcp"}
+	modeOrder   = []string{"sat", "rate"}
 )
 
-// processOf is the forwarding process of a target; direct has none.
-var processOf = map[string]string{"relay": "relay", "siplb": "siplb", "kamailio": "kamailio"}
+// processOf is the forwarding process of a target (its name in the .cpu
+// files); direct and direct_tcp have none.
+var processOf = map[string]string{
+	"relay": "relay", "siplb": "siplb", "siplb_gnet": "siplb_gnet", "kamailio": "kamailio",
+	"siplb_tcp": "siplb_tcp", "kamailio_tcp": "kamailio_tcp",
+}
+
+// backendProcess is the backend emulator's name in the .cpu files.
+const backendProcess = "sipecho"
 
 // errNoRuns is returned when the folder holds no sipload results.
 var errNoRuns = errors.New("no TARGET-SCENARIO-MODE.json files")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -87,12 +88,32 @@ func TestReport(t *testing.T) {
 				"cpu: Test CPU",
 				"### options", "### call",
 				"Open loop at 5000/s, a share (RATE_SHARE) of siplb's saturation rate",
-				"| saturation (window 200) | siplb | 10000 | 300 | 900 | 1500 | 0 | 0 | 10% | - | - | 25% | 50% | 10.0 |",
+				"| saturation (window 200) | siplb | 10000 | 300 | 900 | 1500 | 0 | 0 | 10% | 25% | 50% | 10.0 |",
 				"| open 5000/s | direct | 5000 | 60.0 | 200 | 400 | 0 | 0 |",
 				"| options | 2.50× ✓ | 0.91× ✓ | 0.83× | 6.00× | 1.25× | +500 µs at 5000/s ✓ |",
 				"| call | 1.50× ✗ MISS | - | - | 2.25× | - | +1600 µs at 5000/s ✗ MISS |",
 			},
-			notWant: []string{"Warnings:"},
+			notWant: []string{"Warnings:", "over TCP", "batch (default) against gnet"},
+		},
+		{
+			name: "tcp rows and udp i/o",
+			fs: append(slices.Clone(full),
+				sat("siplb_gnet", "options", 8000, 32000, "sipecho 1.0 4.0\nsiplb_gnet 0.48 4.0\n"),
+				open("siplb_gnet", "options", 900),
+				sat("direct_tcp", "call", 6000, 24000, "sipecho 1.0 4.0\n"),
+				sat("siplb_tcp", "call", 3000, 12000, "sipecho 1.0 4.0\nsiplb_tcp 0.6 4.0\n"),
+				sat("kamailio_tcp", "call", 1000, 4000, "sipecho 1.0 4.0\nkamailio_tcp 0.8 4.0\n"),
+			),
+			want: []string{
+				"| saturation (window 200) | siplb_tcp | 3000 | 300 | 900 | 1500 | 0 | 0 | 15% | 25% | 50% | 50.0 |",
+				"| saturation (window 200) | direct_tcp | 6000 | 300 | 900 | 1500 | 0 | 0 | - | 25% | 50% | - |",
+				// TCP: 3× Kamailio's throughput, 4× cheaper per call, half of direct; no target checked.
+				"| call over TCP | 3.00× | - | 0.50× | 4.00× | - | - |",
+				"### siplb's UDP I/O: batch (default) against gnet",
+				// 10 µs per unit batched, 15 µs with gnet.
+				"| options | 10000 | 8000 | 1.25× | 10.0 | 15.0 | 1.50× | 700 µs | 900 µs |",
+			},
+			notWant: []string{"options over TCP"},
 		},
 		{
 			name: "warnings",

@@ -29,11 +29,8 @@ func writeTable(w io.Writer, rep *report, sc string) {
 		fmt.Fprintf(w, "Open loop at %s/s, a share (RATE_SHARE) of %s's saturation rate, the same for every target.\n\n", rate, ref)
 	}
 	fmt.Fprint(w, "| load | target | per second | p50 µs | p99 µs | p99.9 µs | lost | failed |")
-	for _, p := range processOrder {
-		fmt.Fprintf(w, " %s CPU |", p)
-	}
-	fmt.Fprint(w, " sipload CPU | forwarder CPU µs/unit |\n|---|---|--:|--:|--:|--:|--:|--:|")
-	fmt.Fprint(w, strings.Repeat("--:|", len(processOrder)+2), "\n")
+	fmt.Fprint(w, " forwarder CPU | sipecho CPU | sipload CPU | forwarder CPU µs/unit |\n")
+	fmt.Fprint(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, mode := range modeOrder {
 		for _, t := range targetOrder {
 			r := rep.Runs[key{t, sc, mode}]
@@ -42,20 +39,16 @@ func writeTable(w io.Writer, rep *report, sc string) {
 			}
 			fmt.Fprintf(w, "| %s | %s | %.0f | %s | %s | %s | %d | %d |", loadLabel(r), t, r.Res.Throughput,
 				us(r.Res.Latency.P50), us(r.Res.Latency.P99), us(r.Res.Latency.P999), r.Res.Lost, r.Res.Failed)
-			for _, p := range processOrder {
+			for _, p := range []string{processOf[t], backendProcess} {
 				c, ok := r.CPU[p]
-				if !ok {
+				if !ok || p == "" {
 					fmt.Fprint(w, " - |")
 					continue
 				}
 				fmt.Fprintf(w, " %.0f%% |", 100*c.Share())
 			}
 			fmt.Fprintf(w, " %.0f%% |", 100*r.Res.CPUShare)
-			if m := r.fwdMicros(); m > 0 {
-				fmt.Fprintf(w, " %.1f |\n", m)
-			} else {
-				fmt.Fprint(w, " - |\n")
-			}
+			fmt.Fprintf(w, " %s |\n", micros(r.fwdMicros()))
 		}
 	}
 	fmt.Fprintln(w)
@@ -81,6 +74,14 @@ func us(v float64) string {
 	return fmt.Sprintf("%.0f", v)
 }
 
+// micros formats a CPU cost per unit in µs; "-" when unknown.
+func micros(v float64) string {
+	if v <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
 // ratios are siplb's figures relative to the other targets in one scenario;
 // a zero field is unknown (a target missing from the run).
 type ratios struct {
@@ -91,30 +92,43 @@ type ratios struct {
 	Rate                          float64
 }
 
-func computeRatios(rep *report, sc string) ratios {
+// lineup names the targets one row of the ratio table compares; an empty
+// name is absent.
+type lineup struct {
+	label                       string // the row's suffix after the scenario
+	lb, kamailio, relay, direct string
+	checked                     bool // siplb's targets apply
+}
+
+// lineups are the rows of the ratio table per scenario: over UDP, where
+// siplb's targets apply, and over TCP.
+var lineups = []lineup{
+	{lb: "siplb", kamailio: "kamailio", relay: "relay", direct: "direct", checked: true},
+	{label: " over TCP", lb: "siplb_tcp", kamailio: "kamailio_tcp", direct: "direct_tcp"},
+}
+
+func computeRatios(rep *report, sc string, l lineup) ratios {
 	var q ratios
-	get := func(t, mode string) *run { return rep.Runs[key{t, sc, mode}] }
-	lb := get("siplb", "sat")
-	div := func(a, b float64) float64 {
-		if b <= 0 {
-			return 0
+	get := func(t, mode string) *run {
+		if t == "" {
+			return nil
 		}
-		return a / b
+		return rep.Runs[key{t, sc, mode}]
 	}
-	if lb != nil {
-		if k := get("kamailio", "sat"); k != nil {
+	if lb := get(l.lb, "sat"); lb != nil {
+		if k := get(l.kamailio, "sat"); k != nil {
 			q.VsKamailio = div(lb.Res.Throughput, k.Res.Throughput)
 			q.CPUKamailio = div(k.fwdMicros(), lb.fwdMicros())
 		}
-		if r := get("relay", "sat"); r != nil {
+		if r := get(l.relay, "sat"); r != nil {
 			q.VsRelay = div(lb.Res.Throughput, r.Res.Throughput)
 			q.CPURelay = div(lb.fwdMicros(), r.fwdMicros())
 		}
-		if d := get("direct", "sat"); d != nil {
+		if d := get(l.direct, "sat"); d != nil {
 			q.VsDirect = div(lb.Res.Throughput, d.Res.Throughput)
 		}
 	}
-	lr, dr := get("siplb", "rate"), get("direct", "rate")
+	lr, dr := get(l.lb, "rate"), get(l.direct, "rate")
 	if lr != nil && dr != nil && lr.Res.Completed > 0 && dr.Res.Completed > 0 {
 		q.AddedP99 = lr.Res.Latency.P99 - dr.Res.Latency.P99
 		q.HaveAdded = true
@@ -123,8 +137,25 @@ func computeRatios(rep *report, sc string) ratios {
 	return q
 }
 
-// writeRatios writes siplb against the others, per scenario, with the
-// targets checked where they apply.
+func div(a, b float64) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return a / b
+}
+
+// hasRuns reports whether rep holds a run of target t in scenario sc.
+func hasRuns(rep *report, t, sc string) bool {
+	for _, mode := range modeOrder {
+		if rep.Runs[key{t, sc, mode}] != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// writeRatios writes siplb against the others, per scenario and transport,
+// with the targets checked where they apply, then the UDP I/O comparison.
 func writeRatios(w io.Writer, rep *report) {
 	fmt.Fprintln(w, "### siplb against the others")
 	fmt.Fprintln(w)
@@ -132,19 +163,54 @@ func writeRatios(w io.Writer, rep *report) {
 		wantVsKamailio, wantVsRelay, wantAddedP99us)
 	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|")
 	for _, sc := range rep.Scenarios {
-		q := computeRatios(rep, sc)
-		checked := targetScenarios[sc]
-		added := "-"
-		if q.HaveAdded {
-			added = fmt.Sprintf("%+.0f µs at %.0f/s%s", q.AddedP99, q.Rate, verdict(checked, q.AddedP99 <= wantAddedP99us))
+		for _, l := range lineups {
+			if l.label != "" && !hasRuns(rep, l.lb, sc) {
+				continue
+			}
+			q := computeRatios(rep, sc, l)
+			checked := l.checked && targetScenarios[sc]
+			added := "-"
+			if q.HaveAdded {
+				added = fmt.Sprintf("%+.0f µs at %.0f/s%s", q.AddedP99, q.Rate, verdict(checked, q.AddedP99 <= wantAddedP99us))
+			}
+			fmt.Fprintf(w, "| %s%s | %s | %s | %s | %s | %s | %s |\n", sc, l.label,
+				times(q.VsKamailio, checked, q.VsKamailio >= wantVsKamailio),
+				times(q.VsRelay, checked, q.VsRelay >= wantVsRelay),
+				times(q.VsDirect, false, false),
+				times(q.CPUKamailio, false, false),
+				times(q.CPURelay, false, false),
+				added)
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", sc,
-			times(q.VsKamailio, checked, q.VsKamailio >= wantVsKamailio),
-			times(q.VsRelay, checked, q.VsRelay >= wantVsRelay),
-			times(q.VsDirect, false, false),
-			times(q.CPUKamailio, false, false),
-			times(q.CPURelay, false, false),
-			added)
+	}
+	writeUDPIO(w, rep)
+}
+
+// writeUDPIO writes siplb's default batched UDP path (recvmmsg/sendmmsg)
+// against gnet's one-datagram-a-syscall path (target siplb_gnet), for the
+// scenarios that ran both; nothing when none did.
+func writeUDPIO(w io.Writer, rep *report) {
+	header := false
+	for _, sc := range rep.Scenarios {
+		b, g := rep.Runs[key{"siplb", sc, "sat"}], rep.Runs[key{"siplb_gnet", sc, "sat"}]
+		if b == nil || g == nil {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "\n### siplb's UDP I/O: batch (default) against gnet")
+			fmt.Fprintln(w)
+			fmt.Fprintln(w, "| scenario | batch per second | gnet per second | batch/gnet | batch CPU µs/unit | gnet CPU µs/unit | CPU per unit gnet÷batch | open-loop p99 batch | open-loop p99 gnet |")
+			fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+			header = true
+		}
+		p99 := func(t string) string {
+			if r := rep.Runs[key{t, sc, "rate"}]; r != nil && r.Res.Completed > 0 {
+				return us(r.Res.Latency.P99) + " µs"
+			}
+			return "-"
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s |\n", sc, b.Res.Throughput, g.Res.Throughput,
+			times(div(b.Res.Throughput, g.Res.Throughput), false, false), micros(b.fwdMicros()), micros(g.fwdMicros()),
+			times(div(g.fwdMicros(), b.fwdMicros()), false, false), p99("siplb"), p99("siplb_gnet"))
 	}
 }
 

@@ -1,11 +1,16 @@
-// Command sipecho is a SIP backend emulator over UDP: it answers every
-// request at once (see package echo for what it answers) and counts hits per
-// listening socket and method.
+// Command sipecho is a SIP backend emulator over UDP and TCP: it answers
+// every request at once (see package echo for what it answers) and counts
+// hits per listening socket and method.
 //
 // Usage:
 //
-//	sipecho -listen 127.0.0.1:5070 -listen 127.0.0.1:5071 [-stats FILE]
-//	sipecho -host 127.0.0.1 -ports 5070,5071,5072 [-stats FILE]
+//	sipecho -listen 127.0.0.1:5070 -listen 127.0.0.1:5071 [-tcp] [-stats FILE]
+//	sipecho -listen tcp://127.0.0.1:5070 -listen udp://127.0.0.1:5071
+//	sipecho -host 127.0.0.1 -ports 5070,5071,5072 [-tcp] [-stats FILE]
+//
+// A plain host:port (or udp://host:port) is a UDP socket; -tcp adds a TCP
+// listener on the same address to each of them; tcp://host:port is a TCP
+// listener only.
 //
 // On SIGINT or SIGTERM it writes the counters as JSON to FILE (when -stats is
 // given) and as a table to stderr, then exits 0.
@@ -19,6 +24,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -37,7 +43,8 @@ func main() {
 
 func run() int {
 	var listen listFlag
-	flag.Var(&listen, "listen", "UDP address to answer on, host:port (repeatable)")
+	flag.Var(&listen, "listen", "address to answer on: host:port or udp://host:port (UDP), tcp://host:port (TCP) (repeatable)")
+	tcp := flag.Bool("tcp", false, "also answer over TCP on the port of every UDP address")
 	ports := flag.String("ports", "", "comma-separated ports to answer on, with -host")
 	host := flag.String("host", "127.0.0.1", "address for the -ports sockets")
 	statsFile := flag.String("stats", "", "on SIGINT/SIGTERM write per-socket, per-method counts as JSON to this file")
@@ -56,6 +63,9 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "sipecho: give -listen host:port (repeatable) or -ports p1,p2")
 		return 2
 	}
+	if *tcp {
+		addrs = withTCP(addrs)
+	}
 	srv, err := echo.Listen(addrs)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sipecho:", err)
@@ -64,6 +74,9 @@ func run() int {
 	if !*quiet {
 		for _, a := range srv.Addrs() {
 			fmt.Fprintln(os.Stderr, "sipecho: listening on udp", a)
+		}
+		for _, a := range srv.TCPAddrs() {
+			fmt.Fprintln(os.Stderr, "sipecho: listening on tcp", a)
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -87,4 +100,21 @@ func run() int {
 		st.WriteTable(os.Stderr)
 	}
 	return 0
+}
+
+// withTCP adds tcp://host:port after every UDP address (plain or udp://) of
+// addrs that has no TCP listener yet.
+func withTCP(addrs []string) []string {
+	out := make([]string, 0, 2*len(addrs))
+	for _, a := range addrs {
+		out = append(out, a)
+		if strings.HasPrefix(a, "tcp://") {
+			continue
+		}
+		t := "tcp://" + strings.TrimPrefix(a, "udp://")
+		if !slices.Contains(addrs, t) {
+			out = append(out, t)
+		}
+	}
+	return out
 }

@@ -86,3 +86,24 @@ func TestSIGTERMWritesStats(t *testing.T) {
 		t.Errorf("stats = %s, want one OPTIONS on %s", b, addr)
 	}
 }
+
+func TestWithTCP(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []string
+		want []string
+	}{
+		{name: "plain", in: []string{"127.0.0.1:5070"}, want: []string{"127.0.0.1:5070", "tcp://127.0.0.1:5070"}},
+		{name: "udp scheme", in: []string{"udp://127.0.0.1:5070"}, want: []string{"udp://127.0.0.1:5070", "tcp://127.0.0.1:5070"}},
+		{name: "tcp already there", in: []string{"127.0.0.1:5070", "tcp://127.0.0.1:5070"},
+			want: []string{"127.0.0.1:5070", "tcp://127.0.0.1:5070"}},
+		{name: "tcp only", in: []string{"tcp://127.0.0.1:5071"}, want: []string{"tcp://127.0.0.1:5071"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := withTCP(tc.in); strings.Join(got, " ") != strings.Join(tc.want, " ") {
+				t.Errorf("withTCP(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}

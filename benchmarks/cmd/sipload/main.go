@@ -1,10 +1,12 @@
-// Command sipload is a SIP load generator over UDP (see package load).
+// Command sipload is a SIP load generator over UDP or TCP (see package load).
 //
 // Usage:
 //
 //	sipload -target 127.0.0.1:5060 -scenario options|call|register
 //	        [-n N] [-duration 30s] [-drain 2s] [-window 100 | -rate R]
-//	        [-sockets 4] [-timeout 2s] [-progress] [-json FILE] [-q]
+//	        [-transport udp|tcp] [-sockets 4] [-timeout 2s] [-progress] [-json FILE] [-q]
+//
+// Over TCP, -sockets is the number of connections to the target.
 //
 // It prints the results on stdout and exits 0 when every unit started was
 // completed, 1 otherwise, 2 on bad flags.
@@ -37,7 +39,8 @@ func run() int {
 	flag.DurationVar(&cfg.Drain, "drain", load.DefaultDrain, "then wait this long for answers")
 	flag.IntVar(&cfg.Window, "window", load.DefaultWindow, "closed loop: units outstanding at once")
 	flag.Float64Var(&cfg.Rate, "rate", 0, "open loop: units started per second (0: closed loop)")
-	flag.IntVar(&cfg.Sockets, "sockets", load.DefaultSockets, "local UDP sockets (each with a receiving goroutine)")
+	flag.IntVar(&cfg.Sockets, "sockets", load.DefaultSockets, "local UDP sockets, or TCP connections (each with a receiving goroutine)")
+	transport := flag.String("transport", "udp", "udp or tcp")
 	flag.DurationVar(&cfg.Timeout, "timeout", load.DefaultTimeout, "per transaction; then the unit counts as lost")
 	progress := flag.Bool("progress", false, "show a progress bar on stderr")
 	jsonFile := flag.String("json", "", "also write the results as JSON to this file")
@@ -50,6 +53,10 @@ func run() int {
 		return 2
 	}
 	cfg.Scenario = sc
+	if cfg.Transport, err = load.ParseTransport(*transport); err != nil {
+		fmt.Fprintln(os.Stderr, "sipload:", err)
+		return 2
+	}
 	var bar *progressbar.ProgressBar
 	if *progress && !*quiet {
 		bar = newBar(cfg)

@@ -37,7 +37,7 @@ func sipload(t *testing.T, args string) (string, int) {
 }
 
 func TestExitCodes(t *testing.T) {
-	srv, err := echo.Listen([]string{"127.0.0.1:0"})
+	srv, err := echo.Listen([]string{"127.0.0.1:0", "tcp://127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,10 @@ func TestExitCodes(t *testing.T) {
 			wantCode: 0, wantOut: "completed 300"},
 		{name: "lost", args: "-scenario options -n 5 -timeout 50ms -target " + silent.LocalAddr().String(),
 			wantCode: 1, wantOut: "lost 5"},
+		{name: "calls over tcp", args: "-scenario call -transport tcp -sockets 2 -n 300 -target " + srv.TCPAddrs()[0].String(),
+			wantCode: 0, wantOut: "completed 300"},
 		{name: "bad scenario", args: "-scenario foo", wantCode: 2},
+		{name: "bad transport", args: "-transport sctp", wantCode: 2},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

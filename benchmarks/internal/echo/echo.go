@@ -1,9 +1,10 @@
-// Package echo is a SIP backend emulator over UDP: a UAS that answers every
-// request at once, without dialog or transaction state, so that a load
+// Package echo is a SIP backend emulator over UDP and TCP: a UAS that answers
+// every request at once, without dialog or transaction state, so that a load
 // balancer can be measured against backends that cost next to nothing.
 //
 // What it answers (each response copies all Via values in order, From, To,
-// Call-ID and CSeq, and goes to the source address of the datagram):
+// Call-ID and CSeq, and goes to the source address of the datagram, or back
+// on the TCP connection the request came in on):
 //
 //	OPTIONS                    200 OK
 //	INVITE                     100 Trying, 180 Ringing, 200 OK with SDP; the
@@ -21,13 +22,18 @@
 //	unknown methods            501 Not Implemented
 //	responses, garbage         dropped, counted as "response" / "invalid"
 //
+// Over TCP the stream is framed by Content-Length (RFC 3261 §18.3, with the
+// product's parser.Frame); a keep-alive ping ("\r\n\r\n", RFC 5626 §3.5.1)
+// is answered with a pong, and the Contact says ";transport=tcp" so that a
+// proxy sends the in-dialog requests over TCP too.
+//
 // Every response also carries "Server: sipecho (IP:PORT)" naming the socket,
 // so a client can tell which backend answered even where the Contact is the
 // client's own (REGISTER). The To tag is derived from the Call-ID, so a
 // retransmitted INVITE gets the same tag.
 //
-// Concurrency: one goroutine per socket owns that socket's buffers; the
-// counters are atomic and may be read by Stats at any time.
+// Concurrency: one goroutine per UDP socket and per TCP connection owns its
+// buffers; the counters are atomic and may be read by Stats at any time.
 package echo
 
 import (
@@ -36,6 +42,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -48,40 +55,62 @@ const maxDatagram = 65535
 // batchSize is how many datagrams one batched read takes (recvmmsg).
 const batchSize = 32
 
-// Server is a set of listening UDP sockets, each answered by its own
-// goroutine. Create it with Listen; the zero value is not usable.
+// Server is a set of listening UDP sockets and TCP listeners, each UDP
+// socket and each TCP connection answered by its own goroutine. Create it
+// with Listen; the zero value is not usable.
 type Server struct {
 	socks   []*socket
+	tcps    []*tcpListener
 	closing atomic.Bool
 	wg      sync.WaitGroup
 }
 
-// Listen binds one UDP socket per address ("127.0.0.1:5070"; port 0 picks a
-// free one). Nothing is answered until Serve.
+// Listen binds one listener per address: "127.0.0.1:5070" or
+// "udp://127.0.0.1:5070" is a UDP socket, "tcp://127.0.0.1:5070" a TCP
+// listener; port 0 picks a free one. Nothing is answered until Serve.
 func Listen(addrs []string) (*Server, error) {
 	if len(addrs) == 0 {
 		return nil, errors.New("echo: no listen address")
 	}
 	s := &Server{}
 	for _, a := range addrs {
-		ua, err := net.ResolveUDPAddr("udp", a)
-		if err != nil {
+		if err := s.listen(a); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("echo: listen %q: %w", a, err)
 		}
-		c, err := net.ListenUDP("udp", ua)
-		if err != nil {
-			s.Close()
-			return nil, fmt.Errorf("echo: listen %q: %w", a, err)
-		}
-		_ = c.SetReadBuffer(4 << 20)
-		_ = c.SetWriteBuffer(4 << 20)
-		s.socks = append(s.socks, newSocket(c))
 	}
 	return s, nil
 }
 
-// Addrs returns the bound addresses, in the order given to Listen.
+// listen binds the one listener that a names.
+func (s *Server) listen(a string) error {
+	if hp, ok := strings.CutPrefix(a, "tcp://"); ok {
+		ta, err := net.ResolveTCPAddr("tcp", hp)
+		if err != nil {
+			return err
+		}
+		ln, err := net.ListenTCP("tcp", ta)
+		if err != nil {
+			return err
+		}
+		s.tcps = append(s.tcps, newTCPListener(ln))
+		return nil
+	}
+	ua, err := net.ResolveUDPAddr("udp", strings.TrimPrefix(a, "udp://"))
+	if err != nil {
+		return err
+	}
+	c, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return err
+	}
+	_ = c.SetReadBuffer(4 << 20)
+	_ = c.SetWriteBuffer(4 << 20)
+	s.socks = append(s.socks, newSocket(c))
+	return nil
+}
+
+// Addrs returns the bound UDP addresses, in the order given to Listen.
 func (s *Server) Addrs() []netip.AddrPort {
 	out := make([]netip.AddrPort, len(s.socks))
 	for i, k := range s.socks {
@@ -90,19 +119,34 @@ func (s *Server) Addrs() []netip.AddrPort {
 	return out
 }
 
-// Serve answers on every socket until ctx is done or Close is called, then
-// closes the sockets and returns nil. A read error other than the close
-// ends Serve with that error.
+// TCPAddrs returns the bound TCP addresses, in the order given to Listen.
+func (s *Server) TCPAddrs() []netip.AddrPort {
+	out := make([]netip.AddrPort, len(s.tcps))
+	for i, l := range s.tcps {
+		out[i] = l.local
+	}
+	return out
+}
+
+// Serve answers on every listener until ctx is done or Close is called,
+// then closes them (and every TCP connection) and returns nil. A read or
+// accept error other than the close ends Serve with that error; an error on
+// one TCP connection closes only that connection.
 func (s *Server) Serve(ctx context.Context) error {
-	errc := make(chan error, len(s.socks))
+	errc := make(chan error, len(s.socks)+len(s.tcps))
 	for _, k := range s.socks {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
+		s.wg.Go(func() {
 			if err := k.serve(); err != nil && !s.closing.Load() {
 				errc <- err
 			}
-		}()
+		})
+	}
+	for _, l := range s.tcps {
+		s.wg.Go(func() {
+			if err := l.serve(&s.wg, &s.closing); err != nil && !s.closing.Load() {
+				errc <- err
+			}
+		})
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -117,8 +161,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	return err
 }
 
-// Close closes all sockets; Serve returns once their goroutines have ended.
-// It is safe to call more than once.
+// Close closes all sockets, listeners and TCP connections; Serve returns
+// once their goroutines have ended. It is safe to call more than once.
 func (s *Server) Close() error {
 	if s.closing.Swap(true) {
 		return nil
@@ -126,39 +170,58 @@ func (s *Server) Close() error {
 	for _, k := range s.socks {
 		k.conn.Close()
 	}
+	for _, l := range s.tcps {
+		l.close()
+	}
 	return nil
+}
+
+// counters are the messages received per method on one listener.
+type counters [numMethods]atomic.Uint64
+
+// answerer turns requests received on one listening address into answers.
+// There is one per UDP socket and one per TCP connection, owned by the
+// goroutine that serves it.
+type answerer struct {
+	localStr string    // IP:PORT of the listener, for the Server header
+	contact  string    // the Contact URI's host part: IP:PORT, and ";transport=tcp" on TCP
+	counts   *counters // of the listener, shared by its connections
+
+	msg  sipwire.Msg
+	sdp  []byte
+	out  []byte // responses to the message(s) being answered, back to back
+	ends []int  // end offset of each response in out
+}
+
+func newAnswerer(local netip.AddrPort, transportParam string, counts *counters) answerer {
+	a := answerer{
+		localStr: local.String(),
+		contact:  local.String() + transportParam,
+		counts:   counts,
+		out:      make([]byte, 0, 8192),
+		ends:     make([]int, 0, 3*batchSize),
+		sdp:      appendSDP(nil, local.Addr()),
+	}
+	a.msg.Vias = make([][]byte, 0, 16)
+	a.msg.RecordRoutes = make([][]byte, 0, 8)
+	return a
 }
 
 // socket is one listening UDP socket and what its goroutine owns.
 type socket struct {
-	conn     *net.UDPConn
-	local    netip.AddrPort
-	localStr string
-	counts   [numMethods]atomic.Uint64
-
-	// Owned by the serving goroutine.
-	in   []byte
-	out  []byte // responses to the datagram(s) being answered, back to back
-	ends []int  // end offset of each response in out
-	msg  sipwire.Msg
-	sdp  []byte
-	mm   *mmsg // batched I/O, nil where the platform has none
+	conn  *net.UDPConn
+	local netip.AddrPort
+	stats counters
+	answerer
+	in []byte
+	mm *mmsg // batched I/O, nil where the platform has none
 }
 
 func newSocket(c *net.UDPConn) *socket {
 	local := c.LocalAddr().(*net.UDPAddr).AddrPort()
 	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
-	k := &socket{
-		conn:     c,
-		local:    local,
-		localStr: local.String(),
-		in:       make([]byte, maxDatagram),
-		out:      make([]byte, 0, 8192),
-		ends:     make([]int, 0, 3*batchSize),
-	}
-	k.msg.Vias = make([][]byte, 0, 16)
-	k.msg.RecordRoutes = make([][]byte, 0, 8)
-	k.sdp = appendSDP(nil, local.Addr())
+	k := &socket{conn: c, local: local, in: make([]byte, maxDatagram)}
+	k.answerer = newAnswerer(local, "", &k.stats)
 	k.mm = newMmsg(c)
 	return k
 }
@@ -207,10 +270,10 @@ func (k *socket) handle(b []byte, src netip.AddrPort) {
 	}
 }
 
-// answer scans one datagram, counts it and appends its responses to k.out,
+// answer scans one message, counts it and appends its responses to k.out,
 // recording where each ends in k.ends. It is the hot path: it allocates
 // nothing once the buffers have grown.
-func (k *socket) answer(b []byte) {
+func (k *answerer) answer(b []byte) {
 	m := &k.msg
 	if !sipwire.Scan(m, b) {
 		k.counts[mInvalid].Add(1)
@@ -241,7 +304,7 @@ func (k *socket) answer(b []byte) {
 }
 
 // respond appends one response to k.out.
-func (k *socket) respond(m *sipwire.Msg, code int, reason string, o respOpt) {
+func (k *answerer) respond(m *sipwire.Msg, code int, reason string, o respOpt) {
 	k.out = k.appendResponse(k.out, m, code, reason, o)
 	k.ends = append(k.ends, len(k.out))
 }

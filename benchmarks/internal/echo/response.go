@@ -26,7 +26,7 @@ const (
 const defaultExpires = "3600"
 
 // appendResponse appends the response with status code and reason to dst.
-func (k *socket) appendResponse(dst []byte, m *sipwire.Msg, code int, reason string, o respOpt) []byte {
+func (k *answerer) appendResponse(dst []byte, m *sipwire.Msg, code int, reason string, o respOpt) []byte {
 	dst = append(dst, "SIP/2.0 "...)
 	dst = strconv.AppendInt(dst, int64(code), 10)
 	dst = append(dst, ' ')
@@ -60,7 +60,7 @@ func (k *socket) appendResponse(dst []byte, m *sipwire.Msg, code int, reason str
 	}
 	if o&withContact != 0 {
 		dst = append(dst, "Contact: <sip:echo@"...)
-		dst = append(dst, k.localStr...)
+		dst = append(dst, k.contact...)
 		dst = append(dst, ">\r\n"...)
 	}
 	if o&withBinding != 0 {

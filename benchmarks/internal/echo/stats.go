@@ -72,7 +72,8 @@ func methodOf(b []byte) method {
 	return mOther
 }
 
-// Stats counts received messages per listening address ("127.0.0.1:5070")
+// Stats counts received messages per listening address ("127.0.0.1:5070"
+// for UDP, "tcp://127.0.0.1:5070" for TCP)
 // and per method ("INVITE", …, "OTHER" for unknown methods, "response" and
 // "invalid" for dropped datagrams). Methods never seen are left out; every
 // listening address is present. It marshals to the JSON that sipecho -stats
@@ -83,15 +84,23 @@ type Stats map[string]map[string]uint64
 func (s *Server) Stats() Stats {
 	st := make(Stats, len(s.socks))
 	for _, k := range s.socks {
-		per := make(map[string]uint64)
-		for i := range k.counts {
-			if n := k.counts[i].Load(); n > 0 {
-				per[methodNames[i]] = n
-			}
-		}
-		st[k.localStr] = per
+		st[k.localStr] = k.stats.snapshot()
+	}
+	for _, l := range s.tcps {
+		st[l.localStr] = l.stats.snapshot()
 	}
 	return st
+}
+
+// snapshot returns the methods seen and their counts.
+func (c *counters) snapshot() map[string]uint64 {
+	per := make(map[string]uint64)
+	for i := range c {
+		if n := c[i].Load(); n > 0 {
+			per[methodNames[i]] = n
+		}
+	}
+	return per
 }
 
 // Total returns the number of messages of one method over all addresses.

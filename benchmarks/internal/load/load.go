@@ -1,9 +1,10 @@
-// Package load is a SIP load generator over UDP: it drives OPTIONS, REGISTER
-// or whole calls (INVITE, ACK, BYE) at a target, closed loop (a window of
-// outstanding transactions) or open loop (a rate of new ones), and measures
-// completions, failures, losses, latency and which backend answered.
+// Package load is a SIP load generator over UDP or TCP: it drives OPTIONS,
+// REGISTER or whole calls (INVITE, ACK, BYE) at a target, closed loop (a
+// window of outstanding transactions) or open loop (a rate of new ones), and
+// measures completions, failures, losses, latency and which backend answered.
 //
-// Each local socket has a receiving goroutine; every outstanding
+// Each local UDP socket (or TCP connection to the target, framed by
+// Content-Length with the product's parser.Frame) has a receiving goroutine; every outstanding
 // transaction lives in a slot whose requests are preformatted templates with
 // fixed-width hex counters rewritten in place, and whose Call-ID names the
 // slot, so matching a response is a parse of the Call-ID and an array index.
@@ -26,6 +27,7 @@ import (
 	"time"
 
 	"github.com/siplb/siplb/benchmarks/internal/sipwire"
+	"github.com/siplb/siplb/parser"
 )
 
 // Scenario is what one unit of load is.
@@ -75,6 +77,55 @@ func (s Scenario) method() string {
 	return "OPTIONS"
 }
 
+// Transport is how requests travel to the target.
+type Transport uint8
+
+const (
+	// UDP sends every request as a datagram from one of Sockets local sockets.
+	UDP Transport = iota
+	// TCP opens Sockets connections to the target; each unit's requests go
+	// over one of them, its Via names the connection's local address, and
+	// its responses may come back on any of them.
+	TCP
+)
+
+// ParseTransport maps "udp" or "tcp" to a Transport.
+func ParseTransport(s string) (Transport, error) {
+	switch s {
+	case "udp":
+		return UDP, nil
+	case "tcp":
+		return TCP, nil
+	}
+	return 0, fmt.Errorf("unknown transport %q (want udp or tcp)", s)
+}
+
+// String returns the transport's name as ParseTransport takes it.
+func (t Transport) String() string {
+	if t == TCP {
+		return "tcp"
+	}
+	return "udp"
+}
+
+// viaProto is the sent-protocol of a Via (RFC 3261 §20.42), with the space
+// that follows it.
+func (t Transport) viaProto() string {
+	if t == TCP {
+		return "SIP/2.0/TCP "
+	}
+	return "SIP/2.0/UDP "
+}
+
+// uriParam is the transport parameter of a Contact URI (RFC 3261 §19.1.1);
+// empty for UDP, the default.
+func (t Transport) uriParam() string {
+	if t == TCP {
+		return ";transport=tcp"
+	}
+	return ""
+}
+
 // Defaults of Config's zero fields.
 const (
 	DefaultDuration = 30 * time.Second
@@ -89,15 +140,16 @@ const maxSlots = 1 << 20
 
 // Config is one load run. Zero fields take the defaults above.
 type Config struct {
-	Target   string        // host:port every request is sent to (required)
-	Scenario Scenario      // what one unit of load is
-	N        int           // units to start; 0: as many as Duration allows
-	Duration time.Duration // stop starting units after this (default 30s)
-	Drain    time.Duration // then wait this long for answers (default 2s)
-	Window   int           // closed loop: units outstanding at once (default 100)
-	Rate     float64       // open loop: units started per second; 0: closed loop
-	Sockets  int           // local UDP sockets on the target's loopback or unspecified address (default 4)
-	Timeout  time.Duration // per transaction; then the unit counts as lost (default 2s)
+	Target    string        // host:port every request is sent to (required)
+	Scenario  Scenario      // what one unit of load is
+	N         int           // units to start; 0: as many as Duration allows
+	Duration  time.Duration // stop starting units after this (default 30s)
+	Drain     time.Duration // then wait this long for answers (default 2s)
+	Window    int           // closed loop: units outstanding at once (default 100)
+	Rate      float64       // open loop: units started per second; 0: closed loop
+	Sockets   int           // local UDP sockets, or TCP connections to the target, on its loopback or unspecified address (default 4)
+	Transport Transport     // UDP (default) or TCP
+	Timeout   time.Duration // per transaction; then the unit counts as lost (default 2s)
 	// Progress, when set, is called about ten times a second from Run's
 	// goroutine with the units finished (completed, failed or lost) and started.
 	Progress func(done, sent uint64)
@@ -155,25 +207,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	seed := uint32(time.Now().UnixNano()) ^ uint32(target.Port())<<16
 	copy(r.runTag[:], appendHex32(nil, seed))
 
-	laddr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
-	if !target.Addr().Unmap().IsLoopback() {
-		laddr = &net.UDPAddr{}
-	}
-	if target.Addr().Is6() && !target.Addr().Is4In6() {
-		laddr = &net.UDPAddr{IP: net.IPv6loopback}
-		if !target.Addr().IsLoopback() {
-			laddr = &net.UDPAddr{IP: net.IPv6unspecified}
-		}
-	}
-	for range cfg.Sockets {
-		c, err := net.ListenUDP("udp", laddr)
-		if err != nil {
-			r.closeSockets()
-			return nil, fmt.Errorf("load: local socket: %w", err)
-		}
-		_ = c.SetReadBuffer(8 << 20)
-		_ = c.SetWriteBuffer(8 << 20)
-		r.socks = append(r.socks, newSock(c))
+	if err := r.openSockets(); err != nil {
+		r.closeSockets()
+		return nil, err
 	}
 
 	nslots := cfg.Window
@@ -347,8 +383,46 @@ func (r *runner) reap(quit <-chan struct{}) {
 	}
 }
 
+// openSockets opens cfg.Sockets local UDP sockets, or TCP connections to
+// the target, from the target's loopback address when it is a loopback one.
+func (r *runner) openSockets() error {
+	local := netip.IPv4Unspecified()
+	if r.target.Addr().Is6() {
+		local = netip.IPv6Unspecified()
+	}
+	if r.target.Addr().IsLoopback() {
+		local = r.target.Addr()
+		if local.Is4() {
+			local = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		}
+	}
+	for range r.cfg.Sockets {
+		if r.cfg.Transport == TCP {
+			c, err := net.DialTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(local, 0)),
+				net.TCPAddrFromAddrPort(r.target))
+			if err != nil {
+				return fmt.Errorf("load: connect to %s: %w", r.target, err)
+			}
+			r.socks = append(r.socks, newStreamSock(c))
+			continue
+		}
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0)))
+		if err != nil {
+			return fmt.Errorf("load: local socket: %w", err)
+		}
+		_ = c.SetReadBuffer(8 << 20)
+		_ = c.SetWriteBuffer(8 << 20)
+		r.socks = append(r.socks, newSock(c))
+	}
+	return nil
+}
+
 // receive reads and matches the responses arriving on sk until it is closed.
 func (r *runner) receive(sk *sock) {
+	if sk.stream != nil {
+		r.receiveStream(sk)
+		return
+	}
 	for {
 		n, _, err := sk.conn.ReadFromUDPAddrPort(sk.buf)
 		if err != nil {
@@ -359,23 +433,79 @@ func (r *runner) receive(sk *sock) {
 			// reported on a later read; the timeouts count the loss.
 			continue
 		}
-		now := r.now()
-		m := &sk.msg
-		if !sipwire.Scan(m, sk.buf[:n]) {
-			sk.invalid++
-			continue
-		}
-		if m.Request {
-			sk.unmatched++
-			continue
-		}
-		r.onResponse(sk, m, now)
+		r.onMessage(sk, sk.buf[:n], r.now())
 	}
+}
+
+// receiveStream reads the TCP connection of sk until it is closed or
+// broken, and matches every complete response it frames.
+func (r *runner) receiveStream(sk *sock) {
+	for {
+		if sk.have == len(sk.buf) {
+			// A message larger than the buffer: nothing sipload provokes.
+			sk.invalid++
+			return
+		}
+		n, err := sk.stream.Read(sk.buf[sk.have:])
+		if n > 0 {
+			sk.have += n
+			if !r.frame(sk, r.now()) {
+				return
+			}
+		}
+		if err != nil {
+			// Closed by Run, or by the target: what is outstanding on this
+			// connection times out and counts as lost.
+			return
+		}
+	}
+}
+
+// frame matches every complete message buffered in sk and keeps the
+// incomplete tail at the front of sk.buf; false when the stream cannot be
+// framed.
+func (r *runner) frame(sk *sock, now time.Duration) bool {
+	off, ok := 0, true
+	for off < sk.have {
+		n, kind, err := parser.Frame(sk.buf[off:sk.have], parser.Limits{})
+		if err != nil {
+			sk.invalid++
+			ok = false
+			break
+		}
+		if n == 0 {
+			break
+		}
+		if kind == parser.FrameMessage {
+			r.onMessage(sk, sk.buf[off:off+n], now)
+		}
+		off += n
+	}
+	sk.have = copy(sk.buf, sk.buf[off:sk.have])
+	return ok
+}
+
+// onMessage scans one received message and matches it if it is a response.
+func (r *runner) onMessage(sk *sock, b []byte, now time.Duration) {
+	m := &sk.msg
+	if !sipwire.Scan(m, b) {
+		sk.invalid++
+		return
+	}
+	if m.Request {
+		sk.unmatched++
+		return
+	}
+	r.onResponse(sk, m, now)
 }
 
 func (r *runner) closeSockets() {
 	for _, sk := range r.socks {
-		sk.conn.Close()
+		if sk.stream != nil {
+			sk.stream.Close()
+		} else {
+			sk.conn.Close()
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package load
 
 import (
 	"encoding/json"
+	"errors"
 	"net"
 	"net/netip"
 	"strings"
@@ -15,7 +16,22 @@ import (
 // startEcho serves one sipecho socket on 127.0.0.1:0 until the test ends.
 func startEcho(t testing.TB) (*echo.Server, netip.AddrPort) {
 	t.Helper()
-	srv, err := echo.Listen([]string{"127.0.0.1:0"})
+	srv := serveEcho(t, "127.0.0.1:0")
+	return srv, srv.Addrs()[0]
+}
+
+// startEchoTCP serves one sipecho TCP listener on 127.0.0.1:0 until the test
+// ends; statsKey is its key in the echo's Stats.
+func startEchoTCP(t testing.TB) (srv *echo.Server, addr netip.AddrPort, statsKey string) {
+	t.Helper()
+	srv = serveEcho(t, "tcp://127.0.0.1:0")
+	addr = srv.TCPAddrs()[0]
+	return srv, addr, "tcp://" + addr.String()
+}
+
+func serveEcho(t testing.TB, listen string) *echo.Server {
+	t.Helper()
+	srv, err := echo.Listen([]string{listen})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +43,7 @@ func startEcho(t testing.TB) (*echo.Server, netip.AddrPort) {
 			t.Errorf("echo: %v", err)
 		}
 	})
-	return srv, srv.Addrs()[0]
+	return srv
 }
 
 func TestRunAgainstEcho(t *testing.T) {
@@ -56,10 +72,29 @@ func TestRunAgainstEcho(t *testing.T) {
 			cfg:      Config{Scenario: Call, N: 200, Rate: 2000},
 			wantEcho: map[string]uint64{"INVITE": 200, "ACK": 200, "BYE": 200},
 		},
+		{
+			name:     "500 calls over tcp, closed loop",
+			cfg:      Config{Scenario: Call, N: 500, Window: 50, Transport: TCP},
+			wantEcho: map[string]uint64{"INVITE": 500, "ACK": 500, "BYE": 500},
+		},
+		{
+			name:     "options over tcp, one connection",
+			cfg:      Config{Scenario: Options, N: 1000, Window: 20, Sockets: 1, Transport: TCP},
+			wantEcho: map[string]uint64{"OPTIONS": 1000},
+		},
+		{
+			name:     "calls over tcp, open loop",
+			cfg:      Config{Scenario: Call, N: 200, Rate: 2000, Transport: TCP},
+			wantEcho: map[string]uint64{"INVITE": 200, "ACK": 200, "BYE": 200},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, addr := startEcho(t)
+			statsKey := addr.String()
+			if tc.cfg.Transport == TCP {
+				srv, addr, statsKey = startEchoTCP(t)
+			}
 			cfg := tc.cfg
 			cfg.Target = addr.String()
 			cfg.Duration = 10 * time.Second
@@ -83,7 +118,7 @@ func TestRunAgainstEcho(t *testing.T) {
 			if res.Throughput <= 0 || res.Unmatched != 0 {
 				t.Errorf("Throughput %v, Unmatched %d", res.Throughput, res.Unmatched)
 			}
-			st := srv.Stats()[addr.String()]
+			st := srv.Stats()[statsKey]
 			for method, want := range tc.wantEcho {
 				if st[method] != want {
 					t.Errorf("echo counted %d %s, want %d (all: %v)", st[method], method, want, st)
@@ -297,5 +332,89 @@ func TestParseScenario(t *testing.T) {
 	}
 	if _, err := Run(t.Context(), Config{}); err == nil {
 		t.Error("Run without target: no error")
+	}
+}
+
+// TestTCPWire checks what goes over a TCP connection: the Via names TCP and
+// the connection's local address, the Contact says transport=tcp, and a
+// response split across reads, after a keep-alive ping, is still matched.
+func TestTCPWire(t *testing.T) {
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	type seen struct {
+		via, contact, peer string
+		err                error
+	}
+	got := make(chan seen, 1)
+	go func() {
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			got <- seen{err: err}
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 4096)
+		n, err := c.Read(buf)
+		if err != nil {
+			got <- seen{err: err}
+			return
+		}
+		var m sipwire.Msg
+		if !sipwire.Scan(&m, buf[:n]) || len(m.Vias) != 1 {
+			got <- seen{err: errors.New("not one request with one Via: " + string(buf[:n]))}
+			return
+		}
+		got <- seen{via: string(m.Vias[0]), contact: string(m.Contact), peer: c.RemoteAddr().String()}
+		resp := "SIP/2.0 200 OK\r\nVia: " + string(m.Vias[0]) + "\r\nFrom: " + string(m.From) +
+			"\r\nTo: " + string(m.To) + ";tag=x\r\nCall-ID: " + string(m.CallID) + "\r\nCSeq: " + string(m.CSeq) +
+			"\r\nContent-Length: 0\r\n\r\n"
+		for _, part := range []string{"\r\n\r\n", resp[:40], resp[40:]} {
+			if _, err := c.Write([]byte(part)); err != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond) // separate reads on the other side
+		}
+		c.Read(buf) // until sipload closes
+	}()
+	res, err := Run(t.Context(), Config{Target: ln.Addr().String(), Scenario: Options, N: 1, Sockets: 1,
+		Transport: TCP, Duration: 3 * time.Second, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := <-got
+	if s.err != nil {
+		t.Fatal(s.err)
+	}
+	if want := "SIP/2.0/TCP " + s.peer + ";"; !strings.HasPrefix(s.via, want) {
+		t.Errorf("Via = %q, want it to start with %q", s.via, want)
+	}
+	if want := "<sip:load@" + s.peer + ";transport=tcp>"; s.contact != want {
+		t.Errorf("Contact = %q, want %q", s.contact, want)
+	}
+	if !res.OK() || res.Invalid != 0 || res.Unmatched != 0 {
+		t.Errorf("result %+v, want the one OPTIONS completed", res)
+	}
+}
+
+func TestParseTransport(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    Transport
+		wantErr bool
+	}{
+		{in: "udp", want: UDP},
+		{in: "tcp", want: TCP},
+		{in: "tls", wantErr: true},
+		{in: "", wantErr: true},
+	}
+	for _, tc := range tests {
+		got, err := ParseTransport(tc.in)
+		if (err != nil) != tc.wantErr || (err == nil && (got != tc.want || got.String() != tc.in)) {
+			t.Errorf("ParseTransport(%q) = %v, %v; want %v, error %v", tc.in, got, err, tc.want, tc.wantErr)
+		}
 	}
 }

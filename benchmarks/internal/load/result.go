@@ -17,11 +17,12 @@ const cpuWarnShare = 0.90
 // Result is what one Run measured. Units are transactions (options,
 // register) or calls.
 type Result struct {
-	Scenario string  `json:"scenario"`
-	Target   string  `json:"target"`
-	Sockets  int     `json:"sockets"`
-	Window   int     `json:"window,omitempty"` // closed loop
-	Rate     float64 `json:"rate,omitempty"`   // open loop, units per second
+	Scenario  string  `json:"scenario"`
+	Target    string  `json:"target"`
+	Transport string  `json:"transport"` // udp or tcp
+	Sockets   int     `json:"sockets"`
+	Window    int     `json:"window,omitempty"` // closed loop
+	Rate      float64 `json:"rate,omitempty"`   // open loop, units per second
 
 	Sent      uint64 `json:"sent"`      // units started
 	Completed uint64 `json:"completed"` // ended with a 2xx (a call: the BYE's 2xx)
@@ -88,6 +89,7 @@ func (r *runner) result(end, cpu time.Duration) *Result {
 		Scenario:  r.cfg.Scenario.String(),
 		Target:    r.targetS,
 		Sockets:   len(r.socks),
+		Transport: r.cfg.Transport.String(),
 		Sent:      r.started.Load(),
 		Completed: r.completed.Load(),
 		Failed:    r.failed.Load(),
@@ -180,7 +182,7 @@ func (res *Result) WriteText(w io.Writer) error {
 	if res.Rate > 0 {
 		mode = fmt.Sprintf("open loop, %.0f/s", res.Rate)
 	}
-	fmt.Fprintf(tw, "scenario\t%s (%s, %d sockets) → %s\n", res.Scenario, mode, res.Sockets, res.Target)
+	fmt.Fprintf(tw, "scenario\t%s (%s, %s, %d sockets) → %s\n", res.Scenario, mode, res.Transport, res.Sockets, res.Target)
 	fmt.Fprintf(tw, "sent\t%d %s\n", res.Sent, unit)
 	fmt.Fprintf(tw, "completed\t%d\n", res.Completed)
 	fmt.Fprintf(tw, "failed\t%d%s\n", res.Failed, failedDetail(res.FailedByStatus))

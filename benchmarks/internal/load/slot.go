@@ -14,13 +14,16 @@ import (
 // maxDatagram is the receive buffer of a socket.
 const maxDatagram = 65535
 
-// sock is one local UDP socket. The fields below conn are owned by its
-// receiving goroutine and read by Run only after that goroutine has ended.
+// sock is one local UDP socket or one TCP connection to the target. The
+// fields below localStr are owned by its receiving goroutine and read by Run
+// only after that goroutine has ended.
 type sock struct {
-	conn     *net.UDPConn
-	localStr string // host:port for Via and Contact
+	conn     *net.UDPConn // UDP; nil on TCP
+	stream   *net.TCPConn // TCP; nil on UDP
+	localStr string       // host:port for Via and Contact
 
 	buf       []byte
+	have      int // TCP: bytes of buf holding an incomplete message
 	msg       sipwire.Msg
 	routes    [][]byte // scratch: Record-Route elements of a 200
 	setup     hist     // first request → final response
@@ -40,9 +43,16 @@ type backendCount struct {
 }
 
 func newSock(c *net.UDPConn) *sock {
-	ap := c.LocalAddr().(*net.UDPAddr).AddrPort()
-	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	sk := &sock{conn: c, localStr: ap.String(), buf: make([]byte, maxDatagram)}
+	return initSock(&sock{conn: c}, c.LocalAddr().(*net.UDPAddr).AddrPort())
+}
+
+func newStreamSock(c *net.TCPConn) *sock {
+	return initSock(&sock{stream: c}, c.LocalAddr().(*net.TCPAddr).AddrPort())
+}
+
+func initSock(sk *sock, local netip.AddrPort) *sock {
+	sk.localStr = netip.AddrPortFrom(local.Addr().Unmap(), local.Port()).String()
+	sk.buf = make([]byte, maxDatagram)
 	sk.msg.Vias = make([][]byte, 0, 8)
 	sk.msg.RecordRoutes = make([][]byte, 0, 8)
 	sk.routes = make([][]byte, 0, 8)
@@ -111,7 +121,8 @@ func (r *runner) newSlot(idx uint32, sk *sock) *slot {
 	}
 	b = append(b, r.targetS...)
 	s.uri[1] = len(b)
-	b = append(b, " SIP/2.0\r\nVia: SIP/2.0/UDP "...)
+	b = append(b, " SIP/2.0\r\nVia: "...)
+	b = append(b, r.cfg.Transport.viaProto()...)
 	b = append(b, sk.localStr...)
 	b = append(b, ";branch="...)
 	s.branchAt = len(b)
@@ -149,6 +160,7 @@ func (r *runner) newSlot(idx uint32, sk *sock) *slot {
 	b = append(b, method...)
 	b = append(b, "\r\nContact: <sip:load@"...)
 	b = append(b, sk.localStr...)
+	b = append(b, r.cfg.Transport.uriParam()...)
 	b = append(b, ">\r\n"...)
 	if r.cfg.Scenario == Register {
 		b = append(b, "Expires: 3600\r\n"...)
@@ -205,8 +217,15 @@ func (r *runner) finish(s *slot, now time.Duration) {
 	}
 }
 
-// send writes b to the target. A failed send surfaces as a timeout.
+// send writes b to the target, on the slot's connection over TCP. A failed
+// send surfaces as a timeout.
 func (r *runner) send(s *slot, b []byte) {
+	if s.sk.stream != nil {
+		// One Write per message: net.Conn serialises concurrent writers, so
+		// messages sent by the receiver and the pacer never interleave.
+		_, _ = s.sk.stream.Write(b)
+		return
+	}
 	_, _ = s.sk.conn.WriteToUDPAddrPort(b, r.target)
 }
 
@@ -311,7 +330,8 @@ func (r *runner) appendInDialog(b []byte, s *slot, m *sipwire.Msg, routes [][]by
 	} else {
 		b = append(b, s.req[s.uri[0]:s.uri[1]]...)
 	}
-	b = append(b, " SIP/2.0\r\nVia: SIP/2.0/UDP "...)
+	b = append(b, " SIP/2.0\r\nVia: "...)
+	b = append(b, r.cfg.Transport.viaProto()...)
 	b = append(b, s.sk.localStr...)
 	b = append(b, ";branch="...)
 	b = r.appendBranchBase(b, s.idx)
@@ -343,7 +363,8 @@ func (r *runner) appendInDialog(b []byte, s *slot, m *sipwire.Msg, routes [][]by
 func (r *runner) appendAckNon2xx(b []byte, s *slot, m *sipwire.Msg) []byte {
 	b = append(b, "ACK "...)
 	b = append(b, s.req[s.uri[0]:s.uri[1]]...)
-	b = append(b, " SIP/2.0\r\nVia: SIP/2.0/UDP "...)
+	b = append(b, " SIP/2.0\r\nVia: "...)
+	b = append(b, r.cfg.Transport.viaProto()...)
 	b = append(b, s.sk.localStr...)
 	b = append(b, ";branch="...)
 	b = r.appendBranchBase(b, s.idx)
