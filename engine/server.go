@@ -86,6 +86,7 @@ type loopState struct {
 	dests   *pool.Dests[streamConn]
 	dialing map[netip.AddrPort]*dialMeta
 	backoff map[netip.AddrPort]dialBackoff
+	dirty   []*streamConn // connections with writes gathered in this event
 	conns   map[*streamConn]struct{}
 }
 
@@ -262,6 +263,7 @@ func (s *Server) datagram(c gnet.Conn) gnet.Action {
 	r := s.f.Process(st.loop.s, buf, src, st.leg)
 	if r.Out != nil {
 		s.deliver(st.loop, &st.loop.s.Counters, &r, fd, st.leg)
+		st.loop.flush()
 	} else if r.Resolve != nil {
 		s.resolveLater(&st.loop.s.Counters, buf, src, st.leg, 0, r.Resolve)
 	}

@@ -28,6 +28,35 @@ type streamConn struct {
 
 	lastUsed     int64 // UnixNano of the last read or write, by the owner loop
 	partialSince int64 // UnixNano since a message has been only partly read, 0 when none
+
+	// wbuf gathers what the owner loop writes to this connection while it
+	// handles one event; flush sends it with one write call.
+	wbuf  []byte
+	dirty bool
+}
+
+// maxKeptWriteBuffer is the largest write buffer a connection keeps
+// between events; a larger one (a burst) is dropped after the flush.
+const maxKeptWriteBuffer = 16 << 10
+
+// flush writes what each connection gathered during the event just handled:
+// several messages to one connection leave in one write call.
+func (loop *loopState) flush() {
+	for _, sc := range loop.dirty {
+		if len(sc.wbuf) > 0 {
+			if _, err := sc.c.Write(sc.wbuf); err != nil {
+				loop.s.Counters.Drops[DropSendError].Add(1)
+			}
+		}
+		if cap(sc.wbuf) > maxKeptWriteBuffer {
+			sc.wbuf = nil
+		} else {
+			sc.wbuf = sc.wbuf[:0]
+		}
+		sc.dirty = false
+	}
+	clear(loop.dirty)
+	loop.dirty = loop.dirty[:0]
 }
 
 // dialMeta travels with an outgoing connection through gnet's Enroll to
@@ -139,6 +168,7 @@ func (s *Server) streamTraffic(sc *streamConn) gnet.Action {
 			// The stream has lost its framing: answer what can be answered
 			// and close it, since nothing after this point can be trusted.
 			loop.s.Counters.Drops[DropStreamBroken].Add(1)
+			loop.flush()
 			if pe, ok := err.(*parser.Error); ok {
 				if out, ok := appendRawReply(loop.s.out[:0], buf, pe.Status, pe.Reason, nil); ok {
 					c.Write(out)
@@ -170,6 +200,7 @@ func (s *Server) streamTraffic(sc *streamConn) gnet.Action {
 	} else {
 		sc.partialSince = 0
 	}
+	loop.flush()
 	return gnet.None
 }
 
@@ -185,8 +216,10 @@ func (s *Server) write(loop *loopState, cnt *Counters, sc *streamConn, out []byt
 	}
 	if loop != nil && sc.loop == loop {
 		sc.lastUsed = s.now.Load()
-		if _, err := sc.c.Write(out); err != nil {
-			cnt.Drops[DropSendError].Add(1)
+		sc.wbuf = append(sc.wbuf, out...)
+		if !sc.dirty {
+			sc.dirty = true
+			loop.dirty = append(loop.dirty, sc)
 		}
 		return
 	}
@@ -250,6 +283,7 @@ func (s *Server) sendStreamOutside(cnt *Counters, leg *Leg, dst netip.AddrPort, 
 	}
 	err := loop.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 		s.sendStream(loop, leg, dst, b.B)
+		loop.flush()
 		pool.PutBuffer(b)
 		return nil
 	}))
