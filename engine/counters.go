@@ -77,6 +77,7 @@ type Counters struct {
 	TLSHandshakeFailures atomic.Uint64                         // inbound TLS handshakes that failed or timed out
 	DNSMisses            atomic.Uint64                         // next hops not in the DNS cache, resolved off the data path
 	ICMPErrors           atomic.Uint64                         // ICMP errors (port unreachable) for datagrams sent
+	KeepAlives           atomic.Uint64                         // CRLF keep-alive datagrams, ignored
 }
 
 func (c *Counters) countReply(status int) {
@@ -96,7 +97,7 @@ type Snapshot struct {
 	Replies                                            map[int]uint64
 	ConnsRefused, ConnsExpired, SlowClients            uint64
 	ProbeReplies, TLSHandshakeFailures, DNSMisses      uint64
-	ICMPErrors                                         uint64
+	ICMPErrors, KeepAlives                             uint64
 	Conns                                              int // streams open now
 }
 
@@ -127,6 +128,7 @@ func (s *Snapshot) add(c *Counters) {
 	s.TLSHandshakeFailures += c.TLSHandshakeFailures.Load()
 	s.DNSMisses += c.DNSMisses.Load()
 	s.ICMPErrors += c.ICMPErrors.Load()
+	s.KeepAlives += c.KeepAlives.Load()
 }
 
 // Drop returns the count of one drop reason.

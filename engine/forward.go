@@ -251,6 +251,12 @@ func (f *Forwarder) Process(s *Scratch, b []byte, src netip.AddrPort, in *Leg) R
 // connection conn.
 func (f *Forwarder) ProcessConn(s *Scratch, b []byte, src netip.AddrPort, in *Leg, conn pool.ConnID) Result {
 	s.inConn = conn
+	if isKeepAlive(b) {
+		// A bare CRLF datagram is a NAT keep-alive (RFC 5626 §3.5.1 uses it
+		// on streams; many UAs send it over UDP too): nothing to answer.
+		s.Counters.KeepAlives.Add(1)
+		return Result{}
+	}
 	m := &s.Msg
 	if err := parser.Parse(m, b); err != nil {
 		return f.malformed(s, b, src, in, err)
@@ -299,6 +305,19 @@ func (f *Forwarder) malformed(s *Scratch, b []byte, src netip.AddrPort, in *Leg,
 	s.Counters.countReply(pe.Status)
 	// The Via may be the defect: answer the address the request came from.
 	return Result{Out: out, To: src, Sockaddr: s.sockaddr(src), Leg: in, Conn: s.inConn, Status: pe.Status}
+}
+
+// isKeepAlive reports whether b holds only CR, LF and blanks (at most 8).
+func isKeepAlive(b []byte) bool {
+	if len(b) == 0 || len(b) > 8 {
+		return false
+	}
+	for _, c := range b {
+		if c != '\r' && c != '\n' && c != ' ' && c != '\t' && c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 var errBadRequest = &parser.Error{Status: 400, Reason: "Bad Request"}

@@ -489,3 +489,17 @@ func TestForwardObservesFinalResponses(t *testing.T) {
 		t.Errorf("observed %v, want one 503 from %v", obs.got, backends[2])
 	}
 }
+
+func TestForwardKeepAliveIgnored(t *testing.T) {
+	f := newTestForwarder(t)
+	s := f.NewScratch()
+	for _, in := range []string{"\r\n", "\r\n\r\n", "\n"} {
+		r := f.Process(s, []byte(in), client, f.Legs()[0])
+		if r.Out != nil || r.Drop != DropNone {
+			t.Errorf("keep-alive %q: Out %q Drop %v, want silence", in, r.Out, r.Drop)
+		}
+	}
+	if got := s.Counters.KeepAlives.Load(); got != 3 {
+		t.Errorf("KeepAlives = %d, want 3", got)
+	}
+}

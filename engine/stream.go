@@ -372,6 +372,11 @@ func (s *Server) sweeper(ctx context.Context, done chan<- struct{}) {
 			for _, ls := range loops {
 				ls.el.Execute(ctx, gnet.RunnableFunc(func(context.Context) error {
 					n := now.UnixNano()
+					for dst, b := range ls.backoff {
+						if n-b.until > int64(maxDialBackoff) {
+							delete(ls.backoff, dst) // long past: forget it
+						}
+					}
 					for sc := range ls.conns {
 						switch {
 						case sc.partialSince != 0 && n-sc.partialSince > deadline:
