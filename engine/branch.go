@@ -60,19 +60,19 @@ func transactionHash(m *parser.Message, top *parser.Via) uint64 {
 }
 
 // loopHash covers what a looping request keeps unchanged: Request-URI,
-// Call-ID, From tag, To tag and CSeq (§16.6 step 8). A spiral changes the
-// Request-URI and so is not a loop.
+// Call-ID, From tag and CSeq number (§16.6 step 8). A spiral changes the
+// Request-URI and so is not a loop. The CSeq method and the To tag are left
+// out so that the CANCEL and the ACK of a non-2xx response get the INVITE's
+// whole branch (§16.11).
 func loopHash(m *parser.Message) uint32 {
 	h := fnv64(fnvOffset, m.RequestURI())
 	h = fnvSep(h)
 	h = fnv64(h, m.CallID())
 	h = fnvSep(h)
 	h = fnv64(h, m.FromTag())
-	h = fnvSep(h)
-	h = fnv64(h, m.ToTag())
 	n, _ := m.CSeq()
 	h = fnvSep(h) ^ uint64(n)
-	h = fnv64(h, m.CSeqMethodName())
+	h *= 1099511628211
 	return uint32(h ^ h>>32)
 }
 

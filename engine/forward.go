@@ -422,6 +422,12 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 	}
 	t := f.bal.Table()
 	_, fromBackend := t.Lookup(src)
+	if !fromBackend && s.inConn != 0 {
+		// A connection a backend opened to siplb comes from an ephemeral
+		// port: the backend is known by its Via sent-by naming a member
+		// whose IP is the connection's source.
+		fromBackend = viaNamesMember(t, &top, src.Addr())
+	}
 	// RFC 3261 §26.2: a SIPS Request-URI reaches the balancer over TLS. (A
 	// backend inside the farm may speak UDP or TCP to siplb; siplb itself
 	// takes the request to the client over TLS.)
@@ -548,6 +554,9 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 			}
 			if be == nil {
 				be = usableMember(t, &ruri)
+			}
+			if be != nil && f.byTransport[be.Transport] == nil {
+				be = nil // no listener to reach it from (added by a reload or DNS)
 			}
 		}
 		if be == nil {
@@ -872,6 +881,20 @@ func defaultPort(t balance.Transport) uint16 {
 	return DefaultSIPPort
 }
 
+// viaNamesMember reports whether a Via's sent-by is a pool member at ip.
+func viaNamesMember(t *balance.Table, v *parser.Via, ip netip.Addr) bool {
+	a, ok := parseIP(v.Host)
+	if !ok || a != ip {
+		return false
+	}
+	port := v.Port
+	if port == 0 {
+		port = DefaultSIPPort
+	}
+	_, ok = t.Lookup(netip.AddrPortFrom(a, port))
+	return ok
+}
+
 // usableMember returns the pool member a URI names, if it may take an
 // in-dialog request (up or draining).
 func usableMember(t *balance.Table, u *parser.URI) *balance.Backend {
@@ -944,7 +967,7 @@ func (f *Forwarder) replyTo(s *Scratch, src netip.AddrPort, in *Leg, status int,
 	if top, err := m.Via(0); err == nil && !top.HasRPort {
 		port := top.Port
 		if port == 0 {
-			port = DefaultSIPPort
+			port = defaultPort(in.Transport)
 		}
 		dst = netip.AddrPortFrom(src.Addr(), port)
 	}

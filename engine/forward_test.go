@@ -155,8 +155,8 @@ func TestForwardDialogStaysOnBackend(t *testing.T) {
 			t.Errorf("%s: CANCEL went to %v, INVITE to %v", callID, rc.To, backend)
 		}
 		cb, _ := cm.Via(0)
-		if !bytes.Equal(cb.Branch[:branchLoopOff], invBranch.Branch[:branchLoopOff]) {
-			t.Errorf("%s: CANCEL branch %q, INVITE branch %q: transaction parts differ (§16.11)", callID, cb.Branch, invBranch.Branch)
+		if !bytes.Equal(cb.Branch, invBranch.Branch) {
+			t.Errorf("%s: CANCEL branch %q, INVITE branch %q: they must be equal (§16.11)", callID, cb.Branch, invBranch.Branch)
 		}
 
 		// ACK for a non-2xx: same branch as the INVITE, To tag set.
@@ -164,8 +164,12 @@ func TestForwardDialogStaysOnBackend(t *testing.T) {
 			"Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKinv;rport",
 			"Max-Forwards: 70", "From: <sip:alice@example.com>;tag=a1", "To: <sip:bob@example.com>;tag=b9",
 			"Call-ID: "+callID, "CSeq: 1 ACK", "Content-Length: 0")
-		if ra, _ := fwd(t, f, ack, client); ra.To != backend {
+		ra, am := fwd(t, f, ack, client)
+		if ra.To != backend {
 			t.Errorf("%s: ACK went to %v, INVITE to %v", callID, ra.To, backend)
+		}
+		if ab, _ := am.Via(0); !bytes.Equal(ab.Branch, invBranch.Branch) {
+			t.Errorf("%s: ACK branch %q, INVITE branch %q: they must be equal (§16.11)", callID, ab.Branch, invBranch.Branch)
 		}
 
 		// BYE inside the dialog, routed by the Record-Route set and the
@@ -501,5 +505,29 @@ func TestForwardKeepAliveIgnored(t *testing.T) {
 	}
 	if got := s.Counters.KeepAlives.Load(); got != 3 {
 		t.Errorf("KeepAlives = %d, want 3", got)
+	}
+}
+
+// A member added by a reload (or DNS) whose transport has no listener is not
+// a target: a request naming it goes to the pool's pick, never crashes.
+func TestForwardMemberWithoutListener(t *testing.T) {
+	pcs := []balance.PoolConfig{{Name: "farm", Backends: []balance.BackendConfig{{Addr: backends[0]}}}}
+	bal, _ := balance.New(pcs)
+	f, err := NewForwarder(Config{Legs: []LegConfig{{Transport: balance.UDP, Addr: legAddr}}}, bal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcpMember := netip.MustParseAddrPort("127.0.0.1:5080")
+	pcs[0].Backends = append(pcs[0].Backends, balance.BackendConfig{Addr: tcpMember, Transport: balance.TCP})
+	if err := bal.Reload(pcs); err != nil {
+		t.Fatal(err)
+	}
+	bye := sip("BYE sip:bob@127.0.0.1:5080 SIP/2.0",
+		"Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKnl;rport",
+		"Max-Forwards: 70", "From: <sip:a@x>;tag=1", "To: <sip:b@x>;tag=2",
+		"Call-ID: nolistener@x", "CSeq: 2 BYE", "Content-Length: 0")
+	r, _ := fwd(t, f, bye, client)
+	if r.To != backends[0] {
+		t.Errorf("BYE sent to %v, want the pool's UDP member %v", r.To, backends[0])
 	}
 }

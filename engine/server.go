@@ -53,9 +53,12 @@ type Server struct {
 	tls     *tlsHub
 	dnsSem  chan struct{} // bounds the messages waiting for DNS at once
 	batched bool          // UDP legs served by recvmmsg/sendmmsg sockets, not gnet
-	batch   []*batchSock
-	onDrop  func(netip.AddrPort)
-	streams Counters // stream-level counts: refused, expired, slow clients, connect failures
+
+	outMu      sync.Mutex                   // guards outDialing
+	outDialing map[netip.AddrPort]*dialMeta // dials started before any loop ran
+	batch      []*batchSock
+	onDrop     func(netip.AddrPort)
+	streams    Counters // stream-level counts: refused, expired, slow clients, connect failures
 }
 
 // Options configures a Server beyond its Forwarder. The zero value means
@@ -114,6 +117,7 @@ func NewServerWith(f *Forwarder, o Options) *Server {
 		batched: !o.GnetUDP && batchSupported,
 	}
 	s.tls = newTLSHub(f)
+	s.outDialing = make(map[netip.AddrPort]*dialMeta)
 	s.dnsSem = make(chan struct{}, maxDNSWaiting)
 	s.legFD = make([]atomic.Int64, len(f.legs))
 	for i := range s.legFD {

@@ -117,6 +117,7 @@ func (s *Server) openOutbound(c gnet.Conn, meta *dialMeta) ([]byte, gnet.Action)
 	loop := meta.loop
 	if loop == nil {
 		loop = s.loopOf(c.EventLoop())
+		s.takeOutsideDial(meta)
 	} else if loop.dialing[meta.dest] == meta {
 		delete(loop.dialing, meta.dest)
 	}
@@ -278,7 +279,22 @@ func (s *Server) sendStreamOutside(cnt *Counters, leg *Leg, dst netip.AddrPort, 
 	}
 	s.mu.Unlock()
 	if loop == nil {
-		go s.dial(&dialMeta{dest: dst, leg: leg, pending: []*pool.Buffer{b}})
+		// No loop has started yet: one dial per destination at a time,
+		// holding what waits for it.
+		s.outMu.Lock()
+		meta := s.outDialing[dst]
+		switch {
+		case meta == nil:
+			meta = &dialMeta{dest: dst, leg: leg, pending: []*pool.Buffer{b}}
+			s.outDialing[dst] = meta
+			go s.dial(meta)
+		case len(meta.pending) < s.lim.MaxPending:
+			meta.pending = append(meta.pending, b)
+		default:
+			pool.PutBuffer(b)
+			cnt.Drops[DropPendingFull].Add(1)
+		}
+		s.outMu.Unlock()
 		return
 	}
 	err := loop.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
@@ -324,6 +340,7 @@ func (s *Server) dial(meta *dialMeta) {
 	}
 	loop := meta.loop
 	if loop == nil {
+		s.takeOutsideDial(meta)
 		s.dropPending(&s.streams, meta, DropConnectFailed)
 		return
 	}
@@ -338,6 +355,16 @@ func (s *Server) dial(meta *dialMeta) {
 		s.dropPending(&loop.s.Counters, meta, DropConnectFailed)
 		return nil
 	}))
+}
+
+// takeOutsideDial ends meta's turn as the dial of its destination for
+// goroutines outside the loops; after it, meta.pending is the caller's alone.
+func (s *Server) takeOutsideDial(meta *dialMeta) {
+	s.outMu.Lock()
+	if s.outDialing[meta.dest] == meta {
+		delete(s.outDialing, meta.dest)
+	}
+	s.outMu.Unlock()
 }
 
 func (s *Server) dropPending(cnt *Counters, meta *dialMeta, d Drop) {

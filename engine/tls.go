@@ -192,6 +192,16 @@ func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, dest neti
 	if err != nil {
 		s.streams.ConnsRefused.Add(1)
 		ts.close()
+		if !inbound {
+			// Forget the dial, or every later message to dest would wait for it.
+			s.tls.mu.Lock()
+			meta := s.tls.dialing[dest]
+			delete(s.tls.dialing, dest)
+			s.tls.mu.Unlock()
+			if meta != nil {
+				s.dropPending(&s.streams, meta, DropConnectFailed)
+			}
+		}
 		return
 	}
 	sc.id = id

@@ -134,6 +134,9 @@ func newBatchSock(s *Server, leg *Leg, conn *net.UDPConn) (*batchSock, error) {
 // run reads a batch, decides each datagram, and sends the batch's output
 // with one sendmmsg, until the socket is closed.
 func (b *batchSock) run() {
+	// Wait until the gnet engine is up: a message may need it (a TCP
+	// destination), and OnBoot publishes it.
+	<-b.s.booted
 	for {
 		if err := b.rc.Read(b.recvF); err != nil {
 			return

@@ -73,8 +73,12 @@ func (r *Registry[T]) Add(v *T, peer netip.Addr, inbound bool) (ConnID, error) {
 	var slot uint32
 	switch {
 	case len(r.free) > 0:
-		slot = r.free[len(r.free)-1]
-		r.free = r.free[:len(r.free)-1]
+		// Oldest freed first: a slot comes back only after every other free
+		// one, so a stale id meets its slot's next generations as late as
+		// possible (a client cycling connections cannot walk one slot
+		// through its generations).
+		slot = r.free[0]
+		r.free = r.free[1:]
 	case int(r.next) < len(r.slots):
 		slot = r.next
 		r.next++
