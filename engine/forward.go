@@ -41,6 +41,11 @@ type Config struct {
 	// Domains maps a destination domain to the proxy that takes it
 	// (Dispatcher domain2proxy); it wins over OutgoingProxy.
 	Domains *balance.DomainMap
+	// BranchSecret keys the MAC in siplb's branches. Instances that accept
+	// each other's responses (anycast, ECMP) need the same one. Empty: a
+	// value derived from the legs, the same for every instance with this
+	// configuration but guessable by whoever knows it.
+	BranchSecret string
 	// RewriteContact rewrites a client's Contact into one of siplb's that
 	// carries the client's flow, when the request changes legs (the
 	// StatelessProxy page's rewrite_contact); ForceRewrite does it on the
@@ -66,6 +71,7 @@ type Forwarder struct {
 	domains     *balance.DomainMap
 
 	rewriteContact, forceRewrite bool
+	secret                       uint64 // keys the branch MAC
 }
 
 // ProbeHandler consumes the replies to health probes (balance.Checker).
@@ -160,6 +166,13 @@ func NewForwarder(cfg Config, bal *balance.Balancer) (*Forwarder, error) {
 			f.byTransport[l.Transport] = l
 		}
 	}
+	seed := cfg.BranchSecret
+	if seed == "" {
+		for _, l := range f.legs {
+			seed += string(l.tag[:]) + "/"
+		}
+	}
+	f.secret = fnv64(fnvOffset, []byte("siplb branch secret:"+seed))
 	for i := range t.NumPools() {
 		for _, b := range t.Pool(balance.PoolID(i)).Backends() {
 			if f.byTransport[b.Transport] == nil {
@@ -354,7 +367,7 @@ func (f *Forwarder) response(s *Scratch) Result {
 	if f.rewriteContact && m.NumContact() > 0 {
 		// A Contact siplb rewrote goes back to the client as the client wrote it.
 		if cu, err := m.Contact(0); err == nil && f.legFor(&cu) != nil {
-			if _, orig, ok := unrewriteContact(s.orig[:0], &cu); ok {
+			if _, orig, ok := unrewriteContact(s.orig[:0], f.secret, &cu); ok {
 				s.orig = orig
 				s.edits.Contact = s.orig
 			}
@@ -508,7 +521,7 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 			}
 		}
 		if l := f.legFor(&ruri); l != nil {
-			if x, orig, ok := unrewriteContact(s.orig[:0], &ruri); ok {
+			if x, orig, ok := unrewriteContact(s.orig[:0], f.secret, &ruri); ok {
 				s.orig = orig
 				var ou parser.URI
 				if parser.ParseURI(&ou, s.orig) == nil {
@@ -587,7 +600,7 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 		// (an INVITE to a registered phone) comes through siplb and reaches
 		// the client by its connection or NAT binding.
 		if cu, err := m.Contact(0); err == nil && f.legFor(&cu) == nil {
-			s.contact = appendRewrittenContact(s.contact[:0], out, cu.Raw, src, s.inConn, in.Transport)
+			s.contact = appendRewrittenContact(s.contact[:0], f.secret, out, cu.Raw, src, s.inConn, in.Transport)
 			e.Contact = s.contact
 		}
 	}
@@ -603,7 +616,7 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 	}
 	s.via = append(s.via[:0], out.viaHead...)
 	s.via = appendHex(s.via, uint64(in.Index), 2)
-	s.via = appendBranchTail(s.via, transactionHash(m, &top), loop, s.inConn)
+	s.via = f.appendBranchTail(s.via, in.Index, transactionHash(m, &top), loop, s.inConn)
 	s.via = append(s.via, ";rport"...)
 	e.PushVia = s.via
 	if f.recordRoute && method != parser.REGISTER {
@@ -809,18 +822,21 @@ const contactPrefix = "lbc."
 
 // appendRewrittenContact appends the rewritten form of a client's Contact
 // URI orig: a URI of the out leg whose user part carries the flow and orig.
-func appendRewrittenContact(dst []byte, out *Leg, orig []byte, src netip.AddrPort, conn pool.ConnID, t balance.Transport) []byte {
+func appendRewrittenContact(dst []byte, secret uint64, out *Leg, orig []byte, src netip.AddrPort, conn pool.ConnID, t balance.Transport) []byte {
 	if out.Transport == balance.TLS {
 		dst = append(dst, "sips:"...)
 	} else {
 		dst = append(dst, "sip:"...)
 	}
 	dst = append(dst, contactPrefix...)
+	start := len(dst)
 	dst = appendFlowToken(dst, src, conn, t)
 	dst = append(dst, '.')
 	for _, c := range orig {
 		dst = appendHex(dst, uint64(c), 2)
 	}
+	dst = append(dst, '.')
+	dst = appendHex(dst, uint64(contactMAC(secret, dst[start:len(dst)-1])), 8)
 	dst = append(dst, '@')
 	dst = append(dst, out.sentBy...)
 	if out.Transport == balance.TCP {
@@ -831,27 +847,34 @@ func appendRewrittenContact(dst []byte, out *Leg, orig []byte, src netip.AddrPor
 
 // unrewriteContact undoes appendRewrittenContact for a URI of ours: the
 // flow and the original URI, decoded into dst.
-func unrewriteContact(dst []byte, u *parser.URI) (flow, []byte, bool) {
+func unrewriteContact(dst []byte, secret uint64, u *parser.URI) (flow, []byte, bool) {
 	user := u.User
-	if len(user) < len(contactPrefix)+3 || string(user[:len(contactPrefix)]) != contactPrefix {
+	if len(user) < len(contactPrefix)+12 || string(user[:len(contactPrefix)]) != contactPrefix {
 		return flow{}, nil, false
 	}
 	rest := user[len(contactPrefix):]
+	// flow "." hex(original) "." mac: the mac is the last 8 digits, checked
+	// first, so a client cannot write a Contact of ours naming another's flow.
+	body, macHex := rest[:len(rest)-9], rest[len(rest)-8:]
+	mac, ok := parseHex(macHex)
+	if !ok || rest[len(rest)-9] != '.' || uint32(mac) != contactMAC(secret, body) {
+		return flow{}, nil, false
+	}
 	dot := -1
-	for i, c := range rest {
+	for i, c := range body {
 		if c == '.' {
 			dot = i
 			break
 		}
 	}
-	if dot < 0 || (len(rest)-dot-1)%2 != 0 {
+	if dot < 0 || (len(body)-dot-1)%2 != 0 {
 		return flow{}, nil, false
 	}
-	fl, ok := parseFlow(rest[:dot])
+	fl, ok := parseFlow(body[:dot])
 	if !ok {
 		return flow{}, nil, false
 	}
-	h := rest[dot+1:]
+	h := body[dot+1:]
 	dst = dst[:0]
 	for i := 0; i+1 < len(h); i += 2 {
 		b, ok := hexByte(h[i], h[i+1])
@@ -861,6 +884,13 @@ func unrewriteContact(dst []byte, u *parser.URI) (flow, []byte, bool) {
 		dst = append(dst, b)
 	}
 	return fl, dst, true
+}
+
+// contactMAC binds a rewritten Contact's flow and original URI under the
+// branch secret.
+func contactMAC(secret uint64, b []byte) uint32 {
+	h := mix64(fnv64(fnvOffset^secret, b))
+	return uint32(h ^ h>>32)
 }
 
 // uriTransport is the transport a URI asks for: transport=tcp/tls, or sips.

@@ -277,6 +277,7 @@ func TestForwardResponses(t *testing.T) {
 	}{
 		{name: "ours", topVia: "SIP/2.0/UDP 127.0.0.1:5060;branch=" + string(ours.Branch) + ";rport=5060", wantTo: client},
 		{name: "foreign", topVia: "SIP/2.0/UDP 10.9.9.9:5060;branch=z9hG4bKsomeoneelse", wantDrop: DropForeignVia},
+		{name: "forged connection", topVia: "SIP/2.0/UDP 127.0.0.1:5060;branch=" + forge(string(ours.Branch)), wantDrop: DropForeignVia},
 		{name: "foreign tag", topVia: "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKdeadbeef00" + strings.Repeat("0", 24), wantDrop: DropForeignVia},
 	}
 	for _, tc := range tests {
@@ -529,5 +530,34 @@ func TestForwardMemberWithoutListener(t *testing.T) {
 	r, _ := fwd(t, f, bye, client)
 	if r.To != backends[0] {
 		t.Errorf("BYE sent to %v, want the pool's UDP member %v", r.To, backends[0])
+	}
+}
+
+// forge changes the connection id in a branch of ours, keeping the rest, as
+// an attacker who saw one would.
+func forge(b string) string {
+	return b[:branchConnOff] + "00400001" + b[branchMACOff:]
+}
+
+// A rewritten Contact only restores under its MAC: a client cannot write
+// one of ours naming another client's flow.
+func TestUnrewriteContactChecksMAC(t *testing.T) {
+	f := newTestForwarder(t)
+	leg := f.Legs()[0]
+	good := appendRewrittenContact(nil, f.secret, leg, []byte("sip:carol@10.0.0.5"), natted, 0, balance.UDP)
+	var u parser.URI
+	if err := parser.ParseURI(&u, good); err != nil {
+		t.Fatal(err)
+	}
+	if _, orig, ok := unrewriteContact(nil, f.secret, &u); !ok || string(orig) != "sip:carol@10.0.0.5" {
+		t.Fatalf("unrewrite(%s) = %q, %v", good, orig, ok)
+	}
+	tampered := bytes.Replace(good, []byte("lbc.u"), []byte("lbc.t00400001"), 1)
+	tampered = bytes.Replace(tampered, []byte(string(u.User[5:5+12])), nil, 1)
+	if err := parser.ParseURI(&u, tampered); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := unrewriteContact(nil, f.secret, &u); ok {
+		t.Errorf("tampered Contact %s restored", tampered)
 	}
 }

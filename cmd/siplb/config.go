@@ -113,6 +113,9 @@ type EngineConfig struct {
 	// a request changes legs; ForceRewrite on the same leg too.
 	RewriteContact bool `yaml:"rewrite_contact"`
 	ForceRewrite   bool `yaml:"force_rewrite"`
+	// BranchSecret keys the MAC in siplb's Via branches and rewritten
+	// Contacts; instances sharing an address need the same one.
+	BranchSecret string `yaml:"branch_secret"`
 }
 
 // AdminConfig configures the admin HTTP listener.
@@ -513,6 +516,7 @@ func (c *Config) engineConfig() (engine.Config, []*siptls.Store, error) {
 		DisableRecordRoute: !*c.Engine.RecordRoute,
 		RetryAfter:         c.Engine.RetryAfter,
 		RewriteContact:     c.Engine.RewriteContact,
+		BranchSecret:       c.Engine.BranchSecret,
 		ForceRewrite:       c.Engine.ForceRewrite,
 		Limits:             parser.Limits{MaxHeader: c.Engine.MaxHeader, MaxBody: c.Engine.MaxBody},
 	}
