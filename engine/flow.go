@@ -1,0 +1,184 @@
+package engine
+
+import (
+	"net/netip"
+
+	"github.com/siplb/siplb/balance"
+	"github.com/siplb/siplb/parser"
+	"github.com/siplb/siplb/pool"
+)
+
+// A client's flow (RFC 5626's idea) travels in what siplb writes, a
+// Record-Route parameter or a rewritten Contact, instead of a table, so a
+// backend's request in a dialog or to a registered client reaches the
+// client through its NAT binding or its very TCP/TLS connection.
+
+// flowParam is the Record-Route parameter that carries a client's flow.
+const flowParam = "lbf"
+
+// appendFlow appends ";lbf=" and the client's flow token.
+func appendFlow(dst []byte, src netip.AddrPort, conn pool.ConnID, t balance.Transport) []byte {
+	dst = append(dst, ";"+flowParam+"="...)
+	return appendFlowToken(dst, src, conn, t)
+}
+
+// appendFlowToken appends a flow (RFC 5626's idea, kept in what siplb
+// writes instead of a table): "t" (TCP) or "s" (TLS) and the connection id,
+// or "u" and the UDP source address and port, in hex.
+func appendFlowToken(dst []byte, src netip.AddrPort, conn pool.ConnID, t balance.Transport) []byte {
+	if conn != 0 {
+		if t == balance.TLS {
+			dst = append(dst, 's')
+		} else {
+			dst = append(dst, 't')
+		}
+		return appendHex(dst, uint64(conn), 8)
+	}
+	dst = append(dst, 'u')
+	a := src.Addr().Unmap()
+	if a.Is4() {
+		b := a.As4()
+		dst = appendHex(dst, uint64(b[0])<<24|uint64(b[1])<<16|uint64(b[2])<<8|uint64(b[3]), 8)
+	} else {
+		b := a.As16()
+		for _, x := range b {
+			dst = appendHex(dst, uint64(x), 2)
+		}
+	}
+	return appendHex(dst, uint64(src.Port()), 4)
+}
+
+// flow is a parsed flow token.
+type flow struct {
+	addr      netip.AddrPort // UDP flows
+	conn      pool.ConnID    // stream flows
+	transport balance.Transport
+}
+
+// parseFlow reads a flow token written by appendFlowToken.
+func parseFlow(v []byte) (flow, bool) {
+	if len(v) < 2 {
+		return flow{}, false
+	}
+	switch v[0] {
+	case 't', 's':
+		c, ok := parseHex(v[1:])
+		if !ok || len(v) != 9 || c == 0 {
+			return flow{}, false
+		}
+		t := balance.TCP
+		if v[0] == 's' {
+			t = balance.TLS
+		}
+		return flow{conn: pool.ConnID(c), transport: t}, true
+	case 'u':
+		h := v[1:]
+		var a netip.Addr
+		switch len(h) {
+		case 12:
+			x, ok := parseHex(h[:8])
+			if !ok {
+				return flow{}, false
+			}
+			a = netip.AddrFrom4([4]byte{byte(x >> 24), byte(x >> 16), byte(x >> 8), byte(x)})
+			h = h[8:]
+		case 36:
+			var b [16]byte
+			for i := range b {
+				x, ok := hexByte(h[2*i], h[2*i+1])
+				if !ok {
+					return flow{}, false
+				}
+				b[i] = x
+			}
+			a = netip.AddrFrom16(b)
+			h = h[32:]
+		default:
+			return flow{}, false
+		}
+		p, ok := parseHex(h)
+		if !ok || p == 0 {
+			return flow{}, false
+		}
+		return flow{addr: netip.AddrPortFrom(a, uint16(p)), transport: balance.UDP}, true
+	}
+	return flow{}, false
+}
+
+// contactPrefix starts the user part of a Contact siplb rewrote:
+// "lbc." flow "." hex(original URI) "@" our leg (the StatelessProxy page's
+// rewrite_contact, reversible with no table).
+const contactPrefix = "lbc."
+
+// appendRewrittenContact appends the rewritten form of a client's Contact
+// URI orig: a URI of the out leg whose user part carries the flow and orig.
+func appendRewrittenContact(dst []byte, secret uint64, out *Leg, orig []byte, src netip.AddrPort, conn pool.ConnID, t balance.Transport) []byte {
+	if out.Transport == balance.TLS {
+		dst = append(dst, "sips:"...)
+	} else {
+		dst = append(dst, "sip:"...)
+	}
+	dst = append(dst, contactPrefix...)
+	start := len(dst)
+	dst = appendFlowToken(dst, src, conn, t)
+	dst = append(dst, '.')
+	for _, c := range orig {
+		dst = appendHex(dst, uint64(c), 2)
+	}
+	dst = append(dst, '.')
+	dst = appendHex(dst, uint64(contactMAC(secret, dst[start:len(dst)-1])), 8)
+	dst = append(dst, '@')
+	dst = append(dst, out.sentBy...)
+	if out.Transport == balance.TCP {
+		dst = append(dst, ";transport=tcp"...)
+	}
+	return dst
+}
+
+// unrewriteContact undoes appendRewrittenContact for a URI of ours: the
+// flow and the original URI, decoded into dst.
+func unrewriteContact(dst []byte, secret uint64, u *parser.URI) (flow, []byte, bool) {
+	user := u.User
+	if len(user) < len(contactPrefix)+12 || string(user[:len(contactPrefix)]) != contactPrefix {
+		return flow{}, nil, false
+	}
+	rest := user[len(contactPrefix):]
+	// flow "." hex(original) "." mac: the mac is the last 8 digits, checked
+	// first, so a client cannot write a Contact of ours naming another's flow.
+	body, macHex := rest[:len(rest)-9], rest[len(rest)-8:]
+	mac, ok := parseHex(macHex)
+	if !ok || rest[len(rest)-9] != '.' || uint32(mac) != contactMAC(secret, body) {
+		return flow{}, nil, false
+	}
+	dot := -1
+	for i, c := range body {
+		if c == '.' {
+			dot = i
+			break
+		}
+	}
+	if dot < 0 || (len(body)-dot-1)%2 != 0 {
+		return flow{}, nil, false
+	}
+	fl, ok := parseFlow(body[:dot])
+	if !ok {
+		return flow{}, nil, false
+	}
+	h := body[dot+1:]
+	dst = dst[:0]
+	for i := 0; i+1 < len(h); i += 2 {
+		b, ok := hexByte(h[i], h[i+1])
+		if !ok {
+			return flow{}, nil, false
+		}
+		dst = append(dst, b)
+	}
+	return fl, dst, true
+}
+
+// contactMAC binds a rewritten Contact's flow and original URI under the
+// branch secret.
+func contactMAC(secret uint64, b []byte) uint32 {
+	h := mix64(fnv64(fnvOffset^secret, b))
+	return uint32(h ^ h>>32)
+}

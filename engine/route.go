@@ -1,0 +1,176 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/siplb/siplb/balance"
+	"github.com/siplb/siplb/parser"
+)
+
+// Where a request goes: next hops by domain (RFC 3263, domain2proxy, the
+// outgoing proxy), pool members named by a URI, and the legs that are ours.
+
+// nextHop applies domain2proxy and the outgoing proxy to a backend's
+// target: a domain the map names goes to its proxy; a destination that is
+// not a pool member goes to the outgoing proxy, if one is set.
+func (f *Forwarder) nextHop(t *balance.Table, target *parser.URI) *parser.URI {
+	if f.domains != nil {
+		if p, ok := f.domains.Lookup(target.Host); ok {
+			if u, err := proxyURI(p); err == nil {
+				var pu parser.URI
+				if parser.ParseURI(&pu, u) == nil {
+					return &pu
+				}
+			}
+		}
+	}
+	if f.proxy.Host != nil && usableMember(t, target) == nil {
+		return &f.proxy
+	}
+	return target
+}
+
+// resolveHop turns a next-hop URI into an address and the leg to send from:
+// an IP literal at once, a domain from the resolver's cache (RFC 3263). When
+// the answer is not cached it returns a Result asking the server to resolve
+// and process the message again; an unresolvable domain gets a 503.
+func (f *Forwarder) resolveHop(s *Scratch, src netip.AddrPort, in *Leg, hop *parser.URI, out *Leg) (netip.AddrPort, *Leg, *Result) {
+	if ip, ok := parseIP(hop.Host); ok {
+		port := hop.Port
+		if port == 0 {
+			port = defaultPort(uriTransport(hop))
+		}
+		return netip.AddrPortFrom(ip, port), out, nil
+	}
+	if f.resolver == nil || len(hop.Host) == 0 {
+		r := s.drop(DropUnresolvable)
+		return netip.AddrPort{}, out, &r
+	}
+	secure := equalFold(hop.Scheme, []byte("sips"))
+	ts, err, ok := f.resolver.ResolveCached(string(hop.Host), hop.Port, string(hop.Transport), secure)
+	if !ok {
+		s.Counters.DNSMisses.Add(1)
+		r := Result{Resolve: &DNSQuestion{Host: string(hop.Host), Port: hop.Port, Transport: string(hop.Transport), Secure: secure}}
+		return netip.AddrPort{}, out, &r
+	}
+	for _, tg := range ts {
+		if l := f.byTransport[tg.Transport]; l != nil && err == nil {
+			return tg.Addr, l, nil
+		}
+	}
+	r := f.replyTo(s, src, in, 503, "Destination Unresolvable", nil)
+	return netip.AddrPort{}, out, &r
+}
+
+// proxyURI turns "udp://host:port", "sip:host:port;transport=tcp" or
+// "host[:port]" into a SIP URI.
+func proxyURI(p string) ([]byte, error) {
+	if p == "" {
+		return nil, errors.New("empty")
+	}
+	if scheme, rest, ok := strings.Cut(p, "://"); ok {
+		switch strings.ToLower(scheme) {
+		case "udp":
+			return []byte("sip:" + rest), nil
+		case "tcp":
+			return []byte("sip:" + rest + ";transport=tcp"), nil
+		case "tls":
+			return []byte("sips:" + rest), nil
+		}
+		return nil, fmt.Errorf("unknown transport %q", scheme)
+	}
+	if strings.HasPrefix(p, "sip:") || strings.HasPrefix(p, "sips:") {
+		return []byte(p), nil
+	}
+	return []byte("sip:" + p), nil
+}
+
+// uriTransport is the transport a URI asks for: transport=tcp/tls, or sips.
+func uriTransport(u *parser.URI) balance.Transport {
+	switch {
+	case equalFold(u.Scheme, []byte("sips")) || equalFold(u.Transport, []byte("tls")):
+		return balance.TLS
+	case equalFold(u.Transport, []byte("tcp")):
+		return balance.TCP
+	}
+	return balance.UDP
+}
+
+func defaultPort(t balance.Transport) uint16 {
+	if t == balance.TLS {
+		return DefaultSIPSPort
+	}
+	return DefaultSIPPort
+}
+
+// viaNamesMember reports whether a Via's sent-by is a pool member at ip.
+func viaNamesMember(t *balance.Table, v *parser.Via, ip netip.Addr) bool {
+	a, ok := parseIP(v.Host)
+	if !ok || a != ip {
+		return false
+	}
+	port := v.Port
+	if port == 0 {
+		port = DefaultSIPPort
+	}
+	_, ok = t.Lookup(netip.AddrPortFrom(a, port))
+	return ok
+}
+
+// usableMember returns the pool member a URI names, if it may take an
+// in-dialog request (up or draining).
+func usableMember(t *balance.Table, u *parser.URI) *balance.Backend {
+	ip, ok := parseIP(u.Host)
+	if !ok {
+		return nil
+	}
+	port := u.Port
+	if port == 0 {
+		port = DefaultSIPPort
+	}
+	b, ok := t.Lookup(netip.AddrPortFrom(ip, port))
+	if !ok || !b.Usable() {
+		return nil
+	}
+	return b
+}
+
+// poolKey is the part of the request a hashed algorithm hashes.
+func poolKey(a balance.Algorithm, m *parser.Message) []byte {
+	switch a {
+	case balance.HashFromUser:
+		if u, err := m.FromURI(); err == nil {
+			return u.User
+		}
+	case balance.HashToUser:
+		if u, err := m.ToURI(); err == nil {
+			return u.User
+		}
+	case balance.HashRequestURI:
+		return m.RequestURI()
+	}
+	return m.CallID()
+}
+
+// legFor returns the leg a URI names (host, port and transport), or nil.
+// Legs of different transports may share an address and port; the URI's
+// transport tells them apart, and an address of ours with another transport
+// still counts as ours.
+func (f *Forwarder) legFor(u *parser.URI) *Leg {
+	t := uriTransport(u)
+	var any *Leg
+	for _, l := range f.legs {
+		if l.isMe(u.Host, u.Port) {
+			if l.Transport == t {
+				return l
+			}
+			if any == nil {
+				any = l
+			}
+		}
+	}
+	return any
+}
