@@ -158,9 +158,15 @@ func TestPickSpreads(t *testing.T) {
 			t.Errorf("backend %d got %d of 300 clients, want about 100", i, h)
 		}
 	}
-	a := netip.MustParseAddrPort("127.0.0.1:5060")
-	if pick(a, 3) != pick(a, 3) {
-		t.Error("pick is not deterministic")
+	// Pinned: the same client must reach the same backend in every run and
+	// on every machine (FNV-1a over address and port, no per-process seed).
+	for _, tc := range []struct {
+		addr string
+		want int
+	}{{"127.0.0.1:5060", 2}, {"127.0.0.1:40000", 1}} {
+		if got := pick(netip.MustParseAddrPort(tc.addr), 3); got != tc.want {
+			t.Errorf("pick(%s, 3) = %d, want %d", tc.addr, got, tc.want)
+		}
 	}
 }
 
