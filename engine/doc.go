@@ -1,17 +1,31 @@
-// Package engine is siplb's data path: the reactor that reads SIP from the
-// legs' sockets, the stateless forwarding rules of RFC 3261 §16.11 that decide
-// what to do with each message, the stateless replies (400, 482, 483, 503, and
-// 200 to OPTIONS aimed at the balancer itself), and the sends.
+// Package engine is siplb's data path: the sockets of the legs, the stateless
+// forwarding rules of RFC 3261 §16 and §16.11 that decide what to do with
+// each message, the stateless replies (400 with the defect's name, 416, 482,
+// 483, 503, and 200 to an OPTIONS for the balancer itself), and the sends.
 //
 // The forwarding rules are pure functions of (message, source, leg, backend
-// table): Forwarder.Process takes them and returns the bytes to send and where,
-// or a named drop reason. They are tested without sockets. The Server wraps them
-// in gnet event loops, one UDP socket per loop with SO_REUSEPORT.
+// table): Forwarder.Process returns the bytes to send and where, or a named
+// drop reason, and is tested without sockets. A Via branch siplb writes
+// carries its leg, the inbound leg and connection, the transaction and loop
+// hashes and a MAC, so responses are routed back with no state; the
+// Record-Route facing a client carries the client's flow (flow.go).
 //
-// Engine must not know how a backend is chosen: it asks package balance for a
-// pick and reads the table through balance.Balancer's atomic pointer.
+// The Server runs the rules on:
+//   - UDP legs: by default one SO_REUSEPORT socket per leg and loop read with
+//     recvmmsg and written with sendmmsg, 32 datagrams a syscall
+//     (udpbatch_linux.go); or gnet's event loops (Options.GnetUDP);
+//   - TCP legs: gnet event loops; accepted and outgoing connections belong
+//     to one loop, which alone reads, writes and closes them; other
+//     goroutines queue writes to it (stream.go);
+//   - TLS legs: a reader goroutine per connection and a writer that runs
+//     while there is something to write (tls.go), since gnet has no TLS.
+//
+// Engine must not know how a backend is chosen: it asks package balance for
+// a pick and reads the table through balance.Balancer's atomic pointer.
 //
 // Concurrency: a Forwarder is immutable after NewForwarder and shared by all
-// loops. Everything mutable on the hot path (the parsed message, the output
-// buffer, counters) lives in a Scratch owned by exactly one event loop.
+// goroutines (SetProbes and SetObserver are called before the server runs).
+// Everything mutable on the hot path (the parsed message, the output buffer,
+// the counters) lives in a Scratch owned by one goroutine at a time; a loop's
+// connection maps live in its loopState and are touched only on that loop.
 package engine
