@@ -11,11 +11,7 @@ import (
 // change that pushes one over the inlining budget fails here instead of
 // showing up as a slower engine.
 func TestInlining(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the package with -gcflags=-m")
-	}
-	goBin := "go" // the toolchain running the test is on PATH
-	out, err := exec.Command(goBin, "build", "-gcflags=-m", ".").CombinedOutput()
+	out, err := exec.Command(goTool(t), "build", "-gcflags=-m", ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build -gcflags=-m: %v\n%s", err, out)
 	}
