@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/siplb/siplb/balance"
+	"github.com/siplb/siplb/internal/mmsg"
 )
 
 // The batched UDP path: per UDP leg and loop, one SO_REUSEPORT socket read
@@ -146,7 +147,7 @@ func (b *batchSock) run() {
 		}
 		for i := range b.rn {
 			msg := b.rbuf[i*slotSize : i*slotSize+int(b.rhdr[i].Len)]
-			src, ok := rawToAddrPort(&b.raddr[i])
+			src, ok := mmsg.AddrPort(&b.raddr[i])
 			if !ok {
 				continue
 			}
@@ -176,31 +177,22 @@ func (b *batchSock) queue(p []byte, dst netip.AddrPort) {
 	n := copy(b.obuf[i*slotSize:(i+1)*slotSize], p)
 	b.oiov[i].Base = &b.obuf[i*slotSize]
 	b.oiov[i].SetLen(n)
-	b.ohdr[i].Hdr.Namelen = addrPortToRaw(dst, &b.oaddr[i])
+	b.ohdr[i].Hdr.Namelen = mmsg.PutAddrPort(dst, &b.oaddr[i])
 	b.on++
 }
 
 // recv is the RawConn.Read callback; false asks the netpoller to wait.
 func (b *batchSock) recv(fd uintptr) bool {
-	for i := range b.rhdr {
-		b.rhdr[i].Hdr.Namelen = unix.SizeofSockaddrInet6
-		b.rhdr[i].Hdr.Flags = 0
-	}
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.rhdr[0])), batchSize, unix.MSG_DONTWAIT, 0, 0)
+		n, e := mmsg.Recv(fd, b.rhdr[:])
 		switch e {
-		case unix.EINTR:
-			continue
 		case unix.EAGAIN:
 			return false
-		case 0:
-			b.rn, b.rerr = int(n), 0
 		case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH:
 			b.drainErrors(fd)
 			continue
-		default:
-			b.rn, b.rerr = 0, e
 		}
+		b.rn, b.rerr = n, e
 		return true
 	}
 }
@@ -236,14 +228,12 @@ func (b *batchSock) drainErrors(fd uintptr) {
 // kernel refuses is dropped and counted, as a failed sendto would be.
 func (b *batchSock) send(fd uintptr) bool {
 	for b.sent < b.on {
-		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.ohdr[b.sent])), uintptr(b.on-b.sent), unix.MSG_DONTWAIT, 0, 0)
+		n, e := mmsg.Send(fd, b.ohdr[b.sent:b.on])
 		switch e {
-		case unix.EINTR:
-			continue
+		case 0:
+			b.sent += n
 		case unix.EAGAIN:
 			return false
-		case 0:
-			b.sent += int(n)
 		case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH:
 			b.drainErrors(fd) // an earlier datagram's ICMP error, not this one's
 		default:
@@ -252,35 +242,4 @@ func (b *batchSock) send(fd uintptr) bool {
 		}
 	}
 	return true
-}
-
-func rawToAddrPort(sa *unix.RawSockaddrInet6) (netip.AddrPort, bool) {
-	switch sa.Family {
-	case unix.AF_INET:
-		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		p := (*[2]byte)(unsafe.Pointer(&s4.Port))
-		return netip.AddrPortFrom(netip.AddrFrom4(s4.Addr), uint16(p[0])<<8|uint16(p[1])), true
-	case unix.AF_INET6:
-		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
-		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(p[0])<<8|uint16(p[1])), true
-	}
-	return netip.AddrPort{}, false
-}
-
-func addrPortToRaw(ap netip.AddrPort, sa *unix.RawSockaddrInet6) uint32 {
-	a := ap.Addr()
-	if a.Is4() || a.Is4In6() {
-		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		s4.Family = unix.AF_INET
-		p := (*[2]byte)(unsafe.Pointer(&s4.Port))
-		p[0], p[1] = byte(ap.Port()>>8), byte(ap.Port())
-		s4.Addr = a.Unmap().As4()
-		return unix.SizeofSockaddrInet4
-	}
-	sa.Family = unix.AF_INET6
-	p := (*[2]byte)(unsafe.Pointer(&sa.Port))
-	p[0], p[1] = byte(ap.Port()>>8), byte(ap.Port())
-	sa.Addr = a.As16()
-	sa.Flowinfo, sa.Scope_id = 0, 0
-	return unix.SizeofSockaddrInet6
 }

@@ -14,6 +14,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/siplb/siplb/internal/mmsg"
 )
 
 // batchSize is the number of datagrams one recvmmsg/sendmmsg moves.
@@ -161,7 +163,7 @@ func (r *Relay) serveClients() error {
 				drops++
 				continue
 			}
-			from, ok := addrPort(&b.addr[i])
+			from, ok := mmsg.AddrPort(&b.addr[i])
 			if !ok {
 				drops++
 				continue
@@ -307,25 +309,12 @@ func (b *recvBatch) slot(i int) []byte {
 
 // recv is the RawConn.Read callback: false asks the poller to wait.
 func (b *recvBatch) recv(fd uintptr) bool {
-	for i := range b.hdr {
-		b.hdr[i].Hdr.Namelen = unix.SizeofSockaddrInet6
-		b.hdr[i].Hdr.Flags = 0
+	n, e := mmsg.Recv(fd, b.hdr[:])
+	if e == unix.EAGAIN {
+		return false
 	}
-	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdr[0])),
-			batchSize, unix.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		case 0:
-			b.n, b.errno = int(n), 0
-		default:
-			b.n, b.errno = 0, e
-		}
-		return true
-	}
+	b.n, b.errno = n, e
+	return true
 }
 
 // outQueue is up to batchSize datagrams for one sendmmsg. The datagrams are
@@ -365,15 +354,12 @@ func (q *outQueue) reset() { q.n, q.sent, q.drops = 0, 0, 0 }
 // the poller to wait for room.
 func (q *outQueue) send(fd uintptr) bool {
 	for q.sent < q.n {
-		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&q.hdr[q.sent])),
-			uintptr(q.n-q.sent), unix.MSG_DONTWAIT, 0, 0)
+		n, e := mmsg.Send(fd, q.hdr[q.sent:q.n])
 		switch e {
-		case unix.EINTR:
-			continue
+		case 0:
+			q.sent += n
 		case unix.EAGAIN:
 			return false
-		case 0:
-			q.sent += int(n)
 		default:
 			// The first datagram failed (a queued ICMP error, say): drop it
 			// as a plain sendto would, and go on with the rest.
@@ -400,24 +386,6 @@ func pick(a netip.AddrPort, n int) int {
 	h = (h ^ uint64(p>>8)) * prime
 	h = (h ^ uint64(p&0xff)) * prime
 	return int(h % uint64(n))
-}
-
-// addrPort decodes the source address recvmmsg wrote.
-func addrPort(sa *unix.RawSockaddrInet6) (netip.AddrPort, bool) {
-	switch sa.Family {
-	case unix.AF_INET:
-		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		return netip.AddrPortFrom(netip.AddrFrom4(s4.Addr), ntohs(s4.Port)), true
-	case unix.AF_INET6:
-		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), ntohs(sa.Port)), true
-	}
-	return netip.AddrPort{}, false
-}
-
-// ntohs reads a port stored in network byte order.
-func ntohs(p uint16) uint16 {
-	b := (*[2]byte)(unsafe.Pointer(&p))
-	return uint16(b[0])<<8 | uint16(b[1])
 }
 
 // transient reports whether a socket error belongs to one datagram (an ICMP

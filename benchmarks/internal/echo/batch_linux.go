@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	sysmmsg "github.com/siplb/siplb/internal/mmsg"
 )
 
 // batchBufSize is the room for one datagram of a batch; a longer one is
@@ -59,39 +61,23 @@ func newMmsg(c *net.UDPConn) *mmsg {
 
 // recv is the RawConn.Read callback: false asks the poller to wait.
 func (b *mmsg) recv(fd uintptr) bool {
-	for i := range b.inHdr {
-		b.inHdr[i].Hdr.Namelen = unix.SizeofSockaddrInet6
-		b.inHdr[i].Hdr.Flags = 0
+	n, e := sysmmsg.Recv(fd, b.inHdr[:])
+	if e == unix.EAGAIN {
+		return false
 	}
-	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.inHdr[0])),
-			batchSize, unix.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		case 0:
-			b.nIn, b.errno = int(n), 0
-		default:
-			b.nIn, b.errno = 0, e
-		}
-		return true
-	}
+	b.nIn, b.errno = n, e
+	return true
 }
 
 // send is the RawConn.Write callback: it sends outHdr[sent:nOut].
 func (b *mmsg) send(fd uintptr) bool {
 	for b.sent < b.nOut {
-		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.outHdr[b.sent])),
-			uintptr(b.nOut-b.sent), unix.MSG_DONTWAIT, 0, 0)
+		n, e := sysmmsg.Send(fd, b.outHdr[b.sent:b.nOut])
 		switch e {
-		case unix.EINTR:
-			continue
+		case 0:
+			b.sent += n
 		case unix.EAGAIN:
 			return false
-		case 0:
-			b.sent += int(n)
 		default:
 			// The first message failed (an ICMP error queued by an earlier
 			// send, say): drop it, as a plain sendto would, and go on.

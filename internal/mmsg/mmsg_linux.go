@@ -1,0 +1,103 @@
+// Package mmsg wraps recvmmsg(2) and sendmmsg(2), the batched UDP system
+// calls siplb's data path and its benchmark tools use, and the socket
+// addresses they carry. It is shared by the engine (the batched UDP legs)
+// and the benchmark relay and echo; it owns no sockets and no buffers.
+//
+// The functions are meant for syscall.RawConn.Read/Write callbacks: they
+// never block (MSG_DONTWAIT) and retry EINTR themselves; EAGAIN tells the
+// caller to let the netpoller wait.
+package mmsg
+
+import (
+	"net/netip"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Recv reads up to len(hdrs) datagrams into hdrs, first resetting each
+// header's Namelen (for an address of either family) and Flags. It returns
+// the number read, or the error; EINTR is retried.
+func Recv(fd uintptr, hdrs []unix.Mmsghdr) (int, syscall.Errno) {
+	if len(hdrs) == 0 {
+		return 0, 0
+	}
+	for i := range hdrs {
+		hdrs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
+		hdrs[i].Hdr.Flags = 0
+	}
+	for {
+		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&hdrs[0])),
+			uintptr(len(hdrs)), unix.MSG_DONTWAIT, 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		return int(n), 0
+	}
+}
+
+// Send sends the datagrams of hdrs and returns how many the kernel took, or
+// the error of the first one (which was then not sent); EINTR is retried.
+func Send(fd uintptr, hdrs []unix.Mmsghdr) (int, syscall.Errno) {
+	if len(hdrs) == 0 {
+		return 0, 0
+	}
+	for {
+		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&hdrs[0])),
+			uintptr(len(hdrs)), unix.MSG_DONTWAIT, 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		return int(n), 0
+	}
+}
+
+// AddrPort decodes an address recvmmsg wrote into storage of either family.
+func AddrPort(sa *unix.RawSockaddrInet6) (netip.AddrPort, bool) {
+	switch sa.Family {
+	case unix.AF_INET:
+		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(s4.Addr), ntohs(s4.Port)), true
+	case unix.AF_INET6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), ntohs(sa.Port)), true
+	}
+	return netip.AddrPort{}, false
+}
+
+// PutAddrPort writes ap into storage for sendmmsg and returns its length.
+func PutAddrPort(ap netip.AddrPort, sa *unix.RawSockaddrInet6) uint32 {
+	a := ap.Addr()
+	if a.Is4() || a.Is4In6() {
+		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		s4.Family = unix.AF_INET
+		s4.Port = htons(ap.Port())
+		s4.Addr = a.Unmap().As4()
+		return unix.SizeofSockaddrInet4
+	}
+	sa.Family = unix.AF_INET6
+	sa.Port = htons(ap.Port())
+	sa.Addr = a.As16()
+	sa.Flowinfo, sa.Scope_id = 0, 0
+	return unix.SizeofSockaddrInet6
+}
+
+// ntohs reads a port stored in network byte order.
+func ntohs(p uint16) uint16 {
+	b := (*[2]byte)(unsafe.Pointer(&p))
+	return uint16(b[0])<<8 | uint16(b[1])
+}
+
+// htons stores a port in network byte order.
+func htons(p uint16) uint16 {
+	var v uint16
+	b := (*[2]byte)(unsafe.Pointer(&v))
+	b[0], b[1] = byte(p>>8), byte(p)
+	return v
+}
