@@ -152,7 +152,7 @@ func (d *Discovery) refresh(ctx context.Context, s *source) error {
 	} else {
 		port := c.Port
 		if port == 0 {
-			port = defaultPort(c.Transport)
+			port = c.Transport.DefaultPort()
 		}
 		ts, ttl, err = d.r.LookupHost(ctx, c.Host, port)
 	}

@@ -78,7 +78,7 @@ func (r *Resolver) resolve(ctx context.Context, host string, port uint16, transp
 	}
 	if a, ok := parseIPLiteral(host); ok {
 		if port == 0 {
-			port = defaultPort(tr)
+			port = tr.DefaultPort()
 		}
 		return []Target{{Addr: netip.AddrPortFrom(a, port), Transport: tr, TTL: r.cfg.MaxTTL}}, r.cfg.MaxTTL, nil
 	}
@@ -90,7 +90,7 @@ func (r *Resolver) resolve(ctx context.Context, host string, port uint16, transp
 		if err == nil || !errors.Is(err, ErrNotFound) || errors.Is(err, errNoService) {
 			return ts, ttl, err
 		}
-		hs, hostTTL, err := r.hostTargets(ctx, host, defaultPort(tr), tr)
+		hs, hostTTL, err := r.hostTargets(ctx, host, tr.DefaultPort(), tr)
 		return hs, min(ttl, hostTTL), err
 	}
 
@@ -120,7 +120,7 @@ func (r *Resolver) resolve(ctx context.Context, host string, port uint16, transp
 		return nil, ttl, noService
 	}
 	if len(ts) == 0 {
-		hs, hostTTL, err := r.hostTargets(ctx, host, defaultPort(tr), tr)
+		hs, hostTTL, err := r.hostTargets(ctx, host, tr.DefaultPort(), tr)
 		return hs, min(ttl, hostTTL), err
 	}
 	return withTTL(ts, ttl), ttl, nil
@@ -222,8 +222,10 @@ func srvName(tr Transport, host string) string {
 	return "_sip._udp." + host
 }
 
-func defaultPort(tr Transport) uint16 {
-	if tr == TLS {
+// DefaultPort is the port a SIP URI or Via sent-by over t means when it
+// names none (RFC 3261 §19.1.2): 5061 for TLS, else 5060.
+func (t Transport) DefaultPort() uint16 {
+	if t == TLS {
 		return DefaultSIPSPort
 	}
 	return DefaultSIPPort

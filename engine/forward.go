@@ -664,7 +664,7 @@ func (f *Forwarder) replyTo(s *Scratch, src netip.AddrPort, in *Leg, status int,
 	if top, err := m.Via(0); err == nil && !top.HasRPort {
 		port := top.Port
 		if port == 0 {
-			port = defaultPort(in.Transport)
+			port = in.Transport.DefaultPort()
 		}
 		dst = netip.AddrPortFrom(src.Addr(), port)
 	}

@@ -14,8 +14,8 @@ import (
 // DefaultSIPPort is the port a SIP URI or Via sent-by means when it names none
 // (RFC 3261 §19.1.2); DefaultSIPSPort is the one for TLS.
 const (
-	DefaultSIPPort  = 5060
-	DefaultSIPSPort = 5061
+	DefaultSIPPort  = balance.DefaultSIPPort
+	DefaultSIPSPort = balance.DefaultSIPSPort
 )
 
 // LegConfig describes one listening socket of the balancer (a Net::SIP Leg).
@@ -142,10 +142,7 @@ func (l *Leg) RecordRoute() string { return string(l.rrHead) + ">" }
 // or its bound address, and its port (5060 when the URI names none).
 func (l *Leg) isMe(host []byte, port uint16) bool {
 	if port == 0 {
-		port = DefaultSIPPort
-		if l.Transport == balance.TLS {
-			port = DefaultSIPSPort
-		}
+		port = l.Transport.DefaultPort()
 	}
 	if port != l.port && port != l.Addr.Port() {
 		return false

@@ -41,7 +41,7 @@ func (f *Forwarder) resolveHop(s *Scratch, src netip.AddrPort, in *Leg, hop *par
 	if ip, ok := parseIP(hop.Host); ok {
 		port := hop.Port
 		if port == 0 {
-			port = defaultPort(uriTransport(hop))
+			port = uriTransport(hop).DefaultPort()
 		}
 		return netip.AddrPortFrom(ip, port), out, nil
 	}
@@ -97,13 +97,6 @@ func uriTransport(u *parser.URI) balance.Transport {
 		return balance.TCP
 	}
 	return balance.UDP
-}
-
-func defaultPort(t balance.Transport) uint16 {
-	if t == balance.TLS {
-		return DefaultSIPSPort
-	}
-	return DefaultSIPPort
 }
 
 // viaNamesMember reports whether a Via's sent-by is a pool member at ip.

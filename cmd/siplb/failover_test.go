@@ -322,7 +322,7 @@ func TestDrainingKeepsDialogs(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "siplb.yaml")
 	writeFileAtomic(t, path, cfg.bytes())
 	var out syncBuffer
-	proc := startSiplbProc(t, bin, &out, "--config", path, "--loops", "2")
+	proc := startProc(t, &out, bin, "--config", path, "--loops", "2")
 	cl := newClient(t, lbAddr)
 	waitServing(t, cl)
 	r := retry{tries: 4, wait: 500 * time.Millisecond}
@@ -416,7 +416,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "siplb.yaml")
 	writeFileAtomic(t, path, v1.bytes())
 	var out syncBuffer
-	proc := startSiplbProc(t, bin, &out, "--config", path, "--loops", "2")
+	proc := startProc(t, &out, bin, "--config", path, "--loops", "2")
 	cl := newClient(t, lbAddr)
 	waitServing(t, cl)
 

@@ -45,10 +45,10 @@ func startProc(t *testing.T, out io.Writer, name string, args ...string) *exec.C
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
 		select {
 		case <-done:
 		case <-time.After(5 * time.Second):
@@ -96,13 +96,10 @@ func TestSippInterop(t *testing.T) {
 				waitListening(t, tc.scheme, p)
 			}
 			var lbOut syncBuffer
-			lb := startProc(t, &lbOut, bin, "--listen", fmt.Sprintf("%s://127.0.0.1:%d", tc.scheme, lbPort),
+			startProc(t, &lbOut, bin, "--listen", fmt.Sprintf("%s://127.0.0.1:%d", tc.scheme, lbPort),
 				"--backend", fmt.Sprintf("%s://127.0.0.1:%d", tc.scheme, uasPorts[0]),
 				"--backend", fmt.Sprintf("%s://127.0.0.1:%d", tc.scheme, uasPorts[1]), "--loops", "2", "--log-level", "warn")
-			time.Sleep(300 * time.Millisecond)
-			if lb.ProcessState != nil {
-				t.Fatalf("siplb exited: %s", lbOut.String())
-			}
+			waitListening(t, tc.scheme, lbPort)
 			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 			defer cancel()
 			dir := t.TempDir()
