@@ -134,20 +134,34 @@ func (f *Forwarder) ourBranch(branch []byte) (out *Leg, in *Leg, conn pool.ConnI
 	return out, f.legs[idx], pool.ConnID(c), true
 }
 
+// hexVal maps a lowercase hex digit to its value and anything else to 0xff.
+var hexVal = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = byte(c - 'a' + 10)
+	}
+	return t
+}()
+
 // parseHex parses at most 16 lowercase hex digits.
 func parseHex(b []byte) (uint64, bool) {
 	if len(b) == 0 || len(b) > 16 {
 		return 0, false
 	}
+	// Branch-free: an invalid digit sets a high bit in bad.
 	var v uint64
+	var bad byte
 	for _, c := range b {
-		d, ok := unhex(c)
-		if !ok {
-			return 0, false
-		}
-		v = v<<4 | uint64(d)
+		d := hexVal[c]
+		bad |= d
+		v = v<<4 | uint64(d&15)
 	}
-	return v, true
+	return v, bad < 16
 }
 
 // isLoop reports whether any Via of m carries a branch of ours with the loop
@@ -155,11 +169,9 @@ func parseHex(b []byte) (uint64, bool) {
 func (f *Forwarder) isLoop(m *parser.Message, loop uint32) bool {
 	var want [8]byte
 	appendHex(want[:0], uint64(loop), 8)
-	for i := range m.NumVia() {
-		v, err := m.Via(i)
-		if err != nil {
-			return false
-		}
+	vias := m.Vias()
+	var v parser.Via
+	for vias.Next(&v) {
 		if len(v.Branch) < branchLen {
 			continue
 		}

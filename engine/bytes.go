@@ -128,10 +128,12 @@ func fnvSep(h uint64) uint64 {
 // appendHex appends the low n hex digits of v, most significant first.
 func appendHex(dst []byte, v uint64, n int) []byte {
 	const digits = "0123456789abcdef"
-	for i := n - 1; i >= 0; i-- {
-		dst = append(dst, digits[(v>>(uint(i)*4))&15])
+	var buf [16]byte
+	for i := 15; i >= 0; i-- {
+		buf[i] = digits[v&15]
+		v >>= 4
 	}
-	return dst
+	return append(dst, buf[16-min(max(n, 0), 16):]...)
 }
 
 // appendUint appends the decimal form of v.

@@ -339,8 +339,11 @@ var errBadRequest = &parser.Error{Status: 400, Reason: "Bad Request"}
 // says where the response goes.
 func (f *Forwarder) response(s *Scratch) Result {
 	m := &s.Msg
-	top, err := m.Via(0)
-	if err != nil {
+	// The top Via and the next one are all a response needs: walk to them
+	// rather than split the whole Via list.
+	vias := m.Vias()
+	var top, next parser.Via
+	if !vias.Next(&top) {
 		return s.drop(DropMalformedResponse)
 	}
 	if len(top.Branch) == probeBranchLen && f.probes != nil && f.probes.Response(top.Branch, m.StatusCode()) {
@@ -351,12 +354,11 @@ func (f *Forwarder) response(s *Scratch) Result {
 	if !ok {
 		return s.drop(DropForeignVia)
 	}
-	if m.NumVia() < 2 {
+	if !vias.Next(&next) {
+		if vias.Err() != nil {
+			return s.drop(DropMalformedResponse)
+		}
 		return s.drop(DropNoNextHop)
-	}
-	next, err := m.Via(1)
-	if err != nil {
-		return s.drop(DropMalformedResponse)
 	}
 	dst, ok := viaDestination(&next)
 	if !ok {

@@ -2,6 +2,7 @@ package fuzz
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -84,6 +85,35 @@ func checkMessage(t *testing.T, m *parser.Message, in []byte) {
 	}
 	if m.CallID() == nil || m.NumVia() == 0 {
 		t.Fatalf("accepted without Call-ID or Via")
+	}
+	checkViaIter(t, m)
+}
+
+// checkViaIter fails unless Message.Vias walks the values Via(i) returns,
+// stopping with an error where Via(i) finds the list malformed.
+func checkViaIter(t *testing.T, m *parser.Message) {
+	t.Helper()
+	it := m.Vias()
+	for i := range m.NumVia() {
+		want, werr := m.Via(i)
+		var got parser.Via
+		ok := it.Next(&got)
+		if werr != nil {
+			if ok || it.Err() == nil {
+				t.Fatalf("Via(%d) = %v, but the iterator went on (ok %v, err %v)", i, werr, ok, it.Err())
+			}
+			return
+		}
+		if !ok {
+			t.Fatalf("the iterator stopped at %d of %d (err %v)", i, m.NumVia(), it.Err())
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("Via %d: iterator %+v, Via(i) %+v", i, got, want)
+		}
+	}
+	var v parser.Via
+	if it.Next(&v) || it.Err() != nil {
+		t.Fatalf("the iterator went past %d values (err %v)", m.NumVia(), it.Err())
 	}
 }
 

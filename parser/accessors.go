@@ -109,6 +109,66 @@ func (m *Message) Via(i int) (Via, error) {
 	return v, nil
 }
 
+// ViaIter walks the Via values top first, parsing each as it comes. Unlike
+// NumVia and Via(i) it never splits the whole list first, so a proxy that
+// reads only the top one or two values (a response's next hop) pays for
+// those alone. Make one with Message.Vias.
+type ViaIter struct {
+	m   *Message
+	hdr int // the header holding the next value; -1 when done
+	pos int // where the next value starts in it
+	err error
+}
+
+// Vias returns an iterator at the top Via.
+func (m *Message) Vias() ViaIter {
+	if !m.top.v.present() {
+		return ViaIter{m: m, hdr: -1}
+	}
+	return ViaIter{m: m, hdr: int(m.top.hdr), pos: m.hdrs[m.top.hdr].value.off}
+}
+
+// Next parses the next Via value into v. It returns false at the end of
+// the list, and at a malformed value, after which Err returns
+// ErrMalformedVia: the values Next accepts are those Via(i) accepts.
+func (it *ViaIter) Next(v *Via) bool {
+	if it.hdr < 0 {
+		return false
+	}
+	m := it.m
+	h := &m.hdrs[it.hdr]
+	var next int
+	if it.hdr == int(m.top.hdr) && it.pos == h.value.off {
+		m.topVia.fill(v, m.Buf)
+		next = int(m.topNx)
+	} else {
+		var s viaSpans
+		_, _, nx, ok := parseVia(&s, m.Buf, it.pos, h.value.end)
+		if !ok {
+			it.hdr, it.err = -1, ErrMalformedVia
+			return false
+		}
+		s.fill(v, m.Buf)
+		next = nx
+	}
+	if next < h.value.end {
+		it.pos = next + 1 // past the comma: the header holds another value
+		return true
+	}
+	cur := it.hdr
+	it.hdr = -1
+	for i := cur + 1; i < len(m.hdrs); i++ {
+		if m.hdrs[i].id == HdrVia {
+			it.hdr, it.pos = i, m.hdrs[i].value.off
+			break
+		}
+	}
+	return true
+}
+
+// Err returns ErrMalformedVia if Next stopped at a malformed value, else nil.
+func (it *ViaIter) Err() error { return it.err }
+
 // TopVia returns the top Via, which Parse has checked.
 func (m *Message) TopVia() Via {
 	var v Via

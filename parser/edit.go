@@ -158,7 +158,15 @@ func (m *Message) appendRecordRoutes(dst []byte, e *Edits) []byte {
 // edits of e applied.
 func (m *Message) appendTopVia(dst []byte, e *Edits) []byte {
 	if e.RemoveTopVia {
-		return m.appendWithoutFirst(dst, m.vias())
+		// Parse stopped the top value at its comma or the line's end, so
+		// the rest of the line needs no split.
+		h := &m.hdrs[m.top.hdr]
+		if int(m.topNx) >= h.value.end {
+			return dst // the line's only value
+		}
+		rest := skipWS(m.Buf, int(m.topNx)+1, h.value.end)
+		dst = append(dst, m.Buf[h.line.off:m.top.v.off]...)
+		return appendLine(dst, m.Buf[rest:h.line.end])
 	}
 	b := m.Buf
 	h := &m.hdrs[m.top.hdr]
@@ -207,17 +215,6 @@ func (m *Message) appendTopVia(dst []byte, e *Edits) []byte {
 		pos = p.end
 	}
 	return appendLine(dst, b[pos:h.line.end])
-}
-
-// appendWithoutFirst writes the header line holding l[0] without that
-// value: nothing when it is the line's only value.
-func (m *Message) appendWithoutFirst(dst []byte, l []hval) []byte {
-	if len(l) < 2 || l[1].hdr != l[0].hdr {
-		return dst
-	}
-	h := &m.hdrs[l[0].hdr]
-	dst = append(dst, m.Buf[h.line.off:l[0].v.off]...)
-	return appendLine(dst, m.Buf[l[1].v.off:h.line.end])
 }
 
 // appendRouteLine writes Route header line i less the values that the first

@@ -79,6 +79,7 @@ type Message struct {
 	split uint8               // bit k: lists[k] has been split
 	first [numHeaderIDs]int32 // 1 + index of the first header with each ID, 0 if absent
 	top   hval                // the top Via value, checked by Parse
+	topNx int32               // where parsing the top Via stopped: its comma, or the header's end
 
 	method     Method
 	methodName span
@@ -498,11 +499,12 @@ func (m *Message) checkRequired(b []byte) error {
 		return ErrMissingVia
 	}
 	h := &m.hdrs[vi-1]
-	vs, ve, _, ok := parseVia(&m.topVia, b, h.value.off, h.value.end)
+	vs, ve, nx, ok := parseVia(&m.topVia, b, h.value.off, h.value.end)
 	if !ok {
 		return ErrMalformedVia
 	}
 	m.top = hval{hdr: vi - 1, v: span{vs, ve}}
+	m.topNx = int32(nx)
 	if m.first[HdrFrom] == 0 {
 		return ErrMissingFrom
 	}

@@ -59,7 +59,10 @@ func (s *viaSpans) fill(v *Via, b []byte) {
 }
 
 func scanToken(b []byte, i, e int) int {
-	for i < e && isToken[b[i]] {
+	for _, c := range b[i:e] {
+		if !isToken[c] {
+			break
+		}
 		i++
 	}
 	return i
@@ -258,7 +261,10 @@ func nextParam(b []byte, i, e int) (name, val span, next int, ok bool) {
 				return name, val, e, false
 			}
 		} else {
-			for j < e && isParamValue[b[j]] {
+			for _, c := range b[j:e] {
+				if !isParamValue[c] {
+					break
+				}
 				j++
 			}
 		}

@@ -1,0 +1,63 @@
+package parser_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/siplb/siplb/parser"
+)
+
+// TestViaIter walks Via lists of every shape (values in one header, in
+// several, interleaved with other headers, quoted commas) and stops with
+// ErrMalformedVia where the list breaks, as Via(i) does.
+func TestViaIter(t *testing.T) {
+	tests := []struct {
+		name  string
+		vias  []string // the Via header lines, in order
+		hosts []string // the hosts the iterator yields
+		bad   bool     // it stops at a malformed value
+	}{
+		{"one", []string{"Via: SIP/2.0/UDP a:5060;branch=z9hG4bK1"}, []string{"a"}, false},
+		{"two lines", []string{"Via: SIP/2.0/UDP a;branch=z9hG4bK1", "v: SIP/2.0/TCP b:5070;branch=z9hG4bK2"}, []string{"a", "b"}, false},
+		{"comma list", []string{"Via: SIP/2.0/UDP a;branch=z9hG4bK1 , SIP/2.0/UDP b ;rport=7,SIP/2.0/UDP c"}, []string{"a", "b", "c"}, false},
+		{"list then line", []string{"Via: SIP/2.0/UDP a, SIP/2.0/UDP b", "Via: SIP/2.0/UDP c"}, []string{"a", "b", "c"}, false},
+		{"quoted comma", []string{`Via: SIP/2.0/UDP a;x="p,q", SIP/2.0/UDP b`}, []string{"a", "b"}, false},
+		{"trailing comma", []string{"Via: SIP/2.0/UDP a,"}, []string{"a"}, true},
+		{"bad second line", []string{"Via: SIP/2.0/UDP a", "Via: SIP/2.0/UDP ;branch=x"}, []string{"a"}, true},
+		{"bad in list", []string{"Via: SIP/2.0/UDP a, SIP/2.0/UDP b;;x, SIP/2.0/UDP c"}, []string{"a"}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			lines := append([]string{"OPTIONS sip:x@example.com SIP/2.0"}, tc.vias[0])
+			lines = append(lines, "Max-Forwards: 70", "To: <sip:x@example.com>")
+			lines = append(lines, tc.vias[1:]...)
+			lines = append(lines, "From: <sip:y@example.com>;tag=1", "Call-ID: it@x", "CSeq: 1 OPTIONS", "Content-Length: 0", "", "")
+			var m parser.Message
+			if err := parser.Parse(&m, []byte(strings.Join(lines, "\r\n"))); err != nil {
+				t.Fatal(err)
+			}
+			it := m.Vias()
+			var got []string
+			var v parser.Via
+			for it.Next(&v) {
+				got = append(got, string(v.Host))
+			}
+			if strings.Join(got, " ") != strings.Join(tc.hosts, " ") {
+				t.Errorf("hosts %q, want %q", got, tc.hosts)
+			}
+			if bad := errors.Is(it.Err(), parser.ErrMalformedVia); bad != tc.bad {
+				t.Errorf("Err() = %v, want malformed %v", it.Err(), tc.bad)
+			}
+			// Via(i) agrees value for value.
+			for i, h := range tc.hosts {
+				if w, err := m.Via(i); err != nil || string(w.Host) != h {
+					t.Errorf("Via(%d) = %q, %v; want %q", i, w.Host, err, h)
+				}
+			}
+			if _, err := m.Via(len(tc.hosts)); tc.bad != (err != nil && !errors.Is(err, parser.ErrNoSuchValue)) {
+				t.Errorf("Via(%d) error %v, want malformed %v", len(tc.hosts), err, tc.bad)
+			}
+		})
+	}
+}
