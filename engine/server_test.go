@@ -367,3 +367,36 @@ func TestServerRepliesAndDrops(t *testing.T) {
 		t.Errorf("the foreign response came back: %q", c.buf[:n])
 	}
 }
+
+// A request that fits a datagram but whose forwarded form (our Via and
+// Record-Route added) would not is dropped and counted as oversize, never
+// cut short; a normal request on the same socket goes on.
+func TestServerOversizeDatagramDropped(t *testing.T) {
+	uas := startUAS(t)
+	lb, srv := startLB(t, 1, uas)
+	c := newUAC(t, lb)
+	hdr := sip("INVITE sip:bob@example.com SIP/2.0",
+		"Via: SIP/2.0/UDP "+c.local()+";branch=z9hG4bK-big;rport", "Max-Forwards: 70",
+		"From: <sip:alice@example.com>;tag=a", "To: <sip:bob@example.com>", "Call-ID: big",
+		"CSeq: 1 INVITE", "Content-Type: application/octet-stream", "Content-Length: 00000")
+	hdr = hdr[:len(hdr)-len("00000\r\n\r\n")]
+	body := bytes.Repeat([]byte("x"), 65400-len(hdr)-len("00000\r\n\r\n"))
+	big := fmt.Appendf(nil, "%s%05d\r\n\r\n%s", hdr, len(body), body)
+	if len(big) != 65400 {
+		t.Fatalf("request is %d bytes", len(big))
+	}
+	c.send(big)
+	deadline := time.Now().Add(3 * time.Second)
+	for srv.Stats().Drop(DropOversize) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := srv.Stats().Drop(DropOversize); got != 1 {
+		t.Errorf("oversize drops = %d, want 1", got)
+	}
+	if _, err := c.call("after-big"); err != nil {
+		t.Fatalf("a call after the oversize request: %v", err)
+	}
+	if m := uas.methods("big"); len(m) != 0 {
+		t.Errorf("the backend got %v for the oversize request", m)
+	}
+}

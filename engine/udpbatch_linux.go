@@ -151,6 +151,10 @@ func (b *batchSock) run() {
 			if !ok {
 				continue
 			}
+			// The output is built straight into the next send slot, so
+			// queueing it copies nothing.
+			slot := b.on * slotSize
+			b.scr.out = b.obuf[slot:slot:min(slot+slotSize, len(b.obuf))]
 			r := b.s.f.Process(b.scr, msg, src, b.leg)
 			switch {
 			case r.Out != nil && r.Leg == b.leg:
@@ -171,10 +175,19 @@ func (b *batchSock) run() {
 	}
 }
 
-// queue copies p into the next output slot, addressed to dst.
+// queue puts p into the next output slot, addressed to dst; Process has
+// usually built it there already. A datagram larger than a slot (more than
+// UDP can carry) is dropped and counted, never cut.
 func (b *batchSock) queue(p []byte, dst netip.AddrPort) {
 	i := b.on
-	n := copy(b.obuf[i*slotSize:(i+1)*slotSize], p)
+	n := len(p)
+	if n > slotSize {
+		b.scr.Counters.Drops[DropOversize].Add(1)
+		return
+	}
+	if n == 0 || &p[0] != &b.obuf[i*slotSize] {
+		n = copy(b.obuf[i*slotSize:(i+1)*slotSize], p)
+	}
 	b.oiov[i].Base = &b.obuf[i*slotSize]
 	b.oiov[i].SetLen(n)
 	b.ohdr[i].Hdr.Namelen = mmsg.PutAddrPort(dst, &b.oaddr[i])
