@@ -30,7 +30,7 @@ RATE_DURATION=${RATE_DURATION:-4s} # open loop per target and scenario
 WINDOW=${WINDOW:-200}              # closed loop: units outstanding
 SOCKETS=${SOCKETS:-4}              # sipload's sockets (= the relay's upstreams)
 RATE_SHARE=${RATE_SHARE:-0.5}      # open-loop rate, as a share of siplb's saturation rate
-LOOPS=${LOOPS:-1}                  # siplb event loops; on 2 cores the rest is for sipload and sipecho
+LOOPS=${LOOPS:-$(nproc)}          # siplb event loops: its own default, one per core (LOOPS=1 trades throughput for tail latency on 2 cores)
 KAM_CHILDREN=${KAM_CHILDREN:-$((2 * $(nproc)))} # Kamailio UDP receivers; 2 per core measured best here
 KAM_INSTALL=${KAM_INSTALL:-1}      # 0: never apt-get install kamailio
 MICRO=${MICRO:-1}                  # 0: skip the micro-benchmarks
