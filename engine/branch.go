@@ -182,18 +182,8 @@ func (f *Forwarder) isLoop(m *parser.Message, loop uint32) bool {
 	return false
 }
 
+// hexByte parses two lowercase hex digits, by the same table as parseHex.
 func hexByte(a, b byte) (byte, bool) {
-	x, ok1 := unhex(a)
-	y, ok2 := unhex(b)
-	return x<<4 | y, ok1 && ok2
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	}
-	return 0, false
+	x, y := hexVal[a], hexVal[b]
+	return x<<4 | y&15, x|y < 16
 }
