@@ -118,8 +118,15 @@ func TestRelayRoundTrip(t *testing.T) {
 			}
 		})
 	}
+	// The relay counts a batch going up once the batch is sent, so the
+	// last answer can reach the client a moment before its request is
+	// counted: wait (bounded) for the counters to settle.
+	const total = 1 + 8*20 + 2*3
 	s := r.Stats()
-	if s.Up != s.Down || s.Up != 1+8*20+2*3 || s.Dropped != 0 || s.Clients != 11 {
+	for deadline := time.Now().Add(2 * time.Second); s.Up != total && time.Now().Before(deadline); s = r.Stats() {
+		time.Sleep(time.Millisecond)
+	}
+	if s.Up != s.Down || s.Up != total || s.Dropped != 0 || s.Clients != 11 {
 		t.Errorf("Stats = %+v, want Up = Down = 167, Dropped 0, Clients 11", s)
 	}
 }
