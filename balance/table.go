@@ -16,6 +16,12 @@ type PoolConfig struct {
 	// Backends are the members, at least one; an address may appear only once
 	// per pool (it may appear in several pools).
 	Backends []BackendConfig
+	// BackendSources are the source IPs, besides the members' own
+	// address:port, whose requests count as sent by a backend of this pool
+	// (a backend that sends from ephemeral ports or opens connections to
+	// siplb). A request from a backend may go anywhere its Route or
+	// Request-URI says, so list only addresses nobody else can send from.
+	BackendSources []netip.Prefix
 }
 
 // Table is an immutable snapshot of every pool and member with its effective
@@ -27,6 +33,7 @@ type Table struct {
 	pools  []*Pool
 	byName map[string]PoolID
 	byAddr map[netip.AddrPort]*Backend
+	srcs   []netip.Prefix // every pool's BackendSources
 	gen    uint64
 }
 
@@ -65,6 +72,19 @@ func (t *Table) Pick(id PoolID, key []byte) (*Backend, bool) {
 func (t *Table) Lookup(addr netip.AddrPort) (*Backend, bool) {
 	b, ok := t.byAddr[unmap(addr)]
 	return b, ok
+}
+
+// BackendSource reports whether ip is in a pool's BackendSources: its
+// requests count as a backend's whatever their source port or connection.
+// It does not allocate.
+func (t *Table) BackendSource(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, p := range t.srcs {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // Generation counts the Tables a Balancer has published: 1 for the first,
@@ -114,6 +134,14 @@ func normalize(cfgs []PoolConfig) ([]PoolConfig, error) {
 			bcs[j] = bc
 		}
 		pc.Backends = bcs
+		srcs := make([]netip.Prefix, len(pc.BackendSources))
+		for j, p := range pc.BackendSources {
+			if !p.IsValid() {
+				return nil, fmt.Errorf("pools[%d] %q: backend_sources[%d]: invalid prefix", i, pc.Name, j)
+			}
+			srcs[j] = netip.PrefixFrom(p.Addr().Unmap(), max(0, p.Bits()-(p.Addr().BitLen()-p.Addr().Unmap().BitLen()))).Masked()
+		}
+		pc.BackendSources = srcs
 		out[i] = pc
 	}
 	return out, nil
@@ -197,6 +225,7 @@ func buildTable(cfgs []PoolConfig, ov *overlay, prev *Table, gen uint64) *Table 
 		}
 		t.pools[i] = p
 		t.byName[pc.Name] = PoolID(i)
+		t.srcs = append(t.srcs, pc.BackendSources...)
 	}
 	return t
 }

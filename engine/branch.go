@@ -13,7 +13,7 @@ const branchCookie = "z9hG4bK"
 
 // A branch siplb writes is
 //
-//	z9hG4bK <leg tag: 8 hex> <in-leg: 2 hex> <transaction hash: 16 hex> <loop hash: 8 hex> <in-conn: 8 hex> <mac: 8 hex>
+//	z9hG4bK <leg tag: 8 hex> <in-leg: 2 hex> <transaction hash: 16 hex> <loop hash: 8 hex> <in-conn: 16 hex> <mac: 16 hex>
 //
 // The leg tag names the leg that sent the request (Net::SIP Leg check_via);
 // the in-leg says through which leg the response must leave, so no state is
@@ -22,16 +22,17 @@ const branchCookie = "z9hG4bK"
 // fields that stay put when a request loops (§16.3 step 4, §16.6 step 8);
 // the in-conn names the TCP/TLS connection the request came in on (0 for
 // UDP), so the response goes back through it (SocketPool) with no table;
-// the mac, keyed by the branch secret, keeps a forged response from choosing
-// where siplb sends it or which connection it is written to.
+// the mac (SipHash-2-4 under the branch secret's key ring, mac.go) keeps a
+// forged response from choosing where siplb sends it or which connection it
+// is written to.
 const (
 	branchTagOff  = len(branchCookie)
 	branchLegOff  = branchTagOff + legTagLen
 	branchTxOff   = branchLegOff + 2
 	branchLoopOff = branchTxOff + 16
 	branchConnOff = branchLoopOff + 8
-	branchMACOff  = branchConnOff + 8
-	branchLen     = branchMACOff + 8
+	branchMACOff  = branchConnOff + 16
+	branchLen     = branchMACOff + 16
 )
 
 // transactionHash identifies the client transaction of a request the way
@@ -80,28 +81,12 @@ func loopHash(m *parser.Message) uint32 {
 }
 
 // appendBranchTail appends the part of the branch after the leg's viaHead
-// and the in-leg.
+// and the in-leg, signed by the ring's current key.
 func (f *Forwarder) appendBranchTail(dst []byte, in int, tx uint64, loop uint32, conn pool.ConnID) []byte {
 	dst = appendHex(dst, tx, 16)
 	dst = appendHex(dst, uint64(loop), 8)
-	dst = appendHex(dst, uint64(conn), 8)
-	return appendHex(dst, uint64(f.branchMAC(in, tx, loop, conn)), 8)
-}
-
-// branchMAC binds the in-leg, the transaction, the loop hash and the
-// connection under the branch secret.
-func (f *Forwarder) branchMAC(in int, tx uint64, loop uint32, conn pool.ConnID) uint32 {
-	h := mix64(f.secret ^ tx)
-	h = mix64(h ^ uint64(loop)<<32 ^ uint64(conn) ^ uint64(in)<<56 ^ f.secret>>7)
-	return uint32(h ^ h>>32)
-}
-
-// mix64 is the splitmix64 finalizer.
-func mix64(x uint64) uint64 {
-	x += 0x9e3779b97f4a7c15
-	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
-	x = (x ^ x>>27) * 0x94d049bb133111eb
-	return x ^ x>>31
+	dst = appendHex(dst, uint64(conn), 16)
+	return appendHex(dst, f.ring.Load().keys[0].branch.branchMAC(in, tx, loop, conn), 16)
 }
 
 // ourBranch splits a branch written by a leg of f: the leg that wrote it and
@@ -128,10 +113,15 @@ func (f *Forwarder) ourBranch(branch []byte) (out *Leg, in *Leg, conn pool.ConnI
 	loop, ok2 := parseHex(branch[branchLoopOff:branchConnOff])
 	c, ok3 := parseHex(branch[branchConnOff:branchMACOff])
 	mac, ok4 := parseHex(branch[branchMACOff:branchLen])
-	if !ok1 || !ok2 || !ok3 || !ok4 || uint32(mac) != f.branchMAC(int(idx), tx, uint32(loop), pool.ConnID(c)) {
+	if !ok1 || !ok2 || !ok3 || !ok4 {
 		return nil, nil, 0, false
 	}
-	return out, f.legs[idx], pool.ConnID(c), true
+	for _, k := range f.ring.Load().keys {
+		if mac == k.branch.branchMAC(int(idx), tx, uint32(loop), pool.ConnID(c)) {
+			return out, f.legs[idx], pool.ConnID(c), true
+		}
+	}
+	return nil, nil, 0, false
 }
 
 // hexVal maps a lowercase hex digit to its value and anything else to 0xff.

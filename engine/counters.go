@@ -76,6 +76,7 @@ type Counters struct {
 	ProbeReplies         atomic.Uint64                         // replies to health probes, consumed
 	TLSHandshakeFailures atomic.Uint64                         // inbound TLS handshakes that failed or timed out
 	DNSMisses            atomic.Uint64                         // next hops not in the DNS cache, resolved off the data path
+	BadTokens            atomic.Uint64                         // flow tokens whose MAC failed (forged, replayed into another dialog, or an expired secret's), treated as absent
 	ICMPErrors           atomic.Uint64                         // ICMP errors (port unreachable) for datagrams sent
 	KeepAlives           atomic.Uint64                         // CRLF keep-alive datagrams, ignored
 }
@@ -97,6 +98,7 @@ type Snapshot struct {
 	Replies                                            map[int]uint64
 	ConnsRefused, ConnsExpired, SlowClients            uint64
 	ProbeReplies, TLSHandshakeFailures, DNSMisses      uint64
+	BadTokens                                          uint64
 	ICMPErrors, KeepAlives                             uint64
 	Conns                                              int // streams open now
 }
@@ -127,6 +129,7 @@ func (s *Snapshot) add(c *Counters) {
 	s.ProbeReplies += c.ProbeReplies.Load()
 	s.TLSHandshakeFailures += c.TLSHandshakeFailures.Load()
 	s.DNSMisses += c.DNSMisses.Load()
+	s.BadTokens += c.BadTokens.Load()
 	s.ICMPErrors += c.ICMPErrors.Load()
 	s.KeepAlives += c.KeepAlives.Load()
 }

@@ -16,15 +16,22 @@ import (
 // flowParam is the Record-Route parameter that carries a client's flow.
 const flowParam = "lbf"
 
-// appendFlow appends ";lbf=" and the client's flow token.
-func appendFlow(dst []byte, src netip.AddrPort, conn pool.ConnID, t balance.Transport) []byte {
+// flowMACLen is the length of the MAC that ends every flow token: 16 hex.
+const flowMACLen = 16
+
+// appendFlow appends ";lbf=" and the client's flow token, signed for the
+// dialog callID.
+func appendFlow(dst []byte, k macKey, src netip.AddrPort, conn pool.ConnID, t balance.Transport, callID []byte) []byte {
 	dst = append(dst, ";"+flowParam+"="...)
-	return appendFlowToken(dst, src, conn, t)
+	start := len(dst)
+	dst = appendFlowToken(dst, src, conn, t)
+	return appendHex(dst, k.flowMAC(dst[start:], callID), flowMACLen)
 }
 
 // appendFlowToken appends a flow (RFC 5626's idea, kept in what siplb
 // writes instead of a table): "t" (TCP) or "s" (TLS) and the connection id,
-// or "u" and the UDP source address and port, in hex.
+// or "u" and the UDP source address and port, in hex. It is not signed: a
+// caller appends the MAC its context needs.
 func appendFlowToken(dst []byte, src netip.AddrPort, conn pool.ConnID, t balance.Transport) []byte {
 	if conn != 0 {
 		if t == balance.TLS {
@@ -32,7 +39,7 @@ func appendFlowToken(dst []byte, src netip.AddrPort, conn pool.ConnID, t balance
 		} else {
 			dst = append(dst, 't')
 		}
-		return appendHex(dst, uint64(conn), 8)
+		return appendHex(dst, uint64(conn), 16)
 	}
 	dst = append(dst, 'u')
 	a := src.Addr().Unmap()
@@ -55,7 +62,28 @@ type flow struct {
 	transport balance.Transport
 }
 
-// parseFlow reads a flow token written by appendFlowToken.
+// verifyFlow checks the MAC of a signed flow token v (an lbf value) for the
+// dialog callID under every key of the ring, then parses it. bad reports a
+// value that looked like a token but failed, for the counters.
+func (r *keyRing) verifyFlow(v, callID []byte) (fl flow, ok, bad bool) {
+	if len(v) <= flowMACLen {
+		return flow{}, false, true
+	}
+	body, macHex := v[:len(v)-flowMACLen], v[len(v)-flowMACLen:]
+	mac, ok := parseHex(macHex)
+	if !ok {
+		return flow{}, false, true
+	}
+	for i := range r.keys {
+		if r.keys[i].flow.flowMAC(body, callID) == mac {
+			fl, ok = parseFlow(body)
+			return fl, ok, !ok
+		}
+	}
+	return flow{}, false, true
+}
+
+// parseFlow reads a flow token written by appendFlowToken (without a MAC).
 func parseFlow(v []byte) (flow, bool) {
 	if len(v) < 2 {
 		return flow{}, false
@@ -63,7 +91,7 @@ func parseFlow(v []byte) (flow, bool) {
 	switch v[0] {
 	case 't', 's':
 		c, ok := parseHex(v[1:])
-		if !ok || len(v) != 9 || c == 0 {
+		if !ok || len(v) != 17 || c == 0 {
 			return flow{}, false
 		}
 		t := balance.TCP
@@ -112,7 +140,7 @@ const contactPrefix = "lbc."
 
 // appendRewrittenContact appends the rewritten form of a client's Contact
 // URI orig: a URI of the out leg whose user part carries the flow and orig.
-func appendRewrittenContact(dst []byte, secret uint64, out *Leg, orig []byte, src netip.AddrPort, conn pool.ConnID, t balance.Transport) []byte {
+func appendRewrittenContact(dst []byte, k macKey, out *Leg, orig []byte, src netip.AddrPort, conn pool.ConnID, t balance.Transport) []byte {
 	if out.Transport == balance.TLS {
 		dst = append(dst, "sips:"...)
 	} else {
@@ -126,7 +154,7 @@ func appendRewrittenContact(dst []byte, secret uint64, out *Leg, orig []byte, sr
 		dst = appendHex(dst, uint64(c), 2)
 	}
 	dst = append(dst, '.')
-	dst = appendHex(dst, uint64(contactMAC(secret, dst[start:len(dst)-1])), 8)
+	dst = appendHex(dst, k.sum(dst[start:len(dst)-1]), contactMACLen)
 	dst = append(dst, '@')
 	dst = append(dst, out.sentBy...)
 	if out.Transport == balance.TCP {
@@ -137,17 +165,27 @@ func appendRewrittenContact(dst []byte, secret uint64, out *Leg, orig []byte, sr
 
 // unrewriteContact undoes appendRewrittenContact for a URI of ours: the
 // flow and the original URI, decoded into dst.
-func unrewriteContact(dst []byte, secret uint64, u *parser.URI) (flow, []byte, bool) {
+func (r *keyRing) unrewriteContact(dst []byte, u *parser.URI) (flow, []byte, bool) {
 	user := u.User
-	if len(user) < len(contactPrefix)+12 || string(user[:len(contactPrefix)]) != contactPrefix {
+	if len(user) < len(contactPrefix)+contactMACLen+4 || string(user[:len(contactPrefix)]) != contactPrefix {
 		return flow{}, nil, false
 	}
 	rest := user[len(contactPrefix):]
-	// flow "." hex(original) "." mac: the mac is the last 8 digits, checked
+	// flow "." hex(original) "." mac: the mac is the last 16 digits, checked
 	// first, so a client cannot write a Contact of ours naming another's flow.
-	body, macHex := rest[:len(rest)-9], rest[len(rest)-8:]
+	body, macHex := rest[:len(rest)-contactMACLen-1], rest[len(rest)-contactMACLen:]
 	mac, ok := parseHex(macHex)
-	if !ok || rest[len(rest)-9] != '.' || uint32(mac) != contactMAC(secret, body) {
+	if !ok || rest[len(rest)-contactMACLen-1] != '.' {
+		return flow{}, nil, false
+	}
+	signed := false
+	for i := range r.keys {
+		if r.keys[i].contact.sum(body) == mac {
+			signed = true
+			break
+		}
+	}
+	if !signed {
 		return flow{}, nil, false
 	}
 	dot := -1
@@ -176,9 +214,5 @@ func unrewriteContact(dst []byte, secret uint64, u *parser.URI) (flow, []byte, b
 	return fl, dst, true
 }
 
-// contactMAC binds a rewritten Contact's flow and original URI under the
-// branch secret.
-func contactMAC(secret uint64, b []byte) uint32 {
-	h := mix64(fnv64(fnvOffset^secret, b))
-	return uint32(h ^ h>>32)
-}
+// contactMACLen is the length of a rewritten Contact's MAC: 16 hex.
+const contactMACLen = 16

@@ -1,10 +1,13 @@
 package engine
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -40,11 +43,14 @@ type Config struct {
 	// Domains maps a destination domain to the proxy that takes it
 	// (Dispatcher domain2proxy); it wins over OutgoingProxy.
 	Domains *balance.DomainMap
-	// BranchSecret keys the MAC in siplb's branches. Instances that accept
-	// each other's responses (anycast, ECMP) need the same one. Empty: a
-	// value derived from the legs, the same for every instance with this
-	// configuration but guessable by whoever knows it.
+	// BranchSecret keys the MACs of every token siplb mints (Via branches,
+	// flow tokens, rewritten Contacts). Instances that accept each other's
+	// tokens (anycast, ECMP, a restart) need the same one. Empty: a random
+	// secret for this Forwarder alone, so tokens do not survive a restart.
 	BranchSecret string
+	// PreviousSecrets still verify tokens but sign none (a rotation's grace
+	// period); SetSecrets changes both at run time.
+	PreviousSecrets []string
 	// RewriteContact rewrites a client's Contact into one of siplb's that
 	// carries the client's flow, when the request changes legs (the
 	// StatelessProxy page's rewrite_contact); ForceRewrite does it on the
@@ -70,7 +76,7 @@ type Forwarder struct {
 	domains     *balance.DomainMap
 
 	rewriteContact, forceRewrite bool
-	secret                       uint64 // keys the branch MAC
+	ring                         atomic.Pointer[keyRing] // keys every token's MAC (mac.go)
 }
 
 // ProbeHandler consumes the replies to health probes (balance.Checker).
@@ -165,13 +171,15 @@ func NewForwarder(cfg Config, bal *balance.Balancer) (*Forwarder, error) {
 			f.byTransport[l.Transport] = l
 		}
 	}
-	seed := cfg.BranchSecret
-	if seed == "" {
-		for _, l := range f.legs {
-			seed += string(l.tag[:]) + "/"
-		}
+	secret := cfg.BranchSecret
+	if secret == "" {
+		// Never a value derived from what siplb shows (its legs): a
+		// random one, good for this process only.
+		var b [32]byte
+		rand.Read(b[:])
+		secret = hex.EncodeToString(b[:])
 	}
-	f.secret = fnv64(fnvOffset, []byte("siplb branch secret:"+seed))
+	f.SetSecrets(secret, cfg.PreviousSecrets...)
 	for i := range t.NumPools() {
 		for _, b := range t.Pool(balance.PoolID(i)).Backends() {
 			if f.byTransport[b.Transport] == nil {
@@ -368,7 +376,7 @@ func (f *Forwarder) response(s *Scratch) Result {
 	if f.rewriteContact && m.NumContact() > 0 {
 		// A Contact siplb rewrote goes back to the client as the client wrote it.
 		if cu, err := m.Contact(0); err == nil && f.legFor(&cu) != nil {
-			if _, orig, ok := unrewriteContact(s.orig[:0], f.secret, &cu); ok {
+			if _, orig, ok := f.ring.Load().unrewriteContact(s.orig[:0], &cu); ok {
 				s.orig = orig
 				s.edits.Contact = s.orig
 			}
@@ -435,13 +443,7 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 		return f.replyTo(s, src, in, 400, "Malformed Request-URI", nil)
 	}
 	t := f.bal.Table()
-	_, fromBackend := t.Lookup(src)
-	if !fromBackend && s.inConn != 0 {
-		// A connection a backend opened to siplb comes from an ephemeral
-		// port: the backend is known by its Via sent-by naming a member
-		// whose IP is the connection's source.
-		fromBackend = viaNamesMember(t, &top, src.Addr())
-	}
+	fromBackend := f.fromBackend(t, src, s.inConn)
 	// RFC 3261 §26.2: a SIPS Request-URI reaches the balancer over TLS. (A
 	// backend inside the farm may speak UDP or TCP to siplb; siplb itself
 	// takes the request to the client over TLS.)
@@ -510,10 +512,15 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 		// registered client), which is then restored.
 		var fl flow
 		flowed := false
+		ring := f.ring.Load()
 		for i := range pops {
 			u, _ := m.Route(i)
 			if v, ok := u.Param(flowParam); ok {
-				if x, ok := parseFlow(v); ok {
+				x, ok, bad := ring.verifyFlow(v, m.CallID())
+				if bad {
+					s.Counters.BadTokens.Add(1)
+				}
+				if ok {
 					fl, flowed = x, true
 					if l := f.legFor(&u); l != nil {
 						out = l
@@ -522,7 +529,7 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 			}
 		}
 		if l := f.legFor(&ruri); l != nil {
-			if x, orig, ok := unrewriteContact(s.orig[:0], f.secret, &ruri); ok {
+			if x, orig, ok := ring.unrewriteContact(s.orig[:0], &ruri); ok {
 				s.orig = orig
 				var ou parser.URI
 				if parser.ParseURI(&ou, s.orig) == nil {
@@ -601,7 +608,7 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 		// (an INVITE to a registered phone) comes through siplb and reaches
 		// the client by its connection or NAT binding.
 		if cu, err := m.Contact(0); err == nil && f.legFor(&cu) == nil {
-			s.contact = appendRewrittenContact(s.contact[:0], f.secret, out, cu.Raw, src, s.inConn, in.Transport)
+			s.contact = appendRewrittenContact(s.contact[:0], f.ring.Load().keys[0].contact, out, cu.Raw, src, s.inConn, in.Transport)
 			e.Contact = s.contact
 		}
 	}
@@ -633,7 +640,7 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 		mark := len(s.rr)
 		s.rr = append(s.rr, in.rrHead...)
 		if !fromBackend {
-			s.rr = appendFlow(s.rr, src, s.inConn, in.Transport)
+			s.rr = appendFlow(s.rr, f.ring.Load().keys[0].flow, src, s.inConn, in.Transport, m.CallID())
 		}
 		s.rr = append(s.rr, '>')
 		if out != in {
@@ -647,6 +654,21 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 	// one shared by every loop would be a data race. The Scratch's is the
 	// loop's own.
 	return Result{Out: msg, To: dst, Sockaddr: s.sockaddr(dst), Leg: out, Conn: conn}
+}
+
+// fromBackend reports whether a request's sender is a backend, by what no
+// sender can write: a UDP source address:port that is a member's, a
+// connection siplb opened to a member, or a source IP the operator listed
+// in a pool's backend_sources. A Via sent-by never counts (anyone writes
+// one), nor does an inbound connection from a member's address (a client
+// may bind a member's UDP port for its TCP socket).
+func (f *Forwarder) fromBackend(t *balance.Table, src netip.AddrPort, conn pool.ConnID) bool {
+	if conn == 0 || conn.Outbound() {
+		if _, ok := t.Lookup(src); ok {
+			return true
+		}
+	}
+	return t.BackendSource(src.Addr())
 }
 
 func (f *Forwarder) replyErr(s *Scratch, src netip.AddrPort, in *Leg, e *parser.Error) Result {

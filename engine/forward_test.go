@@ -544,12 +544,12 @@ func forge(b string) string {
 func TestUnrewriteContactChecksMAC(t *testing.T) {
 	f := newTestForwarder(t)
 	leg := f.Legs()[0]
-	good := appendRewrittenContact(nil, f.secret, leg, []byte("sip:carol@10.0.0.5"), natted, 0, balance.UDP)
+	good := appendRewrittenContact(nil, f.ring.Load().keys[0].contact, leg, []byte("sip:carol@10.0.0.5"), natted, 0, balance.UDP)
 	var u parser.URI
 	if err := parser.ParseURI(&u, good); err != nil {
 		t.Fatal(err)
 	}
-	if _, orig, ok := unrewriteContact(nil, f.secret, &u); !ok || string(orig) != "sip:carol@10.0.0.5" {
+	if _, orig, ok := f.ring.Load().unrewriteContact(nil, &u); !ok || string(orig) != "sip:carol@10.0.0.5" {
 		t.Fatalf("unrewrite(%s) = %q, %v", good, orig, ok)
 	}
 	tampered := bytes.Replace(good, []byte("lbc.u"), []byte("lbc.t00400001"), 1)
@@ -557,7 +557,7 @@ func TestUnrewriteContactChecksMAC(t *testing.T) {
 	if err := parser.ParseURI(&u, tampered); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, ok := unrewriteContact(nil, f.secret, &u); ok {
+	if _, _, ok := f.ring.Load().unrewriteContact(nil, &u); ok {
 		t.Errorf("tampered Contact %s restored", tampered)
 	}
 }

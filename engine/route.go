@@ -99,20 +99,6 @@ func uriTransport(u *parser.URI) balance.Transport {
 	return balance.UDP
 }
 
-// viaNamesMember reports whether a Via's sent-by is a pool member at ip.
-func viaNamesMember(t *balance.Table, v *parser.Via, ip netip.Addr) bool {
-	a, ok := parseIP(v.Host)
-	if !ok || a != ip {
-		return false
-	}
-	port := v.Port
-	if port == 0 {
-		port = DefaultSIPPort
-	}
-	_, ok = t.Lookup(netip.AddrPortFrom(a, port))
-	return ok
-}
-
 // usableMember returns the pool member a URI names, if it may take an
 // in-dialog request (up or draining).
 func usableMember(t *balance.Table, u *parser.URI) *balance.Backend {

@@ -171,3 +171,35 @@ func TestBufferCopy(t *testing.T) {
 	}
 	PutBuffer(b)
 }
+
+// Ids carry a random part: consecutive connections' ids say nothing about
+// each other, and the outbound bit tells who opened the connection.
+func TestRegistryIDsUnguessable(t *testing.T) {
+	r := NewRegistry[conn](Limits{MaxConns: 64, MaxConnsPerIP: 64})
+	ip := netip.MustParseAddr("127.0.0.1")
+	seen := map[uint64]bool{}
+	var prev ConnID
+	for i := range 32 {
+		id, err := r.Add(&conn{}, ip, i%2 == 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id.Outbound() != (i%2 != 0) {
+			t.Errorf("id %#x: Outbound %v for inbound=%v", id, id.Outbound(), i%2 == 0)
+		}
+		high := uint64(id) >> 33
+		if seen[high] {
+			t.Errorf("random part %#x repeated", high)
+		}
+		seen[high] = true
+		if prev != 0 && id-prev == 1 {
+			t.Errorf("sequential ids %#x, %#x", prev, id)
+		}
+		prev = id
+		// A guessed neighbour (slot and generation right, random part not)
+		// resolves to nothing.
+		if r.Get(id^1<<40) != nil {
+			t.Errorf("id %#x with another random part resolved", id)
+		}
+	}
+}

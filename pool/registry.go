@@ -1,26 +1,39 @@
 package pool
 
 import (
+	crand "crypto/rand"
+	"encoding/binary"
 	"errors"
+	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 )
 
-// ConnID names one connection for as long as it is open: a slot and a
-// generation, so an id that outlives its connection never finds another one
-// that took the slot. The zero ConnID names none. It fits in 8 hex digits of
-// a Via branch or a Record-Route parameter.
-type ConnID uint32
+// ConnID names one connection for as long as it is open: a slot, a
+// generation, whether siplb opened the connection, and 31 random bits, so an
+// id that outlives its connection never finds another one that took the
+// slot, and an id cannot be guessed from another (a token minted for one
+// connection never addresses another, not even after a restart). The zero
+// ConnID names none. It fits in 16 hex digits of a Via branch or a
+// Record-Route parameter.
+type ConnID uint64
 
 const (
 	slotBits = 22
 	// MaxSlots is the most connections a Registry holds at once.
-	MaxSlots = 1<<slotBits - 1
-	genMask  = 1<<(32-slotBits) - 1
+	MaxSlots    = 1<<slotBits - 1
+	genMask     = 1<<(32-slotBits) - 1
+	outboundBit = 1 << 32
 )
 
 func (id ConnID) slot() uint32 { return uint32(id) & MaxSlots }
+
+// Outbound reports whether the connection was opened by siplb (to a
+// backend or a client's address), not accepted from a peer. Only the
+// engine makes ConnIDs, so a sender cannot set this bit: an id read back
+// from a token is checked against the registry before use.
+func (id ConnID) Outbound() bool { return id&outboundBit != 0 }
 
 // Errors of Add, the reasons a connection is refused.
 var (
@@ -45,6 +58,7 @@ type Registry[T any] struct {
 	next  uint32
 	perIP map[netip.Addr]int
 	lim   Limits
+	rnd   *rand.ChaCha8 // the random part of ids; guarded by mu
 }
 
 // NewRegistry returns a registry for at most lim.MaxConns connections.
@@ -59,7 +73,20 @@ func NewRegistry[T any](lim Limits) *Registry[T] {
 		next:  1, // slot 0 stays empty so that ConnID 0 names nothing
 		perIP: make(map[netip.Addr]int),
 		lim:   lim,
+		rnd:   rand.NewChaCha8(seed()),
 	}
+}
+
+// seed returns 32 bytes from the system's CSPRNG.
+func seed() (s [32]byte) {
+	if _, err := crand.Read(s[:]); err != nil {
+		// crypto/rand does not fail on Linux; keep the process up anyway
+		// with a seed from the runtime's own random source.
+		for i := 0; i < len(s); i += 8 {
+			binary.LittleEndian.PutUint64(s[i:], rand.Uint64())
+		}
+	}
+	return s
 }
 
 // Add registers v. An inbound connection counts against its source IP's cap;
@@ -89,7 +116,10 @@ func (r *Registry[T]) Add(v *T, peer netip.Addr, inbound bool) (ConnID, error) {
 	if r.gens[slot] == 0 {
 		r.gens[slot] = 1
 	}
-	id := ConnID(uint32(r.gens[slot])<<slotBits | slot)
+	id := ConnID(r.rnd.Uint64()&^(1<<33-1) | uint64(r.gens[slot])<<slotBits | uint64(slot))
+	if !inbound {
+		id |= outboundBit
+	}
 	r.slots[slot].Store(&entry[T]{id: id, v: v})
 	if inbound {
 		r.perIP[peer]++
