@@ -114,6 +114,7 @@ func writeMetrics(w http.ResponseWriter, s engine.Snapshot, t *balance.Table) {
 	counter("siplb_probe_replies_total", "Replies to health probes, consumed.", s.ProbeReplies)
 	counter("siplb_icmp_errors_total", "ICMP errors (port unreachable) for datagrams siplb sent.", s.ICMPErrors)
 	counter("siplb_keepalives_total", "CRLF keep-alive datagrams, ignored.", s.KeepAlives)
+	counter("siplb_bad_tokens_total", "Flow tokens whose MAC failed (forged, copied into another dialog, or signed by a retired secret), ignored.", s.BadTokens)
 	counter("siplb_dns_misses_total", "Next hops not in the DNS cache, resolved off the data path.", s.DNSMisses)
 	counter("siplb_tls_handshake_failures_total", "Inbound TLS handshakes that failed or timed out.", s.TLSHandshakeFailures)
 	fmt.Fprintf(w, "# HELP siplb_connections TCP connections open.\n# TYPE siplb_connections gauge\nsiplb_connections %d\n", s.Conns)
