@@ -6,13 +6,21 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/siplb/siplb/internal/guard"
 	"github.com/siplb/siplb/parser"
 )
 
 // The forward path (parse → decide → edit) allocates nothing per message:
 // requests from outside and from a backend, responses, and stateless replies.
+// The edge defences (a Guard) cost no allocation either.
 func TestProcessAllocs(t *testing.T) {
-	f := newTestForwarder(t)
+	t.Run("plain", func(t *testing.T) { testProcessAllocs(t, newTestForwarder(t)) })
+	t.Run("guarded", func(t *testing.T) {
+		testProcessAllocs(t, newGuardedForwarder(t, guard.Config{Replies: guard.ReplyConfig{PerSourceRate: 100000, PerSourceBurst: 100000}}, nil))
+	})
+}
+
+func testProcessAllocs(t *testing.T, f *Forwarder) {
 	s := f.NewScratch()
 	leg := f.Legs()[0]
 	inv := invite("alloc@x", "z9hG4bKalloc")

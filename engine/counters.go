@@ -21,6 +21,10 @@ const (
 	DropPendingFull            // too many messages waiting for a connection being opened
 	DropStreamBroken           // a stream lost its framing (no Content-Length, too large) and was closed
 	DropDNSBusy                // too many next hops being resolved at once
+	DropFlood                  // the source is blocked by the flood detector (dropped before parsing)
+	DropDenied                 // the source is outside the listener's allow list or inside its deny list
+	DropScanner                // a request whose User-Agent or From display name is a known scanner's
+	DropReplyLimited           // a stateless reply over the per-source or total rate limit, not sent
 	numDrops
 )
 
@@ -39,6 +43,10 @@ var dropNames = [numDrops]string{
 	DropPendingFull:       "pending_full",
 	DropStreamBroken:      "stream_broken",
 	DropDNSBusy:           "dns_busy",
+	DropFlood:             "flood_blocked",
+	DropDenied:            "acl_denied",
+	DropScanner:           "scanner",
+	DropReplyLimited:      "reply_limited",
 }
 
 // String is the metric label of d.

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strconv"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/siplb/siplb/balance"
+	"github.com/siplb/siplb/internal/guard"
 	"github.com/siplb/siplb/parser"
 	"github.com/siplb/siplb/pool"
 )
@@ -56,6 +58,12 @@ type Config struct {
 	// StatelessProxy page's rewrite_contact); ForceRewrite does it on the
 	// same leg too (force_rewrite).
 	RewriteContact, ForceRewrite bool
+	// Guard, if set, applies the edge defences: the flood detector, the
+	// scanner filter and the limit on stateless replies (admit.go).
+	Guard *guard.Guard
+	// Log takes the rare events of the data path (a source blocked); nil
+	// discards them.
+	Log *slog.Logger
 }
 
 // Forwarder holds the stateless forwarding rules of RFC 3261 §16 and §16.11.
@@ -77,6 +85,9 @@ type Forwarder struct {
 
 	rewriteContact, forceRewrite bool
 	ring                         atomic.Pointer[keyRing] // keys every token's MAC (mac.go)
+	guard                        *guard.Guard
+	log                          *slog.Logger
+	clock                        atomic.Int64 // coarse UnixNano for the defences, advanced by the running server
 }
 
 // ProbeHandler consumes the replies to health probes (balance.Checker).
@@ -131,7 +142,11 @@ func NewForwarder(cfg Config, bal *balance.Balancer) (*Forwarder, error) {
 	}
 	f := &Forwarder{bal: bal, recordRoute: !cfg.DisableRecordRoute, limits: cfg.Limits,
 		resolver: cfg.Resolver, domains: cfg.Domains,
-		rewriteContact: cfg.RewriteContact || cfg.ForceRewrite, forceRewrite: cfg.ForceRewrite}
+		rewriteContact: cfg.RewriteContact || cfg.ForceRewrite, forceRewrite: cfg.ForceRewrite,
+		guard: cfg.Guard, log: cfg.Log}
+	if f.log == nil {
+		f.log = slog.New(slog.DiscardHandler)
+	}
 	if cfg.OutgoingProxy != "" {
 		u, err := proxyURI(cfg.OutgoingProxy)
 		if err != nil {
@@ -271,6 +286,9 @@ func (f *Forwarder) Process(s *Scratch, b []byte, src netip.AddrPort, in *Leg) R
 // connection conn.
 func (f *Forwarder) ProcessConn(s *Scratch, b []byte, src netip.AddrPort, in *Leg, conn pool.ConnID) Result {
 	s.inConn = conn
+	if d := f.admit(s, src, in); d != DropNone {
+		return Result{Drop: d}
+	}
 	if isKeepAlive(b) {
 		// A bare CRLF datagram is a NAT keep-alive (RFC 5626 §3.5.1 uses it
 		// on streams; many UAs send it over UDP too): nothing to answer.
@@ -293,6 +311,10 @@ func (f *Forwarder) ProcessConn(s *Scratch, b []byte, src netip.AddrPort, in *Le
 		return r
 	}
 	s.Counters.RequestsIn.Add(1)
+	if f.scanner(s) {
+		// Silently: an answer tells a scanner there is something here.
+		return s.drop(DropScanner)
+	}
 	r := f.request(s, src, in)
 	if r.Out != nil && r.Status == 0 {
 		s.Counters.RequestsOut.Add(1)
@@ -314,6 +336,9 @@ func (f *Forwarder) malformed(s *Scratch, b []byte, src netip.AddrPort, in *Leg,
 	pe, ok := errors.AsType[*parser.Error](err)
 	if !ok {
 		pe = errBadRequest
+	}
+	if !f.allowReply(s, src, in) {
+		return Result{Drop: DropReplyLimited}
 	}
 	h := fnv64(fnvOffset, b[:min(len(b), 256)])
 	s.tag = append(s.tag[:0], "lb"...)
@@ -683,6 +708,9 @@ func (f *Forwarder) replyTo(s *Scratch, src netip.AddrPort, in *Leg, status int,
 	m := &s.Msg
 	if m.Method() == parser.ACK {
 		return s.drop(DropMalformedRequest)
+	}
+	if !f.allowReply(s, src, in) {
+		return Result{Drop: DropReplyLimited}
 	}
 	dst := src
 	if top, err := m.Via(0); err == nil && !top.HasRPort {

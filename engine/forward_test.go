@@ -6,8 +6,10 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/siplb/siplb/balance"
+	"github.com/siplb/siplb/internal/guard"
 	"github.com/siplb/siplb/parser"
 )
 
@@ -389,6 +391,26 @@ func BenchmarkProcess(b *testing.B) {
 		b.SetBytes(int64(len(inv)))
 		for b.Loop() {
 			if r := f.Process(s, inv, client, leg); r.Out == nil {
+				b.Fatal(r.Drop)
+			}
+		}
+	})
+	// The same with the edge defences on (flood detector, scanner filter),
+	// at a density this loop stays under.
+	b.Run("request-guarded", func(b *testing.B) {
+		g, err := guard.New(guard.Config{Flood: guard.FloodConfig{Window: 100 * time.Millisecond, Density: guard.MaxFloodDensity}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		gf, err := NewForwarder(Config{Legs: []LegConfig{{Transport: balance.UDP, Addr: legAddr}}, Guard: g}, f.bal)
+		if err != nil {
+			b.Fatal(err)
+		}
+		gs, gl := gf.NewScratch(), gf.Legs()[0]
+		b.ReportAllocs()
+		b.SetBytes(int64(len(inv)))
+		for b.Loop() {
+			if r := gf.Process(gs, inv, client, gl); r.Out == nil {
 				b.Fatal(r.Drop)
 			}
 		}

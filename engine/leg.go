@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/siplb/siplb/balance"
+	"github.com/siplb/siplb/internal/guard"
 	siptls "github.com/siplb/siplb/tls"
 )
 
@@ -33,6 +34,9 @@ type LegConfig struct {
 	// TLS holds the certificates of a TLS leg: served to clients, and used
 	// (with its CA) when siplb opens TLS connections to backends.
 	TLS *siptls.Store
+	// ACL, if set, admits only the sources it permits: others are dropped
+	// before parsing (datagrams) or closed at accept (connections).
+	ACL *guard.ACL
 }
 
 // Leg is a configured listening socket as the forwarding rules see it:
@@ -45,6 +49,7 @@ type Leg struct {
 	Pool      balance.PoolID
 
 	tls     *siptls.Store
+	acl     *guard.ACL
 	host    []byte // advertised host; IPv6 without brackets
 	port    uint16 // advertised port
 	hostIP  netip.Addr
@@ -64,7 +69,7 @@ func newLeg(i int, c LegConfig, pool balance.PoolID) (*Leg, error) {
 	if !c.Addr.IsValid() {
 		return nil, errors.New("address is not set")
 	}
-	l := &Leg{Index: i, Name: c.Name, Transport: c.Transport, Addr: c.Addr, Pool: pool, tls: c.TLS}
+	l := &Leg{Index: i, Name: c.Name, Transport: c.Transport, Addr: c.Addr, Pool: pool, tls: c.TLS, acl: c.ACL}
 	if c.Transport == balance.TLS && c.TLS == nil {
 		return nil, errors.New("a tls listener needs certificates")
 	}

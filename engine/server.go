@@ -130,6 +130,9 @@ func NewServerWith(f *Forwarder, o Options) *Server {
 // Run serves until ctx is done, then stops the loops and returns. It returns
 // an error at once if a listener cannot be opened.
 func (s *Server) Run(ctx context.Context) error {
+	stopClock := make(chan struct{})
+	go s.f.runClock(stopClock)
+	defer close(stopClock)
 	addrs := make([]string, 0, len(s.f.legs))
 	if err := s.startTLS(ctx); err != nil {
 		return err

@@ -1,0 +1,129 @@
+package engine
+
+import (
+	"bytes"
+	"net/netip"
+	"time"
+
+	"github.com/siplb/siplb/balance"
+	"github.com/siplb/siplb/internal/guard"
+	"github.com/siplb/siplb/parser"
+)
+
+// The edge defences (package guard) as the forwarding rules apply them:
+// a listener's allow/deny lists and the flood detector before a message is
+// parsed, the scanner filter once it is, and the limit on stateless replies
+// to UDP senders. Pool members are never blocked nor limited: their
+// traffic is what siplb is for.
+
+// clockTick is how often the coarse clock the defences read advances.
+const clockTick = 5 * time.Millisecond
+
+// now is the coarse clock in UnixNano: the running server's ticker, else
+// the wall clock (a Forwarder used without a Server, in tests and tools).
+func (f *Forwarder) now() int64 {
+	if c := f.clock.Load(); c != 0 {
+		return c
+	}
+	return time.Now().UnixNano()
+}
+
+// runClock advances the coarse clock until stop is closed.
+func (f *Forwarder) runClock(stop <-chan struct{}) {
+	t := time.NewTicker(clockTick)
+	defer t.Stop()
+	f.clock.Store(time.Now().UnixNano())
+	for {
+		select {
+		case <-stop:
+			f.clock.Store(0)
+			return
+		case now := <-t.C:
+			f.clock.Store(now.UnixNano())
+		}
+	}
+}
+
+// admit says whether a message from src on leg in may be looked at: the
+// leg's ACL permits src, and src is a member, a trusted source, or not
+// blocked by the flood detector (DropNone), or why not. A refused message
+// is counted; a source blocked anew is logged, once per block.
+func (f *Forwarder) admit(s *Scratch, src netip.AddrPort, in *Leg) Drop {
+	ip := src.Addr()
+	if in.acl != nil && !in.acl.Permit(ip) {
+		s.Counters.Drops[DropDenied].Add(1)
+		return DropDenied
+	}
+	if f.guard == nil || f.isMember(src) {
+		return DropNone
+	}
+	v := f.guard.Check(ip, f.now())
+	if !v.Drop() {
+		return DropNone
+	}
+	s.Counters.Drops[DropFlood].Add(1)
+	if v == guard.NewlyBlocked {
+		f.log.Warn("source blocked by the flood detector", "source", ip.Unmap().String(), "leg", in.Name)
+	}
+	return DropFlood
+}
+
+// AdmitConn reports whether a connection from peer may be accepted on leg
+// in (its ACL, the flood detector), counting a refusal in cnt.
+func (f *Forwarder) AdmitConn(cnt *Counters, peer netip.AddrPort, in *Leg) bool {
+	ip := peer.Addr()
+	if in.acl != nil && !in.acl.Permit(ip) {
+		cnt.Drops[DropDenied].Add(1)
+		return false
+	}
+	if f.guard == nil || f.isMember(peer) || !f.guard.Check(ip, f.now()).Drop() {
+		return true
+	}
+	cnt.Drops[DropFlood].Add(1)
+	return false
+}
+
+// isMember reports whether src is a pool member or in a pool's
+// backend_sources: never blocked nor limited.
+func (f *Forwarder) isMember(src netip.AddrPort) bool {
+	t := f.bal.Table()
+	if _, ok := t.Lookup(src); ok {
+		return true
+	}
+	return t.BackendSource(src.Addr())
+}
+
+// scanner reports whether the request in s.Msg comes from a known SIP
+// scanner (its User-Agent, or the display name of its From).
+func (f *Forwarder) scanner(s *Scratch) bool {
+	if f.guard == nil {
+		return false
+	}
+	m := &s.Msg
+	if ua := m.Header(parser.HdrUserAgent); len(ua) > 0 && f.guard.Scanner(ua) {
+		return true
+	}
+	from := m.Header(parser.HdrFrom)
+	if i := bytes.IndexByte(from, '<'); i > 0 && f.guard.Scanner(from[:i]) {
+		return true
+	}
+	return false
+}
+
+// allowReply reports whether a stateless reply may go to src: replies over
+// UDP are limited per source and in total, so siplb never reflects more
+// than junk sends it. Streams are not limited (a connection proved its
+// address).
+func (f *Forwarder) allowReply(s *Scratch, src netip.AddrPort, in *Leg) bool {
+	if f.guard == nil || in.Transport != balance.UDP || s.inConn != 0 {
+		return true
+	}
+	if f.guard.AllowReply(src.Addr(), f.now()) {
+		return true
+	}
+	s.Counters.Drops[DropReplyLimited].Add(1)
+	return false
+}
+
+// GuardStats returns the edge defences' counters (zero without them).
+func (f *Forwarder) GuardStats() guard.Stats { return f.guard.Stats() }

@@ -1,0 +1,162 @@
+package engine
+
+import (
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/siplb/siplb/balance"
+	"github.com/siplb/siplb/internal/guard"
+)
+
+func newGuardedForwarder(t *testing.T, gc guard.Config, acl *guard.ACL) *Forwarder {
+	t.Helper()
+	g, err := guard.New(gc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := balance.PoolConfig{Name: "farm"}
+	for _, a := range backends {
+		pc.Backends = append(pc.Backends, balance.BackendConfig{Addr: a})
+	}
+	bal, err := balance.New([]balance.PoolConfig{pc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewForwarder(Config{Legs: []LegConfig{{Transport: balance.UDP, Addr: legAddr, ACL: acl}}, Guard: g}, bal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestAdmitScanners(t *testing.T) {
+	f := newGuardedForwarder(t, guard.Config{}, nil)
+	for _, tc := range []struct {
+		name    string
+		header  string
+		dropped bool
+	}{
+		{"sipvicious", "User-Agent: friendly-scanner", true},
+		{"case and position", "User-Agent: SIPVicious/0.3.4 (Linux)", true},
+		{"display name", `Contact: <sip:x@127.0.0.1>`, false},
+		{"a softphone", "User-Agent: Linphone/5.2.0", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := f.NewScratch()
+			r := f.Process(s, invite("scan-"+strings.ReplaceAll(tc.name, " ", "-")+"@x", "z9hG4bKscan", tc.header), client, f.Legs()[0])
+			if got := r.Drop == DropScanner; got != tc.dropped {
+				t.Errorf("dropped as scanner = %v (drop %v, out %d bytes), want %v", got, r.Drop, len(r.Out), tc.dropped)
+			}
+			if tc.dropped && r.Out != nil {
+				t.Errorf("a scanner got an answer or was forwarded")
+			}
+		})
+	}
+	in := sip("OPTIONS sip:100@127.0.0.1 SIP/2.0", "Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKsv",
+		"From: \"sipvicious\" <sip:100@1.1.1.1>;tag=1", "To: <sip:100@1.1.1.1>", "Call-ID: sv@x", "CSeq: 1 OPTIONS", "Content-Length: 0")
+	if r := f.Process(f.NewScratch(), in, client, f.Legs()[0]); r.Drop != DropScanner {
+		t.Errorf("From display name sipvicious: %v, want scanner drop", r.Drop)
+	}
+}
+
+func TestAdmitACL(t *testing.T) {
+	acl, err := guard.NewACL("listen[0]", guard.ACLConfig{Deny: []string{"127.0.0.3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newGuardedForwarder(t, guard.Config{}, acl)
+	if r := f.Process(f.NewScratch(), invite("acl1@x", "z9hG4bKacl"), netip.MustParseAddrPort("127.0.0.3:5060"), f.Legs()[0]); r.Drop != DropDenied || r.Out != nil {
+		t.Errorf("denied source: %v", r.Drop)
+	}
+	if r := f.Process(f.NewScratch(), invite("acl2@x", "z9hG4bKacl"), client, f.Legs()[0]); r.Out == nil {
+		t.Errorf("permitted source dropped: %v", r.Drop)
+	}
+}
+
+// Garbage from one source earns at most the per-source burst of 400s, so
+// siplb reflects less than it receives.
+func TestAdmitReplyLimit(t *testing.T) {
+	f := newGuardedForwarder(t, guard.Config{Replies: guard.ReplyConfig{PerSourceRate: 1, PerSourceBurst: 5}}, nil)
+	s := f.NewScratch()
+	junk := []byte("INVITE sip:x@y SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.5:5060;branch=z9hG4bKj\r\n\r\n")
+	src := netip.MustParseAddrPort("127.0.0.5:5060")
+	answered := 0
+	for range 100 {
+		if r := f.Process(s, junk, src, f.Legs()[0]); r.Out != nil {
+			answered++
+		}
+	}
+	if answered != 5 || s.Counters.Drops[DropReplyLimited].Load() != 95 {
+		t.Errorf("answered %d of 100 (limited %d), want the burst of 5", answered, s.Counters.Drops[DropReplyLimited].Load())
+	}
+	// Another source has its own budget.
+	if r := f.Process(s, junk, client, f.Legs()[0]); r.Out == nil {
+		t.Errorf("another source's malformed request got no answer: %v", r.Drop)
+	}
+}
+
+// A flood from one source is cut at the door while another source and the
+// backends' own traffic pass; real sockets, the batched UDP path.
+func TestServerFloodBlocked(t *testing.T) {
+	uas := startUAS(t)
+	g, err := guard.New(guard.Config{Flood: guard.FloodConfig{Window: time.Second, Density: 50}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bal, err := balance.New([]balance.PoolConfig{{Name: "farm", Backends: []balance.BackendConfig{{Addr: uas.addr}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	legs := []LegConfig{{Transport: balance.UDP, Addr: netip.MustParseAddrPort("127.0.0.1:0")}}
+	if err := ResolvePorts(legs); err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewForwarder(Config{Legs: legs, Guard: g}, bal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(f, 1, nil)
+	runServerT(t, srv)
+	lb := legs[0].Addr
+
+	flooder, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.2:0")))
+	if err != nil {
+		t.Skipf("cannot bind 127.0.0.2: %v", err)
+	}
+	defer flooder.Close()
+	const sent = 2000
+	for i := range sent {
+		flooder.WriteToUDPAddrPort(invite("flood-"+itoa(i)+"@x", "z9hG4bKfl"+itoa(i)), lb)
+	}
+	// A legitimate client still gets its calls through during the block.
+	c := newUAC(t, lb)
+	for i := range 5 {
+		if _, err := c.call("legit-" + itoa(i)); err != nil {
+			t.Fatalf("legitimate call %d during the flood: %v", i, err)
+		}
+	}
+	reached := 0
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if srv.Stats().Drop(DropFlood) >= sent-60 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	uas.mu.Lock()
+	for id := range uas.seen {
+		if len(id) > 6 && id[:6] == "flood-" {
+			reached++
+		}
+	}
+	uas.mu.Unlock()
+	if reached > 60 {
+		t.Errorf("%d of %d flood INVITEs reached the backend, want at most the density (50) and a few", reached, sent)
+	}
+	if d := srv.Stats().Drop(DropFlood); d < sent-60 {
+		t.Errorf("flood drops counted %d, want about %d", d, sent-50)
+	}
+}
