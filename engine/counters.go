@@ -77,6 +77,8 @@ type Counters struct {
 	TLSHandshakeFailures atomic.Uint64                         // inbound TLS handshakes that failed or timed out
 	DNSMisses            atomic.Uint64                         // next hops not in the DNS cache, resolved off the data path
 	ICMPErrors           atomic.Uint64                         // ICMP errors (port unreachable) for datagrams sent
+	ICMPIgnored          atomic.Uint64                         // of ICMPErrors: destination unreachable sent by another address than the destination (forged, or a router's)
+	ICMPOther            atomic.Uint64                         // of ICMPErrors: not a destination unreachable that says the backend is not there
 	KeepAlives           atomic.Uint64                         // CRLF keep-alive datagrams, ignored
 }
 
@@ -98,6 +100,7 @@ type Snapshot struct {
 	ConnsRefused, ConnsExpired, SlowClients            uint64
 	ProbeReplies, TLSHandshakeFailures, DNSMisses      uint64
 	ICMPErrors, KeepAlives                             uint64
+	ICMPIgnored, ICMPOther                             uint64
 	Conns                                              int // streams open now
 }
 
@@ -128,6 +131,8 @@ func (s *Snapshot) add(c *Counters) {
 	s.TLSHandshakeFailures += c.TLSHandshakeFailures.Load()
 	s.DNSMisses += c.DNSMisses.Load()
 	s.ICMPErrors += c.ICMPErrors.Load()
+	s.ICMPIgnored += c.ICMPIgnored.Load()
+	s.ICMPOther += c.ICMPOther.Load()
 	s.KeepAlives += c.KeepAlives.Load()
 }
 
