@@ -435,7 +435,10 @@ func (c *Checker) Response(branch []byte, status int) bool {
 // rather than an Interval, so a dead backend is marked down about
 // Fall×Timeout after the hint (the reason says which hint it followed), and
 // one that answers in that time (a backend started just after siplb) is
-// never marked down. The first answered probe ends quick re-probing.
+// never marked down. The first answered probe ends quick re-probing, and
+// hints while it lasts change nothing, so the Fall probes that mark a
+// backend down span at least (Fall-1)×Timeout even when each fails at once
+// (a refused connect).
 //
 // An ICMP hint never settles a probe: only the probe's own answer or
 // timeout does. A connection hint (HintConnectRefused, HintConnectFailed)
@@ -448,7 +451,7 @@ func (c *Checker) Response(branch []byte, status int) bool {
 // configured, Disabled by the operator, or in a pool whose probing is
 // Disabled) are ignored and counted in HintStats.Ignored: no probe could
 // confirm them, and no probe would ever mark the backend up again. Safe for
-// concurrent use; it does not allocate.
+// concurrent use; it does not allocate unless it marks the backend down.
 func (c *Checker) Unreachable(addr netip.AddrPort, hint Hint) {
 	c.hints.received.Add(1)
 	addr = unmap(addr)
@@ -468,8 +471,8 @@ func (c *Checker) Unreachable(addr netip.AddrPort, hint Hint) {
 		c.fail(t, now)
 		return
 	}
-	if !t.up {
-		return
+	if !t.up || t.hint != 0 && t.fails > 0 {
+		return // down, or re-probed quickly already
 	}
 	t.hint = hint
 	if t.pending != 0 {

@@ -105,30 +105,40 @@ func TestHealthHint(t *testing.T) {
 }
 
 // TestHealthHintStartup: siplb starts before its backend; the first probe
-// and the data path draw ICMP port unreachable. A backend that answers
-// within (Fall-1)×Timeout is never marked down; one that never does is
-// down after Fall×Timeout.
+// fails (unanswered, or its connect refused) and the data path draws ICMP
+// port unreachable or refused connects every 100 ms. A backend that answers
+// within (Fall-1)×Timeout is never marked down; one that never does is down
+// Fall×Timeout after the start (UDP: the third probe's timeout) or
+// (Fall-1)×Timeout (TCP: the third probe is refused at once), since hints do
+// not hasten quick re-probing.
 func TestHealthHintStartup(t *testing.T) {
 	tests := []struct {
-		name     string
-		upAfter  time.Duration // 0: never
-		wantDown time.Duration // 0: never
+		name      string
+		transport Transport
+		upAfter   time.Duration // 0: never
+		wantDown  time.Duration // 0: never
 	}{
-		{name: "up after 300ms", upAfter: 300 * time.Millisecond},
-		{name: "up after 3.9s", upAfter: 3900 * time.Millisecond},
-		{name: "never up", wantDown: 6 * time.Second},
+		{name: "udp up after 300ms", upAfter: 300 * time.Millisecond},
+		{name: "udp up after 3.9s", upAfter: 3900 * time.Millisecond},
+		{name: "udp never up", wantDown: 6 * time.Second},
+		{name: "tcp up after 300ms", transport: TCP, upAfter: 300 * time.Millisecond},
+		{name: "tcp up after 3.9s", transport: TCP, upAfter: 3900 * time.Millisecond},
+		{name: "tcp never up", transport: TCP, wantDown: 4 * time.Second},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				addr := backendAt(0)
-				h := startCheckerWith(t, []PoolConfig{{Name: "p", Backends: members(1)}}, nil, answer{})
-				// The first probe's ICMP, and the data path's, every 100 ms.
+				hint, first := HintPortUnreachable, answer{}
+				if tc.transport != UDP {
+					hint, first = HintConnectRefused, answer{hint: HintConnectRefused}
+				}
+				h := startCheckerWith(t, []PoolConfig{{Name: "p", Backends: []BackendConfig{{Addr: addr, Transport: tc.transport}}}}, nil, first)
 				for i := 0; i < 60; i++ {
 					if tc.upAfter != 0 && time.Since(h.start) >= tc.upAfter {
 						h.farm.set(addr, answer{status: 200})
 					} else {
-						h.c.Unreachable(addr, HintPortUnreachable)
+						h.c.Unreachable(addr, hint)
 					}
 					time.Sleep(100 * time.Millisecond)
 				}
@@ -140,7 +150,7 @@ func TestHealthHintStartup(t *testing.T) {
 				case tc.wantDown == 0 && h.state(t, addr) != Up:
 					t.Errorf("state %v, want up", h.state(t, addr))
 				case tc.wantDown != 0 && (!down || ev.at.Sub(h.start) != tc.wantDown):
-					t.Errorf("down %v at %v, want at %v", down, ev.at.Sub(h.start), tc.wantDown)
+					t.Errorf("down %v at %v (%s), want at %v (probes at %v)", down, ev.at.Sub(h.start), ev.reason, tc.wantDown, h.farm.probeTimes(addr, h.start))
 				}
 			})
 		})
