@@ -2,6 +2,7 @@ package balance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -9,12 +10,15 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
 // Defaults of HealthConfig. With them a
 // dead backend is noticed within (Fall-1)×Interval+Timeout of its first
-// unanswered probe (12 s) and a recovered one taken back after Rise probes.
+// unanswered probe (12 s), or Fall×Timeout (6 s) of a hint that it is
+// unreachable (Checker.Unreachable), and a recovered one taken back after
+// Rise probes.
 const (
 	DefaultHealthInterval   = 5 * time.Second
 	DefaultHealthTimeout    = 2 * time.Second
@@ -22,6 +26,12 @@ const (
 	DefaultHealthRise       = 2
 	DefaultHealthMaxBackoff = 30 * time.Second
 )
+
+// MinHintProbeGap is the least time between two probes of one backend that
+// hints start (Checker.Unreachable); the gap is the larger of it and the
+// pool's Timeout. A flood of hints, genuine or forged, thus costs at most one
+// extra probe per backend per gap.
+const MinHintProbeGap = 500 * time.Millisecond
 
 // tableCheckEvery bounds how long Run sleeps without looking at the
 // Balancer's Table, so a Reload that adds members gets them probed soon even
@@ -39,7 +49,8 @@ type HealthConfig struct {
 	// response means alive).
 	DownOn503 bool
 	// Disabled turns off active probing for this pool; its members are then
-	// neither probed nor marked by passive detection.
+	// neither probed nor marked by passive detection (hints of
+	// Checker.Unreachable are ignored: no probe could confirm them).
 	Disabled bool
 	// MaxBackoff caps the probing interval of a down backend, which starts at
 	// Interval and doubles with each failed probe (default 30s; ≥ Interval).
@@ -144,7 +155,8 @@ type ProbeIdentity struct {
 }
 
 // Checker probes the members of a Balancer's pools with SIP OPTIONS and takes
-// passive reports from the engine (Unreachable, Observe), and marks backends
+// passive reports from the engine (Unreachable: hints that start probes;
+// Observe: runs of 5xx), and marks backends
 // down and up through Balancer.SetHealth, so the change is in the next Table
 // the data path loads. Each change is logged with its reason.
 //
@@ -178,7 +190,9 @@ type Checker struct {
 	pending map[uint64]*healthTarget // probe id → its target, while unanswered
 	nextID  uint64
 
-	wake chan struct{} // a Reconfigure asks Run for a round now
+	wake chan struct{} // a Reconfigure or a hint asks Run for a round now
+
+	hints hintCounts
 
 	// Owned by the goroutine of Run.
 	out   []byte
@@ -198,7 +212,7 @@ type healthTarget struct {
 	unanswer  int // of fails: timeouts
 	got503    int // of fails: 503 replies with DownOn503
 	sendErr   int // of fails: SendProbe errors
-	unreach   int // of fails: ICMP port unreachable
+	refused   int // of fails: the probe's connection failed (stream backends)
 	backoff   time.Duration
 	next      time.Time // next probe is due (when pending == 0)
 	pending   uint64    // id of the probe in flight, 0 if none
@@ -209,6 +223,9 @@ type healthTarget struct {
 	since     time.Time
 	lastRTT   time.Duration
 	lastReply int // status of the last final response to a probe
+
+	hint      Hint      // the hint that put t in quick re-probing; 0 if none
+	hintProbe time.Time // when a hint last started a probe
 
 	run atomic.Int32 // consecutive 5xx reported by Observe
 }
@@ -405,32 +422,91 @@ func (c *Checker) Response(branch []byte, status int) bool {
 	return true
 }
 
-// Unreachable is passive detection: the engine saw ICMP port unreachable (or
-// a refused connection) for addr. A backend that is up is marked down at once
-// and re-probed with backoff; for one already down it fails the probe in
-// flight, if any. Addresses that are not probed (not configured, Disabled by
-// the operator, in a pool whose probing is Disabled) are ignored, since no
-// probe would ever mark them up again. Safe for concurrent use.
-func (c *Checker) Unreachable(addr netip.AddrPort) {
+// Unreachable takes a hint from the engine that backend addr may be
+// unreachable: an ICMP destination unreachable whose offender is the backend
+// (UDP), or a connection to it that failed (TCP, TLS). A hint is not a
+// verdict, since an ICMP error can be forged by anyone who can spoof the
+// backend's address: only probes mark a backend down. A hint for an up
+// backend with no probe in flight probes it at once, unless a hint already
+// started a probe of it less than the larger of MinHintProbeGap and the
+// pool's Timeout ago (so a flood of hints costs at most one probe per gap);
+// and it puts the backend in quick re-probing: while it stays up, a failed
+// probe is followed by the next one a Timeout after the failed one was sent
+// rather than an Interval, so a dead backend is marked down about
+// Fall×Timeout after the hint (the reason says which hint it followed), and
+// one that answers in that time (a backend started just after siplb) is
+// never marked down. The first answered probe ends quick re-probing, and
+// hints while it lasts change nothing, so the Fall probes that mark a
+// backend down span at least (Fall-1)×Timeout even when each fails at once
+// (a refused connect).
+//
+// An ICMP hint never settles a probe: only the probe's own answer or
+// timeout does. A connection hint (HintConnectRefused, HintConnectFailed)
+// for a stream backend fails its probe in flight, which goes over a
+// connection of its own: a refused TCP connection cannot be forged off the
+// path (the reset must acknowledge the SYN's sequence number).
+//
+// Hints for a backend already down change nothing else (it is being
+// re-probed with backoff). Hints for addresses that are not probed (not
+// configured, Disabled by the operator, or in a pool whose probing is
+// Disabled) are ignored and counted in HintStats.Ignored: no probe could
+// confirm them, and no probe would ever mark the backend up again. Safe for
+// concurrent use; it does not allocate unless it marks the backend down.
+func (c *Checker) Unreachable(addr netip.AddrPort, hint Hint) {
+	c.hints.received.Add(1)
 	addr = unmap(addr)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := c.targets[addr]
 	if t == nil {
+		c.hints.ignored.Add(1)
 		return
 	}
 	now := time.Now()
-	switch {
-	case t.up:
-		c.settle(t)
-		t.unreach++
-		t.fails++
-		t.oks = 0
-		c.markDown(t, now, "ICMP port unreachable")
-	case t.pending != 0:
-		t.unreach++
+	if t.pending != 0 && t.transport != UDP && hint.connect() {
+		if t.up {
+			t.hint = hint
+		}
+		t.refused++
 		c.fail(t, now)
+		return
 	}
+	if !t.up || t.hint != 0 && t.fails > 0 {
+		return // down, or re-probed quickly already
+	}
+	t.hint = hint
+	if t.pending != 0 {
+		return // the probe in flight confirms it or not
+	}
+	if !t.hintProbe.IsZero() && now.Sub(t.hintProbe) < max(t.cfg.Timeout, MinHintProbeGap) {
+		c.hints.limited.Add(1)
+		return
+	}
+	t.hintProbe = now
+	t.next = now
+	c.hints.probed.Add(1)
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// HintStats counts the hints Checker.Unreachable took.
+type HintStats struct {
+	Received uint64 // all hints
+	Probed   uint64 // that started a probe at once
+	Limited  uint64 // for an up backend, not probed again within the gap
+	Ignored  uint64 // for addresses that are not probed
+}
+
+type hintCounts struct {
+	received, probed, limited, ignored atomic.Uint64
+}
+
+// HintStats returns the counts of hints so far; for metrics and tests.
+func (c *Checker) HintStats() HintStats {
+	return HintStats{Received: c.hints.received.Load(), Probed: c.hints.probed.Load(),
+		Limited: c.hints.limited.Load(), Ignored: c.hints.ignored.Load()}
 }
 
 // Observe is passive detection of a run of failures: the engine reports the
@@ -469,6 +545,48 @@ func (c *Checker) Observe(addr netip.AddrPort, status int) {
 	t.fails++
 	t.oks = 0
 	c.markDown(t, time.Now(), strconv.Itoa(int(n))+" consecutive 5xx responses")
+}
+
+// Hint is what the engine saw that suggests a backend may be unreachable,
+// for Checker.Unreachable. The zero Hint is none.
+type Hint uint8
+
+const (
+	HintPortUnreachable Hint = iota + 1 // ICMP port unreachable (ICMPv6 code 4)
+	HintHostUnreachable                 // ICMP host unreachable (ICMPv6 address unreachable)
+	HintNetUnreachable                  // ICMP network unreachable (ICMPv6 no route)
+	HintProhibited                      // ICMP communication administratively prohibited
+	HintConnectRefused                  // a TCP or TLS connection refused
+	HintConnectFailed                   // a TCP or TLS connection that failed otherwise (timeout, handshake)
+)
+
+var hintNames = [...]string{
+	HintPortUnreachable: "ICMP port unreachable",
+	HintHostUnreachable: "ICMP host unreachable",
+	HintNetUnreachable:  "ICMP network unreachable",
+	HintProhibited:      "ICMP administratively prohibited",
+	HintConnectRefused:  "connect refused",
+	HintConnectFailed:   "connect failed",
+}
+
+// String names h for logs: "ICMP port unreachable", "connect refused".
+func (h Hint) String() string {
+	if h == 0 || int(h) >= len(hintNames) {
+		return "unknown hint"
+	}
+	return hintNames[h]
+}
+
+func (h Hint) connect() bool { return h == HintConnectRefused || h == HintConnectFailed }
+
+// ConnectHint returns the Hint for a connection that failed with err:
+// HintConnectRefused if the backend refused it (ECONNREFUSED), else
+// HintConnectFailed.
+func ConnectHint(err error) Hint {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return HintConnectRefused
+	}
+	return HintConnectFailed
 }
 
 // BackendHealth is what a Checker knows about one probed backend, for the
@@ -550,7 +668,8 @@ func (c *Checker) resync(tab *Table, now time.Time) {
 func (c *Checker) succeed(t *healthTarget) {
 	c.settle(t)
 	t.fails = 0
-	t.unanswer, t.got503, t.sendErr, t.unreach = 0, 0, 0, 0
+	t.unanswer, t.got503, t.sendErr, t.refused = 0, 0, 0, 0
+	t.hint = 0
 	t.oks++
 	t.backoff = t.cfg.Interval
 	t.next = t.sentAt.Add(t.cfg.Interval)
@@ -577,10 +696,13 @@ func (c *Checker) fail(t *healthTarget, at time.Time) {
 	t.oks = 0
 	t.fails++
 	if t.up {
-		t.next = sent.Add(t.cfg.Interval)
 		if t.fails >= t.cfg.Fall {
 			c.markDown(t, at, failReason(t))
 			t.next = sent.Add(t.backoff)
+		} else if t.hint != 0 {
+			t.next = sent.Add(t.cfg.Timeout) // quick re-probing (Unreachable)
+		} else {
+			t.next = sent.Add(t.cfg.Interval)
 		}
 		return
 	}
@@ -596,6 +718,7 @@ func (c *Checker) fail(t *healthTarget, at time.Time) {
 // Interval later. Called with c.mu.
 func (c *Checker) markDown(t *healthTarget, at time.Time, reason string) {
 	t.up = false
+	t.hint = 0
 	t.reason = reason
 	t.since = at
 	t.backoff = t.cfg.Interval
@@ -615,25 +738,38 @@ func (c *Checker) settle(t *healthTarget) {
 
 func (c *Checker) resetCounts(t *healthTarget) {
 	t.fails, t.oks = 0, 0
-	t.unanswer, t.got503, t.sendErr, t.unreach = 0, 0, 0, 0
+	t.unanswer, t.got503, t.sendErr, t.refused = 0, 0, 0, 0
+	t.hint = 0
 	t.run.Store(0)
 }
 
 // failReason describes the run of failures that marked t down: "3 probes
-// unanswered", "503 x3", or a mix.
+// unanswered", "503 x3", "connect refused (3 probes)", or a mix; a run that
+// followed an ICMP hint says so: "3 probes unanswered after ICMP port
+// unreachable".
 func failReason(t *healthTarget) string {
+	var r string
 	switch t.fails {
 	case t.unanswer:
-		return probeCount(t.fails) + " unanswered"
+		r = probeCount(t.fails) + " unanswered"
 	case t.got503:
-		return "503 x" + strconv.Itoa(t.fails)
+		r = "503 x" + strconv.Itoa(t.fails)
 	case t.sendErr:
-		return probeCount(t.fails) + " not sent"
-	case t.unreach:
-		return probeCount(t.fails) + " met ICMP port unreachable"
+		r = probeCount(t.fails) + " not sent"
+	case t.refused:
+		what := "connect failed"
+		if t.hint == HintConnectRefused {
+			what = "connect refused"
+		}
+		return what + " (" + probeCount(t.fails) + ")"
+	default:
+		r = probeCount(t.fails) + " failed (" + strconv.Itoa(t.unanswer) + " unanswered, " + strconv.Itoa(t.got503) +
+			" 503, " + strconv.Itoa(t.sendErr) + " not sent, " + strconv.Itoa(t.refused) + " connect failed)"
 	}
-	return probeCount(t.fails) + " failed (" + strconv.Itoa(t.unanswer) + " unanswered, " + strconv.Itoa(t.got503) +
-		" 503, " + strconv.Itoa(t.sendErr) + " not sent, " + strconv.Itoa(t.unreach) + " unreachable)"
+	if t.hint != 0 && !t.hint.connect() {
+		r += " after " + t.hint.String()
+	}
+	return r
 }
 
 // probeCount returns "1 probe" or "n probes".

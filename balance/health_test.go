@@ -26,6 +26,7 @@ type answer struct {
 	status int           // reply status; 0: no reply
 	delay  time.Duration // before the reply
 	err    error         // SendProbe fails with it
+	hint   Hint          // SendProbe reports it through Unreachable (a stream probe's failed connect)
 }
 
 // fakeFarm is a ProbeSender whose backends answer as the test sets: it
@@ -58,6 +59,8 @@ func (f *fakeFarm) SendProbe(to *Backend, msg []byte) error {
 	switch {
 	case a.err != nil:
 		return a.err
+	case a.hint != 0:
+		f.c.Unreachable(to.Addr, a.hint)
 	case a.status == 0:
 	case a.delay == 0:
 		f.c.Response(branch, a.status)
@@ -152,8 +155,16 @@ type harness struct {
 
 // startChecker starts a Checker over pools in the calling synctest bubble;
 // every backend answers 200 until the test says otherwise. It returns once
-// the first round of probes has been answered, at h.start.
+// the first round of probes has been answered (or, with startCheckerWith,
+// sent), at h.start.
 func startChecker(t *testing.T, pools []PoolConfig, health map[string]HealthConfig) *harness {
+	t.Helper()
+	return startCheckerWith(t, pools, health, answer{status: 200})
+}
+
+// startCheckerWith is startChecker with every backend answering first as
+// first says.
+func startCheckerWith(t *testing.T, pools []PoolConfig, health map[string]HealthConfig, first answer) *harness {
 	t.Helper()
 	bal, err := New(pools)
 	if err != nil {
@@ -165,7 +176,7 @@ func startChecker(t *testing.T, pools []PoolConfig, health map[string]HealthConf
 	}}
 	for _, p := range pools {
 		for _, bc := range p.Backends {
-			h.farm.answer[bc.Addr] = answer{status: 200}
+			h.farm.answer[bc.Addr] = first
 		}
 	}
 	h.c = NewChecker(bal, health, testIdentity, h.farm, slog.New(h.rec))
@@ -314,84 +325,6 @@ func TestHealthFlapping(t *testing.T) {
 		ev, _ := h.rec.find("backend down", addr)
 		if got := ev.at.Sub(h.start); got != 32*time.Second {
 			t.Errorf("down at %v, want 32s", got)
-		}
-	})
-}
-
-// TestHealthUnreachable: ICMP port unreachable marks an up backend down at
-// once; it is then re-probed with an interval that doubles per failure up
-// to MaxBackoff, and goes up again after Rise answers.
-func TestHealthUnreachable(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		addr := backendAt(0)
-		h := startChecker(t, []PoolConfig{{Name: "p", Backends: members(2)}}, nil)
-		time.Sleep(1500 * time.Millisecond)
-		h.farm.set(addr, answer{})
-		gen := h.bal.Table().Generation()
-		marked := time.Now()
-		h.c.Unreachable(netip.MustParseAddrPort("[::ffff:10.0.0.1]:5060"))
-		if s := h.state(t, addr); s != Down || h.bal.Table().Generation() != gen+1 {
-			t.Fatalf("right after Unreachable: state %v, generation %d (was %d); want down in a new Table",
-				s, h.bal.Table().Generation(), gen)
-		}
-		if ev, _ := h.rec.find("backend down", addr); ev.reason != "ICMP port unreachable" || !ev.at.Equal(marked) {
-			t.Errorf("logged %q at %v, want %q at %v", ev.reason, ev.at, "ICMP port unreachable", marked)
-		}
-		h.c.Unreachable(addr) // again: no new Table
-		if h.bal.Table().Generation() != gen+1 {
-			t.Error("a second Unreachable published a Table")
-		}
-		time.Sleep(100 * time.Second)
-		synctest.Wait()
-		var gaps []time.Duration
-		last := marked.Sub(h.start)
-		for _, at := range h.farm.probeTimes(addr, h.start) {
-			if at > last {
-				gaps = append(gaps, at-last)
-				last = at
-			}
-		}
-		want := []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second, 30 * time.Second, 30 * time.Second}
-		if !durationsEqual(gaps, want) {
-			t.Errorf("re-probe gaps %v, want %v", gaps, want)
-		}
-		// Answering again: Rise 2 answers one Interval apart.
-		h.farm.set(addr, answer{status: 200})
-		answered := time.Now()
-		time.Sleep(time.Minute)
-		ev, ok := h.rec.find("backend up", addr)
-		if !ok || h.state(t, addr) != Up {
-			t.Fatal("not marked up again")
-		}
-		if d := ev.at.Sub(answered); d > 35*time.Second {
-			t.Errorf("up %v after the backend answered again, want at most MaxBackoff+Interval", d)
-		}
-		if ev.reason != "2 probes answered" {
-			t.Errorf("up reason %q", ev.reason)
-		}
-	})
-}
-
-// TestHealthUnreachableIgnored: addresses that nothing would probe back up
-// are never marked down by passive detection.
-func TestHealthUnreachableIgnored(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		bcs := members(3)
-		bcs[1].State = Disabled
-		h := startChecker(t, []PoolConfig{
-			{Name: "p", Backends: bcs[:2]},
-			{Name: "noprobe", Backends: bcs[2:]},
-		}, map[string]HealthConfig{"noprobe": {Disabled: true}})
-		gen := h.bal.Table().Generation()
-		for _, addr := range []netip.AddrPort{backendAt(1), backendAt(2), backendAt(9)} {
-			h.c.Unreachable(addr)
-			h.c.Observe(addr, 500)
-		}
-		if got := h.bal.Table().Generation(); got != gen {
-			t.Errorf("generation %d -> %d: an unprobed address was marked", gen, got)
-		}
-		if n := len(h.farm.probeTimes(backendAt(1), h.start)) + len(h.farm.probeTimes(backendAt(2), h.start)); n != 0 {
-			t.Errorf("%d probes to a Disabled member or a pool with probing disabled", n)
 		}
 	})
 }

@@ -86,6 +86,8 @@ type Counters struct {
 	DNSMisses            atomic.Uint64                         // next hops not in the DNS cache, resolved off the data path
 	BadTokens            atomic.Uint64                         // flow tokens whose MAC failed (forged, replayed into another dialog, or an expired secret's), treated as absent
 	ICMPErrors           atomic.Uint64                         // ICMP errors (port unreachable) for datagrams sent
+	ICMPIgnored          atomic.Uint64                         // of ICMPErrors: destination unreachable sent by another address than the destination (forged, or a router's)
+	ICMPOther            atomic.Uint64                         // of ICMPErrors: not a destination unreachable that says the backend is not there
 	KeepAlives           atomic.Uint64                         // CRLF keep-alive datagrams, ignored
 }
 
@@ -108,6 +110,7 @@ type Snapshot struct {
 	ProbeReplies, TLSHandshakeFailures, DNSMisses      uint64
 	BadTokens                                          uint64
 	ICMPErrors, KeepAlives                             uint64
+	ICMPIgnored, ICMPOther                             uint64
 	Conns                                              int // streams open now
 }
 
@@ -139,6 +142,8 @@ func (s *Snapshot) add(c *Counters) {
 	s.DNSMisses += c.DNSMisses.Load()
 	s.BadTokens += c.BadTokens.Load()
 	s.ICMPErrors += c.ICMPErrors.Load()
+	s.ICMPIgnored += c.ICMPIgnored.Load()
+	s.ICMPOther += c.ICMPOther.Load()
 	s.KeepAlives += c.KeepAlives.Load()
 }
 

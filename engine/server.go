@@ -57,7 +57,7 @@ type Server struct {
 	outMu      sync.Mutex                   // guards outDialing
 	outDialing map[netip.AddrPort]*dialMeta // dials started before any loop ran
 	batch      []*batchSock
-	onDrop     func(netip.AddrPort)
+	onDrop     func(netip.AddrPort, balance.Hint)
 	streams    Counters // stream-level counts: refused, expired, slow clients, connect failures
 }
 
@@ -67,9 +67,11 @@ type Options struct {
 	Loops  int
 	Limits pool.Limits
 	Log    *slog.Logger
-	// Unreachable, if set, is told about a destination that refused or
-	// timed out a connection (passive health detection).
-	Unreachable func(netip.AddrPort)
+	// Unreachable, if set, is given hints that a destination may be
+	// unreachable: a connection it refused or that failed, or (batched UDP)
+	// an ICMP destination unreachable sent by the destination itself. It is
+	// called from data-path goroutines and must not block.
+	Unreachable func(netip.AddrPort, balance.Hint)
 	// GnetUDP serves UDP legs with gnet's one-datagram-per-syscall path
 	// instead of the default recvmmsg/sendmmsg batches.
 	GnetUDP bool
@@ -461,7 +463,15 @@ func (s *Server) SendProbe(to *balance.Backend, msg []byte) error {
 		} else {
 			sa = &unix.SockaddrInet6{Addr: a.As16(), Port: int(to.Addr.Port())}
 		}
-		return unix.Sendto(int(fd), msg, 0, sa)
+		// An ICMP error queued on the socket (IP_RECVERR) fails the next
+		// send on it, unsent; it is about an earlier datagram and may be
+		// forged, so it must not fail the probe: send again.
+		for range 8 {
+			if err := unix.Sendto(int(fd), msg, 0, sa); err != unix.ECONNREFUSED && err != unix.EHOSTUNREACH && err != unix.ENETUNREACH {
+				return err
+			}
+		}
+		return errors.New("socket error queue kept failing the send")
 	}
 	// A stream probe goes over a connection of its own, which also proves
 	// that the backend accepts connections; its answer is read here.
@@ -480,7 +490,7 @@ func (s *Server) probeStream(leg *Leg, dst netip.AddrPort, msg []byte) {
 	}
 	if err != nil {
 		if s.onDrop != nil {
-			s.onDrop(dst)
+			s.onDrop(dst, balance.ConnectHint(err))
 		}
 		return
 	}

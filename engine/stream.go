@@ -336,7 +336,7 @@ func (s *Server) dial(meta *dialMeta) {
 	}
 	s.log.Debug("connect failed", "dst", dst, "err", err)
 	if s.onDrop != nil {
-		s.onDrop(dst)
+		s.onDrop(dst, balance.ConnectHint(err))
 	}
 	loop := meta.loop
 	if loop == nil {

@@ -334,7 +334,7 @@ func (s *Server) dialTLS(meta *dialMeta) {
 	if err != nil {
 		s.log.Debug("tls connect failed", "dst", meta.dest, "err", err)
 		if s.onDrop != nil {
-			s.onDrop(meta.dest)
+			s.onDrop(meta.dest, balance.ConnectHint(err))
 		}
 		s.tls.mu.Lock()
 		if s.tls.dialing[meta.dest] == meta {

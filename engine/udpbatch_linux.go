@@ -210,29 +210,42 @@ func (b *batchSock) recv(fd uintptr) bool {
 	}
 }
 
-// drainErrors reads the socket's error queue (IP_RECVERR): each entry names
-// the destination of a datagram that drew an ICMP error, reported as
-// unreachable to the health checks.
+// drainErrors reads the socket's error queue (IP_RECVERR), up to a batch
+// of entries. Each names the destination of a datagram that drew an error;
+// an ICMP destination unreachable sent by that destination itself is passed
+// to the health checks as a hint (Options.Unreachable), and the rest are
+// counted and ignored (icmp_linux.go says which and why). It does not
+// allocate.
 func (b *batchSock) drainErrors(fd uintptr) {
-	var buf [512]byte
-	var oob [512]byte
+	var name unix.RawSockaddrInet6
+	var oob [128]byte // a cmsg of sock_extended_err and sockaddr_in6 takes 60
 	for range batchSize {
-		_, _, _, from, err := unix.Recvmsg(int(fd), buf[:], oob[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
-		if err != nil {
+		// No data buffer: the quoted datagram is not needed (MSG_TRUNC).
+		msg := unix.Msghdr{Name: (*byte)(unsafe.Pointer(&name)), Namelen: unix.SizeofSockaddrInet6, Control: &oob[0]}
+		msg.SetControllen(len(oob))
+		_, _, e := unix.Syscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&msg)), unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
 			return
 		}
-		var dst netip.AddrPort
-		switch sa := from.(type) {
-		case *unix.SockaddrInet4:
-			dst = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
-		case *unix.SockaddrInet6:
-			dst = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
-		default:
+		dst, ok := mmsg.AddrPort(&name)
+		if !ok {
 			continue
 		}
 		b.scr.Counters.ICMPErrors.Add(1)
-		if b.s.onDrop != nil {
-			b.s.onDrop(dst)
+		re, _ := parseRecvErr(oob[:min(int(msg.Controllen), len(oob))])
+		hint, verdict := classifyICMP(re, dst.Addr())
+		switch verdict {
+		case icmpForeign:
+			b.scr.Counters.ICMPIgnored.Add(1)
+		case icmpOther:
+			b.scr.Counters.ICMPOther.Add(1)
+		default:
+			if b.s.onDrop != nil {
+				b.s.onDrop(dst, hint)
+			}
 		}
 	}
 }

@@ -128,8 +128,11 @@ func (l *load) stop() []callRecord {
 // Call-IDs that lived there stay where they were (rendezvous hashing). When
 // the backend comes back on its port it takes its calls again after Rise
 // answered probes. The batched UDP path also learns of the death from ICMP
-// port unreachable (IP_RECVERR); gnet's UDP path has only the probes, so it
-// shows what probing alone achieves.
+// port unreachable (IP_RECVERR), a hint that probes B at once and re-probes
+// it a Timeout apart, so B is down Fall×Timeout after the first call that
+// reaches it dead (before, the ICMP marked it down at once); gnet's UDP path
+// has only the regular probes, so it shows what probing alone achieves.
+// Both fit the window below.
 func TestFailoverUnderLoad(t *testing.T) {
 	for _, tc := range []struct {
 		name  string

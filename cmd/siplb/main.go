@@ -161,7 +161,7 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 	}
 	var checker *balance.Checker
 	srv := engine.NewServerWith(fwd, engine.Options{Loops: ec.Loops, Limits: cfg.Streams, Log: log, GnetUDP: cfg.Engine.UDPIO == "gnet",
-		Unreachable: func(a netip.AddrPort) { checker.Unreachable(a) }})
+		Unreachable: func(a netip.AddrPort, h balance.Hint) { checker.Unreachable(a, h) }})
 	tr, sentBy, prefix := fwd.ProbeIdentity()
 	checker = balance.NewChecker(bal, cfg.health(), balance.ProbeIdentity{Transport: tr, SentBy: sentBy, BranchPrefix: prefix}, srv, log)
 	fwd.SetProbes(checker)
