@@ -294,7 +294,7 @@ func (s *Server) deliver(loop *loopState, cnt *Counters, r *Result, fd int, leg 
 			cnt.Drops[DropSendError].Add(1)
 			return
 		}
-		if err := unix.Sendto(out, r.Out, 0, r.Sockaddr); err != nil {
+		if err := sendto(out, r.Out, r.Sockaddr); err != nil {
 			cnt.Drops[DropSendError].Add(1)
 		}
 		return
@@ -317,6 +317,19 @@ func (s *Server) deliver(loop *loopState, cnt *Counters, r *Result, fd int, leg 
 	default:
 		s.sendStreamOutside(cnt, r.Leg, r.To, r.Out)
 	}
+}
+
+// sendto sends one datagram. An ICMP error queued on the socket
+// (IP_RECVERR) fails the next send on it, unsent; the error is about an
+// earlier datagram and may be forged, so it must not cost this one: send
+// again, a few times.
+func sendto(fd int, p []byte, sa unix.Sockaddr) error {
+	for range 8 {
+		if err := unix.Sendto(fd, p, 0, sa); err != unix.ECONNREFUSED && err != unix.EHOSTUNREACH && err != unix.ENETUNREACH {
+			return err
+		}
+	}
+	return errors.New("socket error queue kept failing the send")
 }
 
 // maxDNSWaiting bounds the messages held while their next hop is resolved.
@@ -463,15 +476,7 @@ func (s *Server) SendProbe(to *balance.Backend, msg []byte) error {
 		} else {
 			sa = &unix.SockaddrInet6{Addr: a.As16(), Port: int(to.Addr.Port())}
 		}
-		// An ICMP error queued on the socket (IP_RECVERR) fails the next
-		// send on it, unsent; it is about an earlier datagram and may be
-		// forged, so it must not fail the probe: send again.
-		for range 8 {
-			if err := unix.Sendto(int(fd), msg, 0, sa); err != unix.ECONNREFUSED && err != unix.EHOSTUNREACH && err != unix.ENETUNREACH {
-				return err
-			}
-		}
-		return errors.New("socket error queue kept failing the send")
+		return sendto(int(fd), msg, sa)
 	}
 	// A stream probe goes over a connection of its own, which also proves
 	// that the backend accepts connections; its answer is read here.
