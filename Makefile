@@ -6,7 +6,7 @@ BIN      ?= bin
 LDFLAGS  := -ldflags "-X main.version=$(VERSION)"
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build test bench fuzz lint demo deps clean
+.PHONY: all build test bench bench-flood fuzz lint demo deps clean
 
 all: build
 
@@ -24,6 +24,9 @@ test: deps
 
 bench: build
 	scripts/bench.sh
+
+bench-flood: build
+	scripts/bench-flood.sh
 
 fuzz:
 	for t in $$($(GO) test -list '^Fuzz' ./fuzz | grep ^Fuzz); do $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./fuzz || exit 1; done

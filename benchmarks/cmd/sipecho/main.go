@@ -13,7 +13,10 @@
 // listener only.
 //
 // On SIGINT or SIGTERM it writes the counters as JSON to FILE (when -stats is
-// given) and as a table to stderr, then exits 0.
+// given) and as a table to stderr, then exits 0. On SIGUSR1 it writes them to
+// FILE and goes on: FILE is replaced whole (written aside, then renamed), so
+// a reader that waits for it to appear never sees half of it. The counters
+// include "flood", the flood-marked messages (see package echo).
 package main
 
 import (
@@ -47,7 +50,7 @@ func run() int {
 	tcp := flag.Bool("tcp", false, "also answer over TCP on the port of every UDP address")
 	ports := flag.String("ports", "", "comma-separated ports to answer on, with -host")
 	host := flag.String("host", "127.0.0.1", "address for the -ports sockets")
-	statsFile := flag.String("stats", "", "on SIGINT/SIGTERM write per-socket, per-method counts as JSON to this file")
+	statsFile := flag.String("stats", "", "on SIGINT/SIGTERM (and, without exiting, on SIGUSR1) write per-socket, per-method counts as JSON to this file")
 	quiet := flag.Bool("q", false, "do not print the listening addresses and the final table")
 	flag.Parse()
 
@@ -81,17 +84,30 @@ func run() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *statsFile != "" {
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		defer signal.Stop(usr1)
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-usr1:
+					if err := writeStats(*statsFile, srv.Stats()); err != nil {
+						fmt.Fprintln(os.Stderr, "sipecho: stats:", err)
+					}
+				}
+			}
+		}()
+	}
 	if err := srv.Serve(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "sipecho:", err)
 		return 1
 	}
 	st := srv.Stats()
 	if *statsFile != "" {
-		b, err := json.MarshalIndent(st, "", "  ")
-		if err == nil {
-			err = os.WriteFile(*statsFile, append(b, '\n'), 0o644)
-		}
-		if err != nil {
+		if err := writeStats(*statsFile, st); err != nil {
 			fmt.Fprintln(os.Stderr, "sipecho: stats:", err)
 			return 1
 		}
@@ -100,6 +116,20 @@ func run() int {
 		st.WriteTable(os.Stderr)
 	}
 	return 0
+}
+
+// writeStats replaces file with st as JSON: it writes file.tmp and renames
+// it, so the file is never seen half written.
+func writeStats(file string, st echo.Stats) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := file + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, file)
 }
 
 // withTCP adds tcp://host:port after every UDP address (plain or udp://) of

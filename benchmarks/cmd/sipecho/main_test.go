@@ -22,10 +22,18 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func TestSIGTERMWritesStats(t *testing.T) {
-	stats := filepath.Join(t.TempDir(), "stats.json")
+// sipecho is the test binary re-executed as sipecho with args; it is
+// killed when the test ends.
+type sipecho struct {
+	cmd   *exec.Cmd
+	addr  string // its first UDP address
+	lines *bufio.Scanner
+}
+
+func startSipecho(t *testing.T, args string) *sipecho {
+	t.Helper()
 	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "SIPECHO_RUN_MAIN=1", "SIPECHO_ARGS=-listen 127.0.0.1:0 -stats "+stats)
+	cmd.Env = append(os.Environ(), "SIPECHO_RUN_MAIN=1", "SIPECHO_ARGS="+args)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -34,25 +42,29 @@ func TestSIGTERMWritesStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
-
-	lines := bufio.NewScanner(stderr)
-	var addr string
-	for lines.Scan() {
-		if a, ok := strings.CutPrefix(lines.Text(), "sipecho: listening on udp "); ok {
-			addr = a
+	p := &sipecho{cmd: cmd, lines: bufio.NewScanner(stderr)}
+	for p.lines.Scan() {
+		if a, ok := strings.CutPrefix(p.lines.Text(), "sipecho: listening on udp "); ok {
+			p.addr = a
 			break
 		}
 	}
-	if addr == "" {
+	if p.addr == "" {
 		t.Fatal("sipecho printed no listening address")
 	}
-	c, err := net.Dial("udp", addr)
+	return p
+}
+
+// options sends one OPTIONS with callID and waits for its 200.
+func (p *sipecho) options(t *testing.T, callID string) {
+	t.Helper()
+	c, err := net.Dial("udp", p.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	req := "OPTIONS sip:echo@" + addr + " SIP/2.0\r\nVia: SIP/2.0/UDP " + c.LocalAddr().String() +
-		";branch=z9hG4bK1\r\nFrom: <sip:t@h>;tag=1\r\nTo: <sip:echo@h>\r\nCall-ID: main-test\r\n" +
+	req := "OPTIONS sip:echo@" + p.addr + " SIP/2.0\r\nVia: SIP/2.0/UDP " + c.LocalAddr().String() +
+		";branch=z9hG4bK1\r\nFrom: <sip:t@h>;tag=1\r\nTo: <sip:echo@h>\r\nCall-ID: " + callID + "\r\n" +
 		"CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
 	if _, err := c.Write([]byte(req)); err != nil {
 		t.Fatal(err)
@@ -63,18 +75,26 @@ func TestSIGTERMWritesStats(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(buf[:n]), "SIP/2.0 200 OK\r\n") {
 		t.Fatalf("answer %q, %v", buf[:n], err)
 	}
+}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+// stop sends SIGTERM and waits for a clean exit.
+func (p *sipecho) stop(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	go func() {
-		for lines.Scan() { // drain the table
+		for p.lines.Scan() { // drain the table
 		}
 	}()
-	if err := cmd.Wait(); err != nil {
+	if err := p.cmd.Wait(); err != nil {
 		t.Fatalf("sipecho exit: %v", err)
 	}
-	b, err := os.ReadFile(stats)
+}
+
+func readStats(t *testing.T, file string) map[string]map[string]uint64 {
+	t.Helper()
+	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,8 +102,48 @@ func TestSIGTERMWritesStats(t *testing.T) {
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatalf("stats %q: %v", b, err)
 	}
-	if got[addr]["OPTIONS"] != 1 {
-		t.Errorf("stats = %s, want one OPTIONS on %s", b, addr)
+	return got
+}
+
+func TestSIGTERMWritesStats(t *testing.T) {
+	stats := filepath.Join(t.TempDir(), "stats.json")
+	p := startSipecho(t, "-listen 127.0.0.1:0 -stats "+stats)
+	p.options(t, "main-test")
+	p.stop(t)
+	if got := readStats(t, stats); got[p.addr]["OPTIONS"] != 1 {
+		t.Errorf("stats = %v, want one OPTIONS on %s", got, p.addr)
+	}
+}
+
+func TestSIGUSR1WritesStatsAndGoesOn(t *testing.T) {
+	stats := filepath.Join(t.TempDir(), "stats.json")
+	p := startSipecho(t, "-listen 127.0.0.1:0 -stats "+stats)
+	for i, want := range []map[string]uint64{
+		{"OPTIONS": 1, "flood": 1},
+		{"OPTIONS": 2, "flood": 1},
+	} {
+		p.options(t, []string{"flood-1@h", "legit@h"}[i])
+		os.Remove(stats)
+		if err := p.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for _, err := os.Stat(stats); err != nil; _, err = os.Stat(stats) {
+			if time.Now().After(deadline) {
+				t.Fatalf("snapshot %d: no %s after SIGUSR1", i, stats)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		got := readStats(t, stats)[p.addr]
+		for k, n := range want {
+			if got[k] != n {
+				t.Errorf("snapshot %d: stats[%s] = %d, want %d (all: %v)", i, k, got[k], n, got)
+			}
+		}
+	}
+	p.stop(t) // still running after two SIGUSR1
+	if got := readStats(t, stats)[p.addr]; got["OPTIONS"] != 2 {
+		t.Errorf("final stats = %v, want 2 OPTIONS", got)
 	}
 }
 

@@ -19,11 +19,17 @@ func TestHandleAllocs(t *testing.T) {
 	sink := client(t) // answers go here and are never read
 	src := sink.LocalAddr().(*net.UDPAddr).AddrPort()
 	for _, method := range []string{"OPTIONS", "INVITE", "CANCEL", "REGISTER", "BYE", "ACK"} {
-		req := request(sink, method, "alloc@test", "Record-Route: <sip:127.0.0.1;lr>\r\n", "v=0\r\n")
-		k.handle(req, src) // grow the buffers once
-		if allocs := testing.AllocsPerRun(100, func() { k.handle(req, src) }); allocs != 0 {
-			t.Errorf("handle(%s): %v allocs per message, want 0", method, allocs)
+		for _, callID := range []string{"alloc@test", FloodMark + "alloc@test"} {
+			req := request(sink, method, callID, "Record-Route: <sip:127.0.0.1;lr>\r\n", "v=0\r\n")
+			k.handle(req, src) // grow the buffers once
+			if allocs := testing.AllocsPerRun(100, func() { k.handle(req, src) }); allocs != 0 {
+				t.Errorf("handle(%s, Call-ID %s): %v allocs per message, want 0", method, callID, allocs)
+			}
 		}
+	}
+	garbage := []byte("\x00" + FloodMark + "\xff")
+	if allocs := testing.AllocsPerRun(100, func() { k.handle(garbage, src) }); allocs != 0 {
+		t.Errorf("handle(marked garbage): %v allocs per message, want 0", allocs)
 	}
 }
 

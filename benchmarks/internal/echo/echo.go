@@ -22,6 +22,10 @@
 //	unknown methods            501 Not Implemented
 //	responses, garbage         dropped, counted as "response" / "invalid"
 //
+// A request whose Call-ID starts with FloodMark, and a datagram that is not
+// SIP but holds FloodMark anywhere, is also counted as "flood": the share of
+// a flood (benchmarks/cmd/sipflood) that got through a load balancer.
+//
 // Over TCP the stream is framed by Content-Length (RFC 3261 §18.3, with the
 // product's parser.Frame); a keep-alive ping ("\r\n\r\n", RFC 5626 §3.5.1)
 // is answered with a pong, and the Contact says ";transport=tcp" so that a
@@ -37,6 +41,7 @@
 package echo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -48,6 +53,10 @@ import (
 
 	"github.com/siplb/siplb/benchmarks/internal/sipwire"
 )
+
+// FloodMark starts the Call-ID of every message sipflood sends, and appears
+// near the start of its garbage, so that a backend can count what reached it.
+const FloodMark = "flood-"
 
 // maxDatagram is the largest UDP payload read; SIP over UDP stays far below.
 const maxDatagram = 65535
@@ -277,6 +286,9 @@ func (k *answerer) answer(b []byte) {
 	m := &k.msg
 	if !sipwire.Scan(m, b) {
 		k.counts[mInvalid].Add(1)
+		if bytes.Contains(b, []byte(FloodMark)) {
+			k.counts[mFlood].Add(1)
+		}
 		return
 	}
 	if !m.Request {
@@ -285,6 +297,9 @@ func (k *answerer) answer(b []byte) {
 	}
 	id := methodOf(m.Method)
 	k.counts[id].Add(1)
+	if bytes.HasPrefix(m.CallID, []byte(FloodMark)) {
+		k.counts[mFlood].Add(1)
+	}
 	switch id {
 	case mACK:
 	case mINVITE:

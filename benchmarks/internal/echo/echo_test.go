@@ -260,3 +260,87 @@ func TestListenErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestCountsFlood(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      func(c *net.UDPConn) []byte
+		answers int
+		want    map[string]uint64 // the socket's counters after it
+	}{
+		{name: "flood OPTIONS", answers: 1,
+			in:   func(c *net.UDPConn) []byte { return request(c, "OPTIONS", FloodMark+"0001@h", "", "") },
+			want: map[string]uint64{"OPTIONS": 1, "flood": 1}},
+		{name: "flood INVITE", answers: 3,
+			in:   func(c *net.UDPConn) []byte { return request(c, "INVITE", FloodMark+"0002@h", "", "v=0\r\n") },
+			want: map[string]uint64{"INVITE": 1, "flood": 1}},
+		{name: "mark elsewhere than the Call-ID", answers: 1,
+			in: func(c *net.UDPConn) []byte {
+				return request(c, "OPTIONS", "legit@h", "Subject: "+FloodMark+"x\r\n", "")
+			},
+			want: map[string]uint64{"OPTIONS": 1}},
+		{name: "mark inside the Call-ID", answers: 1,
+			in:   func(c *net.UDPConn) []byte { return request(c, "OPTIONS", "x"+FloodMark+"1@h", "", "") },
+			want: map[string]uint64{"OPTIONS": 1}},
+		{name: "marked garbage",
+			in:   func(*net.UDPConn) []byte { return []byte("\x00\xff" + FloodMark + "\x01\x02") },
+			want: map[string]uint64{"invalid": 1, "flood": 1}},
+		{name: "truncated flood INVITE",
+			in: func(*net.UDPConn) []byte {
+				return []byte("INVITE sip:" + FloodMark + "77@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127")
+			},
+			want: map[string]uint64{"invalid": 1, "flood": 1}},
+		{name: "unmarked garbage",
+			in:   func(*net.UDPConn) []byte { return []byte("hello") },
+			want: map[string]uint64{"invalid": 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startEcho(t, 1, false)
+			c := client(t)
+			dst := srv.Addrs()[0]
+			if got := exchange(t, c, dst, tc.in(c), tc.answers); len(got) != tc.answers {
+				t.Fatalf("%d answers, want %d: %q", len(got), tc.answers, got)
+			}
+			if tc.answers == 0 {
+				// No answer to wait for: the counter may lag the send.
+				waitCount(t, srv, dst.String())
+			}
+			got := srv.Stats()[dst.String()]
+			if len(got) != len(tc.want) {
+				t.Errorf("Stats = %v, want %v", got, tc.want)
+			}
+			for k, n := range tc.want {
+				if got[k] != n {
+					t.Errorf("Stats[%s] = %d, want %d (all: %v)", k, got[k], n, got)
+				}
+			}
+		})
+	}
+}
+
+// waitCount waits (at most 2 s) until the socket at addr has counted a message.
+func waitCount(t *testing.T, srv *Server, addr string) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if len(srv.Stats()[addr]) > 0 {
+			return
+		}
+	}
+	t.Fatalf("nothing counted on %s", addr)
+}
+
+func TestWriteTableLeavesFloodOutOfTotal(t *testing.T) {
+	st := Stats{"127.0.0.1:5070": {"INVITE": 3, "invalid": 1, "flood": 2}}
+	var sb strings.Builder
+	if err := st.WriteTable(&sb); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(sb.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "flood") {
+		t.Fatalf("table:\n%s", sb.String())
+	}
+	if f := strings.Fields(lines[1]); f[len(f)-1] != "4" {
+		t.Errorf("row total %q, want 4 (flood not added):\n%s", f[len(f)-1], sb.String())
+	}
+}

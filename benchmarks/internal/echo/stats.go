@@ -28,13 +28,14 @@ const (
 	mOther    // an unknown method, answered 501
 	mResponse // a response reached the echo; dropped
 	mInvalid  // not SIP; dropped
+	mFlood    // also counted: a flood-marked message (FloodMark), any of the above
 	numMethods
 )
 
 // methodNames are the keys of Stats, indexed by method.
 var methodNames = [numMethods]string{
 	"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "UPDATE", "INFO",
-	"MESSAGE", "NOTIFY", "SUBSCRIBE", "PUBLISH", "REFER", "OTHER", "response", "invalid",
+	"MESSAGE", "NOTIFY", "SUBSCRIBE", "PUBLISH", "REFER", "OTHER", "response", "invalid", "flood",
 }
 
 // methodOf maps a request method (case-sensitive, RFC 3261 §7.1) to its counter.
@@ -75,9 +76,10 @@ func methodOf(b []byte) method {
 // Stats counts received messages per listening address ("127.0.0.1:5070"
 // for UDP, "tcp://127.0.0.1:5070" for TCP)
 // and per method ("INVITE", …, "OTHER" for unknown methods, "response" and
-// "invalid" for dropped datagrams). Methods never seen are left out; every
-// listening address is present. It marshals to the JSON that sipecho -stats
-// writes.
+// "invalid" for dropped datagrams). "flood" counts the flood-marked messages
+// among them (see FloodMark), so it is not part of a row's total. Keys never
+// seen are left out; every listening address is present. It marshals to the
+// JSON that sipecho -stats writes.
 type Stats map[string]map[string]uint64
 
 // Stats returns a snapshot of the counters. It may be called while Serve runs.
@@ -113,7 +115,8 @@ func (st Stats) Total(method string) uint64 {
 }
 
 // WriteTable writes st as a table: one row per address, one column per
-// method seen anywhere, and a total per row.
+// method seen anywhere, and a total per row (of messages: "flood" is a
+// column but not added to the total).
 func (st Stats) WriteTable(w io.Writer) error {
 	addrs := make([]string, 0, len(st))
 	for a := range st {
@@ -137,7 +140,9 @@ func (st Stats) WriteTable(w io.Writer) error {
 		var sum uint64
 		for _, c := range cols {
 			fmt.Fprintf(tw, "%d\t", st[a][c])
-			sum += st[a][c]
+			if c != methodNames[mFlood] {
+				sum += st[a][c]
+			}
 		}
 		fmt.Fprintf(tw, "%d\t\n", sum)
 	}
