@@ -14,6 +14,7 @@ import (
 
 	"github.com/siplb/siplb/balance"
 	"github.com/siplb/siplb/engine"
+	"github.com/siplb/siplb/internal/guard"
 	"github.com/siplb/siplb/parser"
 	"github.com/siplb/siplb/pool"
 	siptls "github.com/siplb/siplb/tls"
@@ -30,6 +31,9 @@ type Config struct {
 	Routing RoutingConfig  `yaml:"routing"` // where requests from backends to other destinations go
 	Admin   AdminConfig    `yaml:"admin"`
 	Log     LogConfig      `yaml:"log"`
+	// Security is the edge defences: flood detector, scanner filter,
+	// stateless-reply limits, trusted sources (on by default).
+	Security guard.Config `yaml:"security"`
 }
 
 // ListenConfig is one leg.
@@ -39,6 +43,8 @@ type ListenConfig struct {
 	Advertise string         `yaml:"advertise"` // host[:port] written in Via and Record-Route (default: the address; required for 0.0.0.0)
 	Pool      string         `yaml:"pool"`      // pool that requests from outside go to (default: the first pool)
 	TLS       *siptls.Config `yaml:"tls"`       // certificates of a tls:// listener, also used to dial tls:// backends
+	Allow     []string       `yaml:"allow"`     // only these source IPs/CIDRs are admitted, when set
+	Deny      []string       `yaml:"deny"`      // these source IPs/CIDRs are refused (wins over allow)
 }
 
 // PoolConfig is one backend pool.
@@ -48,6 +54,9 @@ type PoolConfig struct {
 	Backends  []BackendConfig   `yaml:"backends"`  // members; at least one
 	Health    HealthConfig      `yaml:"health"`    // active probing with SIP OPTIONS and passive detection
 	Discovery []DiscoveryConfig `yaml:"discovery"` // members from DNS, added to (or instead of) backends
+	// BackendSources are source IPs/CIDRs whose requests count as this
+	// pool's backends' whatever their port or connection.
+	BackendSources []string `yaml:"backend_sources"`
 }
 
 // DiscoveryConfig takes pool members from DNS, refreshed at the records' TTL.
@@ -264,6 +273,10 @@ func (c *Config) Validate() error {
 				return invalid(dp+".weight", "must not be negative, got %d", d.Weight)
 			}
 		}
+		if _, err := parsePrefixes(p.BackendSources); err != nil {
+			k, rest, _ := strings.Cut(err.Error(), ": ")
+			return invalid(path+".backend_sources"+k, "%s", rest)
+		}
 		hc := p.Health.balance()
 		if err := hc.Validate(path + ".health"); err != nil {
 			key, rest, _ := strings.Cut(err.Error(), ": ")
@@ -308,6 +321,14 @@ func (c *Config) Validate() error {
 		if l.Pool != "" && !names[l.Pool] {
 			return invalid(path+".pool", "pool %q is not defined", l.Pool)
 		}
+		if _, err := guard.NewACL(path, guard.ACLConfig{Allow: l.Allow, Deny: l.Deny}); err != nil {
+			key, rest, _ := strings.Cut(err.Error(), ": ")
+			return invalid(key, "%s", rest)
+		}
+	}
+	if err := c.Security.Defaults().Validate("security"); err != nil {
+		key, rest, _ := strings.Cut(err.Error(), ": ")
+		return invalid(key, "%s", rest)
 	}
 	e := c.Engine
 	if e.Loops < 0 || e.Loops > 1024 {
@@ -430,7 +451,11 @@ func (c *Config) pools() ([]balance.PoolConfig, error) {
 		if err != nil {
 			return nil, err
 		}
-		pc := balance.PoolConfig{Name: p.Name, Algorithm: alg}
+		srcs, err := parsePrefixes(p.BackendSources)
+		if err != nil {
+			return nil, err
+		}
+		pc := balance.PoolConfig{Name: p.Name, Algorithm: alg, BackendSources: srcs}
 		for _, b := range p.Backends {
 			tr, ap, err := parseEndpoint(b.Address)
 			if err != nil {
@@ -445,6 +470,25 @@ func (c *Config) pools() ([]balance.PoolConfig, error) {
 			})
 		}
 		out = append(out, pc)
+	}
+	return out, nil
+}
+
+// parsePrefixes parses IPs and CIDRs; an error starts with the list index
+// ("[2]: ...").
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for i, v := range list {
+		v = strings.TrimSpace(v)
+		if p, err := netip.ParsePrefix(v); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			return nil, fmt.Errorf("[%d]: want an IP or CIDR, got %q", i, v)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return out, nil
 }
@@ -520,10 +564,22 @@ func (c *Config) engineConfig() (engine.Config, []*siptls.Store, error) {
 		ForceRewrite:       c.Engine.ForceRewrite,
 		Limits:             parser.Limits{MaxHeader: c.Engine.MaxHeader, MaxBody: c.Engine.MaxBody},
 	}
+	g, err := guard.New(c.Security)
+	if err != nil {
+		return ec, nil, fmt.Errorf("security.%w", err)
+	}
+	ec.Guard = g
 	var stores []*siptls.Store
 	for i, l := range c.Listen {
 		tr, ap, _ := parseEndpoint(l.Address)
 		lc := engine.LegConfig{Name: l.Name, Transport: tr, Addr: ap, Advertise: l.Advertise, Pool: l.Pool}
+		if len(l.Allow) > 0 || len(l.Deny) > 0 {
+			acl, err := guard.NewACL(fmt.Sprintf("listen[%d]", i), guard.ACLConfig{Allow: l.Allow, Deny: l.Deny})
+			if err != nil {
+				return ec, nil, err
+			}
+			lc.ACL = acl
+		}
 		if l.TLS != nil {
 			st, err := siptls.NewStore(*l.TLS)
 			if err != nil {

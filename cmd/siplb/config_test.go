@@ -55,6 +55,26 @@ func TestParseConfigErrors(t *testing.T) {
 			in:   "",
 			want: "configuration is empty",
 		},
+		{
+			name: "bad deny prefix names listener, list index and line",
+			in:   "listen:\n  - address: udp://127.0.0.1:5060\n    deny: [10.0.0.0/8, 10.0.0.0/33]\npools:\n  - name: a\n    backends:\n      - address: udp://127.0.0.1:5070\n",
+			want: `line 3: listen[0].deny[1]`,
+		},
+		{
+			name: "bad backend_sources entry",
+			in:   "listen:\n  - address: udp://127.0.0.1:5060\npools:\n  - name: a\n    backend_sources: [127.0.0.1, nowhere]\n    backends:\n      - address: udp://127.0.0.1:5070\n",
+			want: `line 5: pools[0].backend_sources[1]: want an IP or CIDR, got "nowhere"`,
+		},
+		{
+			name: "flood density out of range",
+			in:   "listen:\n  - address: udp://127.0.0.1:5060\npools:\n  - name: a\n    backends:\n      - address: udp://127.0.0.1:5070\nsecurity:\n  flood:\n    density: -1\n",
+			want: "line 9: security.flood.density",
+		},
+		{
+			name: "bad trusted CIDR",
+			in:   "listen:\n  - address: udp://127.0.0.1:5060\npools:\n  - name: a\n    backends:\n      - address: udp://127.0.0.1:5070\nsecurity:\n  trusted: [192.0.2.0/40]\n",
+			want: "security.trusted[0]",
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -143,6 +143,7 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 		return err
 	}
 	ec.Resolver = resolver
+	ec.Log = log
 	ec.OutgoingProxy = cfg.Routing.OutgoingProxy
 	if len(cfg.Routing.Domain2Proxy) > 0 {
 		if ec.Domains, err = balance.NewDomainMap(cfg.Routing.Domain2Proxy); err != nil {
