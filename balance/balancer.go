@@ -54,11 +54,14 @@ func (b *Balancer) Pick(pool PoolID, key []byte) (*Backend, bool) {
 	return b.table.Load().Pick(pool, key)
 }
 
-// Reload validates pools and publishes a Table built from them. Operator
-// states come from the new configuration (overrides made by SetState are
-// dropped); health marks of members whose address is still configured are
-// kept, and those of removed members forgotten. Round-robin positions carry
-// over by pool name. On error the current Table stays published.
+// Reload validates pools and publishes a Table built from them. A state set
+// by SetState outlives the reload while the configuration of its address is
+// unchanged: the same pools list it with the same Transport, Weight,
+// Priority and State. When any of those lines changes (or the address
+// leaves every pool) the override is dropped and the new configuration's
+// state applies. Health marks of members whose address is still configured
+// are kept, and those of removed members forgotten. Round-robin positions
+// carry over by pool name. On error the current Table stays published.
 func (b *Balancer) Reload(pools []PoolConfig) error {
 	cfgs, err := normalize(pools)
 	if err != nil {
@@ -76,10 +79,60 @@ func (b *Balancer) Reload(pools []PoolConfig) error {
 		}
 	}
 	markInitialDown(cfgs, prev, down)
+	state := make(map[netip.AddrPort]State, len(b.ov.state))
+	if len(b.ov.state) > 0 {
+		before, after := configLines(b.cfgs), configLines(cfgs)
+		for a, s := range b.ov.state {
+			if l, ok := after[a]; ok && slices.Equal(l, before[a]) {
+				state[a] = s
+			}
+		}
+	}
 	b.cfgs = cfgs
-	b.ov = overlay{down: down, state: make(map[netip.AddrPort]State)}
+	b.ov = overlay{down: down, state: state}
 	b.table.Store(buildTable(cfgs, &b.ov, prev, prev.gen+1))
 	return nil
+}
+
+// Override returns the state SetState set for addr and that is still in
+// force (not cleared by setting the configured state again, nor dropped by a
+// Reload that changed the address's configuration); false when the
+// configuration's state applies.
+func (b *Balancer) Override(addr netip.AddrPort) (State, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s, ok := b.ov.state[unmap(addr)]
+	return s, ok
+}
+
+// configLine is what the configuration says about one address in one pool;
+// an override survives a Reload only if these stay the same.
+type configLine struct {
+	pool      string
+	transport Transport
+	weight    int
+	priority  int
+	state     State
+}
+
+// configLines returns the lines of every configured address, in pool order.
+func configLines(cfgs []PoolConfig) map[netip.AddrPort][]configLine {
+	out := make(map[netip.AddrPort][]configLine)
+	for _, pc := range cfgs {
+		for _, bc := range pc.Backends {
+			out[bc.Addr] = append(out[bc.Addr], configLine{pool: pc.Name, transport: bc.Transport, weight: bc.Weight, priority: bc.Priority, state: bc.State})
+		}
+	}
+	return out
+}
+
+// operatorState is the operator's state the configuration gives bc: Down
+// there is an initial health mark, so it means Up.
+func operatorState(bc BackendConfig) State {
+	if bc.State == Down {
+		return Up
+	}
+	return bc.State
 }
 
 // SetHealth records the health of every member with address addr (in all
@@ -110,11 +163,14 @@ func (b *Balancer) SetHealth(addr netip.AddrPort, up bool) bool {
 }
 
 // SetState sets the operator's state (Up, Disabled or Draining) of every
-// member with address addr, as the admin API's drain does, until the next
-// Reload. It publishes a new Table when the state changes and reports
-// whether it did. It returns ErrState for Down (health marks go through
-// SetHealth) or an unknown State, and ErrUnknownBackend for an address that
-// is not configured.
+// member with address addr, in every pool that lists it, as the admin API's
+// drain does. The state is kept as an override of the configuration until
+// SetState sets the state the configuration gives (which clears it: an
+// undrain of a member configured up) or a Reload changes that address's
+// configuration (see Reload). It publishes a new Table when the state
+// changes and reports whether it did. It returns ErrState for Down (health
+// marks go through SetHealth) or an unknown State, and ErrUnknownBackend for
+// an address that is not configured.
 func (b *Balancer) SetState(addr netip.AddrPort, s State) (bool, error) {
 	if s == Down || s >= numStates {
 		return false, ErrState
@@ -134,7 +190,19 @@ func (b *Balancer) SetState(addr netip.AddrPort, s State) (bool, error) {
 			}
 		}
 	}
-	b.ov.state[addr] = s
+	configured := true
+	for _, pc := range b.cfgs {
+		for _, bc := range pc.Backends {
+			if bc.Addr == addr && operatorState(bc) != s {
+				configured = false
+			}
+		}
+	}
+	if configured {
+		delete(b.ov.state, addr)
+	} else {
+		b.ov.state[addr] = s
+	}
 	if !changed {
 		return false, nil
 	}

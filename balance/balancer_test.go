@@ -136,7 +136,7 @@ func TestReload(t *testing.T) {
 		state State
 		why   string
 	}{
-		{addr: backendAt(0), state: Up, why: "SetState override dropped: the configuration says up"},
+		{addr: backendAt(0), state: Up, why: "SetState override dropped: the address joined pool other, a configuration change"},
 		{addr: backendAt(1), state: Down, why: "health mark kept"},
 		{addr: backendAt(3), state: Up, why: "configured Down is an initial mark only"},
 		{addr: backendAt(5), state: Down, why: "new member configured Down"},
@@ -169,6 +169,121 @@ func TestReload(t *testing.T) {
 	}
 	if bal.Table() != cur {
 		t.Error("a failed Reload replaced the Table")
+	}
+}
+
+// TestReloadOverrides: a state set at runtime outlives a Reload until the
+// configuration of that address changes (a line of it: pool, transport,
+// weight, priority, state) or the operator sets the configured state again.
+func TestReloadOverrides(t *testing.T) {
+	tests := []struct {
+		name      string
+		set       State // SetState on member 0 before the reload
+		clear     bool  // then SetState(configured state) before the reload
+		edit      func(bcs []BackendConfig) []PoolConfig
+		wantState State
+		wantKept  bool
+	}{
+		{name: "unchanged keeps drain", set: Draining,
+			edit: func(bcs []BackendConfig) []PoolConfig { return []PoolConfig{{Name: "p", Backends: bcs}} }, wantState: Draining, wantKept: true},
+		{name: "unchanged keeps disable", set: Disabled,
+			edit: func(bcs []BackendConfig) []PoolConfig { return []PoolConfig{{Name: "p", Backends: bcs}} }, wantState: Disabled, wantKept: true},
+		{name: "other member changed keeps drain", set: Draining,
+			edit: func(bcs []BackendConfig) []PoolConfig {
+				bcs[1].Weight = 7
+				return []PoolConfig{{Name: "p", Backends: bcs}}
+			}, wantState: Draining, wantKept: true},
+		{name: "another pool added keeps drain", set: Draining,
+			edit: func(bcs []BackendConfig) []PoolConfig {
+				return []PoolConfig{{Name: "p", Backends: bcs}, {Name: "q", Backends: []BackendConfig{{Addr: backendAt(8)}}}}
+			}, wantState: Draining, wantKept: true},
+		{name: "weight changed drops", set: Draining,
+			edit: func(bcs []BackendConfig) []PoolConfig {
+				bcs[0].Weight = 2
+				return []PoolConfig{{Name: "p", Backends: bcs}}
+			}, wantState: Up},
+		{name: "priority changed drops", set: Disabled,
+			edit: func(bcs []BackendConfig) []PoolConfig {
+				bcs[0].Priority = 3
+				return []PoolConfig{{Name: "p", Backends: bcs}}
+			}, wantState: Up},
+		{name: "state line changed drops", set: Disabled,
+			edit: func(bcs []BackendConfig) []PoolConfig {
+				bcs[0].State = Draining
+				return []PoolConfig{{Name: "p", Backends: bcs}}
+			}, wantState: Draining},
+		{name: "transport changed drops", set: Draining,
+			edit: func(bcs []BackendConfig) []PoolConfig {
+				bcs[0].Transport = TCP
+				return []PoolConfig{{Name: "p", Backends: bcs}}
+			}, wantState: Up},
+		{name: "removed and re-added forgets", set: Draining,
+			edit: func(bcs []BackendConfig) []PoolConfig { return []PoolConfig{{Name: "p", Backends: bcs[1:]}} }, wantState: Up},
+		{name: "cleared by undrain", set: Draining, clear: true,
+			edit: func(bcs []BackendConfig) []PoolConfig { return []PoolConfig{{Name: "p", Backends: bcs}} }, wantState: Up},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			bal := onePool(t, HashCallID, members(3))
+			if _, err := bal.SetState(backendAt(0), tc.set); err != nil {
+				t.Fatal(err)
+			}
+			if s, ok := bal.Override(backendAt(0)); !ok || s != tc.set {
+				t.Fatalf("Override after SetState(%v) = %v, %v", tc.set, s, ok)
+			}
+			if tc.clear {
+				bal.SetState(backendAt(0), Up)
+				if s, ok := bal.Override(backendAt(0)); ok {
+					t.Fatalf("Override after setting the configured state = %v, want none", s)
+				}
+			}
+			if err := bal.Reload(tc.edit(members(3))); err != nil {
+				t.Fatal(err)
+			}
+			if tc.name == "removed and re-added forgets" {
+				if err := bal.Reload([]PoolConfig{{Name: "p", Backends: members(3)}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b, ok := bal.Table().Lookup(backendAt(0))
+			if !ok {
+				t.Fatal("member 0 missing")
+			}
+			if b.State != tc.wantState {
+				t.Errorf("state after reload %v, want %v", b.State, tc.wantState)
+			}
+			if _, kept := bal.Override(backendAt(0)); kept != tc.wantKept {
+				t.Errorf("override kept = %v, want %v", kept, tc.wantKept)
+			}
+			if tc.wantKept {
+				if p, _ := bal.Table().Pool(0).Pick([]byte("any")); p.Addr == backendAt(0) {
+					t.Error("an overridden (not up) member was picked after the reload")
+				}
+			}
+		})
+	}
+}
+
+// TestSetStateConfigured: an override equal to the configuration is not
+// kept, whatever the configured state (a member configured draining and
+// undrained at runtime keeps the override up).
+func TestSetStateConfigured(t *testing.T) {
+	bcs := members(2)
+	bcs[1].State = Draining
+	bal := onePool(t, HashCallID, bcs)
+	bal.SetState(backendAt(1), Up)
+	if s, ok := bal.Override(backendAt(1)); !ok || s != Up {
+		t.Errorf("undrain of a member configured draining: override %v, %v; want up, true", s, ok)
+	}
+	if err := bal.Reload([]PoolConfig{{Name: "p", Backends: bcs}}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := bal.Table().Lookup(backendAt(1)); b.State != Up {
+		t.Errorf("after an unchanged reload: %v, want up (the runtime state outlives it)", b.State)
+	}
+	bal.SetState(backendAt(1), Draining)
+	if _, ok := bal.Override(backendAt(1)); ok {
+		t.Error("setting the configured state (draining) kept an override")
 	}
 }
 

@@ -109,6 +109,7 @@ type Snapshot struct {
 	ConnsRefused, ConnsExpired, SlowClients            uint64
 	ProbeReplies, TLSHandshakeFailures, DNSMisses      uint64
 	BadTokens                                          uint64
+	FloodBlocks                                        uint64 // sources blocked by the flood detector, one per block
 	ICMPErrors, KeepAlives                             uint64
 	ICMPIgnored, ICMPOther                             uint64
 	Conns                                              int // streams open now

@@ -438,6 +438,7 @@ func (s *Server) Stats() Snapshot {
 		snap.add(&b.scr.Counters)
 	}
 	snap.Conns = s.reg.Len()
+	snap.FloodBlocks = s.f.GuardStats().NewlyBlocked
 	return snap
 }
 

@@ -9,48 +9,139 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
+	"os"
+	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/siplb/siplb/balance"
 	"github.com/siplb/siplb/engine"
 )
 
-// startAdmin serves /metrics (Prometheus text format), /backends (JSON) and
-// /healthz on addr. Counters are summed from the loops at scrape time.
-func startAdmin(addr string, srv *engine.Server, bal *balance.Balancer, checker *balance.Checker, log *slog.Logger) (func(), error) {
-	ln, err := net.Listen("tcp", addr)
+// adminServer is what the admin listener serves from: the Balancer, the
+// engine's counters, the Checker's view and serve's control.
+type adminServer struct {
+	bal    *balance.Balancer
+	stats  func() engine.Snapshot
+	health func() []balance.BackendHealth // nil: no health checker
+	ctl    *control
+	token  string // bearer token of /api/v1 and /debug/pprof; "" for none
+	log    *slog.Logger
+}
+
+// startAdmin serves the admin listener on cfg.Listen: /metrics (Prometheus),
+// /backends (JSON), /healthz, /readyz, the control API under /api/v1 and
+// pprof. It stops answering ready when ctx is done. The returned func shuts
+// it down.
+func startAdmin(ctx context.Context, cfg AdminConfig, ctl *control, srv *engine.Server, bal *balance.Balancer, checker *balance.Checker, log *slog.Logger) (func(), error) {
+	token, err := cfg.token()
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("admin.listen: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		writeMetrics(w, srv.Stats(), bal.Table())
-	})
-	mux.HandleFunc("GET /backends", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(backendsView(bal.Table(), checker.Status()))
-	})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	// Profiles for operators and `make bench`: the admin listener is
-	// meant for loopback or a management network only.
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	a := &adminServer{bal: bal, stats: srv.Stats, health: checker.Status, ctl: ctl, token: token, log: log}
+	context.AfterFunc(ctx, func() { ctl.stopping.Store(true) })
+	hs := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10}
 	go func() {
 		if err := hs.Serve(ln); err != nil && err != http.ErrServerClosed {
 			log.Error("admin listener", "err", err)
 		}
 	}()
-	log.Info("admin listening", "addr", ln.Addr().String())
+	log.Info("admin listening", "addr", ln.Addr().String(), "token", token != "")
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		hs.Shutdown(ctx)
 	}, nil
+}
+
+// handler routes the admin listener. /metrics, /backends, /healthz and
+// /readyz are open (they change nothing); the control API and the profiles
+// need the token when one is set.
+func (a *adminServer) handler() http.Handler {
+	mux := http.NewServeMux()
+	reg := newMetricsRegistry(metricsSource{stats: a.stats, table: a.bal.Table, health: a.health, reloads: a.ctl.reloads})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	mux.HandleFunc("GET /backends", func(w http.ResponseWriter, _ *http.Request) {
+		var health []balance.BackendHealth
+		if a.health != nil {
+			health = a.health()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(backendsView(a.bal.Table(), health))
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		var health []balance.BackendHealth
+		if a.health != nil {
+			health = a.health()
+		}
+		ok, why := a.ctl.readiness(health, time.Now())
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		fmt.Fprintln(w, why)
+	})
+	api := http.NewServeMux()
+	a.apiRoutes(api)
+	mux.Handle("/api/v1/", requireToken(a.token, api))
+	// Profiles for operators and `make bench`: a CPU profile costs the data
+	// path, so they need the token too.
+	prof := http.NewServeMux()
+	prof.HandleFunc("GET /debug/pprof/", pprof.Index)
+	prof.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	prof.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	mux.Handle("/debug/pprof/", requireToken(a.token, prof))
+	return mux
+}
+
+// token returns the bearer token of the control API: admin.token, or the
+// first line of admin.token_file; "" when neither is set. Errors name the
+// key. A token is RFC 6750's b64token, so it fits an Authorization header
+// as it is.
+func (c AdminConfig) token() (string, error) {
+	tok, key := c.Token, "admin.token"
+	if c.TokenFile != "" {
+		key = "admin.token_file"
+		data, err := os.ReadFile(c.TokenFile)
+		if err != nil {
+			return "", invalid(key, "%v", err)
+		}
+		first, _, _ := strings.Cut(string(data), "\n")
+		tok = strings.TrimSpace(first)
+		if tok == "" {
+			return "", invalid(key, "%s holds no token", c.TokenFile)
+		}
+	}
+	if !b64token(tok) {
+		return "", invalid(key, "want letters, digits and -._~+/ (then = padding), as a bearer token (RFC 6750)")
+	}
+	return tok, nil
+}
+
+// b64token reports whether s is RFC 6750 §2.1's b64token:
+// 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=", or empty.
+func b64token(s string) bool {
+	t := strings.TrimRight(s, "=")
+	if s != "" && t == "" {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-._~+/", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 type backendView struct {
@@ -93,44 +184,4 @@ func backendsView(t *balance.Table, health []balance.BackendHealth) []backendVie
 		}
 	}
 	return out
-}
-
-func writeMetrics(w http.ResponseWriter, s engine.Snapshot, t *balance.Table) {
-	counter := func(name, help string, v uint64) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)
-	}
-	counter("siplb_requests_received_total", "SIP requests received.", s.RequestsIn)
-	counter("siplb_responses_received_total", "SIP responses received.", s.ResponsesIn)
-	counter("siplb_requests_forwarded_total", "SIP requests forwarded.", s.RequestsOut)
-	counter("siplb_responses_forwarded_total", "SIP responses forwarded.", s.ResponsesOut)
-	fmt.Fprintf(w, "# HELP siplb_drops_total Messages neither forwarded nor answered, by reason.\n# TYPE siplb_drops_total counter\n")
-	for _, d := range engine.Drops() {
-		fmt.Fprintf(w, "siplb_drops_total{reason=%q} %d\n", d.String(), s.Drop(d))
-	}
-	fmt.Fprintf(w, "# HELP siplb_replies_total Stateless replies siplb sent itself, by status.\n# TYPE siplb_replies_total counter\n")
-	for st, v := range s.Replies {
-		fmt.Fprintf(w, "siplb_replies_total{status=\"%d\"} %d\n", st, v)
-	}
-	counter("siplb_probe_replies_total", "Replies to health probes, consumed.", s.ProbeReplies)
-	counter("siplb_icmp_errors_total", "ICMP errors (port unreachable) for datagrams siplb sent.", s.ICMPErrors)
-	counter("siplb_keepalives_total", "CRLF keep-alive datagrams, ignored.", s.KeepAlives)
-	counter("siplb_bad_tokens_total", "Flow tokens whose MAC failed (forged, copied into another dialog, or signed by a retired secret), ignored.", s.BadTokens)
-	counter("siplb_dns_misses_total", "Next hops not in the DNS cache, resolved off the data path.", s.DNSMisses)
-	counter("siplb_tls_handshake_failures_total", "Inbound TLS handshakes that failed or timed out.", s.TLSHandshakeFailures)
-	fmt.Fprintf(w, "# HELP siplb_connections TCP connections open.\n# TYPE siplb_connections gauge\nsiplb_connections %d\n", s.Conns)
-	fmt.Fprintf(w, "# HELP siplb_connections_closed_total Connections siplb closed, by reason.\n# TYPE siplb_connections_closed_total counter\n")
-	fmt.Fprintf(w, "siplb_connections_closed_total{reason=\"refused\"} %d\n", s.ConnsRefused)
-	fmt.Fprintf(w, "siplb_connections_closed_total{reason=\"idle\"} %d\n", s.ConnsExpired)
-	fmt.Fprintf(w, "siplb_connections_closed_total{reason=\"slow_client\"} %d\n", s.SlowClients)
-	fmt.Fprintf(w, "# HELP siplb_backend_up Whether a backend takes new calls (1) or not (0).\n# TYPE siplb_backend_up gauge\n")
-	for i := range t.NumPools() {
-		p := t.Pool(balance.PoolID(i))
-		for _, b := range p.Backends() {
-			up := 0
-			if b.State == balance.Up {
-				up = 1
-			}
-			fmt.Fprintf(w, "siplb_backend_up{pool=%q,backend=%q,state=%q} %d\n", p.Name(), b.Addr.String(), b.State.String(), up)
-		}
-	}
 }

@@ -129,7 +129,9 @@ type EngineConfig struct {
 
 // AdminConfig configures the admin HTTP listener.
 type AdminConfig struct {
-	Listen string `yaml:"listen"` // IP:PORT for /metrics and /backends (default: off)
+	Listen    string `yaml:"listen"`     // IP:PORT for /metrics, /backends and the control API /api/v1 (default: off)
+	Token     string `yaml:"token"`      // bearer token the control API and pprof require (default: none; required off loopback)
+	TokenFile string `yaml:"token_file"` // or a file whose first line is the token
 }
 
 // LogConfig configures logging.
@@ -360,9 +362,20 @@ func (c *Config) Validate() error {
 			return invalid("routing.domain2proxy", "%v", err)
 		}
 	}
+	if c.Admin.Token != "" && c.Admin.TokenFile != "" {
+		return invalid("admin.token_file", "set admin.token or admin.token_file, not both")
+	}
 	if c.Admin.Listen != "" {
-		if _, err := netip.ParseAddrPort(c.Admin.Listen); err != nil {
+		ap, err := netip.ParseAddrPort(c.Admin.Listen)
+		if err != nil {
 			return invalid("admin.listen", "want IP:PORT: %v", err)
+		}
+		tok, err := c.Admin.token()
+		if err != nil {
+			return err
+		}
+		if tok == "" && !ap.Addr().Unmap().IsLoopback() {
+			return invalid("admin.listen", "%s is not a loopback address: the control API changes backend states, so set admin.token or admin.token_file", ap)
 		}
 	}
 	switch c.Log.Level {

@@ -45,6 +45,9 @@ func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "ctl" {
+		return runCtl(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("siplb", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -168,8 +171,19 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 	fwd.SetProbes(checker)
 	fwd.SetObserver(checker)
 
+	ctl := newControl(bal, func() error { // SIGHUP and POST /api/v1/reload
+		err := reload(configPath, bal, checker, log)
+		for _, st := range stores {
+			if err := st.Reload(); err != nil {
+				log.Error("certificate reload failed, keeping the loaded ones", "err", err)
+			} else {
+				log.Info("certificates reloaded")
+			}
+		}
+		return err
+	})
 	if cfg.Admin.Listen != "" {
-		stopAdmin, err := startAdmin(cfg.Admin.Listen, srv, bal, checker, log)
+		stopAdmin, err := startAdmin(ctx, cfg.Admin, ctl, srv, bal, checker, log)
 		if err != nil {
 			return err
 		}
@@ -185,14 +199,7 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 			case <-ctx.Done():
 				return
 			case <-hup:
-				reload(configPath, bal, checker, log)
-				for _, st := range stores {
-					if err := st.Reload(); err != nil {
-						log.Error("certificate reload failed, keeping the loaded ones", "err", err)
-					} else {
-						log.Info("certificates reloaded")
-					}
-				}
+				ctl.Reload()
 			}
 		}
 	}()
@@ -205,6 +212,7 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 	case <-srv.Ready():
 	}
 	go checker.Run(ctx)
+	ctl.SetReady(true)
 	for _, l := range fwd.Legs() {
 		log.Info("listening", "leg", l.Name, "advertise", l.SentBy(), "tag", l.Tag())
 	}
@@ -268,16 +276,17 @@ func discoverInitial(ctx context.Context, cfg *Config, r *balance.Resolver, pool
 }
 
 // reload re-reads the configuration on SIGHUP and swaps the pools in one
-// atomic step; listeners and engine settings need a restart.
-func reload(path string, bal *balance.Balancer, checker *balance.Checker, log *slog.Logger) {
+// atomic step; listeners and engine settings need a restart. It returns why
+// it kept the running configuration (errNothingToReload without a file).
+func reload(path string, bal *balance.Balancer, checker *balance.Checker, log *slog.Logger) error {
 	if path == "" {
 		log.Warn("SIGHUP ignored: no --config file to reload")
-		return
+		return errNothingToReload
 	}
 	cfg, err := loadConfig(path)
 	if err != nil {
 		log.Error("reload failed, keeping the running configuration", "err", err)
-		return
+		return err
 	}
 	pools, err := cfg.pools()
 	if err == nil {
@@ -285,10 +294,11 @@ func reload(path string, bal *balance.Balancer, checker *balance.Checker, log *s
 	}
 	if err != nil {
 		log.Error("reload failed, keeping the running configuration", "err", err)
-		return
+		return err
 	}
 	checker.Reconfigure(cfg.health())
 	log.Info("configuration reloaded", "config", path, "pools", len(pools))
+	return nil
 }
 
 // flagConfig builds a configuration from --listen and --backend.
