@@ -64,6 +64,9 @@ func (f *Forwarder) admit(s *Scratch, src netip.AddrPort, in *Leg) Drop {
 	s.Counters.Drops[DropFlood].Add(1)
 	if v == guard.NewlyBlocked {
 		f.log.Warn("source blocked by the flood detector", "source", ip.Unmap().String(), "leg", in.Name)
+		if f.onBlock != nil {
+			f.onBlock(ip)
+		}
 	}
 	return DropFlood
 }

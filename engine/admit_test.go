@@ -139,13 +139,7 @@ func TestServerFloodBlocked(t *testing.T) {
 		}
 	}
 	reached := 0
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) {
-		if srv.Stats().Drop(DropFlood) >= sent-60 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	time.Sleep(200 * time.Millisecond) // what is queued drains
 	uas.mu.Lock()
 	for id := range uas.seen {
 		if len(id) > 6 && id[:6] == "flood-" {
@@ -156,7 +150,9 @@ func TestServerFloodBlocked(t *testing.T) {
 	if reached > 60 {
 		t.Errorf("%d of %d flood INVITEs reached the backend, want at most the density (50) and a few", reached, sent)
 	}
-	if d := srv.Stats().Drop(DropFlood); d < sent-60 {
-		t.Errorf("flood drops counted %d, want about %d", d, sent-50)
+	// Dropped in user space until the kernel filter is set, then in the
+	// kernel (kfilter_linux.go), uncounted.
+	if d := srv.Stats().Drop(DropFlood); d == 0 {
+		t.Errorf("no flood drop counted")
 	}
 }

@@ -87,7 +87,8 @@ type Forwarder struct {
 	ring                         atomic.Pointer[keyRing] // keys every token's MAC (mac.go)
 	guard                        *guard.Guard
 	log                          *slog.Logger
-	clock                        atomic.Int64 // coarse UnixNano for the defences, advanced by the running server
+	clock                        atomic.Int64     // coarse UnixNano for the defences, advanced by the running server
+	onBlock                      func(netip.Addr) // told of a source blocked anew (the server's kernel filter); set before the server runs
 }
 
 // ProbeHandler consumes the replies to health probes (balance.Checker).

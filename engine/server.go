@@ -57,6 +57,7 @@ type Server struct {
 	outMu      sync.Mutex                   // guards outDialing
 	outDialing map[netip.AddrPort]*dialMeta // dials started before any loop ran
 	batch      []*batchSock
+	kfilter    *kernelFilter // the batched UDP sockets' filter of blocked sources; nil without a flood detector
 	onDrop     func(netip.AddrPort, balance.Hint)
 	streams    Counters // stream-level counts: refused, expired, slow clients, connect failures
 }
@@ -118,6 +119,11 @@ func NewServerWith(f *Forwarder, o Options) *Server {
 		onDrop:  o.Unreachable,
 		batched: !o.GnetUDP && batchSupported,
 	}
+	if s.batched && f.guard.BlockTime() > 0 {
+		s.kfilter = newKernelFilter(f.bal)
+		k, d := s.kfilter, f.guard.BlockTime()
+		f.onBlock = func(ip netip.Addr) { k.block(ip, d) }
+	}
 	s.tls = newTLSHub(f)
 	s.outDialing = make(map[netip.AddrPort]*dialMeta)
 	s.dnsSem = make(chan struct{}, maxDNSWaiting)
@@ -135,6 +141,9 @@ func (s *Server) Run(ctx context.Context) error {
 	stopClock := make(chan struct{})
 	go s.f.runClock(stopClock)
 	defer close(stopClock)
+	if s.kfilter != nil {
+		go s.kfilter.run(ctx)
+	}
 	addrs := make([]string, 0, len(s.f.legs))
 	if err := s.startTLS(ctx); err != nil {
 		return err

@@ -94,6 +94,9 @@ func (s *Server) startBatchUDP(ctx context.Context) error {
 				return err
 			}
 			s.legFD[l.Index].CompareAndSwap(-1, int64(b.fd))
+			if s.kfilter != nil {
+				s.kfilter.add(b.rc)
+			}
 			s.mu.Lock()
 			s.batch = append(s.batch, b)
 			s.mu.Unlock()

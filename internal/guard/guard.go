@@ -3,6 +3,7 @@ package guard
 import (
 	"net/netip"
 	"sync/atomic"
+	"time"
 )
 
 // Guard is the engine's one handle on the edge defences built from a
@@ -73,6 +74,17 @@ func New(cfg Config) (*Guard, error) {
 		return nil, err
 	}
 	return g, nil
+}
+
+// BlockTime is how long a block lasts once a source stops exceeding the
+// density: the time the data path may keep a blocked source out by cheaper
+// means (a kernel socket filter) before letting the detector look again.
+// Zero when the flood detector is off.
+func (g *Guard) BlockTime() time.Duration {
+	if g == nil || g.flood == nil {
+		return 0
+	}
+	return time.Duration(uint64(g.flood.rem-1) * g.flood.window)
 }
 
 // Check decides about one message from ip received at now (Unix
