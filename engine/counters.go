@@ -25,6 +25,7 @@ const (
 	DropDenied                 // the source is outside the listener's allow list or inside its deny list
 	DropScanner                // a request whose User-Agent or From display name is a known scanner's
 	DropReplyLimited           // a stateless reply over the per-source or total rate limit, not sent
+	DropNotSIP                 // a datagram that is neither a request nor a response
 	numDrops
 )
 
@@ -47,6 +48,7 @@ var dropNames = [numDrops]string{
 	DropDenied:            "acl_denied",
 	DropScanner:           "scanner",
 	DropReplyLimited:      "reply_limited",
+	DropNotSIP:            "not_sip",
 }
 
 // String is the metric label of d.

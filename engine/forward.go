@@ -58,6 +58,13 @@ type Config struct {
 	// StatelessProxy page's rewrite_contact); ForceRewrite does it on the
 	// same leg too (force_rewrite).
 	RewriteContact, ForceRewrite bool
+	// URISchemes are the Request-URI schemes siplb routes; others get 416
+	// (RFC 3261 §16.3 step 2). Empty: DefaultURISchemes.
+	URISchemes []string
+	// ProxyRequire are the option tags siplb supports in a Proxy-Require;
+	// a request requiring any other gets 420 Bad Extension with an
+	// Unsupported header naming them (§16.3 step 5). Empty: none.
+	ProxyRequire []string
 	// Guard, if set, applies the edge defences: the flood detector, the
 	// scanner filter and the limit on stateless replies (admit.go).
 	Guard *guard.Guard
@@ -89,6 +96,7 @@ type Forwarder struct {
 	log                          *slog.Logger
 	clock                        atomic.Int64     // coarse UnixNano for the defences, advanced by the running server
 	onBlock                      func(netip.Addr) // told of a source blocked anew (the server's kernel filter); set before the server runs
+	schemes, proxyRequire        [][]byte         // lower-cased URISchemes and ProxyRequire
 }
 
 // ProbeHandler consumes the replies to health probes (balance.Checker).
@@ -144,7 +152,12 @@ func NewForwarder(cfg Config, bal *balance.Balancer) (*Forwarder, error) {
 	f := &Forwarder{bal: bal, recordRoute: !cfg.DisableRecordRoute, limits: cfg.Limits,
 		resolver: cfg.Resolver, domains: cfg.Domains,
 		rewriteContact: cfg.RewriteContact || cfg.ForceRewrite, forceRewrite: cfg.ForceRewrite,
-		guard: cfg.Guard, log: cfg.Log}
+		guard: cfg.Guard, log: cfg.Log, proxyRequire: lowerAll(cfg.ProxyRequire)}
+	if len(cfg.URISchemes) > 0 {
+		f.schemes = lowerAll(cfg.URISchemes)
+	} else {
+		f.schemes = lowerAll(DefaultURISchemes)
+	}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
@@ -246,6 +259,8 @@ type Scratch struct {
 	rr      []byte
 	orig    []byte // a restored Contact URI
 	contact []byte // a rewritten Contact URI
+	ext     []byte // unsupported Proxy-Require tags
+	extra   []byte // an extra header line of a stateless reply
 	via     []byte
 	recv    []byte
 	tag     []byte
@@ -269,6 +284,8 @@ func (f *Forwarder) NewScratch() *Scratch {
 		rr:      make([]byte, 0, 256),
 		orig:    make([]byte, 0, 256),
 		contact: make([]byte, 0, 512),
+		ext:     make([]byte, 0, 128),
+		extra:   make([]byte, 0, 160),
 		recv:    make([]byte, 0, 64),
 		tag:     make([]byte, 0, 16),
 	}
@@ -329,6 +346,10 @@ func (f *Forwarder) ProcessConn(s *Scratch, b []byte, src netip.AddrPort, in *Le
 func (f *Forwarder) malformed(s *Scratch, b []byte, src netip.AddrPort, in *Leg, err error) Result {
 	if len(b) >= 4 && string(b[:4]) == "SIP/" {
 		return s.drop(DropMalformedResponse)
+	}
+	if !looksLikeRequestLine(b) {
+		// Neither a request nor a response: nobody to answer.
+		return s.drop(DropNotSIP)
 	}
 	s.Counters.RequestsIn.Add(1)
 	if hasPrefixFold(b, "ack ") {
@@ -466,7 +487,19 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 	}
 	var ruri parser.URI
 	if err := parser.ParseURI(&ruri, m.RequestURI()); err != nil {
+		if sch := uriScheme(m.RequestURI()); sch != nil && !f.schemeRouted(sch) {
+			return f.replyErr(s, src, in, parser.ErrUnsupportedURIScheme)
+		}
 		return f.replyTo(s, src, in, 400, "Malformed Request-URI", nil)
+	}
+	// §16.3 step 2: a scheme siplb does not route.
+	if !f.schemeRouted(ruri.Scheme) {
+		return f.replyErr(s, src, in, parser.ErrUnsupportedURIScheme)
+	}
+	// §16.3 step 5: option tags a proxy must understand.
+	if s.ext = f.unsupportedProxyRequire(s.ext[:0], m); len(s.ext) > 0 {
+		s.extra = append(append(append(s.extra[:0], "Unsupported: "...), s.ext...), "\r\n"...)
+		return f.replyTo(s, src, in, parser.ErrBadExtension.Status, parser.ErrBadExtension.Reason, s.extra)
 	}
 	t := f.bal.Table()
 	fromBackend := f.fromBackend(t, src, s.inConn)
@@ -695,6 +728,20 @@ func (f *Forwarder) fromBackend(t *balance.Table, src netip.AddrPort, conn pool.
 		}
 	}
 	return t.BackendSource(src.Addr())
+}
+
+// uriScheme returns the scheme of a URI that may not parse as a SIP URI
+// (a mailto: or an http: one), nil when it has none.
+func uriScheme(u []byte) []byte {
+	for i, c := range u {
+		switch {
+		case c == ':' && i > 0:
+			return u[:i]
+		case (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (i == 0 || (c < '0' || c > '9') && c != '+' && c != '-' && c != '.'):
+			return nil
+		}
+	}
+	return nil
 }
 
 func (f *Forwarder) replyErr(s *Scratch, src netip.AddrPort, in *Leg, e *parser.Error) Result {

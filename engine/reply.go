@@ -16,22 +16,12 @@ func appendRawReply(dst, req []byte, status int, reason string, toTag []byte) ([
 	dst = append(dst, reason...)
 	dst = append(dst, "\r\n"...)
 	haveVia := false
-	i := 0
-	// Skip the request line.
-	for i < len(req) && req[i] != '\n' {
-		i++
-	}
-	i++
+	// Lines may end in CRLF, LF or a bare CR, mixed: a message the parser
+	// refused for that still gets every Via, From, To, Call-ID and CSeq back.
+	_, i := rawLine(req, 0) // the request line
 	for i < len(req) {
-		end := i
-		for end < len(req) && req[end] != '\n' {
-			end++
-		}
-		line := req[i:end]
-		if n := len(line); n > 0 && line[n-1] == '\r' {
-			line = line[:n-1]
-		}
-		i = end + 1
+		var line []byte
+		line, i = rawLine(req, i)
 		if len(line) == 0 {
 			break
 		}
@@ -72,6 +62,20 @@ func appendRawReply(dst, req []byte, status int, reason string, toTag []byte) ([
 	}
 	dst = append(dst, "Server: siplb\r\nContent-Length: 0\r\n\r\n"...)
 	return dst, true
+}
+
+// rawLine returns the line of b starting at i, without its end (CRLF, LF
+// or a bare CR), and where the next line starts.
+func rawLine(b []byte, i int) ([]byte, int) {
+	end := i
+	for end < len(b) && b[end] != '\n' && b[end] != '\r' {
+		end++
+	}
+	next := end + 1
+	if end < len(b) && b[end] == '\r' && next < len(b) && b[next] == '\n' {
+		next++
+	}
+	return b[i:end], min(next, len(b))
 }
 
 // hasToTag reports whether a To value carries a tag parameter outside its

@@ -45,4 +45,6 @@ var (
 	ErrMalformedURI           = &Error{Status: 400, Reason: "Malformed URI"}
 	ErrWildcardContact        = &Error{Status: 400, Reason: "Wildcard Contact"}
 	ErrNoSuchValue            = &Error{Status: 500, Reason: "No Such Header Value"}
+	ErrUnsupportedURIScheme   = &Error{Status: 416, Reason: "Unsupported URI Scheme"}
+	ErrBadExtension           = &Error{Status: 420, Reason: "Bad Extension"}
 )
