@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,8 +28,9 @@ type Set struct {
 // lock is one held name: its listening socket and the goroutine that
 // accepts and closes the connections of processes asking who holds it.
 type lock struct {
-	ln   *net.UnixListener
-	done chan struct{} // closed when the accept goroutine has returned
+	ln       *net.UnixListener
+	done     chan struct{} // closed when the accept goroutine has returned
+	stopping atomic.Bool   // the goroutine is to stop accepting, the socket staying open
 }
 
 // dialTimeout bounds asking a holder who it is.
@@ -158,7 +160,7 @@ func serve(ln *net.UnixListener) *lock {
 		defer close(l.done)
 		for {
 			c, err := ln.Accept()
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || (err != nil && l.stopping.Load()) {
 				return
 			}
 			if err != nil { // out of descriptors, say: try again later
@@ -169,6 +171,18 @@ func serve(ln *net.UnixListener) *lock {
 		}
 	}()
 	return l
+}
+
+// stopAccepting ends the accept goroutine, leaving the socket (and so the
+// lock) open. Once a descriptor of the socket has been handed to another
+// process, its file status is no longer ours: os/exec's use of File.Fd, or
+// net.FileListener in the successor, switches it to blocking for a moment,
+// and an accept caught in that moment would block for good. So only one
+// process accepts at a time: the successor, from Adopt on.
+func (l *lock) stopAccepting() {
+	l.stopping.Store(true)
+	l.ln.SetDeadline(time.Unix(1, 0))
+	<-l.done
 }
 
 func (l *lock) close() error {
@@ -203,7 +217,9 @@ func (s *Set) Keys() []Key {
 
 // Files returns a duplicate descriptor of every lock of s, in the order of
 // Keys, for a successor process to Adopt; the caller closes them. The locks
-// stay held by s until Release.
+// stay held by s until Release, but s no longer answers who holds them:
+// connections asking wait in the socket's backlog until the successor
+// adopts it and answers them.
 func (s *Set) Files() ([]*os.File, error) {
 	keys := s.Keys()
 	s.mu.Lock()
@@ -214,6 +230,7 @@ func (s *Set) Files() ([]*os.File, error) {
 		if !ok {
 			continue
 		}
+		l.stopAccepting()
 		f, err := l.ln.File()
 		if err != nil {
 			for _, o := range out {
