@@ -16,11 +16,12 @@ import (
 )
 
 // startAdmin serves /metrics (Prometheus text format), /backends (JSON) and
-// /healthz on addr. Counters are summed from the loops at scrape time.
-func startAdmin(addr string, srv *engine.Server, bal *balance.Balancer, checker *balance.Checker, log *slog.Logger) (func(), error) {
+// /healthz on addr. Counters are summed from the loops at scrape time. If
+// serving fails after the start, the error is sent on failed (buffered).
+func startAdmin(addr string, srv *engine.Server, bal *balance.Balancer, checker *balance.Checker, log *slog.Logger) (stop func(), failed <-chan error, err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("admin.listen: %w", err)
+		return nil, nil, fmt.Errorf("admin.listen: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
@@ -40,9 +41,10 @@ func startAdmin(addr string, srv *engine.Server, bal *balance.Balancer, checker 
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	fail := make(chan error, 1)
 	go func() {
 		if err := hs.Serve(ln); err != nil && err != http.ErrServerClosed {
-			log.Error("admin listener", "err", err)
+			fail <- fmt.Errorf("admin.listen %s: %w", addr, err)
 		}
 	}()
 	log.Info("admin listening", "addr", ln.Addr().String())
@@ -50,7 +52,7 @@ func startAdmin(addr string, srv *engine.Server, bal *balance.Balancer, checker 
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		hs.Shutdown(ctx)
-	}, nil
+	}, fail, nil
 }
 
 type backendView struct {
