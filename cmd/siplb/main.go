@@ -140,6 +140,10 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 		return err
 	}
 	defer locks.Release()
+	secret, _, err := resolveSecrets(cfg, log)
+	if err != nil {
+		return err
+	}
 	pools, err := cfg.pools()
 	if err != nil {
 		return err
@@ -162,6 +166,7 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 		return err
 	}
 	ec.Resolver = resolver
+	ec.BranchSecret = secret
 	ec.OutgoingProxy = cfg.Routing.OutgoingProxy
 	if len(cfg.Routing.Domain2Proxy) > 0 {
 		if ec.Domains, err = balance.NewDomainMap(cfg.Routing.Domain2Proxy); err != nil {
