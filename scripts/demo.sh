@@ -38,7 +38,8 @@ for port in 5070 5071 5072; do
 	done
 done
 echo "== siplb on its embedded default configuration (siplb --print-default-config)"
-"$BIN/siplb" --log-level warn &
+# Its generated branch secret goes to the demo's temporary directory, not /var/lib/siplb.
+STATE_DIRECTORY="$tmp/state" "$BIN/siplb" --log-level warn &
 siplb_pid=$!
 pids+=($siplb_pid)
 wait_tcp 127.0.0.1 9060

@@ -33,22 +33,25 @@ type adminServer struct {
 // startAdmin serves the admin listener on cfg.Listen: /metrics (Prometheus),
 // /backends (JSON), /healthz, /readyz, the control API under /api/v1 and
 // pprof. It stops answering ready when ctx is done. The returned func shuts
-// it down.
-func startAdmin(ctx context.Context, cfg AdminConfig, ctl *control, srv *engine.Server, bal *balance.Balancer, checker *balance.Checker, log *slog.Logger) (func(), error) {
+// it down; if serving fails after the start, the error is sent on failed
+// (buffered).
+func startAdmin(ctx context.Context, cfg AdminConfig, ctl *control, srv *engine.Server, bal *balance.Balancer, checker *balance.Checker, log *slog.Logger) (stop func(), failed <-chan error, err error) {
 	token, err := cfg.token()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	addr := cfg.Listen
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("admin.listen: %w", err)
+		return nil, nil, fmt.Errorf("admin.listen: %w", err)
 	}
 	a := &adminServer{bal: bal, stats: srv.Stats, health: checker.Status, ctl: ctl, token: token, log: log}
 	context.AfterFunc(ctx, func() { ctl.stopping.Store(true) })
 	hs := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10}
+	fail := make(chan error, 1)
 	go func() {
 		if err := hs.Serve(ln); err != nil && err != http.ErrServerClosed {
-			log.Error("admin listener", "err", err)
+			fail <- fmt.Errorf("admin.listen %s: %w", addr, err)
 		}
 	}()
 	log.Info("admin listening", "addr", ln.Addr().String(), "token", token != "")
@@ -56,7 +59,7 @@ func startAdmin(ctx context.Context, cfg AdminConfig, ctl *control, srv *engine.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		hs.Shutdown(ctx)
-	}, nil
+	}, fail, nil
 }
 
 // handler routes the admin listener. /metrics, /backends, /healthz and

@@ -122,9 +122,20 @@ type EngineConfig struct {
 	// a request changes legs; ForceRewrite on the same leg too.
 	RewriteContact bool `yaml:"rewrite_contact"`
 	ForceRewrite   bool `yaml:"force_rewrite"`
-	// BranchSecret keys the MAC in siplb's Via branches and rewritten
-	// Contacts; instances sharing an address need the same one.
+	// BranchSecret keys the MAC of every token siplb mints (Via branches,
+	// flow tokens, rewritten Contacts); instances sharing an address need
+	// the same one. At least 16 characters; unset: a random one kept in
+	// StateDir (resolveSecrets).
 	BranchSecret string `yaml:"branch_secret"`
+	// PreviousSecrets still verify tokens but no longer sign: the secrets
+	// before a rotation, each at least 16 characters.
+	PreviousSecrets []string `yaml:"previous_secrets"`
+	// SecretGrace is how long after a SIGHUP that changes BranchSecret the
+	// old one keeps verifying (default 24h).
+	SecretGrace time.Duration `yaml:"secret_grace"`
+	// StateDir keeps the generated branch secret (default: $STATE_DIRECTORY,
+	// else /var/lib/siplb).
+	StateDir string `yaml:"state_dir"`
 }
 
 // AdminConfig configures the admin HTTP listener.
@@ -219,6 +230,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Engine.MaxBody == 0 {
 		c.Engine.MaxBody = parser.DefaultMaxBody
+	}
+	if c.Engine.SecretGrace == 0 {
+		c.Engine.SecretGrace = defaultSecretGrace
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -347,6 +361,17 @@ func (c *Config) Validate() error {
 	}
 	if e.MaxBody < 0 || e.MaxBody > 1<<20 {
 		return invalid("engine.max_body", "must be between 0 and 1048576, got %d", e.MaxBody)
+	}
+	if n := len(e.BranchSecret); n > 0 && n < minSecretLen {
+		return invalid("engine.branch_secret", "must be at least %d characters, got %d", minSecretLen, n)
+	}
+	for i, p := range e.PreviousSecrets {
+		if len(p) < minSecretLen {
+			return invalid(fmt.Sprintf("engine.previous_secrets[%d]", i), "must be at least %d characters, got %d", minSecretLen, len(p))
+		}
+	}
+	if e.SecretGrace < 0 {
+		return invalid("engine.secret_grace", "must not be negative, got %s", e.SecretGrace)
 	}
 	if err := c.Streams.Defaults().Validate("streams"); err != nil {
 		key, _, _ := strings.Cut(err.Error(), ":")
@@ -567,13 +592,13 @@ func (c *Config) health() map[string]balance.HealthConfig {
 
 // engineConfig converts the configuration to the engine's, loading the
 // certificates of TLS listeners; the stores are returned for SIGHUP reloads.
+// BranchSecret is left empty: resolveSecrets decides it.
 func (c *Config) engineConfig() (engine.Config, []*siptls.Store, error) {
 	ec := engine.Config{
 		Loops:              c.Engine.Loops,
 		DisableRecordRoute: !*c.Engine.RecordRoute,
 		RetryAfter:         c.Engine.RetryAfter,
 		RewriteContact:     c.Engine.RewriteContact,
-		BranchSecret:       c.Engine.BranchSecret,
 		ForceRewrite:       c.Engine.ForceRewrite,
 		Limits:             parser.Limits{MaxHeader: c.Engine.MaxHeader, MaxBody: c.Engine.MaxBody},
 	}

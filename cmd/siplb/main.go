@@ -118,12 +118,35 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("siplb stopped", "err", err)
 		return 1
 	}
+	log.Info("siplb stopped", "reason", context.Cause(ctx))
 	return 0
 }
 
+// errEngineStopped is the engine returning although nothing asked it to
+// stop: an event loop ended (gnet stops every loop then and returns nil;
+// the loop's error is in the log above, e.g. accept failing for want of
+// descriptors).
+var errEngineStopped = errors.New("engine stopped on its own: an event loop ended (see the error logged before)")
+
 // serve runs the data path and the admin listener until ctx is done; SIGHUP
-// reloads the pools from configPath.
+// reloads the pools from configPath. It returns nil only when ctx is done
+// and everything stopped cleanly; whatever else ends it is an error.
 func serve(ctx context.Context, cfg *Config, configPath, source string, log *slog.Logger) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	files := applyFileLimit(cfg, log)
+	log.Info("file limit", files.logAttrs()...)
+	// Before anything is bound: a second siplb on these addresses stops
+	// here instead of sharing their traffic through SO_REUSEPORT.
+	locks, err := lockListeners(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer locks.Release()
+	secret, _, err := resolveSecrets(cfg, log)
+	if err != nil {
+		return err
+	}
 	pools, err := cfg.pools()
 	if err != nil {
 		return err
@@ -147,6 +170,7 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 	}
 	ec.Resolver = resolver
 	ec.Log = log
+	ec.BranchSecret = secret
 	ec.OutgoingProxy = cfg.Routing.OutgoingProxy
 	if len(cfg.Routing.Domain2Proxy) > 0 {
 		if ec.Domains, err = balance.NewDomainMap(cfg.Routing.Domain2Proxy); err != nil {
@@ -182,12 +206,14 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 		}
 		return err
 	})
+	var adminFailed <-chan error // nil (never ready) without an admin listener
 	if cfg.Admin.Listen != "" {
-		stopAdmin, err := startAdmin(ctx, cfg.Admin, ctl, srv, bal, checker, log)
+		stopAdmin, failed, err := startAdmin(ctx, cfg.Admin, ctl, srv, bal, checker, log)
 		if err != nil {
 			return err
 		}
 		defer stopAdmin()
+		adminFailed = failed
 	}
 
 	hup := make(chan os.Signal, 1)
@@ -206,9 +232,23 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Run(ctx) }()
+	// ended is the engine's return as serve's error: nil only when ctx is done.
+	ended := func(err error) error {
+		if err == nil && ctx.Err() == nil {
+			return errEngineStopped
+		}
+		return err
+	}
+	// adminDown stops the engine after the admin listener failed.
+	adminDown := func(err error) error {
+		cancel()
+		return errors.Join(err, <-errc)
+	}
 	select {
 	case err := <-errc:
-		return err
+		return ended(err)
+	case err := <-adminFailed:
+		return adminDown(err)
 	case <-srv.Ready():
 	}
 	go checker.Run(ctx)
@@ -221,10 +261,13 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 		p := t.Pool(balance.PoolID(i))
 		log.Info("pool", "name", p.Name(), "algorithm", p.Algorithm().String(), "backends", len(p.Backends()))
 	}
-	log.Info("siplb serving", "version", version, "config", source, "loops", ec.Loops)
-	err = <-errc
-	log.Info("siplb stopped")
-	return err
+	log.Info("siplb serving", "version", version, "config", source, "loops", ec.Loops, "max_connections", files.maxConns)
+	select {
+	case err := <-errc:
+		return ended(err)
+	case err := <-adminFailed:
+		return adminDown(err)
+	}
 }
 
 // discoverInitial fills the pools that have DNS sources but no static

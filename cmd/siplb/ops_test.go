@@ -1,0 +1,259 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Process-level tests of how siplb starts and stops: the listen address
+// locks, the exit status of a stop on an error, the file limit.
+
+// TestMain keeps every siplb these tests start, in-process or as a process
+// (they inherit the environment), from keeping its branch secret in
+// /var/lib/siplb: $STATE_DIRECTORY points into a temporary directory.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "siplb-state-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("STATE_DIRECTORY", dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// bufLogger returns a logger writing text into the returned buffer.
+func bufLogger() (*slog.Logger, *syncBuffer) {
+	b := &syncBuffer{}
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
+}
+
+// proc is a siplb process whose exit status the test reads.
+type proc struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{} // closed when it has exited; then err is its Wait error
+	err  error
+}
+
+// startSiplb starts name with args, its output in a buffer; it is stopped
+// by its PID (SIGTERM, then SIGKILL after 5 s) when the test ends.
+func startSiplb(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(name, args...), out: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+// exit waits up to limit for the process to exit and returns its status;
+// ok is false if it was still running.
+func (p *proc) exit(limit time.Duration) (code int, ok bool) {
+	select {
+	case <-p.done:
+	case <-time.After(limit):
+		return 0, false
+	}
+	if ee, isExit := errors.AsType[*exec.ExitError](p.err); isExit {
+		return ee.ExitCode(), true
+	}
+	if p.err != nil {
+		return -1, true
+	}
+	return 0, true
+}
+
+// waitLog waits up to limit for sub in the output.
+func (p *proc) waitLog(t *testing.T, sub string, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if strings.Contains(p.out.String(), sub) {
+			return
+		}
+		select {
+		case <-p.done:
+			if strings.Contains(p.out.String(), sub) {
+				return
+			}
+			t.Fatalf("siplb exited (%v) without logging %q:\n%s", p.err, sub, tail([]byte(p.out.String()), 3000))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("siplb did not log %q within %v:\n%s", sub, limit, tail([]byte(p.out.String()), 3000))
+}
+
+// prlimit returns the path of util-linux's prlimit, which starts a command
+// under given resource limits, or skips the test.
+func prlimit(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"/usr/bin/prlimit", "/bin/prlimit"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Skip("no prlimit (util-linux) to start siplb under a low file limit")
+	return ""
+}
+
+// A second siplb on an address already served refuses to start, naming
+// the listener and the first one's pid, and the first goes on serving all
+// the traffic. --check takes no lock, so it passes meanwhile.
+func TestSecondInstanceRefused(t *testing.T) {
+	bin := buildSiplb(t)
+	be := startBackend(t, "A")
+	lb := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(freeUDPPort(t)))
+	args := []string{"--listen", "udp://" + lb.String(), "--backend", be.url(), "--loops", "1"}
+	first := startSiplb(t, bin, args...)
+	cl := newClient(t, lb)
+	waitServing(t, cl)
+
+	check := startSiplb(t, bin, append([]string{"--check"}, args...)...)
+	if code, ok := check.exit(10 * time.Second); !ok || code != 0 {
+		t.Errorf("--check beside a serving siplb: exit %d (exited %v), want 0:\n%s", code, ok, check.out.String())
+	}
+
+	second := startSiplb(t, bin, args...)
+	code, ok := second.exit(10 * time.Second)
+	if !ok {
+		t.Fatalf("second siplb on %s still runs after 10s:\n%s", lb, tail([]byte(second.out.String()), 2000))
+	}
+	want := fmt.Sprintf("listen[0] udp://%s: already served by siplb pid %d", lb, first.cmd.Process.Pid)
+	if code == 0 || !strings.Contains(second.out.String(), want) {
+		t.Errorf("second siplb: exit %d, output:\n%s\nwant non-zero and %q", code, second.out.String(), want)
+	}
+
+	const n = 20
+	before := be.answered()
+	for i := range n {
+		if _, err := cl.options(fmt.Sprintf("after-second-%d", i), retry{tries: 3, wait: 300 * time.Millisecond}); err != nil {
+			t.Errorf("OPTIONS through the first siplb: %v", err)
+		}
+	}
+	if got := be.answered() - before; got < n {
+		t.Errorf("backend answered %d OPTIONS through the first siplb, want at least %d", got, n)
+	}
+	if _, ok := first.exit(0); ok {
+		t.Errorf("first siplb exited: %v\n%s", first.err, first.out.String())
+	}
+}
+
+// Stopping on an error is a non-zero exit whose log says why. Forced here:
+// under a file limit of 64 with streams.max_connections set far above it,
+// connections exhaust the descriptors, the TCP event loop's accept fails
+// (EMFILE), gnet ends every loop and returns nil. siplb must not take that
+// for a clean stop. The warning about the key comes first.
+func TestEngineStopIsAnError(t *testing.T) {
+	pl := prlimit(t)
+	bin := buildSiplb(t)
+	be := startBackend(t, "A")
+	port := freeTCPPort(t)
+	cfg := fmt.Sprintf(`listen:
+  - address: tcp://127.0.0.1:%d
+  - address: udp://127.0.0.1:%d # the backend's leg
+pools:
+  - name: farm
+    health: {disabled: true}
+    backends:
+      - address: %s
+streams:
+  max_connections: 1000
+`, port, freeUDPPort(t), be.url())
+	path := filepath.Join(t.TempDir(), "siplb.yaml")
+	writeFileAtomic(t, path, []byte(cfg))
+	p := startSiplb(t, pl, "--nofile=64:64", "--", bin, "--config", path, "--loops", "1")
+	p.waitLog(t, "siplb serving", 10*time.Second)
+	if !strings.Contains(p.out.String(), "key=streams.max_connections") {
+		t.Errorf("no warning naming streams.max_connections above the file limit:\n%s", p.out.String())
+	}
+
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(conns) < 200 && time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp4", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err != nil {
+			break // the listener is gone
+		}
+		conns = append(conns, c)
+	}
+	code, ok := p.exit(10 * time.Second)
+	if !ok {
+		t.Fatalf("siplb still runs with %d connections under a file limit of 64:\n%s", len(conns), tail([]byte(p.out.String()), 3000))
+	}
+	out := p.out.String()
+	if code == 0 || !strings.Contains(out, "engine stopped on its own") {
+		t.Errorf("siplb stopped by its engine: exit %d, output:\n%s\nwant non-zero and the reason", code, tail([]byte(out), 3000))
+	}
+}
+
+// A listen address bound by another program (no SO_REUSEPORT, so no
+// lock either) fails the bind: non-zero exit naming the address.
+func TestListenAddressTaken(t *testing.T) {
+	bin := buildSiplb(t)
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	addr := pc.LocalAddr().String()
+	p := startSiplb(t, bin, "--listen", "udp://"+addr, "--backend", "udp://127.0.0.1:9", "--loops", "1")
+	code, ok := p.exit(10 * time.Second)
+	if !ok {
+		t.Fatalf("siplb on a taken address still runs:\n%s", p.out.String())
+	}
+	if out := p.out.String(); code == 0 || !strings.Contains(out, addr) || !strings.Contains(out, "address already in use") {
+		t.Errorf("siplb on a taken address: exit %d, output:\n%s\nwant non-zero naming %s", code, out, addr)
+	}
+}
+
+// Under a soft file limit of 256 and a hard one of 512, siplb raises the
+// soft limit to 512 and derives streams.max_connections from it, and says
+// both in its start log.
+func TestFileLimitRaisedAndLogged(t *testing.T) {
+	pl := prlimit(t)
+	bin := buildSiplb(t)
+	lb := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(freeUDPPort(t)))
+	p := startSiplb(t, pl, "--nofile=256:512", "--", bin, "--listen", "udp://"+lb.String(), "--backend", "udp://127.0.0.1:9", "--loops", "1")
+	p.waitLog(t, "siplb serving", 10*time.Second)
+	cfg := &Config{Listen: []ListenConfig{{Address: "udp://" + lb.String()}}, Engine: EngineConfig{Loops: 1}}
+	want := connsForFiles(512, listenerFDs(cfg))
+	if want <= 0 || want > 512-fdHeadroomMin {
+		t.Fatalf("connsForFiles(512) = %d, want in (0, %d]", want, 512-fdHeadroomMin)
+	}
+	line := fmt.Sprintf(`msg="file limit" soft=512 hard=512 max_connections=%d from="file limit"`, want)
+	out := p.out.String()
+	if !strings.Contains(out, line) {
+		t.Errorf("start log lacks %q:\n%s", line, out)
+	}
+	if !strings.Contains(out, fmt.Sprintf("max_connections=%d", want)) || !strings.Contains(out, "siplb serving") {
+		t.Errorf("start log lacks the derived cap:\n%s", out)
+	}
+}
