@@ -143,7 +143,7 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 		return err
 	}
 	defer locks.Release()
-	secret, _, err := resolveSecrets(cfg, log)
+	secret, previous, err := resolveSecrets(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -171,6 +171,7 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 	ec.Resolver = resolver
 	ec.Log = log
 	ec.BranchSecret = secret
+	ec.PreviousSecrets = previous
 	ec.OutgoingProxy = cfg.Routing.OutgoingProxy
 	if len(cfg.Routing.Domain2Proxy) > 0 {
 		if ec.Domains, err = balance.NewDomainMap(cfg.Routing.Domain2Proxy); err != nil {
@@ -194,9 +195,11 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 	checker = balance.NewChecker(bal, cfg.health(), balance.ProbeIdentity{Transport: tr, SentBy: sentBy, BranchPrefix: prefix}, srv, log)
 	fwd.SetProbes(checker)
 	fwd.SetObserver(checker)
+	secrets := newRotation(fwd, secret, previous, log)
+	defer secrets.stop()
 
 	ctl := newControl(bal, func() error { // SIGHUP and POST /api/v1/reload
-		err := reload(configPath, bal, checker, log)
+		err := reload(configPath, bal, checker, secrets, log)
 		for _, st := range stores {
 			if err := st.Reload(); err != nil {
 				log.Error("certificate reload failed, keeping the loaded ones", "err", err)
@@ -321,7 +324,7 @@ func discoverInitial(ctx context.Context, cfg *Config, r *balance.Resolver, pool
 // reload re-reads the configuration on SIGHUP and swaps the pools in one
 // atomic step; listeners and engine settings need a restart. It returns why
 // it kept the running configuration (errNothingToReload without a file).
-func reload(path string, bal *balance.Balancer, checker *balance.Checker, log *slog.Logger) error {
+func reload(path string, bal *balance.Balancer, checker *balance.Checker, secrets *rotation, log *slog.Logger) error {
 	if path == "" {
 		log.Warn("SIGHUP ignored: no --config file to reload")
 		return errNothingToReload
@@ -340,6 +343,14 @@ func reload(path string, bal *balance.Balancer, checker *balance.Checker, log *s
 		return err
 	}
 	checker.Reconfigure(cfg.health())
+	if secrets != nil {
+		cur, prev, err := resolveSecrets(cfg, log)
+		if err != nil {
+			log.Error("reload: branch secret kept", "err", err)
+		} else {
+			secrets.apply(cur, prev, cfg.Engine.SecretGrace)
+		}
+	}
 	log.Info("configuration reloaded", "config", path, "pools", len(pools))
 	return nil
 }
