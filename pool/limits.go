@@ -16,6 +16,14 @@ const (
 	DefaultHeaderDeadline = 10 * time.Second // a message's header must arrive within this (slow-loris)
 	DefaultConnsPerDest   = 1                // outgoing connections per destination and event loop
 	DefaultMaxPending     = 1024             // messages queued while an outgoing connection is being set up
+	DefaultMemoryBudget   = 256 << 20        // bytes held in partial stream messages and TLS handshakes, all connections together
+)
+
+// The bounds Validate puts on memory_budget: at least a few largest
+// messages, at most 1 TiB.
+const (
+	MinMemoryBudget = 256 << 10
+	MaxMemoryBudget = 1 << 40
 )
 
 // Limits bound connected sockets. The zero value of each field means its
@@ -30,6 +38,11 @@ type Limits struct {
 	HeaderDeadline time.Duration `yaml:"header_deadline"`   // time a client has to send a whole message header once it starts (default 10s)
 	ConnsPerDest   int           `yaml:"conns_per_backend"` // outgoing connections per destination and event loop (default 1)
 	MaxPending     int           `yaml:"max_pending"`       // messages held per destination while connecting (default 1024)
+	// MemoryBudget bounds, in bytes, what all TCP and TLS connections
+	// together hold in partly received messages and TLS handshakes in
+	// progress (default 256 MiB). Over it, the connections holding the
+	// oldest partial messages are closed first.
+	MemoryBudget int64 `yaml:"memory_budget"`
 }
 
 // Defaults returns l with every zero field set to its default.
@@ -53,7 +66,46 @@ func (l Limits) Defaults() Limits {
 	seti(&l.MaxConnsPerIP, DefaultMaxConnsPerIP)
 	seti(&l.ConnsPerDest, DefaultConnsPerDest)
 	seti(&l.MaxPending, DefaultMaxPending)
+	if l.MemoryBudget == 0 {
+		l.MemoryBudget = DefaultMemoryBudget
+	}
 	return l
+}
+
+// WithFileLimit returns l with MaxConns, when unset (zero), lowered from
+// its default to what nofile descriptors allow (MaxConnsFor). A MaxConns set
+// by the operator is kept as it is: it is theirs to size. Defaults, which
+// knows nothing of the process, is unchanged; call WithFileLimit before it:
+//
+//	soft, _, _ := pool.RaiseFileLimit()
+//	lim = cfg.Streams.WithFileLimit(soft).Defaults()
+//
+// nofile 0 (unknown) changes nothing.
+func (l Limits) WithFileLimit(nofile uint64) Limits {
+	if l.MaxConns == 0 && nofile > 0 {
+		l.MaxConns = MaxConnsFor(nofile)
+	}
+	return l
+}
+
+// File descriptors kept back from connections by MaxConnsFor: a tenth of
+// the limit plus fileHeadroomFixed, for the listeners, the UDP sockets of
+// every loop, backend connections being dialed (a dial holds two
+// descriptors while it is handed to a loop), DNS queries, the admin
+// listener, health probes, log files and the runtime's own.
+const fileHeadroomFixed = 64
+
+// minConnsFor is the least MaxConnsFor returns, however low the limit.
+const minConnsFor = 16
+
+// MaxConnsFor is the connection cap that nofile descriptors allow:
+// min(DefaultMaxConns, nofile - nofile/10 - 64), at least 16.
+func MaxConnsFor(nofile uint64) int {
+	head := nofile/10 + fileHeadroomFixed
+	if nofile <= head+minConnsFor {
+		return minConnsFor
+	}
+	return int(min(uint64(DefaultMaxConns), nofile-head))
 }
 
 // Validate checks l after Defaults; path prefixes the key in errors
@@ -76,6 +128,8 @@ func (l Limits) Validate(path string) error {
 		return fmt.Errorf("%s.conns_per_backend: must be between 1 and 64, got %d", path, l.ConnsPerDest)
 	case l.MaxPending < 0:
 		return fmt.Errorf("%s.max_pending: must not be negative", path)
+	case l.MemoryBudget < MinMemoryBudget || l.MemoryBudget > MaxMemoryBudget:
+		return fmt.Errorf("%s.memory_budget: must be between %d and %d bytes, got %d", path, MinMemoryBudget, int64(MaxMemoryBudget), l.MemoryBudget)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package pool
 import (
 	"errors"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -170,4 +171,29 @@ func TestBufferCopy(t *testing.T) {
 		t.Errorf("Copy = %q", b.B)
 	}
 	PutBuffer(b)
+}
+
+func TestMemoryBudgetValidate(t *testing.T) {
+	if got := (Limits{}).Defaults().MemoryBudget; got != DefaultMemoryBudget {
+		t.Errorf("default memory_budget = %d, want %d", got, DefaultMemoryBudget)
+	}
+	for _, tc := range []struct {
+		name string
+		v    int64
+		ok   bool
+	}{
+		{name: "default", v: 0, ok: true},
+		{name: "minimum", v: MinMemoryBudget, ok: true},
+		{name: "below minimum", v: MinMemoryBudget - 1},
+		{name: "negative", v: -1},
+		{name: "above maximum", v: MaxMemoryBudget + 1},
+	} {
+		err := Limits{MemoryBudget: tc.v}.Defaults().Validate("streams")
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: memory_budget %d: Validate = %v", tc.name, tc.v, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "streams.memory_budget") {
+			t.Errorf("%s: error %q does not name the key", tc.name, err)
+		}
+	}
 }
