@@ -78,6 +78,8 @@ type Counters struct {
 	DNSMisses            atomic.Uint64                         // next hops not in the DNS cache, resolved off the data path
 	ICMPErrors           atomic.Uint64                         // ICMP errors (port unreachable) for datagrams sent
 	KeepAlives           atomic.Uint64                         // CRLF keep-alive datagrams, ignored
+	AcceptErrors         atomic.Uint64                         // failed accepts of TCP/TLS listeners (EMFILE, ENFILE, ENOBUFS, ...), each followed by a backoff
+	BudgetCloses         atomic.Uint64                         // streams closed because their partial message or handshake did not fit streams.memory_budget
 }
 
 func (c *Counters) countReply(status int) {
@@ -98,7 +100,9 @@ type Snapshot struct {
 	ConnsRefused, ConnsExpired, SlowClients            uint64
 	ProbeReplies, TLSHandshakeFailures, DNSMisses      uint64
 	ICMPErrors, KeepAlives                             uint64
-	Conns                                              int // streams open now
+	AcceptErrors, BudgetCloses                         uint64
+	StreamBytes                                        int64 // bytes held now in partial stream messages and TLS handshakes (a gauge)
+	Conns                                              int   // streams open now
 }
 
 // add sums c into s.
@@ -129,6 +133,8 @@ func (s *Snapshot) add(c *Counters) {
 	s.DNSMisses += c.DNSMisses.Load()
 	s.ICMPErrors += c.ICMPErrors.Load()
 	s.KeepAlives += c.KeepAlives.Load()
+	s.AcceptErrors += c.AcceptErrors.Load()
+	s.BudgetCloses += c.BudgetCloses.Load()
 }
 
 // Drop returns the count of one drop reason.
