@@ -209,3 +209,40 @@ func equalInts(a, b []int) bool {
 	}
 	return true
 }
+
+// BenchmarkNextFrame frames a read of two whole messages (zero copy) and
+// a message split over two reads (through a pooled holder buffer).
+func BenchmarkNextFrame(b *testing.B) {
+	var closes atomic.Uint64
+	mb := newMemBudget(1<<20, &closes)
+	msg := optionsReq("127.0.0.1:5060", "bench", 1)
+	two := append(append([]byte(nil), msg...), msg...)
+	for _, bc := range []struct {
+		name  string
+		reads [][]byte
+	}{
+		{name: "whole", reads: [][]byte{two}},
+		{name: "split", reads: [][]byte{msg[:100], msg[100:]}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			h := &holder{kill: func() {}}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(msg)))
+			for b.Loop() {
+				mb.enter(h)
+				for _, r := range bc.reads {
+					for {
+						f, _, err := mb.nextFrame(h, &r, parser.Limits{}, testMaxMsg)
+						if err != nil {
+							b.Fatal(err)
+						}
+						if f == nil {
+							break
+						}
+					}
+				}
+				mb.leave(h)
+			}
+		})
+	}
+}
