@@ -246,10 +246,10 @@ func (s *Server) streamBroken(loop *loopState, sc *streamConn, msg []byte, err e
 	if !ok {
 		return gnet.Close
 	}
+	loop.s.Counters.countReply(pe.Status) // before the peer can see it
 	if _, err := sc.c.Write(out); err != nil {
 		return gnet.Close
 	}
-	loop.s.Counters.countReply(pe.Status)
 	// The answer is in the socket unless the peer does not read; then it
 	// waits in gnet's buffer, and the FIN must wait too.
 	if sc.c.OutboundBuffered() == 0 {

@@ -319,11 +319,11 @@ func (s *Server) tlsBroken(sc *streamConn, c *tls.Conn, raw net.Conn, msg []byte
 	if !ok {
 		return
 	}
+	s.streams.countReply(pe.Status) // before the peer can see it
 	c.SetWriteDeadline(time.Now().Add(tlsWriteTimeout))
 	if _, err := c.Write(out); err != nil {
 		return
 	}
-	s.streams.countReply(pe.Status)
 	if tcp, ok := raw.(interface{ CloseWrite() error }); ok {
 		tcp.CloseWrite()
 	}
