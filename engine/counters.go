@@ -91,6 +91,8 @@ type Counters struct {
 	ICMPIgnored          atomic.Uint64                         // of ICMPErrors: destination unreachable sent by another address than the destination (forged, or a router's)
 	ICMPOther            atomic.Uint64                         // of ICMPErrors: not a destination unreachable that says the backend is not there
 	KeepAlives           atomic.Uint64                         // CRLF keep-alive datagrams, ignored
+	AcceptErrors         atomic.Uint64                         // failed accepts of TCP/TLS listeners (EMFILE, ENFILE, ENOBUFS, ...), each followed by a backoff
+	BudgetCloses         atomic.Uint64                         // streams closed because their partial message or handshake did not fit streams.memory_budget
 }
 
 func (c *Counters) countReply(status int) {
@@ -114,7 +116,9 @@ type Snapshot struct {
 	FloodBlocks                                        uint64 // sources blocked by the flood detector, one per block
 	ICMPErrors, KeepAlives                             uint64
 	ICMPIgnored, ICMPOther                             uint64
-	Conns                                              int // streams open now
+	AcceptErrors, BudgetCloses                         uint64
+	StreamBytes                                        int64 // bytes held now in partial stream messages and TLS handshakes (a gauge)
+	Conns                                              int   // streams open now
 }
 
 // add sums c into s.
@@ -148,6 +152,8 @@ func (s *Snapshot) add(c *Counters) {
 	s.ICMPIgnored += c.ICMPIgnored.Load()
 	s.ICMPOther += c.ICMPOther.Load()
 	s.KeepAlives += c.KeepAlives.Load()
+	s.AcceptErrors += c.AcceptErrors.Load()
+	s.BudgetCloses += c.BudgetCloses.Load()
 }
 
 // Drop returns the count of one drop reason.

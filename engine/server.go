@@ -60,6 +60,13 @@ type Server struct {
 	kfilter    *kernelFilter // the batched UDP sockets' filter of blocked sources; nil without a flood detector
 	onDrop     func(netip.AddrPort, balance.Hint)
 	streams    Counters // stream-level counts: refused, expired, slow clients, connect failures
+
+	mem        *memBudget  // bytes held in partial stream messages and TLS handshakes
+	maxMsg     int         // the largest message the parser limits allow, header and body
+	tcpLns     []*acceptor // the TCP listeners, accepted by siplb (accept.go)
+	acceptFail func() error
+	started    chan struct{} // closed by the first OnTick: every loop is registered
+	tickOnce   sync.Once
 }
 
 // Options configures a Server beyond its Forwarder. The zero value means
@@ -125,6 +132,17 @@ func NewServerWith(f *Forwarder, o Options) *Server {
 		f.onBlock = func(ip netip.Addr) { k.block(ip, d) }
 	}
 	s.tls = newTLSHub(f)
+	s.mem = newMemBudget(lim.MemoryBudget, &s.streams.BudgetCloses)
+	s.maxMsg = f.limits.MaxHeader
+	if s.maxMsg <= 0 {
+		s.maxMsg = parser.DefaultMaxHeader
+	}
+	if f.limits.MaxBody <= 0 {
+		s.maxMsg += parser.DefaultMaxBody
+	} else {
+		s.maxMsg += f.limits.MaxBody
+	}
+	s.started = make(chan struct{})
 	s.outDialing = make(map[netip.AddrPort]*dialMeta)
 	s.dnsSem = make(chan struct{}, maxDNSWaiting)
 	s.legFD = make([]atomic.Int64, len(f.legs))
@@ -137,6 +155,12 @@ func NewServerWith(f *Forwarder, o Options) *Server {
 
 // Run serves until ctx is done, then stops the loops and returns. It returns
 // an error at once if a listener cannot be opened.
+//
+// TCP listeners are siplb's own (accept.go), not gnet's: gnet runs the
+// loops that serve the accepted and outgoing connections (and UDP legs
+// under Options.GnetUDP). gnet v2.9.1 starts no engine without a listener
+// (Engine.Register and Stop need one), so when no UDP leg is gnet's it is
+// given idleListener, a UDP socket on loopback that no leg uses.
 func (s *Server) Run(ctx context.Context) error {
 	stopClock := make(chan struct{})
 	go s.f.runClock(stopClock)
@@ -154,7 +178,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	for _, l := range s.f.legs {
-		if l.Transport == balance.TLS || (s.batched && l.Transport == balance.UDP) {
+		if l.Transport != balance.UDP || s.batched {
 			continue
 		}
 		addr, err := gnetAddr(l)
@@ -163,10 +187,16 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		addrs = append(addrs, addr)
 	}
-	if len(addrs) == 0 { // TLS legs only: no event loop to run
+	if err := s.openTCP(ctx); err != nil {
+		return err
+	}
+	if len(addrs) == 0 && len(s.tcpLns) == 0 { // TLS legs only: no event loop to run
 		close(s.booted)
 		<-ctx.Done()
 		return nil
+	}
+	if len(addrs) == 0 {
+		addrs = append(addrs, idleListener)
 	}
 	done := make(chan error, 1)
 	go func() {
@@ -174,26 +204,37 @@ func (s *Server) Run(ctx context.Context) error {
 			gnet.WithNumEventLoop(s.loops),
 			gnet.WithReusePort(true),
 			gnet.WithLockOSThread(true),
+			// The loop's read buffer, one per loop: stream connections
+			// keep no input buffer of gnet's (streamTraffic takes all).
 			gnet.WithReadBufferCap(max(maxDatagram, s.lim.ReadSize)),
-			gnet.WithSocketRecvBuffer(4<<20),
-			gnet.WithSocketSendBuffer(4<<20),
+			gnet.WithSocketRecvBuffer(socketBuffer),
+			gnet.WithSocketSendBuffer(socketBuffer),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithLoadBalancing(gnet.LeastConnections),
+			gnet.WithTicker(true), // the first OnTick says the loops are registered
 			gnet.WithLogger(gnetLogger{s.log}),
 		)
 	}()
 	select {
 	case err := <-done:
+		s.closeTCP()
+		if err == nil {
+			err = errors.New("event loops ended at start")
+		}
 		return err
-	case <-s.booted:
+	case <-s.started:
 	}
+	s.startAccepting(ctx)
+	close(s.booted)
 	sweepDone := make(chan struct{})
 	go s.sweeper(ctx, sweepDone)
 	select {
 	case err := <-done:
+		s.closeTCP()
 		return err
 	case <-ctx.Done():
 	}
+	s.closeTCP()
 	<-sweepDone
 	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -223,6 +264,18 @@ func gnetAddr(l *Leg) (string, error) {
 // maxDatagram is the largest UDP payload.
 const maxDatagram = 65535
 
+// idleListener is the listener gnet is given when no leg is its own: a UDP
+// socket per loop on a loopback port of the kernel's choice, which no leg
+// uses; what arrives on it is dropped (sock).
+const idleListener = "udp4://127.0.0.1:0"
+
+// OnTick implements gnet.EventHandler. gnet calls it first once every loop
+// is registered, which is when accepted connections may be enrolled.
+func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	s.tickOnce.Do(func() { close(s.started) })
+	return time.Hour, gnet.None
+}
+
 // Ready is closed once the loops serve.
 func (s *Server) Ready() <-chan struct{} { return s.booted }
 
@@ -243,7 +296,6 @@ func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 			s.log.Warn("no descriptor for leg", "leg", l.Name, "err", err)
 		}
 	}
-	close(s.booted)
 	return gnet.None
 }
 
@@ -269,7 +321,7 @@ func (s *Server) datagram(c gnet.Conn) gnet.Action {
 	fd := c.Fd()
 	st := s.sock(fd, c)
 	buf, _ := c.Next(-1)
-	if st == nil {
+	if st == nil || st.leg == nil {
 		return gnet.None
 	}
 	ua, ok := c.RemoteAddr().(*net.UDPAddr)
@@ -391,8 +443,9 @@ func (s *Server) sock(fd int, c gnet.Conn) *sockState {
 	}
 	leg := s.legAt(balance.UDP, la.AddrPort())
 	if leg == nil {
-		s.log.Error("datagram on a socket of no leg", "local", la.String())
-		return nil
+		// idleListener: remembered with no leg, so its datagrams are
+		// dropped without a word each.
+		s.log.Debug("datagram on a socket of no leg", "local", la.String())
 	}
 	st := &sockState{loop: s.loopOf(c.EventLoop()), leg: leg}
 	s.socks[fd].Store(st)
@@ -448,6 +501,7 @@ func (s *Server) Stats() Snapshot {
 	}
 	snap.Conns = s.reg.Len()
 	snap.FloodBlocks = s.f.GuardStats().NewlyBlocked
+	snap.StreamBytes = s.mem.Held()
 	return snap
 }
 

@@ -2,11 +2,13 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/siplb/siplb/balance"
 	"github.com/siplb/siplb/parser"
@@ -28,30 +30,31 @@ type streamConn struct {
 
 	lastUsed     int64 // UnixNano of the last read or write, by the owner loop
 	partialSince int64 // UnixNano since a message has been only partly read, 0 when none
+	linger       int64 // UnixNano when a stream answered and half-closed after a framing error is closed; 0 when none
+	closed       bool  // OnClose has run (TCP)
+
+	// h holds a partly received message, charged to the server's budget.
+	h holder
 
 	// wbuf gathers what the owner loop writes to this connection while it
-	// handles one event; flush sends it with one write call.
-	wbuf  []byte
+	// handles one event; flush sends it with one write call and gives it
+	// back, so an idle connection holds no write buffer.
+	wbuf  *[]byte
 	dirty bool
 }
-
-// maxKeptWriteBuffer is the largest write buffer a connection keeps
-// between events; a larger one (a burst) is dropped after the flush.
-const maxKeptWriteBuffer = 16 << 10
 
 // flush writes what each connection gathered during the event just handled:
 // several messages to one connection leave in one write call.
 func (loop *loopState) flush() {
 	for _, sc := range loop.dirty {
-		if len(sc.wbuf) > 0 {
-			if _, err := sc.c.Write(sc.wbuf); err != nil {
-				loop.s.Counters.Drops[DropSendError].Add(1)
+		if sc.wbuf != nil {
+			if len(*sc.wbuf) > 0 && !sc.closed {
+				if _, err := sc.c.Write(*sc.wbuf); err != nil {
+					loop.s.Counters.Drops[DropSendError].Add(1)
+				}
 			}
-		}
-		if cap(sc.wbuf) > maxKeptWriteBuffer {
+			pool.PutBytes(sc.wbuf)
 			sc.wbuf = nil
-		} else {
-			sc.wbuf = sc.wbuf[:0]
 		}
 		sc.dirty = false
 	}
@@ -85,15 +88,21 @@ var pong = []byte("\r\n")
 
 // OnOpen implements gnet.EventHandler for accepted and enrolled streams.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	if meta, ok := c.Context().(*dialMeta); ok {
+	var leg *Leg
+	switch meta := c.Context().(type) {
+	case *dialMeta:
 		return s.openOutbound(c, meta)
+	case *acceptMeta:
+		leg = meta.leg
 	}
 	ta, ok := c.RemoteAddr().(*net.TCPAddr)
 	la, ok2 := c.LocalAddr().(*net.TCPAddr)
 	if !ok || !ok2 {
 		return nil, gnet.Close
 	}
-	leg := s.legAt(balance.TCP, la.AddrPort())
+	if leg == nil {
+		leg = s.legAt(balance.TCP, la.AddrPort())
+	}
 	if leg == nil {
 		return nil, gnet.Close
 	}
@@ -101,6 +110,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
 	loop := s.loopOf(c.EventLoop())
 	sc := &streamConn{c: c, peer: peer, leg: leg, loop: loop, inbound: true, lastUsed: s.now.Load()}
+	sc.h.kill = func() { c.Close() }
 	id, err := s.reg.Add(sc, peer.Addr(), true)
 	if err != nil {
 		s.streams.ConnsRefused.Add(1)
@@ -122,6 +132,7 @@ func (s *Server) openOutbound(c gnet.Conn, meta *dialMeta) ([]byte, gnet.Action)
 		delete(loop.dialing, meta.dest)
 	}
 	sc := &streamConn{c: c, peer: meta.dest, dest: meta.dest, leg: meta.leg, loop: loop, lastUsed: s.now.Load()}
+	sc.h.kill = func() { c.Close() }
 	id, err := s.reg.Add(sc, meta.dest.Addr(), false)
 	if err != nil {
 		s.streams.ConnsRefused.Add(1)
@@ -147,6 +158,10 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	if !ok {
 		return gnet.None
 	}
+	sc.closed = true
+	if s.mem.enter(&sc.h) {
+		s.mem.release(&sc.h)
+	}
 	s.reg.Remove(sc.id, sc.peer.Addr(), sc.inbound)
 	delete(sc.loop.conns, sc)
 	if !sc.inbound {
@@ -155,54 +170,104 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	return gnet.None
 }
 
-// streamTraffic frames what a stream has buffered and handles each message
+// streamTraffic frames what a stream has received and handles each message
 // (SocketPool: several messages in one read, one message over many reads).
+// It takes every byte gnet offers, so gnet never buffers input for a
+// stream: items complete in the read are framed where gnet read them (zero
+// copy), and a partial message moves to the connection's holder, charged
+// to the memory budget (budget.go).
 func (s *Server) streamTraffic(sc *streamConn) gnet.Action {
 	c := sc.c
 	loop := sc.loop
 	now := s.now.Load()
 	sc.lastUsed = now
-	buf, _ := c.Peek(-1)
-	for len(buf) > 0 {
-		n, kind, err := parser.Frame(buf, loop.s.Msg.Limits)
+	data, _ := c.Next(-1)
+	if sc.linger != 0 {
+		return gnet.None // answered and half-closed: what still comes is dropped
+	}
+	if !s.mem.enter(&sc.h) {
+		return gnet.Close // evicted by the budget, which counted it
+	}
+	for {
+		frame, kind, err := s.mem.nextFrame(&sc.h, &data, loop.s.Msg.Limits, s.maxMsg)
 		if err != nil {
-			// The stream has lost its framing: answer what can be answered
-			// and close it, since nothing after this point can be trusted.
-			loop.s.Counters.Drops[DropStreamBroken].Add(1)
-			loop.flush()
-			if pe, ok := err.(*parser.Error); ok {
-				if out, ok := appendRawReply(loop.s.out[:0], buf, pe.Status, pe.Reason, nil); ok {
-					c.Write(out)
-				}
-			}
-			return gnet.Close
+			return s.streamBroken(loop, sc, frame, err)
 		}
-		if n == 0 {
+		if frame == nil {
 			break
 		}
 		switch kind {
 		case parser.FramePing:
-			c.Write(pong)
+			s.write(loop, &loop.s.Counters, sc, pong)
 		case parser.FrameMessage:
-			r := s.f.ProcessConn(loop.s, buf[:n], sc.peer, sc.leg, sc.id)
+			r := s.f.ProcessConn(loop.s, frame, sc.peer, sc.leg, sc.id)
 			if r.Out != nil {
 				s.deliver(loop, &loop.s.Counters, &r, -1, nil)
 			} else if r.Resolve != nil {
-				s.resolveLater(&loop.s.Counters, buf[:n], sc.peer, sc.leg, sc.id, r.Resolve)
+				s.resolveLater(&loop.s.Counters, frame, sc.peer, sc.leg, sc.id, r.Resolve)
 			}
 		}
-		c.Discard(n)
-		buf = buf[n:]
 	}
-	if len(buf) > 0 {
+	if sc.h.heldLen() > 0 {
 		if sc.partialSince == 0 {
 			sc.partialSince = now
 		}
 	} else {
 		sc.partialSince = 0
 	}
+	s.mem.leave(&sc.h)
 	loop.flush()
 	return gnet.None
+}
+
+// lingerTime is how long a stream answered after a framing error stays
+// half-closed, its input read and dropped, before it is closed: closing at
+// once, with the rest of the bad message unread, would make the kernel
+// reset the connection, and the peer could lose the answer.
+const lingerTime = 2 * time.Second
+
+// streamBroken ends a stream whose framing is lost (msg holds the bytes of
+// the broken message), in the owner loop's turn on sc: it answers what can
+// be answered, then half-closes the stream, since nothing after this point
+// can be trusted.
+func (s *Server) streamBroken(loop *loopState, sc *streamConn, msg []byte, err error) gnet.Action {
+	loop.flush()
+	s.mem.release(&sc.h)
+	if err == errOverBudget {
+		s.streams.BudgetCloses.Add(1)
+		return gnet.Close
+	}
+	loop.s.Counters.Drops[DropStreamBroken].Add(1)
+	pe, ok := errors.AsType[*parser.Error](err)
+	if !ok {
+		return gnet.Close
+	}
+	out, ok := appendRawReply(loop.s.out[:0], wholeLines(msg), pe.Status, pe.Reason, nil)
+	if !ok {
+		return gnet.Close
+	}
+	loop.s.Counters.countReply(pe.Status) // before the peer can see it
+	if _, err := sc.c.Write(out); err != nil {
+		return gnet.Close
+	}
+	// The answer is in the socket unless the peer does not read; then it
+	// waits in gnet's buffer, and the FIN must wait too.
+	if sc.c.OutboundBuffered() == 0 {
+		unix.Shutdown(sc.c.Fd(), unix.SHUT_WR)
+	}
+	sc.linger = s.now.Load() + int64(lingerTime)
+	return gnet.None
+}
+
+// wholeLines is b up to its last line feed: the header lines of a message
+// that were received whole.
+func wholeLines(b []byte) []byte {
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] == '\n' {
+			return b[:i+1]
+		}
+	}
+	return b[:0]
 }
 
 // write sends out on sc: directly when the current loop owns it, else as a
@@ -217,7 +282,7 @@ func (s *Server) write(loop *loopState, cnt *Counters, sc *streamConn, out []byt
 	}
 	if loop != nil && sc.loop == loop {
 		sc.lastUsed = s.now.Load()
-		sc.wbuf = append(sc.wbuf, out...)
+		sc.wbuf = pool.AppendBytes(sc.wbuf, out)
 		if !sc.dirty {
 			sc.dirty = true
 			loop.dirty = append(loop.dirty, sc)
@@ -406,6 +471,10 @@ func (s *Server) sweeper(ctx context.Context, done chan<- struct{}) {
 					}
 					for sc := range ls.conns {
 						switch {
+						case sc.linger != 0:
+							if n > sc.linger {
+								sc.c.Close()
+							}
 						case sc.partialSince != 0 && n-sc.partialSince > deadline:
 							s.streams.SlowClients.Add(1)
 							sc.c.Close()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -126,8 +127,13 @@ func newTLSHub(f *Forwarder) *tlsHub {
 	return h
 }
 
-// startTLS opens the TLS listeners; their accept loops end when ctx is done.
+// startTLS opens the TLS listeners and runs their accept loops (accept.go:
+// accept errors back off and are counted, never end the loop), which end
+// when ctx is done. Each accepted connection is wrapped as
+// siptls.Listen's listener would, with the leg's store's server
+// configuration, so reloads apply to handshakes that start after them.
 func (s *Server) startTLS(ctx context.Context) error {
+	var as []*acceptor
 	for _, l := range s.f.legs {
 		if l.Transport != balance.TLS {
 			continue
@@ -135,59 +141,65 @@ func (s *Server) startTLS(ctx context.Context) error {
 		if l.tls == nil {
 			return errors.New("listener " + l.Name + ": tls needs a certificate (tls.cert_file, tls.key_file)")
 		}
-		ln, err := siptls.Listen("tcp", l.Addr.String(), l.tls)
+		if l.tls.Leaf() == nil {
+			return fmt.Errorf("listener %s: %w", l.Name, siptls.ErrNoCertificate)
+		}
+		ln, err := listenTCP(ctx, "tcp", l) // as siptls.Listen listens
 		if err != nil {
+			for _, a := range as {
+				a.ln.Close()
+			}
 			return err
 		}
+		cfg := l.tls.ServerConfig()
+		as = append(as, s.newAcceptor(l, ln, func(c *net.TCPConn) error {
+			go s.serveTLS(ctx, l, c, tls.Server(c, cfg), netip.AddrPort{})
+			return nil
+		}))
+	}
+	for _, a := range as {
 		go func() {
 			<-ctx.Done()
-			ln.Close()
+			a.ln.Close()
 		}()
-		go s.acceptTLS(ctx, l, ln)
+		go a.run(ctx)
 	}
 	return nil
 }
 
-func (s *Server) acceptTLS(ctx context.Context, leg *Leg, ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		go s.serveTLS(ctx, leg, c, netip.AddrPort{})
-	}
-}
-
-// serveTLS runs one TLS connection: inbound when dest is zero (the
-// handshake is done here, bounded by the connect timeout), else an outgoing
-// one already handshaken to dest.
-func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, dest netip.AddrPort) {
+// serveTLS runs one TLS connection over raw: inbound when dest is zero (the
+// handshake is done here, bounded by the connect timeout and charged to the
+// memory budget while it lasts), else an outgoing one already handshaken to
+// dest.
+func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, tc *tls.Conn, dest netip.AddrPort) {
 	inbound := !dest.IsValid()
-	var tc *tls.Conn
+	sc := &streamConn{leg: leg, inbound: inbound, dest: dest}
+	// Closing the TCP connection, not the TLS one, stops its reader at once
+	// without waiting to send a close_notify to a peer that may not read.
+	sc.h.kill = func() { raw.Close() }
 	if inbound {
-		var err error
-		tc, err = siptls.Handshake(ctx, raw, s.lim.ConnectTimeout)
+		if !s.mem.holdHandshake(&sc.h) {
+			s.streams.BudgetCloses.Add(1)
+			raw.Close()
+			return
+		}
+		_, err := siptls.Handshake(ctx, tc, s.lim.ConnectTimeout)
+		if !s.mem.enter(&sc.h) {
+			raw.Close()
+			return // evicted, and counted, while it was shaking hands
+		}
+		s.mem.release(&sc.h)
 		if err != nil {
 			s.streams.TLSHandshakeFailures.Add(1)
 			s.log.Debug("tls handshake failed", "peer", raw.RemoteAddr().String(), "err", err)
 			return
 		}
-	} else {
-		tc = raw.(*tls.Conn)
 	}
 	ra, _ := tc.RemoteAddr().(*net.TCPAddr)
 	peer := ra.AddrPort()
 	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
 	ts := newTLSStream(tc)
-	sc := &streamConn{tls: ts, peer: peer, leg: leg, inbound: inbound, dest: dest}
+	sc.tls, sc.peer = ts, peer
 	id, err := s.reg.Add(sc, peer.Addr(), inbound)
 	if err != nil {
 		s.streams.ConnsRefused.Add(1)
@@ -228,29 +240,38 @@ func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, dest neti
 			}
 		}
 	}
-	s.readStream(ctx, sc, tc)
+	s.readStream(ctx, sc, tc, raw)
 }
 
 // readStream frames and forwards what a TLS peer sends until it closes, goes
-// idle, or dawdles over a header.
-func (s *Server) readStream(ctx context.Context, sc *streamConn, c net.Conn) {
-	// Small buffers, grown only by what arrives: an idle TLS connection
-	// should cost kilobytes, not a 64 KiB read buffer (crypto/tls buffers a
-	// record itself).
-	var buf []byte
+// idle, or dawdles over a header. The read call's buffer is small (crypto/tls
+// buffers a record itself); items complete in a read are framed in it, and
+// a partial message moves to sc's holder, charged to the memory budget,
+// until it is complete.
+func (s *Server) readStream(ctx context.Context, sc *streamConn, c *tls.Conn, raw net.Conn) {
 	tmp := make([]byte, min(s.lim.ReadSize, tlsReadSize))
 	lim := s.f.limits
+	h := &sc.h
+	defer func() {
+		if s.mem.enter(h) {
+			s.mem.release(h)
+		}
+	}()
+	partial := false // read in sc's turn: the evictor may take h while the reader waits
 	for ctx.Err() == nil {
 		wait := s.lim.IdleTimeout(s.reg.Len())
-		if len(buf) > 0 {
+		if partial {
 			wait = s.lim.HeaderDeadline
 		}
 		c.SetReadDeadline(time.Now().Add(wait))
 		n, err := c.Read(tmp)
+		if !s.mem.enter(h) {
+			return // evicted by the budget, which counted it and closed raw
+		}
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				if len(buf) > 0 {
+				if partial {
 					s.streams.SlowClients.Add(1)
 				} else {
 					s.streams.ConnsExpired.Add(1)
@@ -258,36 +279,59 @@ func (s *Server) readStream(ctx context.Context, sc *streamConn, c net.Conn) {
 			}
 			return
 		}
-		buf = append(buf, tmp[:n]...)
-		for len(buf) > 0 {
-			k, kind, err := parser.Frame(buf, lim)
+		data := tmp[:n]
+		for {
+			frame, kind, err := s.mem.nextFrame(h, &data, lim, s.maxMsg)
 			if err != nil {
-				s.streams.Drops[DropStreamBroken].Add(1)
-				if pe, ok := err.(*parser.Error); ok {
-					if out, ok := appendRawReply(nil, buf, pe.Status, pe.Reason, nil); ok {
-						sc.tls.enqueue(pool.Copy(out))
-						time.Sleep(10 * time.Millisecond) // let the writer send the answer
-					}
-				}
+				s.tlsBroken(sc, c, raw, frame, err)
 				return
 			}
-			if k == 0 {
+			if frame == nil {
 				break
 			}
 			switch kind {
 			case parser.FramePing:
 				sc.tls.enqueue(pool.Copy(pong))
 			case parser.FrameMessage:
-				s.forwardTLS(sc, buf[:k])
+				s.forwardTLS(sc, frame)
 			}
-			buf = buf[k:]
 		}
-		if len(buf) == 0 && cap(buf) > 64<<10 {
-			buf = nil // give back a buffer one big message grew
-		} else if len(buf) == 0 {
-			buf = buf[:0]
-		} else {
-			buf = append(buf[:0], buf...)
+		partial = h.heldLen() > 0
+		s.mem.leave(h)
+	}
+}
+
+// tlsBroken ends a TLS stream whose framing is lost, in its reader's turn:
+// the answer is written (not queued) and sent, the stream half-closed and
+// its input drained for lingerTime, as streamBroken does for TCP.
+func (s *Server) tlsBroken(sc *streamConn, c *tls.Conn, raw net.Conn, msg []byte, err error) {
+	if err == errOverBudget {
+		s.streams.BudgetCloses.Add(1)
+		return
+	}
+	s.streams.Drops[DropStreamBroken].Add(1)
+	pe, ok := errors.AsType[*parser.Error](err)
+	if !ok {
+		return
+	}
+	out, ok := appendRawReply(nil, wholeLines(msg), pe.Status, pe.Reason, nil)
+	s.mem.release(&sc.h) // msg is not needed any more
+	if !ok {
+		return
+	}
+	s.streams.countReply(pe.Status) // before the peer can see it
+	c.SetWriteDeadline(time.Now().Add(tlsWriteTimeout))
+	if _, err := c.Write(out); err != nil {
+		return
+	}
+	if tcp, ok := raw.(interface{ CloseWrite() error }); ok {
+		tcp.CloseWrite()
+	}
+	raw.SetReadDeadline(time.Now().Add(lingerTime))
+	var drain [512]byte
+	for {
+		if _, err := raw.Read(drain[:]); err != nil {
+			return
 		}
 	}
 }
@@ -344,5 +388,5 @@ func (s *Server) dialTLS(meta *dialMeta) {
 		s.dropPending(&s.streams, meta, DropConnectFailed)
 		return
 	}
-	s.serveTLS(ctx, meta.leg, c, meta.dest)
+	s.serveTLS(ctx, meta.leg, c.NetConn(), c, meta.dest)
 }

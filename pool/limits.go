@@ -16,6 +16,14 @@ const (
 	DefaultHeaderDeadline = 10 * time.Second // a message's header must arrive within this (slow-loris)
 	DefaultConnsPerDest   = 1                // outgoing connections per destination and event loop
 	DefaultMaxPending     = 1024             // messages queued while an outgoing connection is being set up
+	DefaultMemoryBudget   = 256 << 20        // bytes held in partial stream messages and TLS handshakes, all connections together
+)
+
+// The bounds Validate puts on memory_budget: at least a few largest
+// messages, at most 1 TiB.
+const (
+	MinMemoryBudget = 256 << 10
+	MaxMemoryBudget = 1 << 40
 )
 
 // Limits bound connected sockets. The zero value of each field means its
@@ -30,6 +38,11 @@ type Limits struct {
 	HeaderDeadline time.Duration `yaml:"header_deadline"`   // time a client has to send a whole message header once it starts (default 10s)
 	ConnsPerDest   int           `yaml:"conns_per_backend"` // outgoing connections per destination and event loop (default 1)
 	MaxPending     int           `yaml:"max_pending"`       // messages held per destination while connecting (default 1024)
+	// MemoryBudget bounds, in bytes, what all TCP and TLS connections
+	// together hold in partly received messages and TLS handshakes in
+	// progress (default 256 MiB). Over it, the connections holding the
+	// oldest partial messages are closed first.
+	MemoryBudget int64 `yaml:"memory_budget"`
 }
 
 // Defaults returns l with every zero field set to its default.
@@ -53,6 +66,9 @@ func (l Limits) Defaults() Limits {
 	seti(&l.MaxConnsPerIP, DefaultMaxConnsPerIP)
 	seti(&l.ConnsPerDest, DefaultConnsPerDest)
 	seti(&l.MaxPending, DefaultMaxPending)
+	if l.MemoryBudget == 0 {
+		l.MemoryBudget = DefaultMemoryBudget
+	}
 	return l
 }
 
@@ -76,6 +92,8 @@ func (l Limits) Validate(path string) error {
 		return fmt.Errorf("%s.conns_per_backend: must be between 1 and 64, got %d", path, l.ConnsPerDest)
 	case l.MaxPending < 0:
 		return fmt.Errorf("%s.max_pending: must not be negative", path)
+	case l.MemoryBudget < MinMemoryBudget || l.MemoryBudget > MaxMemoryBudget:
+		return fmt.Errorf("%s.memory_budget: must be between %d and %d bytes, got %d", path, MinMemoryBudget, int64(MaxMemoryBudget), l.MemoryBudget)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package pool
 import (
 	"errors"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -200,6 +201,31 @@ func TestRegistryIDsUnguessable(t *testing.T) {
 		// resolves to nothing.
 		if r.Get(id^1<<40) != nil {
 			t.Errorf("id %#x with another random part resolved", id)
+		}
+	}
+}
+
+func TestMemoryBudgetValidate(t *testing.T) {
+	if got := (Limits{}).Defaults().MemoryBudget; got != DefaultMemoryBudget {
+		t.Errorf("default memory_budget = %d, want %d", got, DefaultMemoryBudget)
+	}
+	for _, tc := range []struct {
+		name string
+		v    int64
+		ok   bool
+	}{
+		{name: "default", v: 0, ok: true},
+		{name: "minimum", v: MinMemoryBudget, ok: true},
+		{name: "below minimum", v: MinMemoryBudget - 1},
+		{name: "negative", v: -1},
+		{name: "above maximum", v: MaxMemoryBudget + 1},
+	} {
+		err := Limits{MemoryBudget: tc.v}.Defaults().Validate("streams")
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: memory_budget %d: Validate = %v", tc.name, tc.v, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "streams.memory_budget") {
+			t.Errorf("%s: error %q does not name the key", tc.name, err)
 		}
 	}
 }
