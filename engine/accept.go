@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"syscall"
 	"time"
 
@@ -116,6 +117,16 @@ func (a *acceptor) run(ctx context.Context) {
 		if err == nil {
 			if a.spare < 0 {
 				a.takeSpare()
+			}
+			if ra, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+				peer := ra.AddrPort()
+				if !a.s.f.AdmitConn(&a.s.streams, netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port()), a.leg) {
+					// The listener's ACL or the flood detector refuses the
+					// source: closed before a loop or a handshake spends
+					// anything on it.
+					c.Close()
+					continue
+				}
 			}
 			if a.s.reg.Len() >= a.s.lim.MaxConns {
 				// Full: refuse before a loop spends anything on it. The

@@ -156,3 +156,49 @@ func TestServerFloodBlocked(t *testing.T) {
 		t.Errorf("no flood drop counted")
 	}
 }
+
+// A listener's deny list closes a connection at accept, before a loop or a
+// handshake spends anything on it.
+func TestAcceptDenied(t *testing.T) {
+	uas := startTCPUAS(t)
+	acl, err := guard.NewACL("listen[0]", guard.ACLConfig{Deny: []string{"127.0.0.4"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bal, err := balance.New([]balance.PoolConfig{{Name: "farm", Backends: []balance.BackendConfig{tcpMember(uas)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	legs := []LegConfig{{Transport: balance.TCP, Addr: netip.MustParseAddrPort("127.0.0.1:0"), ACL: acl}}
+	if err := ResolvePorts(legs); err != nil {
+		t.Fatal(err)
+	}
+	legs = append(legs, LegConfig{Transport: balance.UDP, Addr: legs[0].Addr})
+	f, err := NewForwarder(Config{Legs: legs}, bal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServerWith(f, Options{Loops: 1})
+	runServerT(t, srv)
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 4)}, Timeout: 2 * time.Second}
+	c, err := d.Dial("tcp4", legs[0].Addr.String())
+	if err != nil {
+		t.Skipf("cannot dial from 127.0.0.4: %v", err)
+	}
+	defer c.Close()
+	c.Write(optionsReq(c.LocalAddr().String(), "deny@x", 1))
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 512)
+	if n, err := c.Read(buf); err == nil {
+		t.Fatalf("a denied source was served: %q", buf[:n])
+	}
+	if srv.Stats().Drop(DropDenied) == 0 {
+		t.Error("the refused connection was not counted")
+	}
+	// An admitted source is served on the same listener.
+	ok := dialTCP(t, legs[0].Addr)
+	ok.Write(optionsReq(ok.LocalAddr().String(), "allow@x", 1))
+	if got := readResponses(t, ok, 1, 3*time.Second); len(got) != 1 {
+		t.Error("an admitted client got no answer")
+	}
+}

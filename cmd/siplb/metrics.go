@@ -54,6 +54,8 @@ var snapshotCounters = [...]snapshotCounter{
 	{"siplb_icmp_errors_total", "ICMP errors (port unreachable) for datagrams siplb sent.", func(s *engine.Snapshot) uint64 { return s.ICMPErrors }},
 	{"siplb_icmp_ignored_total", "ICMP errors ignored: sent by an address other than the destination's (forged), or not a destination unreachable.", func(s *engine.Snapshot) uint64 { return s.ICMPIgnored + s.ICMPOther }},
 	{"siplb_flood_blocks_total", "Sources the flood detector blocked (one per block; the messages dropped are drops{reason=\"flood_blocked\"}).", func(s *engine.Snapshot) uint64 { return s.FloodBlocks }},
+	{"siplb_accept_errors_total", "Accept calls that failed (EMFILE, ENFILE, ENOBUFS, ECONNABORTED...); accepting backs off, no loop ends.", func(s *engine.Snapshot) uint64 { return s.AcceptErrors }},
+	{"siplb_stream_budget_closes_total", "Connections closed because partial messages and handshakes held more than streams.memory_budget (oldest first).", func(s *engine.Snapshot) uint64 { return s.BudgetCloses }},
 	{"siplb_keepalives_total", "CRLF keep-alive datagrams, ignored.", func(s *engine.Snapshot) uint64 { return s.KeepAlives }},
 	{"siplb_bad_tokens_total", "Flow tokens whose MAC failed (forged, copied into another dialog, or signed by a retired secret), ignored.", func(s *engine.Snapshot) uint64 { return s.BadTokens }},
 	{"siplb_dns_misses_total", "Next hops not in the DNS cache, resolved off the data path.", func(s *engine.Snapshot) uint64 { return s.DNSMisses }},
@@ -70,6 +72,7 @@ type siplbCollector struct {
 	drops          *prometheus.Desc
 	replies        *prometheus.Desc
 	conns          *prometheus.Desc
+	streamBytes    *prometheus.Desc
 	closed         *prometheus.Desc
 	backendUp      *prometheus.Desc
 	backendState   *prometheus.Desc
@@ -87,6 +90,7 @@ func newSiplbCollector(src metricsSource) *siplbCollector {
 		drops:          prometheus.NewDesc("siplb_drops_total", "Messages neither forwarded nor answered, by reason.", []string{"reason"}, nil),
 		replies:        prometheus.NewDesc("siplb_replies_total", "Stateless replies siplb sent itself, by status (other: a status outside the list).", []string{"status"}, nil),
 		conns:          prometheus.NewDesc("siplb_connections", "TCP and TLS connections open, inbound and outbound.", nil, nil),
+		streamBytes:    prometheus.NewDesc("siplb_stream_buffered_bytes", "Bytes held now in partial stream messages and TLS handshakes (charged to streams.memory_budget).", nil, nil),
 		closed:         prometheus.NewDesc("siplb_connections_closed_total", "Connections siplb closed, by reason.", []string{"reason"}, nil),
 		backendUp:      prometheus.NewDesc("siplb_backend_up", "Whether a backend takes new calls (1) or not (0).", []string{"pool", "backend"}, nil),
 		backendState:   prometheus.NewDesc("siplb_backend_state", "The effective state of a backend: 1 for its state, 0 for the others.", []string{"pool", "backend", "state"}, nil),
@@ -108,7 +112,7 @@ func (c *siplbCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range c.counters {
 		ch <- d
 	}
-	for _, d := range []*prometheus.Desc{c.drops, c.replies, c.conns, c.closed, c.backendUp, c.backendState,
+	for _, d := range []*prometheus.Desc{c.drops, c.replies, c.conns, c.streamBytes, c.closed, c.backendUp, c.backendState,
 		c.backendHealthy, c.probeRTT, c.reloads, c.reloadOK, c.reloadLast, c.buildInfo} {
 		ch <- d
 	}
@@ -141,6 +145,7 @@ func (c *siplbCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	gauge(c.conns, float64(s.Conns))
+	gauge(c.streamBytes, float64(s.StreamBytes))
 	counter(c.closed, s.ConnsRefused, "refused")
 	counter(c.closed, s.ConnsExpired, "idle")
 	counter(c.closed, s.SlowClients, "slow_client")
