@@ -161,19 +161,21 @@ func TestSecondInstanceRefused(t *testing.T) {
 	}
 }
 
-// Stopping on an error is a non-zero exit whose log says why. Forced here:
-// under a file limit of 64 with streams.max_connections set far above it,
-// connections exhaust the descriptors, the TCP event loop's accept fails
-// (EMFILE), gnet ends every loop and returns nil. siplb must not take that
-// for a clean stop. The warning about the key comes first.
-func TestEngineStopIsAnError(t *testing.T) {
+// A remote kill by descriptor exhaustion: under a file limit of 64 with
+// streams.max_connections set far above it, 200 TCP connects exhaust the
+// descriptors and accept fails with EMFILE. gnet's own accept used to end
+// every event loop and siplb with them (exit 0); now accepting backs off,
+// siplb stays up, UDP is served throughout, and a new TCP client is served
+// once the flood's connections close. The warning about the key comes at
+// start.
+func TestFDExhaustionIsNoRemoteKill(t *testing.T) {
 	pl := prlimit(t)
 	bin := buildSiplb(t)
 	be := startBackend(t, "A")
-	port := freeTCPPort(t)
+	port, udpPort := freeTCPPort(t), freeUDPPort(t)
 	cfg := fmt.Sprintf(`listen:
   - address: tcp://127.0.0.1:%d
-  - address: udp://127.0.0.1:%d # the backend's leg
+  - address: udp://127.0.0.1:%d
 pools:
   - name: farm
     health: {disabled: true}
@@ -181,7 +183,7 @@ pools:
       - address: %s
 streams:
   max_connections: 1000
-`, port, freeUDPPort(t), be.url())
+`, port, udpPort, be.url())
 	path := filepath.Join(t.TempDir(), "siplb.yaml")
 	writeFileAtomic(t, path, []byte(cfg))
 	p := startSiplb(t, pl, "--nofile=64:64", "--", bin, "--config", path, "--loops", "1")
@@ -189,28 +191,53 @@ streams:
 	if !strings.Contains(p.out.String(), "key=streams.max_connections") {
 		t.Errorf("no warning naming streams.max_connections above the file limit:\n%s", p.out.String())
 	}
+	c := newClient(t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(udpPort)))
 
 	var conns []net.Conn
-	defer func() {
+	closeAll := func() {
 		for _, c := range conns {
 			c.Close()
 		}
-	}()
+		conns = nil
+	}
+	defer closeAll()
 	deadline := time.Now().Add(10 * time.Second)
 	for len(conns) < 200 && time.Now().Before(deadline) {
 		c, err := net.DialTimeout("tcp4", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
 		if err != nil {
-			break // the listener is gone
+			continue
 		}
 		conns = append(conns, c)
 	}
-	code, ok := p.exit(10 * time.Second)
-	if !ok {
-		t.Fatalf("siplb still runs with %d connections under a file limit of 64:\n%s", len(conns), tail([]byte(p.out.String()), 3000))
+	if code, ok := p.exit(time.Second); ok {
+		t.Fatalf("siplb exited (%d) under descriptor exhaustion:\n%s", code, tail([]byte(p.out.String()), 3000))
 	}
-	out := p.out.String()
-	if code == 0 || !strings.Contains(out, "engine stopped on its own") {
-		t.Errorf("siplb stopped by its engine: exit %d, output:\n%s\nwant non-zero and the reason", code, tail([]byte(out), 3000))
+	if _, err := c.options("fd-udp", retry{tries: 3, wait: 500 * time.Millisecond}); err != nil {
+		t.Errorf("UDP OPTIONS during the exhaustion: %v", err)
+	}
+	if !strings.Contains(p.out.String(), "too many open files") {
+		t.Errorf("the accept errors were not logged:\n%s", tail([]byte(p.out.String()), 2000))
+	}
+	closeAll()
+	var served bool
+	for try := 0; try < 20 && !served; try++ {
+		tc, err := net.DialTimeout("tcp4", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err != nil {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		tc.Write(sipMsg("OPTIONS sip:farm@example.com SIP/2.0",
+			"Via: SIP/2.0/TCP "+tc.LocalAddr().String()+";branch=z9hG4bK-fdtcp"+fmt.Sprint(try),
+			"Max-Forwards: 70", "From: <sip:a@example.com>;tag=1", "To: <sip:farm@example.com>",
+			"Call-ID: fd-tcp", "CSeq: 1 OPTIONS", "Content-Length: 0"))
+		tc.SetReadDeadline(time.Now().Add(time.Second))
+		buf := make([]byte, 2048)
+		n, _ := tc.Read(buf)
+		served = strings.HasPrefix(string(buf[:n]), "SIP/2.0 200")
+		tc.Close()
+	}
+	if !served {
+		t.Errorf("no new TCP client served after the flood closed:\n%s", tail([]byte(p.out.String()), 2000))
 	}
 }
 
