@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 )
 
 // PoolConfig is one configured pool.
@@ -22,6 +23,10 @@ type PoolConfig struct {
 	// siplb). A request from a backend may go anywhere its Route or
 	// Request-URI says, so list only addresses nobody else can send from.
 	BackendSources []netip.Prefix
+	// BackendCerts are names (a certificate's Common Name or a DNS SAN)
+	// whose verified client certificate makes a TLS peer one of this pool's
+	// backends, whatever its address.
+	BackendCerts []string
 }
 
 // Table is an immutable snapshot of every pool and member with its effective
@@ -34,6 +39,7 @@ type Table struct {
 	byName map[string]PoolID
 	byAddr map[netip.AddrPort]*Backend
 	srcs   []netip.Prefix // every pool's BackendSources
+	certs  map[string]bool // every pool's BackendCerts, lower-cased
 	gen    uint64
 }
 
@@ -86,6 +92,13 @@ func (t *Table) BackendSource(ip netip.Addr) bool {
 	}
 	return false
 }
+
+// BackendCert reports whether a verified certificate name (Common Name or
+// DNS SAN) is in a pool's BackendCerts.
+func (t *Table) BackendCert(name string) bool { return t.certs[strings.ToLower(name)] }
+
+// HasBackendCerts reports whether any pool lists BackendCerts.
+func (t *Table) HasBackendCerts() bool { return len(t.certs) > 0 }
 
 // Generation counts the Tables a Balancer has published: 1 for the first,
 // then one more per Reload, SetHealth or SetState that changed something.
@@ -226,6 +239,12 @@ func buildTable(cfgs []PoolConfig, ov *overlay, prev *Table, gen uint64) *Table 
 		t.pools[i] = p
 		t.byName[pc.Name] = PoolID(i)
 		t.srcs = append(t.srcs, pc.BackendSources...)
+		for _, n := range pc.BackendCerts {
+			if t.certs == nil {
+				t.certs = make(map[string]bool)
+			}
+			t.certs[strings.ToLower(n)] = true
+		}
 	}
 	return t
 }

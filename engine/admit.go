@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"crypto/tls"
 	"net/netip"
 	"time"
 
@@ -94,6 +95,26 @@ func (f *Forwarder) isMember(src netip.AddrPort) bool {
 		return true
 	}
 	return t.BackendSource(src.Addr())
+}
+
+// backendCert reports whether a TLS peer's verified client certificate
+// names a backend (a pool's backend_certs): its Common Name or a DNS SAN.
+// An unverified certificate (client_auth none, or no CA) never counts.
+func (f *Forwarder) backendCert(cs tls.ConnectionState) bool {
+	t := f.bal.Table()
+	if !t.HasBackendCerts() || len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+		return false
+	}
+	leaf := cs.VerifiedChains[0][0]
+	if leaf.Subject.CommonName != "" && t.BackendCert(leaf.Subject.CommonName) {
+		return true
+	}
+	for _, n := range leaf.DNSNames {
+		if t.BackendCert(n) {
+			return true
+		}
+	}
+	return false
 }
 
 // scanner reports whether the request in s.Msg comes from a known SIP

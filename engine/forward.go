@@ -717,11 +717,15 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 
 // fromBackend reports whether a request's sender is a backend, by what no
 // sender can write: a UDP source address:port that is a member's, a
-// connection siplb opened to a member, or a source IP the operator listed
-// in a pool's backend_sources. A Via sent-by never counts (anyone writes
+// connection siplb opened to a member, a source IP the operator listed in a
+// pool's backend_sources, or a TLS connection whose verified client
+// certificate a pool's backend_certs names. A Via sent-by never counts (anyone writes
 // one), nor does an inbound connection from a member's address (a client
 // may bind a member's UDP port for its TCP socket).
 func (f *Forwarder) fromBackend(t *balance.Table, src netip.AddrPort, conn pool.ConnID) bool {
+	if conn.Trusted() {
+		return true // a verified client certificate in a pool's backend_certs
+	}
 	if conn == 0 || conn.Outbound() {
 		if _, ok := t.Lookup(src); ok {
 			return true

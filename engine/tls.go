@@ -200,7 +200,13 @@ func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, tc *tls.C
 	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
 	ts := newTLSStream(tc)
 	sc.tls, sc.peer = ts, peer
-	id, err := s.reg.Add(sc, peer.Addr(), inbound)
+	var id pool.ConnID
+	var err error
+	if inbound && s.f.backendCert(tc.ConnectionState()) {
+		id, err = s.reg.AddTrusted(sc, peer.Addr())
+	} else {
+		id, err = s.reg.Add(sc, peer.Addr(), inbound)
+	}
 	if err != nil {
 		s.streams.ConnsRefused.Add(1)
 		ts.close()

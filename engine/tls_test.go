@@ -244,3 +244,57 @@ func TestUDPClientToTLSBackend(t *testing.T) {
 		t.Fatalf("UDP client got %q", resp)
 	}
 }
+
+// A TLS peer whose verified client certificate a pool's backend_certs names
+// is a backend whatever its address: its request goes where it says. The
+// same request without the certificate goes to the pool.
+func TestTLSBackendCertTrusted(t *testing.T) {
+	pki := newTestPKI(t)
+	store, err := siptls.NewStore(siptls.Config{CertFile: pki.certFile, KeyFile: pki.keyFile, CAFile: pki.caFile, ClientAuth: siptls.ClientAuthOptional})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uas := startUAS(t)
+	sink := startUAS(t) // a client's address, not a member
+	bal, err := balance.New([]balance.PoolConfig{{Name: "farm", Backends: []balance.BackendConfig{{Addr: uas.addr}},
+		BackendCerts: []string{"127.0.0.1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	legs := []LegConfig{
+		{Transport: balance.TLS, Addr: netip.MustParseAddrPort("127.0.0.1:0"), TLS: store},
+		{Transport: balance.UDP, Addr: netip.MustParseAddrPort("127.0.0.1:0")},
+	}
+	if err := ResolvePorts(legs); err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewForwarder(Config{Legs: legs}, bal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runServerT(t, NewServerWith(f, Options{Loops: 1}))
+	send := func(callID string, certs []tls.Certificate) {
+		t.Helper()
+		c, err := tls.Dial("tcp", legs[0].Addr.String(), &tls.Config{RootCAs: pki.pool, ServerName: "127.0.0.1", Certificates: certs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write(sip("MESSAGE sip:x@"+sink.addr.String()+" SIP/2.0",
+			"Via: SIP/2.0/TLS "+c.LocalAddr().String()+";branch=z9hG4bK-"+callID+";rport",
+			"Max-Forwards: 70", "From: <sip:a@example.com>;tag=f", "To: <sip:x@example.com>;tag=t",
+			"Call-ID: "+callID, "CSeq: 1 MESSAGE", "Content-Length: 0"))
+		readResponses(t, c, 1, 3*time.Second)
+	}
+	send("withcert", []tls.Certificate{pki.cert})
+	send("nocert", nil)
+	if ms := sink.methods("withcert"); len(ms) != 1 {
+		t.Errorf("the backend with a listed certificate did not reach its target: %v", ms)
+	}
+	if ms := sink.methods("nocert"); len(ms) != 0 {
+		t.Errorf("a client without a certificate reached %v: %v", sink.addr, ms)
+	}
+	if ms := uas.methods("nocert"); len(ms) != 1 {
+		t.Errorf("the client's request did not go to the pool: %v", ms)
+	}
+}

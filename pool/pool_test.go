@@ -188,7 +188,10 @@ func TestRegistryIDsUnguessable(t *testing.T) {
 		if id.Outbound() != (i%2 != 0) {
 			t.Errorf("id %#x: Outbound %v for inbound=%v", id, id.Outbound(), i%2 == 0)
 		}
-		high := uint64(id) >> 33
+		if id.Trusted() {
+			t.Errorf("id %#x: Trusted without AddTrusted", id)
+		}
+		high := uint64(id) >> randomShift
 		if seen[high] {
 			t.Errorf("random part %#x repeated", high)
 		}
@@ -199,8 +202,8 @@ func TestRegistryIDsUnguessable(t *testing.T) {
 		prev = id
 		// A guessed neighbour (slot and generation right, random part not)
 		// resolves to nothing.
-		if r.Get(id^1<<40) != nil {
-			t.Errorf("id %#x with another random part resolved", id)
+		if r.Get(id^1<<40) != nil || r.Get(id|trustedBit) != nil {
+			t.Errorf("id %#x with another random part or the trusted bit resolved", id)
 		}
 	}
 }

@@ -11,7 +11,8 @@ import (
 )
 
 // ConnID names one connection for as long as it is open: a slot, a
-// generation, whether siplb opened the connection, and 31 random bits, so an
+// generation, whether siplb opened the connection, whether its peer proved
+// by a certificate to be a backend, and 30 random bits, so an
 // id that outlives its connection never finds another one that took the
 // slot, and an id cannot be guessed from another (a token minted for one
 // connection never addresses another, not even after a restart). The zero
@@ -25,6 +26,8 @@ const (
 	MaxSlots    = 1<<slotBits - 1
 	genMask     = 1<<(32-slotBits) - 1
 	outboundBit = 1 << 32
+	trustedBit  = 1 << 33
+	randomShift = 34
 )
 
 func (id ConnID) slot() uint32 { return uint32(id) & MaxSlots }
@@ -34,6 +37,10 @@ func (id ConnID) slot() uint32 { return uint32(id) & MaxSlots }
 // engine makes ConnIDs, so a sender cannot set this bit: an id read back
 // from a token is checked against the registry before use.
 func (id ConnID) Outbound() bool { return id&outboundBit != 0 }
+
+// Trusted reports whether the connection was accepted from a peer whose
+// verified certificate names a backend (AddTrusted).
+func (id ConnID) Trusted() bool { return id&trustedBit != 0 }
 
 // Errors of Add, the reasons a connection is refused.
 var (
@@ -92,6 +99,17 @@ func seed() (s [32]byte) {
 // Add registers v. An inbound connection counts against its source IP's cap;
 // every connection counts against the total.
 func (r *Registry[T]) Add(v *T, peer netip.Addr, inbound bool) (ConnID, error) {
+	return r.add(v, peer, inbound, false)
+}
+
+// AddTrusted registers an inbound connection whose peer proved to be a
+// backend (a verified client certificate the operator listed): its id says
+// so (Trusted).
+func (r *Registry[T]) AddTrusted(v *T, peer netip.Addr) (ConnID, error) {
+	return r.add(v, peer, true, true)
+}
+
+func (r *Registry[T]) add(v *T, peer netip.Addr, inbound, trusted bool) (ConnID, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if inbound && r.perIP[peer] >= r.lim.MaxConnsPerIP {
@@ -116,9 +134,12 @@ func (r *Registry[T]) Add(v *T, peer netip.Addr, inbound bool) (ConnID, error) {
 	if r.gens[slot] == 0 {
 		r.gens[slot] = 1
 	}
-	id := ConnID(r.rnd.Uint64()&^(1<<33-1) | uint64(r.gens[slot])<<slotBits | uint64(slot))
+	id := ConnID(r.rnd.Uint64()&^(1<<randomShift-1) | uint64(r.gens[slot])<<slotBits | uint64(slot))
 	if !inbound {
 		id |= outboundBit
+	}
+	if trusted {
+		id |= trustedBit
 	}
 	r.slots[slot].Store(&entry[T]{id: id, v: v})
 	if inbound {

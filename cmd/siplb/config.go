@@ -57,6 +57,10 @@ type PoolConfig struct {
 	// BackendSources are source IPs/CIDRs whose requests count as this
 	// pool's backends' whatever their port or connection.
 	BackendSources []string `yaml:"backend_sources"`
+	// BackendCerts are certificate names (Common Name or DNS SAN) whose
+	// verified TLS client certificate makes a peer one of this pool's
+	// backends.
+	BackendCerts []string `yaml:"backend_certs"`
 }
 
 // DiscoveryConfig takes pool members from DNS, refreshed at the records' TTL.
@@ -493,7 +497,7 @@ func (c *Config) pools() ([]balance.PoolConfig, error) {
 		if err != nil {
 			return nil, err
 		}
-		pc := balance.PoolConfig{Name: p.Name, Algorithm: alg, BackendSources: srcs}
+		pc := balance.PoolConfig{Name: p.Name, Algorithm: alg, BackendSources: srcs, BackendCerts: p.BackendCerts}
 		for _, b := range p.Backends {
 			tr, ap, err := parseEndpoint(b.Address)
 			if err != nil {
