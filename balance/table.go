@@ -38,7 +38,7 @@ type Table struct {
 	pools  []*Pool
 	byName map[string]PoolID
 	byAddr map[netip.AddrPort]*Backend
-	srcs   []netip.Prefix // every pool's BackendSources
+	srcs   []netip.Prefix  // every pool's BackendSources
 	certs  map[string]bool // every pool's BackendCerts, lower-cased
 	gen    uint64
 }
