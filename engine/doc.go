@@ -10,13 +10,22 @@
 // hashes and a MAC, so responses are routed back with no state; the
 // Record-Route facing a client carries the client's flow (flow.go).
 //
+// Every token siplb mints and later trusts carries a SipHash-2-4 MAC from
+// the branch secret's key ring (mac.go); the edge defences (admit.go, over
+// package internal/guard) run before a message is parsed: the listener's
+// ACL and the flood detector, whose blocks the batched UDP sockets also
+// carry out in the kernel with a socket filter (kfilter_linux.go).
+//
 // The Server runs the rules on:
 //   - UDP legs: by default one SO_REUSEPORT socket per leg and loop read with
 //     recvmmsg and written with sendmmsg, 32 datagrams a syscall
 //     (udpbatch_linux.go); or gnet's event loops (Options.GnetUDP);
-//   - TCP legs: gnet event loops; accepted and outgoing connections belong
-//     to one loop, which alone reads, writes and closes them; other
-//     goroutines queue writes to it (stream.go);
+//   - TCP legs: siplb accepts on listeners of its own, so an accept error
+//     (EMFILE) backs off instead of ending a loop (accept.go), and hands
+//     each connection to a gnet event loop; accepted and outgoing
+//     connections belong to one loop, which alone reads, writes and closes
+//     them; other goroutines queue writes to it (stream.go); partial
+//     messages are charged to one memory budget (budget.go);
 //   - TLS legs: a reader goroutine per connection and a writer that runs
 //     while there is something to write (tls.go), since gnet has no TLS.
 //
