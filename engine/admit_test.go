@@ -98,11 +98,11 @@ func TestAdmitReplyLimit(t *testing.T) {
 	}
 }
 
-// A flood from one source is cut at the door while another source and the
-// backends' own traffic pass; real sockets, the batched UDP path.
-func TestServerFloodBlocked(t *testing.T) {
-	uas := startUAS(t)
-	g, err := guard.New(guard.Config{Flood: guard.FloodConfig{Window: time.Second, Density: 50}})
+// startGuardedLB runs a one-loop Server with the edge defences of gc on a
+// UDP leg in front of uas.
+func startGuardedLB(t *testing.T, gc guard.Config, uas *testUAS) (netip.AddrPort, *Server) {
+	t.Helper()
+	g, err := guard.New(gc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,14 @@ func TestServerFloodBlocked(t *testing.T) {
 	}
 	srv := NewServer(f, 1, nil)
 	runServerT(t, srv)
-	lb := legs[0].Addr
+	return legs[0].Addr, srv
+}
+
+// A flood from one source is cut at the door while another source and the
+// backends' own traffic pass; real sockets, the batched UDP path.
+func TestServerFloodBlocked(t *testing.T) {
+	uas := startUAS(t)
+	lb, srv := startGuardedLB(t, guard.Config{Flood: guard.FloodConfig{Window: time.Second, Density: 50}}, uas)
 
 	flooder, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.2:0")))
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/siplb/siplb/balance"
 	"github.com/siplb/siplb/internal/guard"
 )
 
@@ -71,28 +70,11 @@ func TestFilterProgramInKernel(t *testing.T) {
 // another source is served; a member's IP is never filtered.
 func TestServerFloodFilteredInKernel(t *testing.T) {
 	uas := startUAS(t)
-	g, err := guard.New(guard.Config{Flood: guard.FloodConfig{Window: time.Second, Density: 50, BlockTime: 3 * time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bal, err := balance.New([]balance.PoolConfig{{Name: "farm", Backends: []balance.BackendConfig{{Addr: uas.addr}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	legs := []LegConfig{{Transport: balance.UDP, Addr: netip.MustParseAddrPort("127.0.0.1:0")}}
-	if err := ResolvePorts(legs); err != nil {
-		t.Fatal(err)
-	}
-	f, err := NewForwarder(Config{Legs: legs, Guard: g}, bal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := NewServer(f, 1, nil)
+	lb, srv := startGuardedLB(t, guard.Config{Flood: guard.FloodConfig{Window: time.Second, Density: 50, BlockTime: 3 * time.Second}}, uas)
 	if srv.kfilter == nil {
 		t.Skip("no batched UDP path here")
 	}
-	runServerT(t, srv)
-	lb := legs[0].Addr
+
 	flooder := udpOn(t, "127.0.0.2:0")
 	for i := range 200 {
 		flooder.WriteToUDPAddrPort(invite("kf-"+itoa(i), "z9hG4bKkf"+itoa(i)), lb)
