@@ -94,6 +94,7 @@ func (a *adminServer) handler() http.Handler {
 	api := http.NewServeMux()
 	a.apiRoutes(api)
 	mux.Handle("/api/v1/", requireToken(a.token, api))
+	uiRoutes(mux) // the status page; it holds no data, its calls to /api/v1 carry the token
 	// Profiles for operators and `make bench`: a CPU profile costs the data
 	// path, so they need the token too.
 	prof := http.NewServeMux()

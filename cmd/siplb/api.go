@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/siplb/siplb/balance"
+	"github.com/siplb/siplb/engine"
 )
 
 // The control API: JSON under /api/v1 on the admin listener, the face that
@@ -26,6 +27,7 @@ import (
 //	POST /api/v1/pools/{pool}/{action}                   action on every member
 //	POST /api/v1/backends/{pool}/{address}/{action}      drain, undrain, disable, enable
 //	GET  /api/v1/route?pool=P&callid=X                   the backend a new call with that key gets
+//	GET  /api/v1/stats                                   the engine's totals, for rates (the status page)
 //	POST /api/v1/reload                                  what SIGHUP does; 200 with the changes or 422
 
 // apiError is the body of every answer that is not a success.
@@ -156,6 +158,7 @@ func (a *adminServer) apiRoutes(mux *http.ServeMux) {
 		a.act(w, r.PathValue("pool"), r.PathValue("address"), r.PathValue("action"))
 	})
 	mux.HandleFunc("GET /api/v1/route", a.route)
+	mux.HandleFunc("GET /api/v1/stats", a.statsTotals)
 	mux.HandleFunc("POST /api/v1/reload", a.reload)
 }
 
@@ -295,6 +298,44 @@ func (a *adminServer) route(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, routeInfo{Pool: pool, Algorithm: p.Algorithm().String(), KeyParam: used, Key: key[0],
 		Backend: b.Addr.String(), Transport: b.Transport.String(), State: b.State.String()})
+}
+
+// statsInfo answers /api/v1/stats: the engine's counters since start,
+// summed over its loops, and when they were read, so that a client divides
+// their differences by the server's clock.
+type statsInfo struct {
+	Time               string            `json:"time"` // RFC 3339, when the counters were read
+	RequestsReceived   uint64            `json:"requests_received"`
+	ResponsesReceived  uint64            `json:"responses_received"`
+	RequestsForwarded  uint64            `json:"requests_forwarded"`
+	ResponsesForwarded uint64            `json:"responses_forwarded"`
+	Replies            uint64            `json:"replies"`           // stateless replies siplb made
+	RepliesByStatus    map[string]uint64 `json:"replies_by_status"` // "503", ..., "other"; statuses never sent are absent
+	Drops              uint64            `json:"drops"`
+	DropsByReason      map[string]uint64 `json:"drops_by_reason"` // every reason, as siplb_drops_total labels it
+	Connections        int               `json:"connections"`     // TCP and TLS connections open now
+}
+
+// statsTotals answers the engine's Snapshot as statsInfo.
+func (a *adminServer) statsTotals(w http.ResponseWriter, _ *http.Request) {
+	s := a.stats()
+	out := statsInfo{Time: time.Now().UTC().Format(time.RFC3339Nano),
+		RequestsReceived: s.RequestsIn, ResponsesReceived: s.ResponsesIn,
+		RequestsForwarded: s.RequestsOut, ResponsesForwarded: s.ResponsesOut,
+		RepliesByStatus: map[string]uint64{}, DropsByReason: map[string]uint64{}, Connections: s.Conns}
+	for st, n := range s.Replies {
+		k := "other"
+		if st != 0 {
+			k = strconv.Itoa(st)
+		}
+		out.RepliesByStatus[k] += n
+		out.Replies += n
+	}
+	for _, d := range engine.Drops() {
+		out.DropsByReason[d.String()] = s.Drop(d)
+		out.Drops += s.Drop(d)
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // reload does what SIGHUP does and answers what changed, or why nothing did.
