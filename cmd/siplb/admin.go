@@ -62,9 +62,10 @@ func startAdmin(ctx context.Context, cfg AdminConfig, ctl *control, srv *engine.
 	}, fail, nil
 }
 
-// handler routes the admin listener. /metrics, /backends, /healthz and
-// /readyz are open (they change nothing); the control API and the profiles
-// need the token when one is set.
+// handler routes the admin listener. /metrics, /backends, /healthz,
+// /readyz and the status page's assets under /ui are open (they change
+// nothing); the control API and the profiles need the token when one is
+// set, and the API refuses cross-origin browser requests.
 func (a *adminServer) handler() http.Handler {
 	mux := http.NewServeMux()
 	reg := newMetricsRegistry(metricsSource{stats: a.stats, table: a.bal.Table, health: a.health, reloads: a.ctl.reloads})
@@ -93,7 +94,11 @@ func (a *adminServer) handler() http.Handler {
 	})
 	api := http.NewServeMux()
 	a.apiRoutes(api)
-	mux.Handle("/api/v1/", requireToken(a.token, api))
+	// A browser on another site must not drive the API through the
+	// operator's browser (CSRF), token or not: state changes from a
+	// cross-origin page are refused (Sec-Fetch-Site / Origin vs Host);
+	// siplb ctl, curl and the status page (same origin) are not affected.
+	mux.Handle("/api/v1/", http.NewCrossOriginProtection().Handler(requireToken(a.token, api)))
 	uiRoutes(mux) // the status page; it holds no data, its calls to /api/v1 carry the token
 	// Profiles for operators and `make bench`: a CPU profile costs the data
 	// path, so they need the token too.
