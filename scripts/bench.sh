@@ -15,7 +15,10 @@
 #      (targets direct_tcp, siplb_tcp, kamailio_tcp);
 #   4. siplb with --udp-io gnet (target siplb_gnet) beside the default
 #      batched UDP path, for GNET_SCENARIOS;
-#   5. the table, ratios and plots (benchreport) in benchmarks/results/RUN/.
+#   5. siplb with its edge defences off (target siplb_open: no flood
+#      detector, no scanner filter) beside the default siplb, which keeps
+#      them on, for DEFENCE_SCENARIOS: what the defences cost per message;
+#   6. the table, ratios and plots (benchreport) in benchmarks/results/RUN/.
 # Every process is started here and stopped by its PID; traffic stays on
 # 127.0.0.1. The defaults take about three minutes; the knobs below make
 # longer runs.
@@ -39,7 +42,8 @@ TCP_SCENARIOS=${TCP_SCENARIOS-call} # scenarios also run over TCP; empty: none
 TCP_TARGETS=${TCP_TARGETS:-direct siplb kamailio} # targets over TCP (as direct_tcp, siplb_tcp, kamailio_tcp)
 TCP_MODES=${TCP_MODES:-sat}        # sat (closed loop), rate (open loop at RATE_SHARE of siplb_tcp's), or both
 GNET_SCENARIOS=${GNET_SCENARIOS-options} # scenarios also run on siplb --udp-io gnet; empty: none
-PORT_BASE=${PORT_BASE:-25060}      # siplb +0, relay +1, kamailio +2, siplb_gnet +3, siplb_tcp +4, kamailio_tcp +5, sipecho +10..+12
+DEFENCE_SCENARIOS=${DEFENCE_SCENARIOS-options call} # scenarios also run on siplb with its defences off (siplb_open); empty: none
+PORT_BASE=${PORT_BASE:-25060}      # siplb +0, relay +1, kamailio +2, siplb_gnet +3, siplb_tcp +4, kamailio_tcp +5, siplb_open +6, sipecho +10..+12
 RESULTS=${RESULTS:-benchmarks/results}
 GO=${GO:-go}
 
@@ -88,7 +92,7 @@ fi
 	echo "go: $($GO version)"
 	echo "siplb: $("$BIN/siplb" --version 2>&1 | head -1)"
 	if [ -n "$kam" ]; then echo "kamailio: $("$kam" -v 2>&1 | head -1)"; else echo "kamailio: not available"; fi
-	echo "settings: SAT_DURATION=$SAT_DURATION RATE_DURATION=$RATE_DURATION WINDOW=$WINDOW SOCKETS=$SOCKETS RATE_SHARE=$RATE_SHARE LOOPS=$LOOPS KAM_CHILDREN=$KAM_CHILDREN TCP_SCENARIOS=\"$TCP_SCENARIOS\" TCP_MODES=\"$TCP_MODES\" GNET_SCENARIOS=\"$GNET_SCENARIOS\""
+	echo "settings: SAT_DURATION=$SAT_DURATION RATE_DURATION=$RATE_DURATION WINDOW=$WINDOW SOCKETS=$SOCKETS RATE_SHARE=$RATE_SHARE LOOPS=$LOOPS KAM_CHILDREN=$KAM_CHILDREN TCP_SCENARIOS=\"$TCP_SCENARIOS\" TCP_MODES=\"$TCP_MODES\" GNET_SCENARIOS=\"$GNET_SCENARIOS\" DEFENCE_SCENARIOS=\"$DEFENCE_SCENARIOS\""
 } | tee "$out/machine.txt"
 
 if [ "$MICRO" = 1 ]; then
@@ -101,7 +105,7 @@ fi
 h=127.0.0.1
 be=("$h:$((PORT_BASE + 10))" "$h:$((PORT_BASE + 11))" "$h:$((PORT_BASE + 12))")
 declare -A addr=([direct]="${be[0]}" [siplb]="$h:$PORT_BASE" [relay]="$h:$((PORT_BASE + 1))" [kamailio]="$h:$((PORT_BASE + 2))"
-	[siplb_gnet]="$h:$((PORT_BASE + 3))" [direct_tcp]="${be[0]}" [siplb_tcp]="$h:$((PORT_BASE + 4))" [kamailio_tcp]="$h:$((PORT_BASE + 5))")
+	[siplb_gnet]="$h:$((PORT_BASE + 3))" [direct_tcp]="${be[0]}" [siplb_tcp]="$h:$((PORT_BASE + 4))" [kamailio_tcp]="$h:$((PORT_BASE + 5))" [siplb_open]="$h:$((PORT_BASE + 6))")
 tcp_targets=()
 if [ -n "$TCP_SCENARIOS" ]; then
 	for t in $TCP_TARGETS; do tcp_targets+=("${t}_tcp"); done
@@ -123,7 +127,31 @@ start sipecho "$BIN/sipecho" -q -tcp -listen "${be[0]}" -listen "${be[1]}" -list
 start relay "$BIN/udprelay" -listen "${addr[relay]}" -backend "${be[0]}" -backend "${be[1]}" -backend "${be[2]}"
 # siplb as Kamailio runs: no active health probing (ds_ping_interval 0), so
 # both forward only the measured load. SIPLB_CONFIG names another file.
-siplb_yaml() { # transport listen-address [engine-extra]: a generated siplb configuration
+# security_on is siplb's (and siplb_gnet's, siplb_tcp's) security section.
+security_on=$(
+	cat <<-EOF
+		# The defences stay on (their cost is part of the figures), with a
+		# density one load generator at saturation never reaches: flooding
+		# is bench-flood's scenario, not this one's.
+		security:
+		  flood:
+		    window: 1s
+		    density: 524288
+	EOF
+)
+# siplb_open's: the flood detector (per datagram, before parsing) and the
+# scanner filter (per request) off; the reply limiter stays, it only acts on
+# stateless replies, which this load never draws.
+security_off=$(
+	cat <<-EOF
+		security:
+		  flood:
+		    disabled: true
+		  scanners:
+		    disabled: true
+	EOF
+)
+siplb_yaml() { # transport listen-address [engine-extra [security]]: a generated siplb configuration
 	cat <<-EOF
 		listen:
 		  - address: $1://$2
@@ -141,13 +169,7 @@ siplb_yaml() { # transport listen-address [engine-extra]: a generated siplb conf
 		${3:-}
 		log:
 		  level: warn
-		# The defences stay on (their cost is part of the figures), with a
-		# density one load generator at saturation never reaches: flooding
-		# is bench-flood's scenario, not this one's.
-		security:
-		  flood:
-		    window: 1s
-		    density: 524288
+		${4:-$security_on}
 	EOF
 }
 cfg=${SIPLB_CONFIG:-$rundir/siplb.yaml}
@@ -174,6 +196,9 @@ start_siplb_variant() {
 }
 if [ -n "$GNET_SCENARIOS" ]; then
 	start_siplb_variant siplb_gnet "$(siplb_yaml udp "${addr[siplb_gnet]}" "  udp_io: gnet")"
+fi
+if [ -n "$DEFENCE_SCENARIOS" ]; then
+	start_siplb_variant siplb_open "$(siplb_yaml udp "${addr[siplb_open]}" "" "$security_off")"
 fi
 if wants siplb_tcp; then
 	start_siplb_variant siplb_tcp "$(siplb_yaml tcp "${addr[siplb_tcp]}")"
@@ -214,6 +239,8 @@ up=()
 for t in $TARGETS; do alive "$t" udp && up+=("$t"); done
 gnet_up=()
 [ -n "$GNET_SCENARIOS" ] && alive siplb_gnet udp && gnet_up=(siplb_gnet)
+open_up=()
+[ -n "$DEFENCE_SCENARIOS" ] && alive siplb_open udp && open_up=(siplb_open)
 tcp_up=()
 for t in "${tcp_targets[@]}"; do alive "$t" tcp && tcp_up+=("$t"); done
 [ ${#up[@]} -gt 0 ] || { warn "no target answers"; exit 1; }
@@ -235,7 +262,7 @@ ticks() { # pid: utime+stime of the tree, in ticks
 	echo "$sum"
 }
 procs=()
-for p in sipecho relay siplb siplb_gnet siplb_tcp kamailio kamailio_tcp; do
+for p in sipecho relay siplb siplb_gnet siplb_open siplb_tcp kamailio kamailio_tcp; do
 	[ -n "${pid[$p]:-}" ] && procs+=("$p")
 done
 
@@ -268,7 +295,13 @@ sat_rate() {
 in_list() { [[ " $2 " == *" $1 "* ]]; } # in_list word list
 
 for sc in $SCENARIOS; do
-	targets=("${up[@]}")
+	targets=()
+	for t in "${up[@]}"; do
+		targets+=("$t")
+		# siplb_open runs right after siplb, so the two see the same load
+		# from the rest of the machine as nearly as one run allows.
+		[ "$t" = siplb ] && in_list "$sc" "$DEFENCE_SCENARIOS" && targets+=("${open_up[@]}")
+	done
 	in_list "$sc" "$GNET_SCENARIOS" && targets+=("${gnet_up[@]}")
 	say "$sc: closed loop, window $WINDOW, $SAT_DURATION per target: ${targets[*]}"
 	for t in "${targets[@]}"; do

@@ -1,7 +1,9 @@
 // Command benchreport turns the files of one `make bench` run into the
 // report: a Markdown table per scenario (throughput, latency percentiles,
 // CPU of every process), the ratios siplb/Kamailio and siplb/relay checked
-// against siplb's targets, warnings (a saturated sipload, lost units), and
+// against siplb's targets, siplb's UDP I/O paths side by side, the cost of
+// its edge defences (siplb against siplb_open) checked against its budget,
+// warnings (a saturated sipload, lost units), and
 // plots (throughput.svg, cpu.svg, latency-SCENARIO.svg) in the same folder.
 //
 //	benchreport -dir benchmarks/results/RUN [-plots=false]
@@ -33,16 +35,18 @@ import (
 )
 
 // Targets in the order of the table: over UDP, siplb with gnet's UDP path
-// (siplb_gnet, against the default batched path), then over TCP (_tcp).
+// (siplb_gnet, against the default batched path), siplb with its edge
+// defences off (siplb_open, against the default, which has them on), then
+// over TCP (_tcp).
 var (
-	targetOrder = []string{"direct", "relay", "siplb", "siplb_gnet", "kamailio", "direct_tcp", "siplb_tcp", "kamailio_tcp"}
+	targetOrder = []string{"direct", "relay", "siplb", "siplb_gnet", "siplb_open", "kamailio", "direct_tcp", "siplb_tcp", "kamailio_tcp"}
 	modeOrder   = []string{"sat", "rate"}
 )
 
 // processOf is the forwarding process of a target (its name in the .cpu
 // files); direct and direct_tcp have none.
 var processOf = map[string]string{
-	"relay": "relay", "siplb": "siplb", "siplb_gnet": "siplb_gnet", "kamailio": "kamailio",
+	"relay": "relay", "siplb": "siplb", "siplb_gnet": "siplb_gnet", "siplb_open": "siplb_open", "kamailio": "kamailio",
 	"siplb_tcp": "siplb_tcp", "kamailio_tcp": "kamailio_tcp",
 }
 

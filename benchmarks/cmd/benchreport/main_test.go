@@ -25,6 +25,12 @@ func sat(t, sc string, perSec float64, completed uint64, cpu string) fixture {
 	}}
 }
 
+// withCPU gives f a .cpu file.
+func withCPU(f fixture, cpu string) fixture {
+	f.cpu = cpu
+	return f
+}
+
 func open(t, sc string, p99 float64) fixture {
 	return fixture{target: t, scenario: sc, mode: "rate", res: result{
 		Sent: 1000, Completed: 1000, Rate: 5000, Throughput: 5000, CPUShare: 0.2,
@@ -93,7 +99,7 @@ func TestReport(t *testing.T) {
 				"| options | 2.50× ✓ | 0.91× ✓ | 0.83× | 6.00× | 1.25× | +500 µs at 5000/s ✓ |",
 				"| call | 1.50× ✗ MISS | - | - | 2.25× | - | +1600 µs at 5000/s ✗ MISS |",
 			},
-			notWant: []string{"Warnings:", "over TCP", "batch (default) against gnet"},
+			notWant: []string{"Warnings:", "over TCP", "batch (default) against gnet", "edge defences"},
 		},
 		{
 			name: "tcp rows and udp i/o",
@@ -114,6 +120,40 @@ func TestReport(t *testing.T) {
 				"| options | 10000 | 8000 | 1.25× | 10.0 | 15.0 | 1.50× | 700 µs | 900 µs |",
 			},
 			notWant: []string{"options over TCP"},
+		},
+		{
+			name: "edge defences",
+			fs: append(slices.Clone(full),
+				// OPTIONS: 10 µs per unit on, 9.8 µs off: +2.0 %, within the
+				// budget; at the open-loop rate 50 µs on, 48 µs off.
+				sat("siplb_open", "options", 10100, 40400, "sipecho 1.0 4.0\nsiplb_open 0.396 4.0\n"),
+				withCPU(open("siplb", "options", 700), "siplb 0.05 0.2\n"),
+				withCPU(open("siplb_open", "options", 650), "siplb_open 0.048 0.2\n"),
+				// Calls: 22.2 µs on, 20.2 µs off: +10.0 %, over it; no
+				// open loop for siplb_open.
+				sat("siplb_open", "call", 3300, 9900, "siplb_open 0.2 3.0\n"),
+				// REGISTER: siplb_open without a .cpu file, siplb without a run.
+				sat("siplb_open", "register", 9000, 36000, ""),
+			),
+			want: []string{
+				"| saturation (window 200) | siplb_open | 10100 | 300 | 900 | 1500 | 0 | 0 | 10% | 25% | 50% | 9.8 |",
+				"| open 5000/s | siplb_open | 5000 | 60.0 | 650 | 1300 | 0 | 0 | 24% | - | 20% | 48.0 |",
+				"### siplb's edge defences: on (default) against off",
+				"| scenario | on per second | off per second | on/off | on CPU µs/unit | off CPU µs/unit | CPU per unit on÷off − 1 (target ≤ +3 %) |",
+				"| options | 10000 | 10100 | 0.99× | 10.0 | 9.8 | +2.0 % ✓ | 50.0 | 48.0 | +4.2 % |",
+				"| call | 3000 | 3300 | 0.91× | 22.2 | 20.2 | +10.0 % ✗ MISS | - | - | - |",
+				// The ratios against the others still come from siplb alone.
+				"| options | 2.50× ✓ | 0.91× ✓ | 0.83× | 6.00× | 1.25× | +500 µs at 5000/s ✓ |",
+			},
+			notWant: []string{"| register | 9000", "batch (default) against gnet"},
+		},
+		{
+			name: "edge defences without cpu figures",
+			fs: []fixture{
+				sat("siplb", "options", 10000, 40000, "siplb 0.4 4.0\n"),
+				sat("siplb_open", "options", 10100, 40400, ""),
+			},
+			want: []string{"| options | 10000 | 10100 | 0.99× | 10.0 | - | - | - | - | - |"},
 		},
 		{
 			name: "warnings",
@@ -169,8 +209,10 @@ func TestPlots(t *testing.T) {
 	dir := writeDir(t, []fixture{
 		sat("relay", "options", 11000, 44000, "relay 0.352 4.0\n"),
 		sat("siplb", "options", 10000, 40000, "siplb 0.4 4.0\n"),
+		sat("siplb_open", "options", 10100, 40400, "siplb_open 0.396 4.0\n"),
 		open("direct", "options", 200),
 		open("siplb", "options", 700),
+		open("siplb_open", "options", 650),
 		sat("siplb", "call", 3000, 9000, "siplb 0.2 3.0\n"),
 	}, nil)
 	rep, err := readReport(dir)

@@ -14,6 +14,11 @@ const (
 	wantAddedP99us = 1000.0
 )
 
+// wantDefenceCost is the most siplb's edge defences (flood detector, scanner
+// filter) may add to its CPU per message, as a share: siplb against
+// siplb_open, the same configuration with them off.
+const wantDefenceCost = 0.03
+
 // targetScenarios are the scenarios the targets apply to.
 var targetScenarios = map[string]bool{"options": true, "call": true}
 
@@ -183,6 +188,7 @@ func writeRatios(w io.Writer, rep *report) {
 		}
 	}
 	writeUDPIO(w, rep)
+	writeDefences(w, rep)
 }
 
 // writeUDPIO writes siplb's default batched UDP path (recvmmsg/sendmmsg)
@@ -212,6 +218,61 @@ func writeUDPIO(w io.Writer, rep *report) {
 			times(div(b.Res.Throughput, g.Res.Throughput), false, false), micros(b.fwdMicros()), micros(g.fwdMicros()),
 			times(div(g.fwdMicros(), b.fwdMicros()), false, false), p99("siplb"), p99("siplb_gnet"))
 	}
+}
+
+// writeDefences writes siplb as it runs by default, edge defences on,
+// against siplb_open (the flood detector and the scanner filter off), for
+// the scenarios that ran both at saturation: throughput, CPU per unit and
+// what the defences add to it, checked against wantDefenceCost; the same
+// cost at the open-loop rate where both ran it. Nothing when no scenario
+// ran both.
+func writeDefences(w io.Writer, rep *report) {
+	header := false
+	for _, sc := range rep.Scenarios {
+		on, off := rep.Runs[key{"siplb", sc, "sat"}], rep.Runs[key{"siplb_open", sc, "sat"}]
+		if on == nil || off == nil {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "\n### siplb's edge defences: on (default) against off")
+			fmt.Fprintln(w)
+			fmt.Fprintf(w, "| scenario | on per second | off per second | on/off | on CPU µs/unit | off CPU µs/unit | CPU per unit on÷off − 1 (target ≤ +%.0f %%) | open-loop CPU µs/unit on | open-loop CPU µs/unit off | open-loop on÷off − 1 |\n",
+				100*wantDefenceCost)
+			fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+			header = true
+		}
+		cost, ok := extraCost(on, off)
+		satCost := "-"
+		if ok {
+			satCost = percent(cost) + verdict(true, cost <= wantDefenceCost)
+		}
+		onRate, offRate := rep.Runs[key{"siplb", sc, "rate"}], rep.Runs[key{"siplb_open", sc, "rate"}]
+		rateOn, rateOff, rateCost := "-", "-", "-"
+		if onRate != nil && offRate != nil {
+			rateOn, rateOff = micros(onRate.fwdMicros()), micros(offRate.fwdMicros())
+			if c, ok := extraCost(onRate, offRate); ok {
+				rateCost = percent(c)
+			}
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s |\n", sc, on.Res.Throughput, off.Res.Throughput,
+			times(div(on.Res.Throughput, off.Res.Throughput), false, false), micros(on.fwdMicros()), micros(off.fwdMicros()),
+			satCost, rateOn, rateOff, rateCost)
+	}
+}
+
+// extraCost is on's forwarder CPU per unit over off's, less one: what on
+// adds per unit, as a share of off's; false when either is unknown.
+func extraCost(on, off *run) (float64, bool) {
+	a, b := on.fwdMicros(), off.fwdMicros()
+	if a <= 0 || b <= 0 {
+		return 0, false
+	}
+	return a/b - 1, true
+}
+
+// percent formats a share as a signed percentage with one decimal.
+func percent(v float64) string {
+	return fmt.Sprintf("%+.1f %%", 100*v)
 }
 
 // times formats a ratio, with the verdict when a target applies.
