@@ -193,6 +193,7 @@ func TestHealthReplyCodes(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				addr := backendAt(0)
 				h := startChecker(t, []PoolConfig{{Name: "p", Backends: members(1)}}, map[string]HealthConfig{"p": tc.cfg})
+				time.Sleep(2500 * time.Millisecond) // between probes, which come at 5, 10, 15 s
 				for _, st := range tc.statuses {
 					h.farm.set(addr, answer{status: st})
 					time.Sleep(5 * time.Second)
