@@ -119,7 +119,7 @@ func writeConfig(t *testing.T, lbPort int, health string, ports ...int) string {
 // not (sipp's own uas scenario, which ignores them), for at most limit.
 func startUAS(t *testing.T, sipp string, port int, answerOptions bool, limit time.Duration, out *syncBuffer) {
 	t.Helper()
-	args := []string{"-sn", "uas", "-i", "127.0.0.1", "-p", fmt.Sprint(port), "-nostdin", "-timeout", limit.String()}
+	args := []string{"-sn", "uas", "-i", "127.0.0.1", "-p", fmt.Sprint(port), "-nostdin", "-timeout", sippDuration(limit)}
 	if answerOptions {
 		args = append(args, "-aa")
 	}
@@ -306,7 +306,7 @@ func runIgnoresOptions(t *testing.T, sipp, bin, health string, rate, calls int, 
 	dir := t.TempDir()
 	uac := exec.CommandContext(ctx, sipp, "-sn", "uac", fmt.Sprintf("127.0.0.1:%d", lbPort),
 		"-i", "127.0.0.1", "-p", fmt.Sprint(freeUDPPort(t)), "-m", fmt.Sprint(calls), "-r", fmt.Sprint(rate), "-l", "50",
-		"-nostdin", "-timeout", limit.String(), "-timeout_error", "-recv_timeout", "5s",
+		"-nostdin", "-timeout", sippDuration(limit), "-timeout_error", "-recv_timeout", "5s",
 		"-trace_stat", "-stf", filepath.Join(dir, "uac.csv"))
 	uac.Dir = dir
 	began := time.Now()
@@ -337,4 +337,10 @@ func runIgnoresOptions(t *testing.T, sipp, bin, health string, rate, calls int, 
 	}
 	t.Logf("%d calls at %d/s over %v to a uas that ignores OPTIONS: %d completed, %d failed; backend never marked down (health %q)",
 		calls, rate, took.Round(100*time.Millisecond), ok, failed, health)
+}
+
+// sippDuration writes d as sipp's options take it: whole seconds ("95s";
+// sipp does not read "1m35s").
+func sippDuration(d time.Duration) string {
+	return fmt.Sprintf("%ds", int(d.Round(time.Second)/time.Second))
 }
