@@ -1,7 +1,8 @@
 // Package balance owns siplb's backend pools: their members with weights,
 // priorities and states, and the algorithms that choose a member for a new
 // dialog; the health checks that mark members up and down (Checker: SIP
-// OPTIONS probes, passive reports of unreachable backends and runs of 5xx);
+// OPTIONS probes, passive reports of unreachable backends and runs of 5xx,
+// and responses to traffic that show a backend that ignores OPTIONS alive);
 // DNS (Resolver: RFC 3263 NAPTR, SRV, A/AAAA with a TTL cache; Discovery:
 // pool members kept in step with SRV or A/AAAA records); and domain2proxy
 // (DomainMap). Checker and Discovery run in goroutines of their own and

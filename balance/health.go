@@ -2,136 +2,23 @@ package balance
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
-
-// Defaults of HealthConfig. With them a
-// dead backend is noticed within (Fall-1)×Interval+Timeout of its first
-// unanswered probe (12 s), or Fall×Timeout (6 s) of a hint that it is
-// unreachable (Checker.Unreachable), and a recovered one taken back after
-// Rise probes.
-const (
-	DefaultHealthInterval   = 5 * time.Second
-	DefaultHealthTimeout    = 2 * time.Second
-	DefaultHealthFall       = 3
-	DefaultHealthRise       = 2
-	DefaultHealthMaxBackoff = 30 * time.Second
-)
-
-// MinHintProbeGap is the least time between two probes of one backend that
-// hints start (Checker.Unreachable); the gap is the larger of it and the
-// pool's Timeout. A flood of hints, genuine or forged, thus costs at most one
-// extra probe per backend per gap.
-const MinHintProbeGap = 500 * time.Millisecond
 
 // tableCheckEvery bounds how long Run sleeps without looking at the
 // Balancer's Table, so a Reload that adds members gets them probed soon even
 // when no probe is due.
 const tableCheckEvery = time.Second
 
-// HealthConfig configures active probing of one pool with SIP OPTIONS, and
-// the passive detection fed by the engine. Zero values mean the defaults.
-type HealthConfig struct {
-	Interval time.Duration // between probes of a backend (default 5s)
-	Timeout  time.Duration // a probe unanswered this long failed (default 2s; must be < Interval)
-	Fall     int           // consecutive failures that mark an up backend down (default 3)
-	Rise     int           // consecutive successes that mark a down backend up (default 2)
-	// DownOn503 makes a 503 reply count as a failure (default: any final
-	// response means alive).
-	DownOn503 bool
-	// Disabled turns off active probing for this pool; its members are then
-	// neither probed nor marked by passive detection (hints of
-	// Checker.Unreachable are ignored: no probe could confirm them).
-	Disabled bool
-	// MaxBackoff caps the probing interval of a down backend, which starts at
-	// Interval and doubles with each failed probe (default 30s; ≥ Interval).
-	MaxBackoff time.Duration
-	// PassiveFailures is the number of consecutive 5xx final responses from a
-	// backend (reported through Checker.Observe) that mark it down at once;
-	// 0 turns this passive detection off.
-	PassiveFailures int
-}
-
-// WithDefaults returns h with every zero (or negative) field replaced by its
-// default, and values that Validate rejects replaced by usable ones: a
-// Timeout not below Interval becomes 2/5 of Interval (the ratio of the
-// defaults), a MaxBackoff below Interval becomes Interval.
-func (h HealthConfig) WithDefaults() HealthConfig {
-	if h.Interval <= 0 {
-		h.Interval = DefaultHealthInterval
-	}
-	if h.Timeout <= 0 {
-		h.Timeout = DefaultHealthTimeout
-	}
-	if h.Timeout >= h.Interval {
-		h.Timeout = h.Interval * 2 / 5
-	}
-	if h.Fall <= 0 {
-		h.Fall = DefaultHealthFall
-	}
-	if h.Rise <= 0 {
-		h.Rise = DefaultHealthRise
-	}
-	if h.MaxBackoff <= 0 {
-		h.MaxBackoff = DefaultHealthMaxBackoff
-	}
-	if h.MaxBackoff < h.Interval {
-		h.MaxBackoff = h.Interval
-	}
-	if h.PassiveFailures < 0 {
-		h.PassiveFailures = 0
-	}
-	return h
-}
-
-// Validate checks h as configured (zero meaning the default). path is the key
-// of h in the configuration, e.g. "pools[1].health"; an error names the
-// offending key under it: "pools[1].health.timeout: …". A Disabled
-// configuration is still checked, so that enabling it later cannot fail.
-func (h *HealthConfig) Validate(path string) error {
-	for _, d := range []struct {
-		key string
-		v   time.Duration
-	}{{"interval", h.Interval}, {"timeout", h.Timeout}, {"max_backoff", h.MaxBackoff}} {
-		if d.v < 0 {
-			return fmt.Errorf("%s.%s: must not be negative, got %v", path, d.key, d.v)
-		}
-	}
-	for _, n := range []struct {
-		key string
-		v   int
-	}{{"fall", h.Fall}, {"rise", h.Rise}, {"passive_failures", h.PassiveFailures}} {
-		if n.v < 0 {
-			return fmt.Errorf("%s.%s: must not be negative, got %d", path, n.key, n.v)
-		}
-	}
-	interval, timeout, maxBackoff := h.Interval, h.Timeout, h.MaxBackoff
-	if interval == 0 {
-		interval = DefaultHealthInterval
-	}
-	if timeout == 0 {
-		timeout = DefaultHealthTimeout
-	}
-	if maxBackoff == 0 {
-		maxBackoff = DefaultHealthMaxBackoff
-	}
-	if timeout >= interval {
-		return fmt.Errorf("%s.timeout: must be less than interval (%v), got %v", path, interval, timeout)
-	}
-	if maxBackoff < interval {
-		return fmt.Errorf("%s.max_backoff: must be at least interval (%v), got %v", path, interval, maxBackoff)
-	}
-	return nil
-}
+// maxErrText bounds the text of a send error kept for a reason.
+const maxErrText = 80
 
 // ProbeSender sends a probe the checker built to a backend, from the socket
 // of the leg that fronts it. msg is valid only during the call: the sender
@@ -156,9 +43,20 @@ type ProbeIdentity struct {
 
 // Checker probes the members of a Balancer's pools with SIP OPTIONS and takes
 // passive reports from the engine (Unreachable: hints that start probes;
-// Observe: runs of 5xx), and marks backends
-// down and up through Balancer.SetHealth, so the change is in the next Table
-// the data path loads. Each change is logged with its reason.
+// Observe: runs of 5xx, and responses that show a backend alive), and marks
+// backends down and up through Balancer.SetHealth, so the change is in the
+// next Table the data path loads. Each change is logged with its reason.
+//
+// A backend starts in rotation, as the Balancer has it (Up unless configured
+// otherwise), and is probed at once; it leaves only when probes or passive
+// detection say so: Fall failed probes in a row, or a run of
+// PassiveFailures 5xx. Unanswered probes are not failures while the backend
+// answers traffic (PassiveSuccess, see HealthConfig.NoPassiveSuccess). A
+// down backend is re-probed DownInterval after the mark, then at gaps that
+// grow with its outage (a tenth of it, within [DownInterval, MaxBackoff]),
+// and is up again after Rise answered probes DownInterval apart: one that
+// comes back after an outage of D is up within about max(DownInterval,
+// D/10) + (Rise-1)×DownInterval.
 //
 // State is kept per backend address (a health mark is about a host, so it
 // applies in every pool that lists the address); an address in several pools
@@ -174,18 +72,18 @@ type Checker struct {
 	id      ProbeIdentity
 	send    ProbeSender
 	log     *slog.Logger
-	deflt   *HealthConfig // for pools missing from cfgs
+	deflt   *probeConfig // for pools missing from cfgs
 	fromTag uint32
 	idBase  uint64 // first probe id this checker issues
 
-	// passive is the set of targets with PassiveFailures > 0, rebuilt by
-	// resync and read lock-free by Observe. The map is never modified after
-	// it is stored.
+	// passive is the set of targets with PassiveFailures > 0 or passive
+	// success on, rebuilt by resync and read lock-free by Observe. The map
+	// is never modified after it is stored.
 	passive atomic.Pointer[map[netip.AddrPort]passiveTarget]
 
-	mu      sync.Mutex               // guards everything below and every target's fields except run
-	cfgs    map[string]*HealthConfig // effective, by pool name
-	gen     uint64                   // Generation of the Table last resynced (0: resync now)
+	mu      sync.Mutex              // guards everything below and every target's fields except run and seen
+	cfgs    map[string]*probeConfig // effective, by pool name
+	gen     uint64                  // Generation of the Table last resynced (0: resync now)
 	targets map[netip.AddrPort]*healthTarget
 	pending map[uint64]*healthTarget // probe id → its target, while unanswered
 	nextID  uint64
@@ -204,37 +102,48 @@ type healthTarget struct {
 	addr      netip.AddrPort
 	pool      string
 	transport Transport
-	cfg       *HealthConfig
+	cfg       *probeConfig
 
-	up        bool
-	fails     int // consecutive failed probes (any kind)
-	oks       int // consecutive answered probes
-	unanswer  int // of fails: timeouts
-	got503    int // of fails: 503 replies with DownOn503
-	sendErr   int // of fails: SendProbe errors
-	refused   int // of fails: the probe's connection failed (stream backends)
-	backoff   time.Duration
-	next      time.Time // next probe is due (when pending == 0)
-	pending   uint64    // id of the probe in flight, 0 if none
-	sentAt    time.Time
-	deadline  time.Time
-	cseq      uint32
-	reason    string
-	since     time.Time
-	lastRTT   time.Duration
-	lastReply int // status of the last final response to a probe
+	up    bool
+	fails int // consecutive failed probes (any kind)
+	oks   int // consecutive answered probes
+	// The kinds of the fails, for the reason.
+	unanswer  int           // timeouts
+	got503    int           // 503 replies with DownOn503
+	badReply  int           // replies outside ReplyCodes
+	badStatus int           // the last of them
+	badMixed  bool          // not all of them had badStatus
+	sendErr   int           // SendProbe errors
+	lastErr   string        // the last of them, at most maxErrText bytes
+	conn      [numHints]int // the probe's connection failed, by kind (stream backends)
+	excused   int           // unanswered probes not counted since the last answered one (passive success)
+	next      time.Time     // next probe is due (when pending == 0)
+	pending   uint64        // id of the probe in flight, 0 if none
+	sentAt    time.Time     // of the last probe
+	deadline  time.Time     // of the probe in flight
+	cseq      uint32        // of the last probe
+	reason    string        // of the last mark
+	since     time.Time     // of the last mark
+	downAt    time.Time     // when the outage began (marked or found down), for the backoff
+	lastRTT   time.Duration // of the last answered probe
+	lastReply int           // status of the last final response to a probe
 
 	hint      Hint      // the hint that put t in quick re-probing; 0 if none
 	hintProbe time.Time // when a hint last started a probe
 
 	run atomic.Int32 // consecutive 5xx reported by Observe
+	// seen is 1 when Observe reported a final non-5xx response since the
+	// first probe of the current run of failures was sent (or, with no
+	// failure, since the last probe was sent).
+	seen atomic.Uint32
 }
 
-// passiveTarget is an entry of Checker.passive: a target and its
-// PassiveFailures, copied so that Observe reads nothing resync writes.
+// passiveTarget is an entry of Checker.passive: a target and its passive
+// settings, copied so that Observe reads nothing resync writes.
 type passiveTarget struct {
-	t     *healthTarget
-	limit int32
+	t       *healthTarget
+	limit   int32 // PassiveFailures; 0: off
+	success bool  // passive success on
 }
 
 // pendingProbe is one probe built by step, to be sent outside the lock.
@@ -256,14 +165,13 @@ func NewChecker(bal *Balancer, health map[string]HealthConfig, id ProbeIdentity,
 	if id.Transport == "" {
 		id.Transport = "UDP"
 	}
-	d := HealthConfig{}.WithDefaults()
 	c := &Checker{
 		bal:     bal,
 		id:      id,
 		send:    send,
 		log:     log,
-		cfgs:    make(map[string]*HealthConfig, len(health)),
-		deflt:   &d,
+		cfgs:    probeConfigs(health),
+		deflt:   newProbeConfig(HealthConfig{}),
 		fromTag: rand.Uint32(),
 		// A random start keeps the probe ids (and so the Call-IDs) of two
 		// instances, or of one instance across restarts, apart.
@@ -273,22 +181,22 @@ func NewChecker(bal *Balancer, health map[string]HealthConfig, id ProbeIdentity,
 		wake:    make(chan struct{}, 1),
 	}
 	c.nextID = c.idBase
-	for name, h := range health {
-		e := h.WithDefaults()
-		c.cfgs[name] = &e
-	}
 	return c
+}
+
+func probeConfigs(health map[string]HealthConfig) map[string]*probeConfig {
+	cfgs := make(map[string]*probeConfig, len(health))
+	for name, h := range health {
+		cfgs[name] = newProbeConfig(h)
+	}
+	return cfgs
 }
 
 // Reconfigure replaces the HealthConfigs by pool name, as NewChecker takes
 // them, for a configuration reload; Run applies them at once.
 // Backends keep their marks and counts.
 func (c *Checker) Reconfigure(health map[string]HealthConfig) {
-	cfgs := make(map[string]*HealthConfig, len(health))
-	for name, h := range health {
-		e := h.WithDefaults()
-		cfgs[name] = &e
-	}
+	cfgs := probeConfigs(health)
 	c.mu.Lock()
 	c.cfgs = cfgs
 	c.gen = 0 // resync at the next round
@@ -320,7 +228,7 @@ func (c *Checker) Run(ctx context.Context) {
 	}
 }
 
-// step resyncs with the Table, fails the probes past their deadline and
+// step resyncs with the Table, settles the probes past their deadline and
 // builds those due into c.batch. It returns when to wake up next.
 func (c *Checker) step(now time.Time) time.Time {
 	c.mu.Lock()
@@ -333,16 +241,27 @@ func (c *Checker) step(now time.Time) time.Time {
 	c.batch = c.batch[:0]
 	for _, t := range c.targets {
 		if t.pending != 0 && !now.Before(t.deadline) {
-			t.unanswer++
-			c.fail(t, t.deadline)
+			c.unanswered(t)
 		}
 		if t.pending == 0 && !now.Before(t.next) {
 			id := c.nextID
 			c.nextID++
 			t.pending = id
 			t.sentAt = now
-			t.deadline = now.Add(t.cfg.Timeout)
+			timeout := t.cfg.Timeout
+			if !t.up {
+				// Re-probes of a down backend come downGap apart, which
+				// may be shorter than Timeout: each must be answered
+				// before the next is due.
+				timeout = min(timeout, downGap(t, now))
+			}
+			t.deadline = now.Add(timeout)
 			t.cseq = t.cseq%(1<<31-1) + 1 // RFC 3261 §8.1.1.5: below 2**31
+			if t.fails == 0 && t.seen.Load() != 0 {
+				// A run of failures would begin with this probe: only
+				// responses from now on show the backend alive during it.
+				t.seen.Store(0)
+			}
 			c.pending[id] = t
 			off := len(c.out)
 			c.out = c.appendProbe(c.out, t, id)
@@ -371,6 +290,7 @@ func (c *Checker) flush() {
 			if p.t.pending == p.id {
 				if ok {
 					p.t.sendErr++
+					p.t.lastErr = clip(err.Error(), maxErrText)
 					c.fail(p.t, time.Now())
 					c.log.Debug("health probe not sent", "pool", p.t.pool, "backend", p.t.addr, "err", err)
 				} else {
@@ -386,11 +306,12 @@ func (c *Checker) flush() {
 // Response takes a response whose top Via branch starts with the
 // ProbeIdentity's BranchPrefix and reports whether it answers a probe of
 // this checker (then the engine drops it: probe replies are never
-// forwarded). The answer to a probe in flight counts as a success, unless it
-// is a 503 and the pool has DownOn503; a reply that comes after the Timeout
-// is a failure; provisional (1xx) replies and late duplicates are consumed
-// without effect. branch is not retained. Safe for concurrent use; it does
-// not allocate.
+// forwarded). The final answer to a probe in flight counts as a success if
+// its status means alive (any, unless the pool has ReplyCodes or DownOn503),
+// else as a failure; a reply that comes after the Timeout is an unanswered
+// probe; provisional (1xx) replies and late duplicates are consumed without
+// effect. branch is not retained. Safe for concurrent use; it does not
+// allocate unless it marks the backend down or up.
 func (c *Checker) Response(branch []byte, status int) bool {
 	id, ok := c.parseBranch(branch)
 	if !ok {
@@ -409,11 +330,16 @@ func (c *Checker) Response(branch []byte, status int) bool {
 	t.lastReply = status
 	switch {
 	case now.After(t.deadline):
-		t.unanswer++
-		c.fail(t, t.deadline)
-	case status == 503 && t.cfg.DownOn503:
+		c.unanswered(t)
+	case !t.cfg.alive(status):
 		t.lastRTT = now.Sub(t.sentAt)
-		t.got503++
+		if status == 503 && t.cfg.DownOn503 {
+			t.got503++
+		} else {
+			t.badMixed = t.badMixed || t.badReply > 0 && status != t.badStatus
+			t.badReply++
+			t.badStatus = status
+		}
 		c.fail(t, now)
 	default:
 		t.lastRTT = now.Sub(t.sentAt)
@@ -422,100 +348,26 @@ func (c *Checker) Response(branch []byte, status int) bool {
 	return true
 }
 
-// Unreachable takes a hint from the engine that backend addr may be
-// unreachable: an ICMP destination unreachable whose offender is the backend
-// (UDP), or a connection to it that failed (TCP, TLS). A hint is not a
-// verdict, since an ICMP error can be forged by anyone who can spoof the
-// backend's address: only probes mark a backend down. A hint for an up
-// backend with no probe in flight probes it at once, unless a hint already
-// started a probe of it less than the larger of MinHintProbeGap and the
-// pool's Timeout ago (so a flood of hints costs at most one probe per gap);
-// and it puts the backend in quick re-probing: while it stays up, a failed
-// probe is followed by the next one a Timeout after the failed one was sent
-// rather than an Interval, so a dead backend is marked down about
-// Fall×Timeout after the hint (the reason says which hint it followed), and
-// one that answers in that time (a backend started just after siplb) is
-// never marked down. The first answered probe ends quick re-probing, and
-// hints while it lasts change nothing, so the Fall probes that mark a
-// backend down span at least (Fall-1)×Timeout even when each fails at once
-// (a refused connect).
+// Observe is passive detection: the engine reports the status of each final
+// response that backend addr sends to traffic it forwarded. With
+// PassiveFailures N in the HealthConfig of its pool, N consecutive 5xx mark
+// an up backend down at once (its first re-probe is an Interval later, so a
+// stack that answers calls with 5xx but probes with 200 is kept out that
+// long); any other final status ends the run. Unless NoPassiveSuccess, a
+// final non-5xx response also shows the backend alive: a run of unanswered
+// probes of an up backend that sent one since the run's first probe was
+// sent is cancelled, rather than counted towards Fall (the backend ignores
+// OPTIONS). So a backend that never answers probes stays up while it
+// answers traffic at least once every (Fall-1)×Interval+Timeout (12 s by
+// default) and is marked down when it does not; refused connects, replies
+// outside ReplyCodes and 503 with DownOn503 are failures all the same.
+// Observe does not make a down backend up. Provisional statuses and
+// unprobed addresses are ignored.
 //
-// An ICMP hint never settles a probe: only the probe's own answer or
-// timeout does. A connection hint (HintConnectRefused, HintConnectFailed)
-// for a stream backend fails its probe in flight, which goes over a
-// connection of its own: a refused TCP connection cannot be forged off the
-// path (the reset must acknowledge the SYN's sequence number).
-//
-// Hints for a backend already down change nothing else (it is being
-// re-probed with backoff). Hints for addresses that are not probed (not
-// configured, Disabled by the operator, or in a pool whose probing is
-// Disabled) are ignored and counted in HintStats.Ignored: no probe could
-// confirm them, and no probe would ever mark the backend up again. Safe for
-// concurrent use; it does not allocate unless it marks the backend down.
-func (c *Checker) Unreachable(addr netip.AddrPort, hint Hint) {
-	c.hints.received.Add(1)
-	addr = unmap(addr)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := c.targets[addr]
-	if t == nil {
-		c.hints.ignored.Add(1)
-		return
-	}
-	now := time.Now()
-	if t.pending != 0 && t.transport != UDP && hint.connect() {
-		if t.up {
-			t.hint = hint
-		}
-		t.refused++
-		c.fail(t, now)
-		return
-	}
-	if !t.up || t.hint != 0 && t.fails > 0 {
-		return // down, or re-probed quickly already
-	}
-	t.hint = hint
-	if t.pending != 0 {
-		return // the probe in flight confirms it or not
-	}
-	if !t.hintProbe.IsZero() && now.Sub(t.hintProbe) < max(t.cfg.Timeout, MinHintProbeGap) {
-		c.hints.limited.Add(1)
-		return
-	}
-	t.hintProbe = now
-	t.next = now
-	c.hints.probed.Add(1)
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-}
-
-// HintStats counts the hints Checker.Unreachable took.
-type HintStats struct {
-	Received uint64 // all hints
-	Probed   uint64 // that started a probe at once
-	Limited  uint64 // for an up backend, not probed again within the gap
-	Ignored  uint64 // for addresses that are not probed
-}
-
-type hintCounts struct {
-	received, probed, limited, ignored atomic.Uint64
-}
-
-// HintStats returns the counts of hints so far; for metrics and tests.
-func (c *Checker) HintStats() HintStats {
-	return HintStats{Received: c.hints.received.Load(), Probed: c.hints.probed.Load(),
-		Limited: c.hints.limited.Load(), Ignored: c.hints.ignored.Load()}
-}
-
-// Observe is passive detection of a run of failures: the engine reports the
-// status of each final response from backend addr. With PassiveFailures N in
-// the HealthConfig of its pool, N consecutive 5xx mark an up backend down at
-// once (then it is re-probed with backoff); any other final status ends the
-// run. Provisional statuses and unprobed addresses are ignored. Safe for
-// concurrent use; it takes no lock and does not allocate unless it marks the
-// backend down.
+// Observe is on the data path, called for every final response: it takes
+// no lock, does not allocate unless it marks the backend down, and in
+// steady state only reads shared memory (an atomic load of each of two
+// flags already set).
 func (c *Checker) Observe(addr netip.AddrPort, status int) {
 	m := c.passive.Load()
 	if m == nil || status < 200 {
@@ -530,6 +382,12 @@ func (c *Checker) Observe(addr netip.AddrPort, status int) {
 		if t.run.Load() != 0 {
 			t.run.Store(0)
 		}
+		if pt.success && t.seen.Load() == 0 {
+			t.seen.Store(1)
+		}
+		return
+	}
+	if pt.limit == 0 {
 		return
 	}
 	n := t.run.Add(1)
@@ -541,52 +399,12 @@ func (c *Checker) Observe(addr netip.AddrPort, status int) {
 	if c.targets[t.addr] != t || !t.up {
 		return
 	}
+	now := time.Now()
 	c.settle(t)
-	t.fails++
+	c.clearFails(t)
 	t.oks = 0
-	c.markDown(t, time.Now(), strconv.Itoa(int(n))+" consecutive 5xx responses")
-}
-
-// Hint is what the engine saw that suggests a backend may be unreachable,
-// for Checker.Unreachable. The zero Hint is none.
-type Hint uint8
-
-const (
-	HintPortUnreachable Hint = iota + 1 // ICMP port unreachable (ICMPv6 code 4)
-	HintHostUnreachable                 // ICMP host unreachable (ICMPv6 address unreachable)
-	HintNetUnreachable                  // ICMP network unreachable (ICMPv6 no route)
-	HintProhibited                      // ICMP communication administratively prohibited
-	HintConnectRefused                  // a TCP or TLS connection refused
-	HintConnectFailed                   // a TCP or TLS connection that failed otherwise (timeout, handshake)
-)
-
-var hintNames = [...]string{
-	HintPortUnreachable: "ICMP port unreachable",
-	HintHostUnreachable: "ICMP host unreachable",
-	HintNetUnreachable:  "ICMP network unreachable",
-	HintProhibited:      "ICMP administratively prohibited",
-	HintConnectRefused:  "connect refused",
-	HintConnectFailed:   "connect failed",
-}
-
-// String names h for logs: "ICMP port unreachable", "connect refused".
-func (h Hint) String() string {
-	if h == 0 || int(h) >= len(hintNames) {
-		return "unknown hint"
-	}
-	return hintNames[h]
-}
-
-func (h Hint) connect() bool { return h == HintConnectRefused || h == HintConnectFailed }
-
-// ConnectHint returns the Hint for a connection that failed with err:
-// HintConnectRefused if the backend refused it (ECONNREFUSED), else
-// HintConnectFailed.
-func ConnectHint(err error) Hint {
-	if errors.Is(err, syscall.ECONNREFUSED) {
-		return HintConnectRefused
-	}
-	return HintConnectFailed
+	c.markDown(t, now, strconv.Itoa(int(n))+" consecutive 5xx responses")
+	t.next = now.Add(t.cfg.Interval)
 }
 
 // BackendHealth is what a Checker knows about one probed backend, for the
@@ -599,6 +417,15 @@ type BackendHealth struct {
 	Since     time.Time // when it last changed; zero before any change
 	Failures  int       // consecutive failed probes
 	Successes int       // consecutive answered probes
+	// Failing says what the current run of failed probes is, as Reason
+	// would when it marks the backend down ("2 probes unanswered",
+	// "connect refused (1 probe)", "TLS handshake failed (2 probes)");
+	// empty when the last probe did not fail.
+	Failing string
+	// Excused counts the unanswered probes since the last answered one
+	// that were not failures because the backend answered traffic
+	// meanwhile (passive success): a backend that ignores OPTIONS.
+	Excused   int
 	LastRTT   time.Duration
 	LastReply int // status of the last final reply to a probe, 0 if none
 }
@@ -610,9 +437,14 @@ func (c *Checker) Status() []BackendHealth {
 	defer c.mu.Unlock()
 	out := make([]BackendHealth, 0, len(c.targets))
 	for _, t := range c.targets {
+		var failing string
+		if t.fails > 0 {
+			failing = failReason(t)
+		}
 		out = append(out, BackendHealth{
 			Addr: t.addr, Pool: t.pool, Up: t.up, Reason: t.reason, Since: t.since,
-			Failures: t.fails, Successes: t.oks, LastRTT: t.lastRTT, LastReply: t.lastReply,
+			Failures: t.fails, Successes: t.oks, Failing: failing, Excused: t.excused,
+			LastRTT: t.lastRTT, LastReply: t.lastReply,
 		})
 	}
 	return out
@@ -639,7 +471,8 @@ func (c *Checker) resync(tab *Table, now time.Time) {
 			seen[b.Addr] = true
 			t := c.targets[b.Addr]
 			if t == nil {
-				t = &healthTarget{addr: b.Addr, up: b.Healthy(), next: now, backoff: cfg.Interval}
+				// In rotation as the Table has it, and probed at once.
+				t = &healthTarget{addr: b.Addr, up: b.Healthy(), next: now, downAt: now}
 				c.targets[b.Addr] = t
 			}
 			t.pool, t.transport, t.cfg = p.Name(), b.Transport, cfg
@@ -648,10 +481,12 @@ func (c *Checker) resync(tab *Table, now time.Time) {
 				// follow it and count afresh.
 				t.up = b.Healthy()
 				c.resetCounts(t)
-				t.backoff = cfg.Interval
+				if !t.up {
+					t.downAt = now
+				}
 			}
-			if cfg.PassiveFailures > 0 {
-				passive[b.Addr] = passiveTarget{t: t, limit: int32(min(cfg.PassiveFailures, 1<<30))}
+			if cfg.PassiveFailures > 0 || !cfg.NoPassiveSuccess {
+				passive[b.Addr] = passiveTarget{t: t, limit: int32(min(cfg.PassiveFailures, 1<<30)), success: !cfg.NoPassiveSuccess}
 			}
 		}
 	}
@@ -664,16 +499,20 @@ func (c *Checker) resync(tab *Table, now time.Time) {
 	c.passive.Store(&passive)
 }
 
-// succeed records an answered probe of t. Called with c.mu.
+// succeed records an answered probe of t: the next one is an Interval after
+// it, or DownInterval while t is down and not yet up by Rise. Called with
+// c.mu.
 func (c *Checker) succeed(t *healthTarget) {
 	c.settle(t)
-	t.fails = 0
-	t.unanswer, t.got503, t.sendErr, t.refused = 0, 0, 0, 0
-	t.hint = 0
+	c.clearFails(t)
+	t.excused = 0
 	t.oks++
-	t.backoff = t.cfg.Interval
+	if !t.up && t.oks < t.cfg.Rise {
+		t.next = t.sentAt.Add(t.cfg.DownInterval)
+		return
+	}
 	t.next = t.sentAt.Add(t.cfg.Interval)
-	if t.up || t.oks < t.cfg.Rise {
+	if t.up {
 		return
 	}
 	t.up = true
@@ -682,6 +521,27 @@ func (c *Checker) succeed(t *healthTarget) {
 	t.since = time.Now()
 	c.bal.SetHealth(t.addr, true)
 	c.log.Info("backend up", "pool", t.pool, "backend", t.addr, "reason", t.reason)
+}
+
+// unanswered records that the probe in flight of t went unanswered by its
+// deadline. With passive success, a run of nothing but unanswered probes of
+// an up backend that answered traffic since the run's first probe was sent
+// is cancelled instead (Observe). Called with c.mu.
+func (c *Checker) unanswered(t *healthTarget) {
+	if t.up && !t.cfg.NoPassiveSuccess && t.fails == t.unanswer && t.seen.Load() != 0 {
+		sent := t.sentAt
+		c.settle(t)
+		t.fails, t.unanswer, t.hint = 0, 0, 0
+		t.excused++
+		t.next = sent.Add(t.cfg.Interval)
+		if t.excused == 1 {
+			c.log.Info("backend kept up by traffic", "pool", t.pool, "backend", t.addr,
+				"reason", "probe unanswered, responses to traffic meanwhile")
+		}
+		return
+	}
+	t.unanswer++
+	c.fail(t, t.deadline)
 }
 
 // fail records a failed probe of t that settled at the given time (the
@@ -695,34 +555,35 @@ func (c *Checker) fail(t *healthTarget, at time.Time) {
 	c.settle(t)
 	t.oks = 0
 	t.fails++
-	if t.up {
-		if t.fails >= t.cfg.Fall {
-			c.markDown(t, at, failReason(t))
-			t.next = sent.Add(t.backoff)
-		} else if t.hint != 0 {
-			t.next = sent.Add(t.cfg.Timeout) // quick re-probing (Unreachable)
-		} else {
-			t.next = sent.Add(t.cfg.Interval)
-		}
-		return
+	switch {
+	case !t.up:
+		t.next = sent.Add(downGap(t, at))
+	case t.fails >= t.cfg.Fall:
+		c.markDown(t, at, failReason(t))
+	case t.hint != 0:
+		t.next = sent.Add(t.cfg.Timeout) // quick re-probing (Unreachable)
+	default:
+		t.next = sent.Add(t.cfg.Interval)
 	}
-	if t.backoff > t.cfg.MaxBackoff/2 {
-		t.backoff = t.cfg.MaxBackoff
-	} else {
-		t.backoff *= 2
-	}
-	t.next = sent.Add(t.backoff)
 }
 
-// markDown marks t down now for reason and schedules its first re-probe one
-// Interval later. Called with c.mu.
+// downGap returns the gap between a failed re-probe of down backend t and
+// the next one, at the given time: a tenth of its outage so far, within
+// [DownInterval, MaxBackoff]. It grows with the outage, so a backend back
+// after a short one is found soon and a long-dead one costs little.
+func downGap(t *healthTarget, at time.Time) time.Duration {
+	return min(max(at.Sub(t.downAt)/downBackoffShare, t.cfg.DownInterval), t.cfg.MaxBackoff)
+}
+
+// markDown marks t down at the given time for reason and schedules its
+// first re-probe DownInterval later. Called with c.mu.
 func (c *Checker) markDown(t *healthTarget, at time.Time, reason string) {
 	t.up = false
 	t.hint = 0
 	t.reason = reason
 	t.since = at
-	t.backoff = t.cfg.Interval
-	t.next = at.Add(t.backoff)
+	t.downAt = at
+	t.next = at.Add(t.cfg.DownInterval)
 	c.bal.SetHealth(t.addr, false)
 	c.log.Warn("backend down", "pool", t.pool, "backend", t.addr, "reason", reason)
 }
@@ -736,37 +597,53 @@ func (c *Checker) settle(t *healthTarget) {
 	}
 }
 
-func (c *Checker) resetCounts(t *healthTarget) {
-	t.fails, t.oks = 0, 0
-	t.unanswer, t.got503, t.sendErr, t.refused = 0, 0, 0, 0
+// clearFails ends t's run of failed probes, if any. Called with c.mu.
+func (c *Checker) clearFails(t *healthTarget) {
+	t.fails = 0
+	t.unanswer, t.got503, t.badReply, t.badStatus, t.badMixed, t.sendErr = 0, 0, 0, 0, false, 0
+	t.conn = [numHints]int{}
 	t.hint = 0
+}
+
+func (c *Checker) resetCounts(t *healthTarget) {
+	c.clearFails(t)
+	t.oks, t.excused = 0, 0
 	t.run.Store(0)
 }
 
-// failReason describes the run of failures that marked t down: "3 probes
-// unanswered", "503 x3", "connect refused (3 probes)", or a mix; a run that
-// followed an ICMP hint says so: "3 probes unanswered after ICMP port
-// unreachable".
+// failReason describes the run of failed probes of t, from what it saw:
+// "3 probes unanswered", "3 probes answered 503", "3 probes answered 404,
+// not in reply_codes", "3 probes not sent: <error>", "connect refused (3
+// probes)", "connect timed out (3 probes)", "TLS handshake failed (3
+// probes)", or a mix: "3 probes failed: 1 unanswered, 2 connect refused". A
+// run that followed an ICMP hint says so: "3 probes unanswered after ICMP
+// port unreachable".
 func failReason(t *healthTarget) string {
-	var r string
-	switch t.fails {
-	case t.unanswer:
-		r = probeCount(t.fails) + " unanswered"
-	case t.got503:
-		r = "503 x" + strconv.Itoa(t.fails)
-	case t.sendErr:
-		r = probeCount(t.fails) + " not sent"
-	case t.refused:
-		what := "connect failed"
-		if t.hint == HintConnectRefused {
-			what = "connect refused"
+	var parts []string
+	single := ""
+	add := func(n int, part, alone string) {
+		if n == 0 {
+			return
 		}
-		return what + " (" + probeCount(t.fails) + ")"
-	default:
-		r = probeCount(t.fails) + " failed (" + strconv.Itoa(t.unanswer) + " unanswered, " + strconv.Itoa(t.got503) +
-			" 503, " + strconv.Itoa(t.sendErr) + " not sent, " + strconv.Itoa(t.refused) + " connect failed)"
+		parts = append(parts, strconv.Itoa(n)+" "+part)
+		single = alone
 	}
-	if t.hint != 0 && !t.hint.connect() {
+	add(t.unanswer, "unanswered", probeCount(t.unanswer)+" unanswered")
+	add(t.got503, "answered 503", probeCount(t.got503)+" answered 503")
+	bad := "outside reply_codes (last " + strconv.Itoa(t.badStatus) + ")"
+	if !t.badMixed {
+		bad = strconv.Itoa(t.badStatus) + ", not in reply_codes"
+	}
+	add(t.badReply, "answered "+bad, probeCount(t.badReply)+" answered "+bad)
+	add(t.sendErr, "not sent", probeCount(t.sendErr)+" not sent: "+t.lastErr)
+	for h := Hint(1); h < numHints; h++ {
+		add(t.conn[h], h.String(), h.String()+" ("+probeCount(t.conn[h])+")")
+	}
+	r := single
+	if len(parts) > 1 {
+		r = probeCount(t.fails) + " failed: " + strings.Join(parts, ", ")
+	}
+	if t.hint != 0 && !t.hint.Connect() {
 		r += " after " + t.hint.String()
 	}
 	return r
@@ -778,6 +655,14 @@ func probeCount(n int) string {
 		return "1 probe"
 	}
 	return strconv.Itoa(n) + " probes"
+}
+
+// clip returns s cut to at most n bytes.
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 func earlier(a, b time.Time) time.Time {

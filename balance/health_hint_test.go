@@ -18,7 +18,9 @@ import (
 
 // TestHealthHint: a hint at 1.5 s (after the first round, answered at 0)
 // probes the backend at once; a dead one is marked down Fall×Timeout after
-// the hint with a reason naming it, a live one (a forged hint) never.
+// the hint with a reason naming it (then re-probed DownInterval after the
+// mark and every DownInterval, or every Timeout while that is longer), a
+// live one (a forged hint) never.
 func TestHealthHint(t *testing.T) {
 	const hintAt = 1500 * time.Millisecond
 	tests := []struct {
@@ -35,25 +37,31 @@ func TestHealthHint(t *testing.T) {
 	}{
 		{name: "udp dead", hint: HintPortUnreachable, answer: answer{},
 			wantDown: 6 * time.Second, wantReason: "3 probes unanswered after ICMP port unreachable",
-			wantProbes: []time.Duration{0, 2 * time.Second, 4 * time.Second, 9 * time.Second}},
+			wantProbes: seconds(0, 2, 4, 7, 8, 9, 10)},
 		{name: "udp host unreachable", hint: HintHostUnreachable, answer: answer{},
 			wantDown: 6 * time.Second, wantReason: "3 probes unanswered after ICMP host unreachable",
-			wantProbes: []time.Duration{0, 2 * time.Second, 4 * time.Second, 9 * time.Second}},
+			wantProbes: seconds(0, 2, 4, 7, 8, 9, 10)},
 		{name: "udp alive (forged hint)", hint: HintPortUnreachable, answer: answer{status: 200},
 			wantProbes: []time.Duration{0, 5 * time.Second, 10 * time.Second}},
 		{name: "udp answers 503 with down_on_503", cfg: HealthConfig{DownOn503: true}, hint: HintPortUnreachable,
-			answer: answer{status: 503}, wantDown: 4 * time.Second, wantReason: "503 x3 after ICMP port unreachable",
-			wantProbes: []time.Duration{0, 2 * time.Second, 4 * time.Second, 9 * time.Second}},
+			answer: answer{status: 503}, wantDown: 4 * time.Second, wantReason: "3 probes answered 503 after ICMP port unreachable",
+			wantProbes: seconds(0, 2, 4, 5, 6, 7, 8, 9, 10)},
 		{name: "udp fall 1", cfg: HealthConfig{Interval: time.Second, Timeout: 300 * time.Millisecond, Fall: 1},
 			hint: HintPortUnreachable, answer: answer{}, wantDown: 300 * time.Millisecond,
 			wantReason: "1 probe unanswered after ICMP port unreachable",
-			wantProbes: []time.Duration{0, 1 * time.Second, 3 * time.Second, 7 * time.Second}},
+			wantProbes: seconds(0, 1.3, 2.3, 3.3, 4.3, 5.3, 6.3, 7.3, 8.3, 9.3)},
 		{name: "tcp refused", transport: TCP, hint: HintConnectRefused, answer: answer{hint: HintConnectRefused},
 			wantDown: 4 * time.Second, wantReason: "connect refused (3 probes)",
-			wantProbes: []time.Duration{0, 2 * time.Second, 4 * time.Second, 9 * time.Second}},
+			wantProbes: seconds(0, 2, 4, 5, 6, 7, 8, 9, 10)},
+		{name: "tcp connect timed out", transport: TCP, hint: HintConnectTimeout, answer: answer{hint: HintConnectTimeout},
+			wantDown: 4 * time.Second, wantReason: "connect timed out (3 probes)",
+			wantProbes: seconds(0, 2, 4, 5, 6, 7, 8, 9, 10)},
+		{name: "tls handshake failed", transport: TLS, hint: HintTLSHandshake, answer: answer{hint: HintTLSHandshake},
+			wantDown: 4 * time.Second, wantReason: "TLS handshake failed (3 probes)",
+			wantProbes: seconds(0, 2, 4, 5, 6, 7, 8, 9, 10)},
 		{name: "tls connect failed", transport: TLS, hint: HintConnectFailed, answer: answer{hint: HintConnectFailed},
 			wantDown: 4 * time.Second, wantReason: "connect failed (3 probes)",
-			wantProbes: []time.Duration{0, 2 * time.Second, 4 * time.Second, 9 * time.Second}},
+			wantProbes: seconds(0, 2, 4, 5, 6, 7, 8, 9, 10)},
 		{name: "tcp refused once, then accepts", transport: TCP, hint: HintConnectRefused, answer: answer{status: 200},
 			wantProbes: []time.Duration{0, 5 * time.Second, 10 * time.Second}},
 	}
@@ -172,8 +180,8 @@ func TestHealthHintFlood(t *testing.T) {
 		{name: "timeout 100ms", cfg: HealthConfig{Interval: time.Second, Timeout: 100 * time.Millisecond},
 			maxProbes: 1 + 10*2 + 1},
 		// Dead: the hinted probe and two quick re-probes (down at 6 s),
-		// then re-probes with backoff 5 s after the last: at 9 s.
-		{name: "dead", dead: true, maxProbes: 1 + 3 + 1},
+		// then re-probes DownInterval apart: at 7, 8 and 9 s.
+		{name: "dead", dead: true, maxProbes: 1 + 3 + 3},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -256,42 +264,48 @@ func TestHealthHintIgnored(t *testing.T) {
 }
 
 // TestHealthHintWhileDown: a hint for a backend already down (its probes
-// draw ICMP too) neither probes it nor changes its backoff, and it comes
-// back after Rise answers.
+// draw ICMP too) neither probes it nor changes its re-probes, which come as
+// they do without hints (TestHealthDownBackoff), and it comes back after
+// Rise answers.
 func TestHealthHintWhileDown(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		addr := backendAt(0)
-		h := startChecker(t, []PoolConfig{{Name: "p", Backends: members(1)}}, nil)
-		h.farm.set(addr, answer{})
-		time.Sleep(17 * time.Second) // down at 17 s by the usual rule
-		synctest.Wait()
-		if h.state(t, addr) != Down {
-			t.Fatal("not down")
-		}
-		marked := len(h.farm.probeTimes(addr, h.start))
-		for range 100 {
-			h.c.Unreachable(addr, HintPortUnreachable)
-			time.Sleep(time.Second)
-		}
-		synctest.Wait()
+	reprobes := func(t *testing.T, hints bool) []time.Duration {
 		var gaps []time.Duration
-		all := h.farm.probeTimes(addr, h.start)
-		for i := marked; i < len(all); i++ {
-			gaps = append(gaps, all[i]-all[i-1])
-		}
-		want := []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second, 30 * time.Second, 30 * time.Second}
-		if !durationsEqual(gaps, want) {
-			t.Errorf("re-probe gaps %v, want %v", gaps, want)
-		}
-		h.farm.set(addr, answer{status: 200})
-		time.Sleep(time.Minute)
-		if ev, ok := h.rec.find("backend up", addr); !ok || ev.reason != "2 probes answered" || h.state(t, addr) != Up {
-			t.Errorf("up %v (%q), state %v; want up after 2 probes answered", ok, ev.reason, h.state(t, addr))
-		}
-		if st := h.c.HintStats(); st.Probed != 0 {
-			t.Errorf("HintStats %+v: a hint probed a down backend", st)
-		}
-	})
+		synctest.Test(t, func(t *testing.T) {
+			addr := backendAt(0)
+			h := startChecker(t, []PoolConfig{{Name: "p", Backends: members(1)}}, nil)
+			h.farm.set(addr, answer{})
+			time.Sleep(17 * time.Second) // down at 17 s by the usual rule
+			synctest.Wait()
+			if h.state(t, addr) != Down {
+				t.Fatal("not down")
+			}
+			marked := len(h.farm.probeTimes(addr, h.start))
+			for range 100 {
+				if hints {
+					h.c.Unreachable(addr, HintPortUnreachable)
+				}
+				time.Sleep(time.Second)
+			}
+			synctest.Wait()
+			all := h.farm.probeTimes(addr, h.start)
+			for i := marked; i < len(all); i++ {
+				gaps = append(gaps, all[i]-all[i-1])
+			}
+			h.farm.set(addr, answer{status: 200})
+			time.Sleep(time.Minute)
+			if ev, ok := h.rec.find("backend up", addr); !ok || ev.reason != "2 probes answered" || h.state(t, addr) != Up {
+				t.Errorf("up %v (%q), state %v; want up after 2 probes answered", ok, ev.reason, h.state(t, addr))
+			}
+			if st := h.c.HintStats(); st.Probed != 0 {
+				t.Errorf("HintStats %+v: a hint probed a down backend", st)
+			}
+		})
+		return gaps
+	}
+	with, without := reprobes(t, true), reprobes(t, false)
+	if !durationsEqual(with, without) || len(with) < 10 {
+		t.Errorf("re-probe gaps with hints %v, without %v; want the same", with, without)
+	}
 }
 
 func TestConnectHint(t *testing.T) {
@@ -303,19 +317,26 @@ func TestConnectHint(t *testing.T) {
 	}{
 		{name: "refused", err: refused, want: HintConnectRefused},
 		{name: "refused, wrapped", err: fmt.Errorf("tls dial: %w", refused), want: HintConnectRefused},
-		{name: "timeout", err: &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}, want: HintConnectFailed},
-		{name: "unreachable", err: syscall.EHOSTUNREACH, want: HintConnectFailed},
-		{name: "handshake", err: errors.New("tls: handshake failure"), want: HintConnectFailed},
-		{name: "context", err: context.DeadlineExceeded, want: HintConnectFailed},
+		{name: "connect timeout", err: &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}, want: HintConnectTimeout},
+		{name: "connect unreachable", err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.EHOSTUNREACH)}, want: HintConnectFailed},
+		{name: "bare unreachable", err: syscall.EHOSTUNREACH, want: HintConnectFailed},
+		{name: "handshake text", err: errors.New("tls: handshake failure"), want: HintTLSHandshake},
+		{name: "handshake timeout", err: fmt.Errorf("tls handshake with x: %w", context.DeadlineExceeded), want: HintTLSHandshake},
+		{name: "alert received", err: &net.OpError{Op: "remote error", Err: errors.New("tls: bad certificate")}, want: HintTLSHandshake},
+		{name: "reset in handshake", err: &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, want: HintTLSHandshake},
+		{name: "other", err: errors.New("gnet: engine is shutting down"), want: HintConnectFailed},
 	}
 	for _, tc := range tests {
 		if got := ConnectHint(tc.err); got != tc.want {
 			t.Errorf("%s: ConnectHint(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
 		}
 	}
-	for h := Hint(0); h <= HintConnectFailed+1; h++ {
-		if s := h.String(); s == "" || (h >= HintPortUnreachable && h <= HintConnectFailed) == (s == "unknown hint") {
+	for h := Hint(0); h <= numHints; h++ {
+		if s := h.String(); s == "" || (h >= HintPortUnreachable && h < numHints) == (s == "unknown hint") {
 			t.Errorf("Hint(%d).String() = %q", h, s)
+		}
+		if h.Connect() != (h >= HintConnectRefused && h < numHints) {
+			t.Errorf("Hint(%d) (%v).Connect() = %v", h, h, h.Connect())
 		}
 	}
 }

@@ -223,12 +223,12 @@ func TestHealthFall(t *testing.T) {
 		{name: "replies after timeout", answer: answer{status: 200, delay: 3 * time.Second},
 			wantDown: 17 * time.Second, wantReason: "3 probes unanswered"},
 		{name: "503 down", cfg: HealthConfig{DownOn503: true}, answer: answer{status: 503},
-			wantDown: 15 * time.Second, wantReason: "503 x3"},
+			wantDown: 15 * time.Second, wantReason: "3 probes answered 503"},
 		{name: "503 alive by default", answer: answer{status: 503}},
 		{name: "404 alive", cfg: HealthConfig{DownOn503: true}, answer: answer{status: 404}},
 		{name: "slow but in time", answer: answer{status: 200, delay: 1900 * time.Millisecond}},
 		{name: "provisional only", answer: answer{status: 100}, wantDown: 17 * time.Second, wantReason: "3 probes unanswered"},
-		{name: "send errors", answer: answer{err: errSend}, wantDown: 15 * time.Second, wantReason: "3 probes not sent"},
+		{name: "send errors", answer: answer{err: errSend}, wantDown: 15 * time.Second, wantReason: "3 probes not sent: sendto: connection refused"},
 		{name: "fall 1", cfg: HealthConfig{Interval: time.Second, Timeout: 300 * time.Millisecond, Fall: 1},
 			answer: answer{}, wantDown: 1300 * time.Millisecond, wantReason: "1 probe unanswered"},
 		{name: "fall 5", cfg: HealthConfig{Interval: 2 * time.Second, Timeout: time.Second, Fall: 5},
@@ -271,16 +271,18 @@ func TestHealthFall(t *testing.T) {
 }
 
 // TestHealthRise: a down backend that answers again is marked up after Rise
-// consecutive answers, one Interval apart.
+// consecutive answers, DownInterval apart.
 func TestHealthRise(t *testing.T) {
 	tests := []struct {
 		name   string
 		cfg    HealthConfig
 		wantUp time.Duration
 	}{
-		{name: "default rise 2", wantUp: 5 * time.Second},
+		{name: "default rise 2", wantUp: time.Second},
 		{name: "rise 1", cfg: HealthConfig{Rise: 1}, wantUp: 0},
 		{name: "rise 4", cfg: HealthConfig{Rise: 4, Interval: time.Second, Timeout: 100 * time.Millisecond}, wantUp: 3 * time.Second},
+		{name: "rise 3, down_interval 250ms", cfg: HealthConfig{Rise: 3, DownInterval: 250 * time.Millisecond}, wantUp: 500 * time.Millisecond},
+		{name: "down_interval defaults to a shorter interval", cfg: HealthConfig{Interval: 200 * time.Millisecond, Timeout: 50 * time.Millisecond}, wantUp: 200 * time.Millisecond},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -608,6 +610,16 @@ func TestHealthConfigValidate(t *testing.T) {
 		{name: "negative passive", cfg: HealthConfig{PassiveFailures: -1}, wantErr: "pools[1].health.passive_failures:"},
 		{name: "backoff below interval", cfg: HealthConfig{Interval: 10 * time.Second, MaxBackoff: 5 * time.Second}, wantErr: "pools[1].health.max_backoff: must be at least interval (10s)"},
 		{name: "default backoff below long interval", cfg: HealthConfig{Interval: time.Minute}, wantErr: "max_backoff"},
+		{name: "down_interval", cfg: HealthConfig{DownInterval: 300 * time.Millisecond}},
+		{name: "negative down_interval", cfg: HealthConfig{DownInterval: -time.Second}, wantErr: "pools[1].health.down_interval: must not be negative"},
+		{name: "down_interval above max_backoff", cfg: HealthConfig{DownInterval: time.Minute}, wantErr: "pools[1].health.down_interval: must be at most max_backoff (30s), got 1m0s"},
+		{name: "reply codes", cfg: HealthConfig{ReplyCodes: []string{"200", "2xx", "404", "4XX", " 6xx", "699"}}},
+		{name: "reply code not a status", cfg: HealthConfig{ReplyCodes: []string{"200", "ok"}}, wantErr: `pools[1].health.reply_codes[1]: want a final status (200-699) or a class (2xx-6xx), got "ok"`},
+		{name: "reply code provisional", cfg: HealthConfig{ReplyCodes: []string{"2xx", "4xx", "180"}}, wantErr: `pools[1].health.reply_codes[2]:`},
+		{name: "reply class 7xx", cfg: HealthConfig{ReplyCodes: []string{"7xx"}}, wantErr: `pools[1].health.reply_codes[0]:`},
+		{name: "reply code empty", cfg: HealthConfig{ReplyCodes: []string{""}}, wantErr: `pools[1].health.reply_codes[0]:`},
+		{name: "reply code 2x0", cfg: HealthConfig{ReplyCodes: []string{"2x0"}}, wantErr: `pools[1].health.reply_codes[0]:`},
+		{name: "reply code 1000", cfg: HealthConfig{ReplyCodes: []string{"1000"}}, wantErr: `pools[1].health.reply_codes[0]:`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -627,9 +639,22 @@ func TestHealthConfigValidate(t *testing.T) {
 		})
 	}
 	if d := (HealthConfig{}).WithDefaults(); d.Interval != DefaultHealthInterval || d.Timeout != DefaultHealthTimeout ||
-		d.Fall != DefaultHealthFall || d.Rise != DefaultHealthRise || d.MaxBackoff != DefaultHealthMaxBackoff {
+		d.Fall != DefaultHealthFall || d.Rise != DefaultHealthRise || d.MaxBackoff != DefaultHealthMaxBackoff ||
+		d.DownInterval != DefaultHealthDownInterval || d.NoPassiveSuccess || len(d.ReplyCodes) != 0 {
 		t.Errorf("defaults %+v", d)
 	}
+	if d := (HealthConfig{Interval: 300 * time.Millisecond, Timeout: 100 * time.Millisecond}).WithDefaults(); d.DownInterval != 300*time.Millisecond {
+		t.Errorf("DownInterval with a 300ms interval = %v, want the interval", d.DownInterval)
+	}
+}
+
+// seconds returns the durations of the given numbers of seconds.
+func seconds(xs ...float64) []time.Duration {
+	out := make([]time.Duration, len(xs))
+	for i, x := range xs {
+		out[i] = time.Duration(x * float64(time.Second))
+	}
+	return out
 }
 
 func durationsEqual(a, b []time.Duration) bool {

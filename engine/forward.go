@@ -114,8 +114,10 @@ const probeBranchLen = branchTxOff + 16 + 8
 // server runs.
 func (f *Forwarder) SetProbes(h ProbeHandler) { f.probes = h }
 
-// Observer is told the status of every final response that arrives, with
-// its source, for passive health detection (a run of 5xx from a backend).
+// Observer is told the status of every final response that siplb routes
+// back (its top Via is one of siplb's), with its source, for passive health
+// detection (a run of 5xx from a backend; responses from one that ignores
+// probes).
 type Observer interface {
 	Observe(src netip.AddrPort, status int)
 }
@@ -319,12 +321,17 @@ func (f *Forwarder) ProcessConn(s *Scratch, b []byte, src netip.AddrPort, in *Le
 	}
 	if !m.IsRequest() {
 		s.Counters.ResponsesIn.Add(1)
-		if f.observer != nil && m.StatusCode() >= 200 {
-			f.observer.Observe(src, m.StatusCode())
-		}
 		r := f.response(s)
 		if r.Out != nil {
 			s.Counters.ResponsesOut.Add(1)
+			// Only a response to a request siplb forwarded (its top Via
+			// passed the branch MAC) tells of a backend's health: one with
+			// a forged source must not keep a dead backend up (passive
+			// success) or mark a live one down (a run of 5xx). Probe
+			// replies go to the Checker by Response.
+			if f.observer != nil && m.StatusCode() >= 200 {
+				f.observer.Observe(src, m.StatusCode())
+			}
 		}
 		return r
 	}

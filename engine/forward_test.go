@@ -496,21 +496,28 @@ func (r *recordObserver) Observe(src netip.AddrPort, status int) {
 	r.got = append(r.got, observed{src, status})
 }
 
-// Final responses are reported with their source (passive health: a run of
-// 5xx marks a backend down); provisional ones are not.
+// Final responses that siplb routes back are reported with their source
+// (passive health: a run of 5xx marks a backend down, any other shows it
+// alive); provisional ones are not, nor are responses whose top Via is not
+// siplb's (a forged source must not keep a dead backend up).
 func TestForwardObservesFinalResponses(t *testing.T) {
 	f := newTestForwarder(t)
 	obs := &recordObserver{}
 	f.SetObserver(obs)
 	_, fm := fwd(t, f, invite("obs@x", "z9hG4bKo1"), client)
 	ours, _ := fm.Via(0)
-	for _, status := range []string{"180 Ringing", "503 Service Unavailable"} {
-		resp := sip("SIP/2.0 "+status,
-			"Via: SIP/2.0/UDP 127.0.0.1:5060;branch="+string(ours.Branch),
+	for _, tc := range []struct{ status, branch string }{
+		{"180 Ringing", string(ours.Branch)},
+		{"503 Service Unavailable", string(ours.Branch)},
+		{"200 OK", forge(string(ours.Branch))},
+		{"200 OK", "z9hG4bKnotours"},
+	} {
+		resp := sip("SIP/2.0 "+tc.status,
+			"Via: SIP/2.0/UDP 127.0.0.1:5060;branch="+tc.branch,
 			"Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKo1;rport=40000",
 			"From: <sip:alice@example.com>;tag=a1", "To: <sip:bob@example.com>;tag=b1",
 			"Call-ID: obs@x", "CSeq: 1 INVITE", "Content-Length: 0")
-		fwd(t, f, resp, backends[2])
+		f.Process(f.NewScratch(), resp, backends[2], f.Legs()[0])
 	}
 	if len(obs.got) != 1 || obs.got[0] != (observed{backends[2], 503}) {
 		t.Errorf("observed %v, want one 503 from %v", obs.got, backends[2])

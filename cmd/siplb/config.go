@@ -87,22 +87,36 @@ type RoutingConfig struct {
 	Domain2Proxy  map[string]string `yaml:"domain2proxy"`   // domain → proxy; "*.example.com" covers the domain and its subdomains, "*" is the fallback
 }
 
-// HealthConfig configures the health checks of one pool.
+// HealthConfig configures the health checks of one pool. A backend starts in
+// rotation and is probed at once.
 type HealthConfig struct {
-	Disabled        bool          `yaml:"disabled"`         // no active probing (default false: probing on)
-	Interval        time.Duration `yaml:"interval"`         // between probes of a backend (default 5s)
-	Timeout         time.Duration `yaml:"timeout"`          // a probe unanswered this long failed (default 2s; below interval)
-	Fall            int           `yaml:"fall"`             // consecutive failed probes that mark a backend down (default 3)
-	Rise            int           `yaml:"rise"`             // consecutive answered probes that mark it up (default 2)
-	DownOn503       bool          `yaml:"down_on_503"`      // a 503 answer counts as a failure (default: any answer is alive)
-	MaxBackoff      time.Duration `yaml:"max_backoff"`      // probing interval of a down backend doubles up to this (default 30s)
+	Disabled  bool          `yaml:"disabled"`    // no active probing (default false: probing on)
+	Interval  time.Duration `yaml:"interval"`    // between probes of an up backend (default 5s)
+	Timeout   time.Duration `yaml:"timeout"`     // a probe unanswered this long failed (default 2s; below interval)
+	Fall      int           `yaml:"fall"`        // consecutive failed probes that mark a backend down (default 3)
+	Rise      int           `yaml:"rise"`        // consecutive answered probes, down_interval apart, that mark it up (default 2)
+	DownOn503 bool          `yaml:"down_on_503"` // a 503 answer counts as a failure (default: any answer is alive)
+	// ReplyCodes are the probe answers that mean alive: codes and classes,
+	// e.g. [200, 2xx, 404, 4xx] (default: any final answer).
+	ReplyCodes []string `yaml:"reply_codes"`
+	// DownInterval is the gap between re-probes of a down backend at first
+	// (default 1s, or interval if shorter); failed ones space out to a
+	// tenth of the outage, up to max_backoff.
+	DownInterval    time.Duration `yaml:"down_interval"`
+	MaxBackoff      time.Duration `yaml:"max_backoff"`      // largest gap between re-probes of a down backend (default 30s)
 	PassiveFailures int           `yaml:"passive_failures"` // consecutive 5xx from a backend that mark it down (default 0: off)
+	// PassiveSuccess counts final non-5xx responses to traffic as liveness:
+	// unanswered probes of a backend that answers calls are not failures
+	// (default true).
+	PassiveSuccess *bool `yaml:"passive_success"`
 }
 
 func (h HealthConfig) balance() balance.HealthConfig {
 	return balance.HealthConfig{
 		Interval: h.Interval, Timeout: h.Timeout, Fall: h.Fall, Rise: h.Rise,
-		DownOn503: h.DownOn503, Disabled: h.Disabled, MaxBackoff: h.MaxBackoff, PassiveFailures: h.PassiveFailures,
+		DownOn503: h.DownOn503, ReplyCodes: h.ReplyCodes, Disabled: h.Disabled,
+		DownInterval: h.DownInterval, MaxBackoff: h.MaxBackoff, PassiveFailures: h.PassiveFailures,
+		NoPassiveSuccess: h.PassiveSuccess != nil && !*h.PassiveSuccess,
 	}
 }
 
