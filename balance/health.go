@@ -127,6 +127,7 @@ type healthTarget struct {
 	downAt    time.Time     // when the outage began (marked or found down), for the backoff
 	lastRTT   time.Duration // of the last answered probe
 	lastReply int           // status of the last final response to a probe
+	rtt       rttStats      // every answered probe's round trip
 
 	hint      Hint      // the hint that put t in quick re-probing; 0 if none
 	hintProbe time.Time // when a hint last started a probe
@@ -333,6 +334,7 @@ func (c *Checker) Response(branch []byte, status int) bool {
 		c.unanswered(t)
 	case !t.cfg.alive(status):
 		t.lastRTT = now.Sub(t.sentAt)
+		t.rtt.observe(t.lastRTT)
 		if status == 503 && t.cfg.DownOn503 {
 			t.got503++
 		} else {
@@ -343,6 +345,7 @@ func (c *Checker) Response(branch []byte, status int) bool {
 		c.fail(t, now)
 	default:
 		t.lastRTT = now.Sub(t.sentAt)
+		t.rtt.observe(t.lastRTT)
 		c.succeed(t)
 	}
 	return true
@@ -428,6 +431,9 @@ type BackendHealth struct {
 	Excused   int
 	LastRTT   time.Duration
 	LastReply int // status of the last final reply to a probe, 0 if none
+	// RTT is every answered probe's round trip: an EWMA and a histogram
+	// (RTTBuckets' upper bounds).
+	RTT RTTStats
 }
 
 // Status returns the health of every probed backend, in no particular order.
@@ -444,7 +450,7 @@ func (c *Checker) Status() []BackendHealth {
 		out = append(out, BackendHealth{
 			Addr: t.addr, Pool: t.pool, Up: t.up, Reason: t.reason, Since: t.since,
 			Failures: t.fails, Successes: t.oks, Failing: failing, Excused: t.excused,
-			LastRTT: t.lastRTT, LastReply: t.lastReply,
+			LastRTT: t.lastRTT, LastReply: t.lastReply, RTT: t.rtt.RTTStats,
 		})
 	}
 	return out

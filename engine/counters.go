@@ -1,6 +1,10 @@
 package engine
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/siplb/siplb/balance"
+)
 
 // Drop names why a message was not forwarded and not answered. Each has a
 // counter, exported as drops{reason="..."}.
@@ -117,8 +121,15 @@ type Snapshot struct {
 	ICMPErrors, KeepAlives                             uint64
 	ICMPIgnored, ICMPOther                             uint64
 	AcceptErrors, BudgetCloses                         uint64
-	StreamBytes                                        int64 // bytes held now in partial stream messages and TLS handshakes (a gauge)
-	Conns                                              int   // streams open now
+	StreamBytes                                        int64            // bytes held now in partial stream messages and TLS handshakes (a gauge)
+	Conns                                              int              // streams open now
+	ConnsBy                                            map[ConnKind]int // streams open now, by transport and direction
+}
+
+// ConnKind is a kind of open connection: its transport and who opened it.
+type ConnKind struct {
+	Transport balance.Transport
+	Inbound   bool // accepted from a peer; false: opened by siplb
 }
 
 // add sums c into s.

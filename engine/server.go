@@ -500,6 +500,13 @@ func (s *Server) Stats() Snapshot {
 		snap.add(&b.scr.Counters)
 	}
 	snap.Conns = s.reg.Len()
+	snap.ConnsBy = make(map[ConnKind]int)
+	s.reg.Range(func(_ pool.ConnID, sc *streamConn) bool {
+		if sc.leg != nil {
+			snap.ConnsBy[ConnKind{Transport: sc.leg.Transport, Inbound: sc.inbound}]++
+		}
+		return true
+	})
 	snap.FloodBlocks = s.f.GuardStats().NewlyBlocked
 	snap.StreamBytes = s.mem.Held()
 	return snap

@@ -65,9 +65,10 @@ type backendInfo struct {
 	Probed          bool   `json:"probed"`  // the health checker probes it
 	Health          string `json:"health,omitempty"`
 	Since           string `json:"since,omitempty"` // RFC 3339, when health last changed
-	// LastRTTSeconds is the round trip of the last answered probe. An EWMA
-	// of it will come when the health checker keeps one.
+	// LastRTTSeconds is the round trip of the last answered probe;
+	// RTTEWMASeconds their moving average (about the last 8).
 	LastRTTSeconds float64 `json:"last_rtt_seconds,omitempty"`
+	RTTEWMASeconds float64 `json:"rtt_ewma_seconds,omitempty"`
 	LastReply      int     `json:"last_reply,omitempty"` // status of the last probe answer
 	ProbeFailures  int     `json:"probe_failures"`       // consecutive failed probes
 	ProbeSuccesses int     `json:"probe_successes"`      // consecutive answered probes
@@ -189,6 +190,7 @@ func (a *adminServer) pools() []poolInfo {
 					bi.Since = h.Since.UTC().Format(time.RFC3339Nano)
 				}
 				bi.LastRTTSeconds = h.LastRTT.Seconds()
+				bi.RTTEWMASeconds = h.RTT.EWMA.Seconds()
 				bi.LastReply = h.LastReply
 				bi.ProbeFailures, bi.ProbeSuccesses = h.Failures, h.Successes
 			}

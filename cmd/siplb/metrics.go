@@ -73,11 +73,14 @@ type siplbCollector struct {
 	replies        *prometheus.Desc
 	conns          *prometheus.Desc
 	streamBytes    *prometheus.Desc
+	connsBy        *prometheus.Desc
 	closed         *prometheus.Desc
 	backendUp      *prometheus.Desc
 	backendState   *prometheus.Desc
 	backendHealthy *prometheus.Desc
 	probeRTT       *prometheus.Desc
+	probeRTTEWMA   *prometheus.Desc
+	probeRTTHist   *prometheus.Desc
 	reloads        *prometheus.Desc
 	reloadOK       *prometheus.Desc
 	reloadLast     *prometheus.Desc
@@ -90,12 +93,15 @@ func newSiplbCollector(src metricsSource) *siplbCollector {
 		drops:          prometheus.NewDesc("siplb_drops_total", "Messages neither forwarded nor answered, by reason.", []string{"reason"}, nil),
 		replies:        prometheus.NewDesc("siplb_replies_total", "Stateless replies siplb sent itself, by status (other: a status outside the list).", []string{"status"}, nil),
 		conns:          prometheus.NewDesc("siplb_connections", "TCP and TLS connections open, inbound and outbound.", nil, nil),
+		connsBy:        prometheus.NewDesc("siplb_connections_open", "Stream connections open, by transport and direction (in: accepted, out: opened by siplb).", []string{"transport", "direction"}, nil),
 		streamBytes:    prometheus.NewDesc("siplb_stream_buffered_bytes", "Bytes held now in partial stream messages and TLS handshakes (charged to streams.memory_budget).", nil, nil),
 		closed:         prometheus.NewDesc("siplb_connections_closed_total", "Connections siplb closed, by reason.", []string{"reason"}, nil),
 		backendUp:      prometheus.NewDesc("siplb_backend_up", "Whether a backend takes new calls (1) or not (0).", []string{"pool", "backend"}, nil),
 		backendState:   prometheus.NewDesc("siplb_backend_state", "The effective state of a backend: 1 for its state, 0 for the others.", []string{"pool", "backend", "state"}, nil),
 		backendHealthy: prometheus.NewDesc("siplb_backend_healthy", "The health mark of a backend (1 up, 0 down), whatever the operator's state.", []string{"pool", "backend"}, nil),
 		probeRTT:       prometheus.NewDesc("siplb_backend_probe_rtt_seconds", "Round trip of the last answered health probe of a backend.", []string{"pool", "backend"}, nil),
+		probeRTTEWMA:   prometheus.NewDesc("siplb_backend_probe_rtt_ewma_seconds", "Moving average (EWMA, about the last 8) of a backend's probe round trips.", []string{"pool", "backend"}, nil),
+		probeRTTHist:   prometheus.NewDesc("siplb_backend_probe_duration_seconds", "Round trips of a backend's answered health probes.", []string{"pool", "backend"}, nil),
 		reloads:        prometheus.NewDesc("siplb_config_reloads_total", "Configuration reloads (SIGHUP or POST /api/v1/reload), by result.", []string{"result"}, nil),
 		reloadOK:       prometheus.NewDesc("siplb_config_last_reload_successful", "Whether the last configuration reload succeeded (1) or failed (0).", nil, nil),
 		reloadLast:     prometheus.NewDesc("siplb_config_last_reload_success_timestamp_seconds", "When the configuration was last loaded successfully (at start or by a reload).", nil, nil),
@@ -112,8 +118,8 @@ func (c *siplbCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range c.counters {
 		ch <- d
 	}
-	for _, d := range []*prometheus.Desc{c.drops, c.replies, c.conns, c.streamBytes, c.closed, c.backendUp, c.backendState,
-		c.backendHealthy, c.probeRTT, c.reloads, c.reloadOK, c.reloadLast, c.buildInfo} {
+	for _, d := range []*prometheus.Desc{c.drops, c.replies, c.conns, c.connsBy, c.streamBytes, c.closed, c.backendUp, c.backendState,
+		c.backendHealthy, c.probeRTT, c.probeRTTEWMA, c.probeRTTHist, c.reloads, c.reloadOK, c.reloadLast, c.buildInfo} {
 		ch <- d
 	}
 }
@@ -146,17 +152,26 @@ func (c *siplbCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(c.conns, float64(s.Conns))
 	gauge(c.streamBytes, float64(s.StreamBytes))
+	for _, tr := range []balance.Transport{balance.TCP, balance.TLS} {
+		for _, in := range []bool{true, false} {
+			dir := "out"
+			if in {
+				dir = "in"
+			}
+			gauge(c.connsBy, float64(s.ConnsBy[engine.ConnKind{Transport: tr, Inbound: in}]), tr.String(), dir)
+		}
+	}
 	counter(c.closed, s.ConnsRefused, "refused")
 	counter(c.closed, s.ConnsExpired, "idle")
 	counter(c.closed, s.SlowClients, "slow_client")
 
-	var rtt map[string]time.Duration
+	var rtt map[string]balance.BackendHealth
 	if c.src.health != nil {
 		hs := c.src.health()
-		rtt = make(map[string]time.Duration, len(hs))
+		rtt = make(map[string]balance.BackendHealth, len(hs))
 		for _, h := range hs {
-			if h.LastRTT > 0 {
-				rtt[h.Addr.String()] = h.LastRTT
+			if h.RTT.Count > 0 {
+				rtt[h.Addr.String()] = h
 			}
 		}
 	}
@@ -170,8 +185,14 @@ func (c *siplbCollector) Collect(ch chan<- prometheus.Metric) {
 				gauge(c.backendState, boolValue(b.State == st), p.Name(), addr, st.String())
 			}
 			gauge(c.backendHealthy, boolValue(b.Healthy()), p.Name(), addr)
-			if d, ok := rtt[addr]; ok {
-				gauge(c.probeRTT, d.Seconds(), p.Name(), addr)
+			if h, ok := rtt[addr]; ok {
+				gauge(c.probeRTT, h.LastRTT.Seconds(), p.Name(), addr)
+				gauge(c.probeRTTEWMA, h.RTT.EWMA.Seconds(), p.Name(), addr)
+				buckets := make(map[float64]uint64, len(balance.RTTBuckets))
+				for i, ub := range balance.RTTBuckets {
+					buckets[ub.Seconds()] = h.RTT.Counts[i]
+				}
+				ch <- prometheus.MustNewConstHistogram(c.probeRTTHist, h.RTT.Count, h.RTT.Sum.Seconds(), buckets, p.Name(), addr)
 			}
 		}
 	}

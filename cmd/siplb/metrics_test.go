@@ -51,7 +51,8 @@ func testSource(t *testing.T) metricsSource {
 	bal.SetState(a, balance.Draining)
 	bal.SetHealth(b, false)
 	snap := engine.Snapshot{RequestsIn: 7, ResponsesIn: 5, RequestsOut: 6, ResponsesOut: 4, Replies: map[int]uint64{503: 2, 0: 1},
-		ConnsRefused: 1, ConnsExpired: 2, SlowClients: 3, Conns: 9, BadTokens: 11}
+		ConnsRefused: 1, ConnsExpired: 2, SlowClients: 3, Conns: 9, BadTokens: 11,
+		ConnsBy: map[engine.ConnKind]int{{Transport: balance.TCP, Inbound: true}: 7, {Transport: balance.TLS}: 2}}
 	snap.Drops[engine.DropForeignVia] = 3
 	rs := newReloadStats(time.Unix(1700000000, 0))
 	rs.record(nil, time.Unix(1700000100, 500e6))
@@ -60,7 +61,14 @@ func testSource(t *testing.T) metricsSource {
 		stats: func() engine.Snapshot { return snap },
 		table: bal.Table,
 		health: func() []balance.BackendHealth {
-			return []balance.BackendHealth{{Addr: a, Pool: "farm", Up: true, LastRTT: 1500 * time.Microsecond}, {Addr: b, Pool: "farm"}}
+			var rtt balance.RTTStats // two probes of 1.5 ms
+			for i, ub := range balance.RTTBuckets {
+				if ub >= 2*time.Millisecond {
+					rtt.Counts[i] = 2
+				}
+			}
+			rtt.Count, rtt.Sum, rtt.EWMA = 2, 3*time.Millisecond, 1500*time.Microsecond
+			return []balance.BackendHealth{{Addr: a, Pool: "farm", Up: true, LastRTT: 1500 * time.Microsecond, RTT: rtt}, {Addr: b, Pool: "farm"}}
 		},
 		reloads: rs,
 	}
@@ -167,11 +175,18 @@ siplb_config_last_reload_success_timestamp_seconds 1.7000001005e+09
 	if n := testutil.CollectAndCount(c, "siplb_drops_total"); n != len(engine.Drops()) {
 		t.Errorf("siplb_drops_total: %d series, want %d (one per reason)", n, len(engine.Drops()))
 	}
-	out, err := testutil.CollectAndFormat(c, expfmt.TypeTextPlain, "siplb_drops_total", "siplb_build_info")
+	out, err := testutil.CollectAndFormat(c, expfmt.TypeTextPlain, "siplb_drops_total", "siplb_build_info",
+		"siplb_backend_probe_rtt_ewma_seconds", "siplb_backend_probe_duration_seconds", "siplb_connections_open")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`siplb_drops_total{reason="foreign_via"} 3`, `siplb_build_info{goversion="go`} {
+	for _, want := range []string{`siplb_drops_total{reason="foreign_via"} 3`, `siplb_build_info{goversion="go`,
+		`siplb_backend_probe_rtt_ewma_seconds{backend="127.0.0.1:5070",pool="farm"} 0.0015`,
+		`siplb_connections_open{direction="in",transport="tcp"} 7`, `siplb_connections_open{direction="out",transport="tls"} 2`,
+		`siplb_connections_open{direction="out",transport="tcp"} 0`,
+		`siplb_backend_probe_duration_seconds_bucket{backend="127.0.0.1:5070",pool="farm",le="0.001"} 0`,
+		`siplb_backend_probe_duration_seconds_bucket{backend="127.0.0.1:5070",pool="farm",le="0.002"} 2`,
+		`siplb_backend_probe_duration_seconds_count{backend="127.0.0.1:5070",pool="farm"} 2`} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("collected output lacks %q:\n%s", want, out)
 		}
