@@ -410,12 +410,12 @@ func TestStatsConnsByKind(t *testing.T) {
 	uas := startTCPUAS(t)
 	_, lb, srv := startMixedLB(t, pool.Limits{}, tcpMember(uas))
 	c := dialTCP(t, lb)
-	c.Write(optionsReq(c.LocalAddr().String(), "kinds@x", 1))
+	c.Write(optionsReq(c.LocalAddr().String(), "kinds", 1))
 	if got := readResponses(t, c, 1, 5*time.Second); len(got) != 1 {
 		t.Fatal("no answer")
 	}
 	by := srv.Stats().ConnsBy
 	if by[ConnKind{Transport: balance.TCP, Inbound: true}] != 1 || by[ConnKind{Transport: balance.TCP}] != 1 {
-		t.Errorf("connections by kind %v, want one TCP in (the client) and one TCP out (to the backend)", by)
+		t.Errorf("connections by kind %v (%d open), want one TCP in (the client) and one TCP out (to the backend)", by, srv.Stats().Conns)
 	}
 }
