@@ -57,8 +57,10 @@ type Backend struct {
 	// not safe for concurrent sends: the engine copies Addr into a Sockaddr of
 	// its own loop instead.
 	Sockaddr unix.Sockaddr
-	Pool     int // index of its pool in the Table
-	Index    int // index within the pool, in configuration order
+	// Stats are the address's traffic counts, the same across Tables.
+	Stats *BackendStats
+	Pool  int // index of its pool in the Table
+	Index int // index within the pool, in configuration order
 
 	seed     uint64  // stable per address:port/transport, see backendSeed
 	weight   float64 // Weight as float64 for rendezvous scores

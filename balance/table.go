@@ -109,6 +109,7 @@ func (t *Table) Generation() uint64 { return t.gen }
 type overlay struct {
 	down  map[netip.AddrPort]bool  // health marks: true = Down
 	state map[netip.AddrPort]State // operator overrides from SetState
+	stats map[netip.AddrPort]*BackendStats
 }
 
 // normalize validates cfgs and returns a deep copy with defaults applied
@@ -200,6 +201,8 @@ func buildTable(cfgs []PoolConfig, ov *overlay, prev *Table, gen uint64) *Table 
 		byAddr: make(map[netip.AddrPort]*Backend),
 		gen:    gen,
 	}
+	stats := make(map[netip.AddrPort]*BackendStats)
+	defer func() { ov.stats = stats }()
 	for i, pc := range cfgs {
 		p := &Pool{name: pc.Name, alg: pc.Algorithm, members: make([]*Backend, len(pc.Backends))}
 		if prev != nil {
@@ -212,7 +215,7 @@ func buildTable(cfgs []PoolConfig, ov *overlay, prev *Table, gen uint64) *Table 
 		}
 		prios := make([]int, 0, 2)
 		for j, bc := range pc.Backends {
-			b := newBackend(bc, ov, i, j)
+			b := newBackend(bc, ov, stats, i, j)
 			p.members[j] = b
 			if _, dup := t.byAddr[b.Addr]; !dup {
 				t.byAddr[b.Addr] = b
@@ -250,7 +253,7 @@ func buildTable(cfgs []PoolConfig, ov *overlay, prev *Table, gen uint64) *Table 
 }
 
 // newBackend makes the Table member for a normalized configuration.
-func newBackend(bc BackendConfig, ov *overlay, pool, index int) *Backend {
+func newBackend(bc BackendConfig, ov *overlay, building map[netip.AddrPort]*BackendStats, pool, index int) *Backend {
 	sa, _ := sockaddr(bc.Addr) // checked by normalize
 	cfg := bc.State
 	if cfg == Down {
@@ -271,6 +274,7 @@ func newBackend(bc BackendConfig, ov *overlay, pool, index int) *Backend {
 		Priority:  bc.Priority,
 		State:     st,
 		Sockaddr:  sa,
+		Stats:     ov.statsFor(bc.Addr, building),
 		Pool:      pool,
 		Index:     index,
 		seed:      backendSeed(bc.Addr, bc.Transport),
