@@ -72,6 +72,11 @@ type backendInfo struct {
 	LastReply      int     `json:"last_reply,omitempty"` // status of the last probe answer
 	ProbeFailures  int     `json:"probe_failures"`       // consecutive failed probes
 	ProbeSuccesses int     `json:"probe_successes"`      // consecutive answered probes
+	// Traffic counts of the address (the same in every pool that lists it).
+	NewDialogs uint64            `json:"new_dialogs"`         // requests forwarded to it as a new dialog's pick
+	InDialog   uint64            `json:"in_dialog"`           // requests forwarded to it inside a dialog
+	Responses  map[string]uint64 `json:"responses,omitempty"` // its responses routed back, by class ("2xx": n)
+	Replies    uint64            `json:"replies"`             // stateless replies siplb sent on its behalf
 }
 
 // poolInfo is one pool in the API's answers.
@@ -182,6 +187,18 @@ func (a *adminServer) pools() []poolInfo {
 				Pool: p.Name(), Address: b.Addr.String(), Transport: b.Transport.String(),
 				Weight: b.Weight, Priority: b.Priority, State: b.State.String(),
 				OperatorState: b.ConfigState().String(), RuntimeOverride: override, Healthy: b.Healthy(),
+			}
+			if b.Stats != nil {
+				n := b.Stats.Read()
+				bi.NewDialogs, bi.InDialog, bi.Replies = n.NewDialogs, n.InDialog, n.Replies
+				for k, v := range n.Responses {
+					if v > 0 {
+						if bi.Responses == nil {
+							bi.Responses = make(map[string]uint64)
+						}
+						bi.Responses[string(rune('1'+k))+"xx"] = v
+					}
+				}
 			}
 			if h, ok := byAddr[b.Addr]; ok {
 				bi.Probed = true
