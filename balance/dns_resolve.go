@@ -223,10 +223,17 @@ func srvName(tr Transport, host string) string {
 }
 
 // DefaultPort is the port a SIP URI or Via sent-by over t means when it
-// names none (RFC 3261 §19.1.2): 5061 for TLS, else 5060.
+// names none (RFC 3261 §19.1.2): 5061 for TLS, else 5060; for WebSocket
+// the HTTP ports a WebSocket URI means (RFC 6455 §3, as RFC 7118 reaches
+// its servers): 80 for WS, 443 for WSS.
 func (t Transport) DefaultPort() uint16 {
-	if t == TLS {
+	switch t {
+	case TLS:
 		return DefaultSIPSPort
+	case WS:
+		return DefaultWSPort
+	case WSS:
+		return DefaultWSSPort
 	}
 	return DefaultSIPPort
 }

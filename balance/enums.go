@@ -73,26 +73,47 @@ func (a Algorithm) String() string {
 // the same key always reaches the same member while the table is unchanged.
 func (a Algorithm) Hashed() bool { return a <= HashRequestURI }
 
-// Transport is the transport siplb uses to reach a backend.
+// Transport is a SIP transport: the one siplb uses to reach a backend (UDP,
+// TCP, TLS), or one of a listening leg's, which may also be WebSocket (WS,
+// WSS: RFC 7118, for browsers). siplb reaches no backend over WebSocket.
 type Transport uint8
 
 const (
 	UDP Transport = iota // the zero value
 	TCP
 	TLS
+	// WS is SIP over WebSocket (RFC 7118), a listening leg's only.
+	WS
+	// WSS is SIP over secure WebSocket (WebSocket over TLS), a listening
+	// leg's only.
+	WSS
 
-	numTransports
+	// NumTransports is the number of transports, for tables indexed by one.
+	NumTransports
 )
 
-var transportNames = [numTransports]string{UDP: "udp", TCP: "tcp", TLS: "tls"}
+// The ports a WebSocket URI means when it names none (RFC 6455 §3): a SIP
+// URI or Via of transport ws or wss that names no port means them too.
+const (
+	DefaultWSPort  = 80
+	DefaultWSSPort = 443
+)
 
-// ParseTransport returns the Transport named s ("udp", "tcp", "tls"; case is
-// ignored, "" means UDP). An unknown name yields ErrUnknownTransport.
+// numTransports counts the transports a backend may use (UDP, TCP, TLS):
+// a backend configured with another is refused.
+const numTransports = WS
+
+var transportNames = [NumTransports]string{UDP: "udp", TCP: "tcp", TLS: "tls", WS: "ws", WSS: "wss"}
+
+// ParseTransport returns the backend Transport named s ("udp", "tcp",
+// "tls"; case is ignored, "" means UDP). Any other name, "ws" and "wss"
+// included (no backend is reached over WebSocket), yields
+// ErrUnknownTransport.
 func ParseTransport(s string) (Transport, error) {
 	if s == "" {
 		return UDP, nil
 	}
-	for t, name := range transportNames {
+	for t, name := range transportNames[:numTransports] {
 		if strings.EqualFold(s, name) {
 			return Transport(t), nil
 		}
@@ -100,13 +121,20 @@ func ParseTransport(s string) (Transport, error) {
 	return 0, ErrUnknownTransport
 }
 
-// String returns "udp", "tcp" or "tls", or "transport(N)" out of range.
+// String returns "udp", "tcp", "tls", "ws" or "wss", or "transport(N)" out
+// of range.
 func (t Transport) String() string {
-	if t < numTransports {
+	if t < NumTransports {
 		return transportNames[t]
 	}
 	return "transport(" + strconv.Itoa(int(t)) + ")"
 }
+
+// WebSocket reports whether t is WS or WSS.
+func (t Transport) WebSocket() bool { return t == WS || t == WSS }
+
+// Secure reports whether t runs over TLS (TLS, WSS).
+func (t Transport) Secure() bool { return t == TLS || t == WSS }
 
 // State is the state of a backend. The effective state of a Backend in a
 // Table combines the operator's state (configuration, SetState) with the

@@ -2,6 +2,7 @@ package balance
 
 import (
 	"errors"
+	"net/netip"
 	"testing"
 )
 
@@ -68,6 +69,9 @@ func TestTransportAndState(t *testing.T) {
 		{name: "tcp", str: "tcp", parse: parseTransportString},
 		{name: "tls", str: "tls", parse: parseTransportString},
 		{name: "sctp", str: "sctp", parse: parseTransportString, err: ErrUnknownTransport},
+		// No backend is reached over WebSocket: the names are a leg's only.
+		{name: "ws", str: "ws", parse: parseTransportString, err: ErrUnknownTransport},
+		{name: "wss", str: "wss", parse: parseTransportString, err: ErrUnknownTransport},
 		{name: "up", str: "up", parse: parseStateString},
 		{name: "down", str: "down", parse: parseStateString},
 		{name: "disabled", str: "disabled", parse: parseStateString},
@@ -101,4 +105,42 @@ func parseTransportString(s string) (string, error) {
 func parseStateString(s string) (string, error) {
 	v, err := ParseState(s)
 	return v.String(), err
+}
+
+// The WebSocket transports: their names, default ports (RFC 6455's, which
+// RFC 7118 servers are reached on) and kind; a backend of one is refused.
+func TestWebSocketTransports(t *testing.T) {
+	tests := []struct {
+		tr        Transport
+		name      string
+		port      uint16
+		ws, sec   bool
+		isBackend bool
+	}{
+		{tr: UDP, name: "udp", port: 5060, isBackend: true},
+		{tr: TCP, name: "tcp", port: 5060, isBackend: true},
+		{tr: TLS, name: "tls", port: 5061, sec: true, isBackend: true},
+		{tr: WS, name: "ws", port: 80, ws: true},
+		{tr: WSS, name: "wss", port: 443, ws: true, sec: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.tr.String(); got != tc.name {
+				t.Errorf("String() = %q, want %q", got, tc.name)
+			}
+			if got := tc.tr.DefaultPort(); got != tc.port {
+				t.Errorf("DefaultPort() = %d, want %d", got, tc.port)
+			}
+			if tc.tr.WebSocket() != tc.ws || tc.tr.Secure() != tc.sec {
+				t.Errorf("WebSocket() = %v, Secure() = %v, want %v, %v", tc.tr.WebSocket(), tc.tr.Secure(), tc.ws, tc.sec)
+			}
+			_, err := New([]PoolConfig{{Name: "p", Backends: []BackendConfig{{Addr: netip.MustParseAddrPort("192.0.2.1:5060"), Transport: tc.tr}}}})
+			if (err == nil) != tc.isBackend {
+				t.Errorf("a backend over %s: New err = %v, want a refusal: %v", tc.name, err, !tc.isBackend)
+			}
+		})
+	}
+	if got := Transport(9).String(); got != "transport(9)" {
+		t.Errorf("Transport(9).String() = %q", got)
+	}
 }

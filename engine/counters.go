@@ -19,7 +19,7 @@ const (
 	DropUnresolvable           // the next hop is a host name and no resolver is configured
 	DropNoBackend              // an ACK with no backend to take it (no 503 for an ACK)
 	DropSendError              // the socket refused the datagram
-	DropOversize               // a datagram larger than the limits, not worth an answer
+	DropOversize               // a datagram larger than the limits, not worth an answer; or a WebSocket message, closed 1009
 	DropConnGone               // the connection a response belongs to has closed and no address is left
 	DropConnectFailed          // a connection to the destination could not be opened in time
 	DropPendingFull            // too many messages waiting for a connection being opened
@@ -30,6 +30,9 @@ const (
 	DropScanner                // a request whose User-Agent or From display name is a known scanner's
 	DropReplyLimited           // a stateless reply over the per-source or total rate limit, not sent
 	DropNotSIP                 // a datagram that is neither a request nor a response
+	DropWSHandshake            // a WebSocket handshake refused: not an upgrade (426), no sip subprotocol (400)
+	DropWSOrigin               // a WebSocket handshake whose Origin the listener does not allow (403)
+	DropWSFraming              // a WebSocket message that is not exactly one SIP message, or a text one not UTF-8: closed 1002 or 1007
 	numDrops
 )
 
@@ -53,6 +56,9 @@ var dropNames = [numDrops]string{
 	DropScanner:           "scanner",
 	DropReplyLimited:      "reply_limited",
 	DropNotSIP:            "not_sip",
+	DropWSHandshake:       "ws_handshake",
+	DropWSOrigin:          "ws_origin",
+	DropWSFraming:         "ws_framing",
 }
 
 // String is the metric label of d.

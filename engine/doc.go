@@ -27,7 +27,11 @@
 //     them; other goroutines queue writes to it (stream.go); partial
 //     messages are charged to one memory budget (budget.go);
 //   - TLS legs: a reader goroutine per connection and a writer that runs
-//     while there is something to write (tls.go), since gnet has no TLS.
+//     while there is something to write (tls.go), since gnet has no TLS;
+//   - WebSocket legs (RFC 7118, ws and wss): siplb's accept loop, a
+//     net/http server for the upgrade and coder/websocket for the framing,
+//     then a reader and a writer as for TLS (ws.go); one SIP message per
+//     WebSocket message.
 //
 // Engine must not know how a backend is chosen: it asks package balance for
 // a pick and reads the table through balance.Balancer's atomic pointer.

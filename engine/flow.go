@@ -29,14 +29,22 @@ func appendFlow(dst []byte, k macKey, src netip.AddrPort, conn pool.ConnID, t ba
 }
 
 // appendFlowToken appends a flow (RFC 5626's idea, kept in what siplb
-// writes instead of a table): "t" (TCP) or "s" (TLS) and the connection id,
-// or "u" and the UDP source address and port, in hex. It is not signed: a
+// writes instead of a table): the connection's transport, "t" (TCP), "s"
+// (TLS), "w" (WebSocket) or "x" (secure WebSocket), and its id, or "u" and
+// the UDP source address and port, in hex. The letter names the leg a
+// request to the client leaves by when nothing else names it (a Contact
+// siplb rewrote); the id names the very connection. It is not signed: a
 // caller appends the MAC its context needs.
 func appendFlowToken(dst []byte, src netip.AddrPort, conn pool.ConnID, t balance.Transport) []byte {
 	if conn != 0 {
-		if t == balance.TLS {
+		switch t {
+		case balance.TLS:
 			dst = append(dst, 's')
-		} else {
+		case balance.WS:
+			dst = append(dst, 'w')
+		case balance.WSS:
+			dst = append(dst, 'x')
+		default:
 			dst = append(dst, 't')
 		}
 		return appendHex(dst, uint64(conn), 16)
@@ -89,14 +97,19 @@ func parseFlow(v []byte) (flow, bool) {
 		return flow{}, false
 	}
 	switch v[0] {
-	case 't', 's':
+	case 't', 's', 'w', 'x':
 		c, ok := parseHex(v[1:])
 		if !ok || len(v) != 17 || c == 0 {
 			return flow{}, false
 		}
 		t := balance.TCP
-		if v[0] == 's' {
+		switch v[0] {
+		case 's':
 			t = balance.TLS
+		case 'w':
+			t = balance.WS
+		case 'x':
+			t = balance.WSS
 		}
 		return flow{conn: pool.ConnID(c), transport: t}, true
 	case 'u':

@@ -78,7 +78,7 @@ type Config struct {
 // lives in a Scratch.
 type Forwarder struct {
 	legs        []*Leg
-	byTransport [3]*Leg // the first leg of each transport: where requests to a backend of that transport leave
+	byTransport [balance.NumTransports]*Leg // the first leg of each transport: where requests to a backend of that transport leave
 	bal         *balance.Balancer
 	recordRoute bool
 	retryAfter  []byte // "Retry-After: 5\r\n"

@@ -22,7 +22,7 @@ const (
 // LegConfig describes one listening socket of the balancer (a Net::SIP Leg).
 type LegConfig struct {
 	Name      string            // for logs and metrics; defaults to the address
-	Transport balance.Transport // only UDP is served by this engine for now
+	Transport balance.Transport // UDP, TCP, TLS, or WS/WSS for browsers (RFC 7118)
 	Addr      netip.AddrPort    // the address to bind
 	// Advertise is the host[:port] written into Via and Record-Route. It
 	// defaults to Addr; it is required when Addr is unspecified (0.0.0.0, ::)
@@ -31,12 +31,20 @@ type LegConfig struct {
 	// Pool names the backend pool that requests from outside arriving on this
 	// leg go to. Empty means the first pool.
 	Pool string
-	// TLS holds the certificates of a TLS leg: served to clients, and used
-	// (with its CA) when siplb opens TLS connections to backends.
+	// TLS holds the certificates of a TLS or WSS leg: served to clients,
+	// and (a TLS leg's, with its CA) used when siplb opens TLS connections
+	// to backends.
 	TLS *siptls.Store
 	// ACL, if set, admits only the sources it permits: others are dropped
 	// before parsing (datagrams) or closed at accept (connections).
 	ACL *guard.ACL
+	// Origins, on a WS or WSS leg, are the web origins whose pages may open
+	// a WebSocket to it (the handshake's Origin header): an entry
+	// "scheme://host[:port]" is one origin, matched exactly (ASCII case
+	// ignored); "*.example.com" is every origin whose host ends in
+	// ".example.com". Empty: any origin, or none. A handshake with an
+	// Origin not listed is refused with 403.
+	Origins []string
 }
 
 // Leg is a configured listening socket as the forwarding rules see it:
@@ -50,13 +58,14 @@ type Leg struct {
 
 	tls     *siptls.Store
 	acl     *guard.ACL
-	host    []byte // advertised host; IPv6 without brackets
-	port    uint16 // advertised port
+	origins *originList // WS and WSS legs: the origins allowed; nil allows any
+	host    []byte      // advertised host; IPv6 without brackets
+	port    uint16      // advertised port
 	hostIP  netip.Addr
 	sentBy  []byte // "host:port" as written in Via and Record-Route, IPv6 bracketed
 	tag     [legTagLen]byte
-	viaHead []byte // "SIP/2.0/UDP host:port;branch=z9hG4bK<tag>"
-	rrHead  []byte // "<sip:host:port;lr" or with ";transport=tcp": a Record-Route value less its ">"
+	viaHead []byte // "SIP/2.0/UDP host:port;branch=z9hG4bK<tag>" (TCP, TLS, WS, WSS)
+	rrHead  []byte // "<sip:host:port;lr", "<sip:host:port;transport=tcp;lr" (ws, wss) or "<sips:host:port;lr": a Record-Route value less its ">"
 }
 
 // legTagLen is the length of the hex tag that names a leg inside a branch.
@@ -70,8 +79,18 @@ func newLeg(i int, c LegConfig, pool balance.PoolID) (*Leg, error) {
 		return nil, errors.New("address is not set")
 	}
 	l := &Leg{Index: i, Name: c.Name, Transport: c.Transport, Addr: c.Addr, Pool: pool, tls: c.TLS, acl: c.ACL}
-	if c.Transport == balance.TLS && c.TLS == nil {
-		return nil, errors.New("a tls listener needs certificates")
+	if c.Transport.Secure() && c.TLS == nil {
+		return nil, fmt.Errorf("a %s listener needs certificates", c.Transport)
+	}
+	if len(c.Origins) > 0 {
+		if !c.Transport.WebSocket() {
+			return nil, errors.New("origins apply to ws and wss listeners only")
+		}
+		o, err := parseOrigins(c.Origins)
+		if err != nil {
+			return nil, err
+		}
+		l.origins = o
 	}
 	if l.Name == "" {
 		l.Name = c.Transport.String() + "://" + c.Addr.String()
@@ -120,6 +139,10 @@ func newLeg(i int, c LegConfig, pool balance.PoolID) (*Leg, error) {
 		proto = "TCP"
 	case balance.TLS:
 		proto = "TLS"
+	case balance.WS:
+		proto = "WS" // RFC 7118 §5.2
+	case balance.WSS:
+		proto = "WSS"
 	}
 	l.viaHead = fmt.Appendf(nil, "SIP/2.0/%s %s;branch=%s%s", proto, sentBy, branchCookie, l.tag[:])
 	switch c.Transport {
@@ -127,7 +150,7 @@ func newLeg(i int, c LegConfig, pool balance.PoolID) (*Leg, error) {
 		l.rrHead = fmt.Appendf(nil, "<sip:%s;lr", sentBy)
 	case balance.TLS:
 		l.rrHead = fmt.Appendf(nil, "<sips:%s;lr", sentBy)
-	default:
+	default: // tcp; ws and wss as RFC 7118 §5.2 writes them
 		l.rrHead = fmt.Appendf(nil, "<sip:%s;transport=%s;lr", sentBy, c.Transport)
 	}
 	return l, nil

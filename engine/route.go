@@ -88,9 +88,14 @@ func proxyURI(p string) ([]byte, error) {
 	return []byte("sip:" + p), nil
 }
 
-// uriTransport is the transport a URI asks for: transport=tcp/tls, or sips.
+// uriTransport is the transport a URI asks for: transport=ws/wss (RFC
+// 7118 §5.2, a WebSocket even in a sips URI), transport=tcp/tls, or sips.
 func uriTransport(u *parser.URI) balance.Transport {
 	switch {
+	case equalFold(u.Transport, []byte("ws")):
+		return balance.WS
+	case equalFold(u.Transport, []byte("wss")):
+		return balance.WSS
 	case equalFold(u.Scheme, []byte("sips")) || equalFold(u.Transport, []byte("tls")):
 		return balance.TLS
 	case equalFold(u.Transport, []byte("tcp")):

@@ -172,6 +172,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.startTLS(ctx); err != nil {
 		return err
 	}
+	if err := s.startWS(ctx); err != nil {
+		return err
+	}
 	if s.batched {
 		if err := s.startBatchUDP(ctx); err != nil {
 			return err
@@ -371,6 +374,9 @@ func (s *Server) deliver(loop *loopState, cnt *Counters, r *Result, fd int, leg 
 		return
 	}
 	switch {
+	case r.Leg.Transport.WebSocket():
+		// siplb opens no WebSocket: the browser's connection has closed.
+		cnt.Drops[DropConnGone].Add(1)
 	case r.Leg.Transport == balance.TLS:
 		s.sendTLS(cnt, r.Leg, r.To, r.Out)
 	case loop != nil:

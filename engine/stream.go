@@ -21,6 +21,7 @@ import (
 type streamConn struct {
 	c       gnet.Conn  // a TCP stream served by a gnet loop; nil for TLS
 	tls     *tlsStream // a TLS stream served by goroutines of its own; nil for TCP
+	ws      *wsStream  // a WebSocket (ws, wss) served by goroutines of its own (ws.go); nil otherwise
 	id      pool.ConnID
 	peer    netip.AddrPort
 	leg     *Leg
@@ -276,6 +277,12 @@ func wholeLines(b []byte) []byte {
 func (s *Server) write(loop *loopState, cnt *Counters, sc *streamConn, out []byte) {
 	if sc.tls != nil {
 		if !sc.tls.enqueue(pool.Copy(out)) {
+			cnt.Drops[DropSendError].Add(1)
+		}
+		return
+	}
+	if sc.ws != nil {
+		if !sc.ws.enqueue(pool.Copy(out)) {
 			cnt.Drops[DropSendError].Add(1)
 		}
 		return

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deps.sh installs what the tests need on a fresh Debian machine: sipp (Debian's
-# sip-tester) for the interop tests, chromium for the status page's browser
-# test, and the Go modules of both modules. It installs only what is missing.
+# sip-tester) for the interop tests, chromium for the browser tests (the
+# status page and the WebSocket legs), and the Go modules of both modules. It
+# installs only what is missing.
 set -euo pipefail
 
 SUDO=""
@@ -28,7 +29,7 @@ need() {
 }
 
 need sipp sip-tester "the interop tests"
-need chromium chromium "the status page's browser test (cmd/siplb/ui_test.go)"
+need chromium chromium "the browser tests (cmd/siplb/ui_test.go, ws_e2e_test.go; SIPLB_NO_BROWSER=1 skips them)"
 
 go mod download
 (cd benchmarks && go mod download)

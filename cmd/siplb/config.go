@@ -38,13 +38,17 @@ type Config struct {
 
 // ListenConfig is one leg.
 type ListenConfig struct {
-	Address   string         `yaml:"address"`   // udp://IP:PORT, tcp://IP:PORT or tls://IP:PORT (required)
+	Address   string         `yaml:"address"`   // udp://IP:PORT, tcp://IP:PORT, tls://IP:PORT, ws://IP:PORT or wss://IP:PORT (required)
 	Name      string         `yaml:"name"`      // label in logs and metrics (default: the address)
 	Advertise string         `yaml:"advertise"` // host[:port] written in Via and Record-Route (default: the address; required for 0.0.0.0)
 	Pool      string         `yaml:"pool"`      // pool that requests from outside go to (default: the first pool)
-	TLS       *siptls.Config `yaml:"tls"`       // certificates of a tls:// listener, also used to dial tls:// backends
+	TLS       *siptls.Config `yaml:"tls"`       // certificates of a tls:// or wss:// listener; a tls:// one's also dial tls:// backends
 	Allow     []string       `yaml:"allow"`     // only these source IPs/CIDRs are admitted, when set
 	Deny      []string       `yaml:"deny"`      // these source IPs/CIDRs are refused (wins over allow)
+	// Origins, on a ws:// or wss:// listener, are the web origins whose
+	// pages may open a WebSocket: "https://app.example.com" (exact) or
+	// "*.example.com" (any host below it). Empty: any.
+	Origins []string `yaml:"origins"`
 }
 
 // PoolConfig is one backend pool.
@@ -318,8 +322,10 @@ func (c *Config) Validate() error {
 		}
 		for j, b := range p.Backends {
 			bp := fmt.Sprintf("%s.backends[%d]", path, j)
-			if _, _, err := parseEndpoint(b.Address); err != nil {
+			if tr, _, err := parseEndpoint(b.Address); err != nil {
 				return invalid(bp+".address", "%v", err)
+			} else if tr.WebSocket() {
+				return invalid(bp+".address", "siplb reaches backends over udp, tcp or tls, not %s (WebSocket is for listeners facing browsers)", tr)
 			}
 			if *b.Weight < 1 || *b.Weight > 1000 {
 				return invalid(bp+".weight", "must be between 1 and 1000, got %d", *b.Weight)
@@ -338,16 +344,26 @@ func (c *Config) Validate() error {
 		if err != nil {
 			return invalid(path+".address", "%v", err)
 		}
-		if tr == balance.TLS {
+		if tr.Secure() {
 			if l.TLS == nil {
-				return invalid(path+".tls", "is required for a tls:// listener (cert_file, key_file)")
+				return invalid(path+".tls", "is required for a %s:// listener (cert_file, key_file)", tr)
 			}
 			if err := l.TLS.ValidateListener(path + ".tls"); err != nil {
 				key, rest, _ := strings.Cut(err.Error(), ": ")
 				return invalid(key, "%s", rest)
 			}
 		} else if l.TLS != nil {
-			return invalid(path+".tls", "is only for a tls:// listener")
+			return invalid(path+".tls", "is only for a tls:// or wss:// listener")
+		}
+		if len(l.Origins) > 0 {
+			if !tr.WebSocket() {
+				return invalid(path+".origins", "is only for a ws:// or wss:// listener")
+			}
+			if err := engine.CheckOrigins(l.Origins); err != nil {
+				// "origins[1] ...: why" names the entry
+				k, rest, _ := strings.Cut(err.Error(), " ")
+				return invalid(path+"."+k, "%s", rest)
+			}
 		}
 		if ap.Addr().IsUnspecified() && l.Advertise == "" {
 			return invalid(path+".advertise", "is required when the address is unspecified (%s)", ap.Addr())
@@ -429,8 +445,9 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// parseEndpoint parses "udp://IP:PORT" (the scheme defaults to udp); a
-// backend's port defaults to 5060.
+// parseEndpoint parses "udp://IP:PORT" (the scheme defaults to udp; tcp,
+// tls, ws and wss too); the port defaults to 5060, or to 80 for ws:// and
+// 443 for wss:// (the WebSocket ports).
 func parseEndpoint(s string) (balance.Transport, netip.AddrPort, error) {
 	if s == "" {
 		return 0, netip.AddrPort{}, errors.New("is required")
@@ -443,8 +460,12 @@ func parseEndpoint(s string) (balance.Transport, netip.AddrPort, error) {
 			tr = balance.TCP
 		case "tls":
 			tr = balance.TLS
+		case "ws":
+			tr = balance.WS
+		case "wss":
+			tr = balance.WSS
 		default:
-			return 0, netip.AddrPort{}, fmt.Errorf("unknown transport %q (want udp, tcp or tls)", scheme)
+			return 0, netip.AddrPort{}, fmt.Errorf("unknown transport %q (want udp, tcp, tls, ws or wss)", scheme)
 		}
 		s = rest
 	}
@@ -454,7 +475,11 @@ func parseEndpoint(s string) (balance.Transport, netip.AddrPort, error) {
 		if err2 != nil {
 			return 0, netip.AddrPort{}, fmt.Errorf("want IP:PORT, got %q", s)
 		}
-		ap = netip.AddrPortFrom(a, engine.DefaultSIPPort)
+		port := uint16(engine.DefaultSIPPort)
+		if tr.WebSocket() {
+			port = tr.DefaultPort()
+		}
+		ap = netip.AddrPortFrom(a, port)
 	}
 	return tr, ap, nil
 }
@@ -628,7 +653,7 @@ func (c *Config) engineConfig() (engine.Config, []*siptls.Store, error) {
 	var stores []*siptls.Store
 	for i, l := range c.Listen {
 		tr, ap, _ := parseEndpoint(l.Address)
-		lc := engine.LegConfig{Name: l.Name, Transport: tr, Addr: ap, Advertise: l.Advertise, Pool: l.Pool}
+		lc := engine.LegConfig{Name: l.Name, Transport: tr, Addr: ap, Advertise: l.Advertise, Pool: l.Pool, Origins: l.Origins}
 		if len(l.Allow) > 0 || len(l.Deny) > 0 {
 			acl, err := guard.NewACL(fmt.Sprintf("listen[%d]", i), guard.ACLConfig{Allow: l.Allow, Deny: l.Deny})
 			if err != nil {

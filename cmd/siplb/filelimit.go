@@ -77,7 +77,7 @@ func connsForFiles(limit uint64, fixed int) int {
 }
 
 // listenerFDs counts the descriptors siplb holds whatever the traffic: a
-// socket per UDP and TCP leg and event loop, one per TLS leg, a lock per
+// socket per UDP and TCP leg and event loop, one per TLS and WebSocket leg, a lock per
 // leg, each loop's poller and wake-up descriptor, and fdFixed.
 func listenerFDs(cfg *Config) int {
 	loops := cfg.Engine.Loops
@@ -87,7 +87,7 @@ func listenerFDs(cfg *Config) int {
 	n := fdFixed + 2*loops
 	for _, l := range cfg.Listen {
 		tr, _, _ := parseEndpoint(l.Address)
-		if tr == balance.TLS {
+		if tr == balance.TLS || tr.WebSocket() {
 			n += 2
 		} else {
 			n += loops + 1

@@ -19,8 +19,8 @@
 //
 // # Which addresses conflict
 //
-// A Key is a transport class and an address: udp, or tcp for both tcp:// and
-// tls:// (they share TCP's port space); the IP is unmapped (::ffff:a.b.c.d
+// A Key is a transport class and an address: udp, or tcp for tcp://, tls://,
+// ws:// and wss:// (they share TCP's port space); the IP is unmapped (::ffff:a.b.c.d
 // is a.b.c.d) and an unspecified one (0.0.0.0 or ::) becomes the wildcard
 // "*". Two keys conflict when their class and port are equal and their IPs
 // are equal or either is the wildcard: the kernel delivers a port's traffic

@@ -15,21 +15,21 @@ const namePrefix = "siplb/"
 // address whose IP is unmapped, or unspecified for the wildcard. The zero
 // Key is invalid.
 type Key struct {
-	Net  string         // "udp" or "tcp" (tcp:// and tls:// listeners)
+	Net  string         // "udp" or "tcp" (tcp://, tls://, ws:// and wss:// listeners)
 	Addr netip.AddrPort // IP unmapped; 0.0.0.0 for any wildcard
 }
 
 // ErrTransport is a transport NewKey does not know.
-var ErrTransport = errors.New("addrlock: transport is not udp, tcp or tls")
+var ErrTransport = errors.New("addrlock: transport is not udp, tcp, tls, ws or wss")
 
-// NewKey returns the key of a listener of transport ("udp", "tcp" or
-// "tls", case-insensitive) on ap.
+// NewKey returns the key of a listener of transport ("udp", "tcp", "tls",
+// "ws" or "wss", case-insensitive) on ap.
 func NewKey(transport string, ap netip.AddrPort) (Key, error) {
 	var n string
 	switch strings.ToLower(transport) {
 	case "udp":
 		n = "udp"
-	case "tcp", "tls":
+	case "tcp", "tls", "ws", "wss":
 		n = "tcp"
 	default:
 		return Key{}, fmt.Errorf("%w: %q", ErrTransport, transport)
