@@ -93,14 +93,14 @@ func (a *adminServer) handler() http.Handler {
 	})
 	api := http.NewServeMux()
 	a.apiRoutes(api)
-	mux.Handle("/api/v1/", requireToken(a.token, api))
+	mux.Handle("/api/v1/", a.ctl.gate(a.token, api))
 	// Profiles for operators and `make bench`: a CPU profile costs the data
 	// path, so they need the token too.
 	prof := http.NewServeMux()
 	prof.HandleFunc("GET /debug/pprof/", pprof.Index)
 	prof.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	prof.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	mux.Handle("/debug/pprof/", requireToken(a.token, prof))
+	mux.Handle("/debug/pprof/", a.ctl.gate(a.token, prof))
 	return mux
 }
 
