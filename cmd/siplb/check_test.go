@@ -83,6 +83,12 @@ func TestCheckRefusesWhatCannotStart(t *testing.T) {
 			good: "listen:\n  - address: udp://127.0.0.1:5060\n    advertise: \"[::1]:5060\"\n" + pool("{address: udp://127.0.0.1:5070}"),
 		},
 		{
+			name: "listeners on port 0 (a free port each at start)",
+			cfg:  head + "  - address: tcp://127.0.0.1:5060\n" + pool("{address: udp://127.0.0.1:5070}", "{address: udp://127.0.0.1:5070}"),
+			want: "pools[0].backends[1].address: 127.0.0.1:5070 is listed twice",
+			good: "listen:\n  - address: udp://127.0.0.1:0\n  - address: udp://127.0.0.1:0\n  - address: tcp://127.0.0.1:0\n" + pool("{address: udp://127.0.0.1:5070}"),
+		},
+		{
 			name: "quick start: weight with trailing garbage",
 			args: []string{"--listen", "udp://127.0.0.1:5060", "--backend", "udp://127.0.0.1:5070;weight=2x"},
 			want: `weight: want a whole number, got "2x"`,

@@ -6,6 +6,10 @@
 //	siplb --listen udp://127.0.0.1:5060 --backend udp://127.0.0.1:5070 --backend udp://127.0.0.1:5071
 //	siplb --check --config /etc/siplb.yaml
 //	siplb                      # the embedded default configuration (the demo's)
+//
+// SIGTERM or SIGINT drains, then exits 0 (a second signal stops at once);
+// SIGHUP reloads what can change live or refuses naming the keys that need
+// a restart (README.md, "Stop, reload, check").
 package main
 
 import (
@@ -55,7 +59,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var (
 		configPath  = fs.String("config", "", "YAML configuration `file` (without it: --listen/--backend, or the embedded default)")
-		check       = fs.Bool("check", false, "validate the configuration and exit (0 valid, 1 not)")
+		check       = fs.Bool("check", false, "build what a start builds, bind nothing, and exit (0 valid, 1 not: the error names the key and line)")
 		showVersion = fs.Bool("version", false, "print the version and exit")
 		printDef    = fs.Bool("print-default-config", false, "print the embedded default configuration and exit")
 		algorithm   = fs.String("algorithm", "", "algorithm of the pool built from --backend (default hash-callid)")
@@ -103,7 +107,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	over := overrides{loops: *loops, admin: *admin, logLevel: *logLevel, udpIO: *udpIO}
 	var replaced []string
 	if err == nil {
-		replaced, err = over.apply(cfg)
+		replaced, err = over.apply(cfg, doc)
 	}
 	if err == nil && *check {
 		// Exactly what a start builds, short of binding: every

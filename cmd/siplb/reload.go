@@ -3,7 +3,10 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/siplb/siplb/balance"
 	siptls "github.com/siplb/siplb/tls"
@@ -20,21 +23,21 @@ type overrides struct {
 }
 
 // apply writes the overrides into cfg and validates it. It returns the keys
-// whose value in cfg it replaced by a different one, for a warning: the
-// file's value does not apply.
-func (o overrides) apply(cfg *Config) ([]string, error) {
+// that doc (cfg's document; nil for none) sets to another value than the
+// command line's, for a warning: the file's value does not apply.
+func (o overrides) apply(cfg *Config, doc *yaml.Node) ([]string, error) {
 	var replaced []string
 	set := func(key string, differs bool) {
-		if differs {
+		if differs && hasKey(doc, key) {
 			replaced = append(replaced, key)
 		}
 	}
 	if o.loops != 0 {
-		set("engine.loops", cfg.Engine.Loops != 0 && cfg.Engine.Loops != o.loops)
+		set("engine.loops", cfg.Engine.Loops != o.loops)
 		cfg.Engine.Loops = o.loops
 	}
 	if o.admin != "" {
-		set("admin.listen", cfg.Admin.Listen != "" && cfg.Admin.Listen != o.admin)
+		set("admin.listen", cfg.Admin.Listen != o.admin)
 		cfg.Admin.Listen = o.admin
 	}
 	if o.logLevel != "" {
@@ -42,10 +45,37 @@ func (o overrides) apply(cfg *Config) ([]string, error) {
 		cfg.Log.Level = o.logLevel
 	}
 	if o.udpIO != "" {
-		set("engine.udp_io", cfg.Engine.UDPIO != "" && cfg.Engine.UDPIO != o.udpIO)
+		set("engine.udp_io", cfg.Engine.UDPIO != o.udpIO)
 		cfg.Engine.UDPIO = o.udpIO
 	}
 	return replaced, cfg.Validate()
+}
+
+// hasKey reports whether doc sets the key "section.name".
+func hasKey(doc *yaml.Node, key string) bool {
+	if doc == nil {
+		return false
+	}
+	n := doc
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	for _, part := range strings.Split(key, ".") {
+		if n.Kind != yaml.MappingNode {
+			return false
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == part {
+				next = n.Content[i+1]
+			}
+		}
+		if next == nil {
+			return false
+		}
+		n = next
+	}
+	return true
 }
 
 // reloader applies the configuration file again, on SIGHUP and POST
@@ -87,7 +117,7 @@ func (r *reloader) apply() error {
 	if err != nil {
 		return err
 	}
-	replaced, err := r.over.apply(cfg)
+	replaced, err := r.over.apply(cfg, doc)
 	if err != nil {
 		return fmt.Errorf("%s: %w", r.path, err)
 	}

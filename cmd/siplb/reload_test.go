@@ -243,3 +243,26 @@ func TestReloadAdminToken(t *testing.T) {
 		t.Errorf("after the reload: old token %d, new token %d; want 401 and 200", c1, c2)
 	}
 }
+
+// The command line's overrides apply at each reload too; a key the file
+// sets to another value is named for a warning, one it leaves out is not.
+func TestOverridesApply(t *testing.T) {
+	cfg, doc, err := parseConfigDoc([]byte(reloadBase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := overrides{loops: 4, logLevel: "warn", admin: "127.0.0.1:9061", udpIO: "gnet"}
+	replaced, err := o.apply(cfg, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(replaced) != "[engine.loops log.level]" {
+		t.Errorf("replaced %v, want the keys the file sets: [engine.loops log.level]", replaced)
+	}
+	if cfg.Engine.Loops != 4 || cfg.Log.Level != "warn" || cfg.Admin.Listen != "127.0.0.1:9061" || cfg.Engine.UDPIO != "gnet" {
+		t.Errorf("overrides not applied: %+v %+v %+v", cfg.Engine, cfg.Log, cfg.Admin)
+	}
+	if _, err := (overrides{logLevel: "loud"}).apply(cfg, doc); err == nil || !strings.Contains(err.Error(), "log.level") {
+		t.Errorf("a bad override: %v, want an error naming log.level", err)
+	}
+}

@@ -97,6 +97,15 @@ func build(ctx context.Context, cfg *Config, mode buildMode, log *slog.Logger) (
 		if err := engine.ResolvePorts(b.ec.Legs); err != nil {
 			return nil, keyed(err)
 		}
+	} else {
+		// A start binds port 0 to learn a free port; a check gives each
+		// such listener a port of its own that no listener names, so
+		// that their Via identities differ as they will.
+		for i := range b.ec.Legs {
+			if l := &b.ec.Legs[i]; l.Addr.Port() == 0 {
+				l.Addr = netip.AddrPortFrom(l.Addr.Addr(), uint16(65535-i))
+			}
+		}
 	}
 	if b.fwd, err = engine.NewForwarder(b.ec, b.bal); err != nil {
 		return nil, keyed(err)
