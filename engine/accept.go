@@ -224,20 +224,38 @@ func (s *Server) openTCP(ctx context.Context) error {
 			s.closeTCP()
 			return err
 		}
-		s.tcpLns = append(s.tcpLns, s.newAcceptor(l, ln, func(c *net.TCPConn) error { return s.enrollTCP(ctx, l, c) }))
+		a := s.newAcceptor(l, ln, func(c *net.TCPConn) error { return s.enrollTCP(ctx, l, c) })
+		s.lnMu.Lock()
+		s.tcpLns = append(s.tcpLns, a)
+		s.lnMu.Unlock()
 	}
 	return nil
 }
 
 // startAccepting runs the accept loops of the TCP listeners.
 func (s *Server) startAccepting(ctx context.Context) {
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
 	for _, a := range s.tcpLns {
 		go a.run(ctx)
 	}
 }
 
 func (s *Server) closeTCP() {
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
 	for _, a := range s.tcpLns {
+		a.ln.Close()
+	}
+}
+
+// closeListeners closes the TCP and TLS listeners: a connect is refused
+// from now on, and the accept loops end (Drain).
+func (s *Server) closeListeners() {
+	s.closeTCP()
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	for _, a := range s.tlsLns {
 		a.ln.Close()
 	}
 }

@@ -97,6 +97,7 @@ type Forwarder struct {
 	clock                        atomic.Int64     // coarse UnixNano for the defences, advanced by the running server
 	onBlock                      func(netip.Addr) // told of a source blocked anew (the server's kernel filter); set before the server runs
 	schemes, proxyRequire        [][]byte         // lower-cased URISchemes and ProxyRequire
+	draining                     atomic.Bool      // Server.Drain with RejectNewDialogs: a new dialog from outside gets 503
 }
 
 // ProbeHandler consumes the replies to health probes (balance.Checker).
@@ -647,6 +648,11 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 			}
 		}
 		if be == nil {
+			if f.draining.Load() && len(m.ToTag()) == 0 && method != parser.ACK && method != parser.CANCEL {
+				// A new dialog while draining (drain.go): the client takes
+				// it to another instance, or here again after Retry-After.
+				return f.replyTo(s, src, in, 503, "Service Unavailable", f.retryAfter)
+			}
 			p := t.Pool(in.Pool)
 			b, ok := p.Pick(poolKey(p.Algorithm(), m))
 			if !ok || f.byTransport[b.Transport] == nil {

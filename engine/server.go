@@ -63,8 +63,12 @@ type Server struct {
 
 	mem        *memBudget  // bytes held in partial stream messages and TLS handshakes
 	maxMsg     int         // the largest message the parser limits allow, header and body
+	lnMu       sync.Mutex  // guards tcpLns and tlsLns
 	tcpLns     []*acceptor // the TCP listeners, accepted by siplb (accept.go)
+	tlsLns     []*acceptor // the TLS and WebSocket listeners
 	acceptFail func() error
+	draining   atomic.Bool   // Drain was called (drain.go)
+	drainIdle  atomic.Int64  // DrainOptions.Idle, in nanoseconds
 	started    chan struct{} // closed by the first OnTick: every loop is registered
 	tickOnce   sync.Once
 }
@@ -195,7 +199,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	if len(addrs) == 0 && len(s.tcpLns) == 0 { // TLS legs only: no event loop to run
 		close(s.booted)
+		sweepDone := make(chan struct{})
+		go s.sweeper(ctx, sweepDone) // no loop to sweep: it keeps the clock
 		<-ctx.Done()
+		<-sweepDone
 		return nil
 	}
 	if len(addrs) == 0 {

@@ -37,6 +37,9 @@ type streamConn struct {
 	// h holds a partly received message, charged to the server's budget.
 	h holder
 
+	// tx counts the transactions open on the connection, for a drain.
+	tx txTrack
+
 	// wbuf gathers what the owner loop writes to this connection while it
 	// handles one event; flush sends it with one write call and gives it
 	// back, so an idle connection holds no write buffer.
@@ -111,6 +114,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
 	loop := s.loopOf(c.EventLoop())
 	sc := &streamConn{c: c, peer: peer, leg: leg, loop: loop, inbound: true, lastUsed: s.now.Load()}
+	sc.tx.last.Store(sc.lastUsed)
 	sc.h.kill = func() { c.Close() }
 	id, err := s.reg.Add(sc, peer.Addr(), true)
 	if err != nil {
@@ -133,6 +137,7 @@ func (s *Server) openOutbound(c gnet.Conn, meta *dialMeta) ([]byte, gnet.Action)
 		delete(loop.dialing, meta.dest)
 	}
 	sc := &streamConn{c: c, peer: meta.dest, dest: meta.dest, leg: meta.leg, loop: loop, lastUsed: s.now.Load()}
+	sc.tx.last.Store(sc.lastUsed)
 	sc.h.kill = func() { c.Close() }
 	id, err := s.reg.Add(sc, meta.dest.Addr(), false)
 	if err != nil {
@@ -146,6 +151,7 @@ func (s *Server) openOutbound(c gnet.Conn, meta *dialMeta) ([]byte, gnet.Action)
 	delete(loop.backoff, meta.dest)
 	c.SetContext(sc)
 	for _, b := range meta.pending {
+		sc.tx.carry(b.B, sc.lastUsed)
 		c.Write(b.B)
 		pool.PutBuffer(b)
 	}
@@ -201,6 +207,7 @@ func (s *Server) streamTraffic(sc *streamConn) gnet.Action {
 		case parser.FramePing:
 			s.write(loop, &loop.s.Counters, sc, pong)
 		case parser.FrameMessage:
+			sc.tx.carry(frame, now)
 			r := s.f.ProcessConn(loop.s, frame, sc.peer, sc.leg, sc.id)
 			if r.Out != nil {
 				s.deliver(loop, &loop.s.Counters, &r, -1, nil)
@@ -275,6 +282,7 @@ func wholeLines(b []byte) []byte {
 // pooled copy queued to its loop or to its TLS writer. loop is nil on a
 // goroutine outside the loops.
 func (s *Server) write(loop *loopState, cnt *Counters, sc *streamConn, out []byte) {
+	sc.tx.carry(out, s.now.Load())
 	if sc.tls != nil {
 		if !sc.tls.enqueue(pool.Copy(out)) {
 			cnt.Drops[DropSendError].Add(1)
@@ -485,7 +493,8 @@ func (s *Server) sweeper(ctx context.Context, done chan<- struct{}) {
 						case sc.partialSince != 0 && n-sc.partialSince > deadline:
 							s.streams.SlowClients.Add(1)
 							sc.c.Close()
-						case n-sc.lastUsed > idle:
+						case n-sc.lastUsed > idle,
+							sc.partialSince == 0 && sc.c.OutboundBuffered() == 0 && s.drainIdleFor(sc, n):
 							s.streams.ConnsExpired.Add(1)
 							sc.c.Close()
 						}

@@ -157,6 +157,9 @@ func (s *Server) startTLS(ctx context.Context) error {
 			return nil
 		}))
 	}
+	s.lnMu.Lock()
+	s.tlsLns = append(s.tlsLns, as...)
+	s.lnMu.Unlock()
 	for _, a := range as {
 		go func() {
 			<-ctx.Done()
@@ -200,6 +203,7 @@ func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, tc *tls.C
 	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
 	ts := newTLSStream(tc)
 	sc.tls, sc.peer = ts, peer
+	sc.tx.last.Store(s.now.Load())
 	var id pool.ConnID
 	var err error
 	if inbound && s.f.backendCert(tc.ConnectionState()) {
@@ -242,6 +246,7 @@ func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, tc *tls.C
 		s.tls.mu.Unlock()
 		if meta != nil {
 			for _, b := range meta.pending {
+				sc.tx.carry(b.B, s.now.Load())
 				ts.enqueue(b)
 			}
 		}
@@ -263,20 +268,39 @@ func (s *Server) readStream(ctx context.Context, sc *streamConn, c *tls.Conn, ra
 			s.mem.release(h)
 		}
 	}()
-	partial := false // read in sc's turn: the evictor may take h while the reader waits
+	partial := false       // read in sc's turn: the evictor may take h while the reader waits
+	var deadline time.Time // of the idle expiry or the header deadline; zero after a read
 	for ctx.Err() == nil {
-		wait := s.lim.IdleTimeout(s.reg.Len())
-		if partial {
-			wait = s.lim.HeaderDeadline
+		if deadline.IsZero() {
+			wait := s.lim.IdleTimeout(s.reg.Len())
+			if partial {
+				wait = s.lim.HeaderDeadline
+			}
+			deadline = time.Now().Add(wait)
 		}
-		c.SetReadDeadline(time.Now().Add(wait))
+		draining := s.draining.Load()
+		c.SetReadDeadline(s.tlsReadDeadline(deadline, draining))
+		if !draining && s.draining.Load() {
+			// Drain may have set its wake-up before the deadline above.
+			c.SetReadDeadline(s.tlsReadDeadline(deadline, true))
+		}
 		n, err := c.Read(tmp)
 		if !s.mem.enter(h) {
 			return // evicted by the budget, which counted it and closed raw
 		}
 		if err != nil {
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			timeout := errors.As(err, &ne) && ne.Timeout()
+			if timeout && s.draining.Load() && time.Now().Before(deadline) {
+				// A drain's look at the connection (Drain, drainTick).
+				if !partial && s.drainIdleFor(sc, s.now.Load()) {
+					s.streams.ConnsExpired.Add(1)
+					return
+				}
+				s.mem.leave(h)
+				continue
+			}
+			if timeout {
 				if partial {
 					s.streams.SlowClients.Add(1)
 				} else {
@@ -285,6 +309,7 @@ func (s *Server) readStream(ctx context.Context, sc *streamConn, c *tls.Conn, ra
 			}
 			return
 		}
+		deadline = time.Time{}
 		data := tmp[:n]
 		for {
 			frame, kind, err := s.mem.nextFrame(h, &data, lim, s.maxMsg)
@@ -299,12 +324,28 @@ func (s *Server) readStream(ctx context.Context, sc *streamConn, c *tls.Conn, ra
 			case parser.FramePing:
 				sc.tls.enqueue(pool.Copy(pong))
 			case parser.FrameMessage:
+				sc.tx.carry(frame, s.now.Load())
 				s.forwardTLS(sc, frame)
 			}
 		}
 		partial = h.heldLen() > 0
 		s.mem.leave(h)
 	}
+}
+
+// drainTick is how often a TLS reader looks at its connection while the
+// server drains.
+const drainTick = sweepEvery
+
+// tlsReadDeadline is the read deadline of a TLS reader: deadline, or sooner
+// while draining, so that an idle connection is closed within drainTick.
+func (s *Server) tlsReadDeadline(deadline time.Time, draining bool) time.Time {
+	if draining {
+		if t := time.Now().Add(drainTick); t.Before(deadline) {
+			return t
+		}
+	}
+	return deadline
 }
 
 // tlsBroken ends a TLS stream whose framing is lost, in its reader's turn:

@@ -191,6 +191,10 @@ func (s *Server) startWS(ctx context.Context) error {
 		wls = append(wls, wl)
 		as = append(as, s.newAcceptor(l, ln, func(c *net.TCPConn) error { return wl.take(c, cfg) }))
 	}
+	// A drain closes them with the TLS listeners (closeListeners).
+	s.lnMu.Lock()
+	s.tlsLns = append(s.tlsLns, as...)
+	s.lnMu.Unlock()
 	for i, a := range as {
 		wl := wls[i]
 		go wl.hs.Serve(wl)

@@ -98,7 +98,7 @@ func (a *adminServer) handler() http.Handler {
 	// operator's browser (CSRF), token or not: state changes from a
 	// cross-origin page are refused (Sec-Fetch-Site / Origin vs Host);
 	// siplb ctl, curl and the status page (same origin) are not affected.
-	mux.Handle("/api/v1/", http.NewCrossOriginProtection().Handler(requireToken(a.token, api)))
+	mux.Handle("/api/v1/", http.NewCrossOriginProtection().Handler(a.ctl.gate(a.token, api)))
 	uiRoutes(mux) // the status page; it holds no data, its calls to /api/v1 carry the token
 	// Profiles for operators and `make bench`: a CPU profile costs the data
 	// path, so they need the token too.
@@ -106,7 +106,7 @@ func (a *adminServer) handler() http.Handler {
 	prof.HandleFunc("GET /debug/pprof/", pprof.Index)
 	prof.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	prof.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	mux.Handle("/debug/pprof/", requireToken(a.token, prof))
+	mux.Handle("/debug/pprof/", a.ctl.gate(a.token, prof))
 	return mux
 }
 

@@ -288,7 +288,9 @@ func TestAPIReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	checker := balance.NewChecker(bal, cfg.health(), balance.ProbeIdentity{}, nil, slog.New(slog.DiscardHandler))
-	ctl := newControl(bal, func() error { return reload(path, bal, checker, nil, slog.New(slog.DiscardHandler)) })
+	rl := &reloader{path: path, bal: bal, checker: checker, log: slog.New(slog.DiscardHandler)}
+	rl.running.Store(cfg)
+	ctl := newControl(bal, rl.reload)
 	a := &adminServer{bal: bal, stats: func() engine.Snapshot { return engine.Snapshot{} }, ctl: ctl}
 	srv := httptest.NewServer(a.handler())
 	t.Cleanup(srv.Close)

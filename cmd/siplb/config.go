@@ -31,6 +31,8 @@ type Config struct {
 	Routing RoutingConfig  `yaml:"routing"` // where requests from backends to other destinations go
 	Admin   AdminConfig    `yaml:"admin"`
 	Log     LogConfig      `yaml:"log"`
+	// Shutdown says how SIGTERM and SIGINT stop siplb: by a drain.
+	Shutdown ShutdownConfig `yaml:"shutdown"`
 	// Security is the edge defences: flood detector, scanner filter,
 	// stateless-reply limits, trusted sources (on by default).
 	Security guard.Config `yaml:"security"`
@@ -169,49 +171,97 @@ type AdminConfig struct {
 
 // LogConfig configures logging.
 type LogConfig struct {
-	Level string `yaml:"level"` // debug, info (default), warn, error
+	Level  string `yaml:"level"`  // debug, info (default), warn, error; a reload applies it
+	Format string `yaml:"format"` // text (default: slog's key=value lines) or json (one object a line)
 }
+
+// ShutdownConfig says how siplb stops on SIGTERM or SIGINT: it drains.
+// /readyz turns false, the TCP and TLS listeners close, new dialogs get a
+// 503 (or are forwarded), and siplb exits once its connections are idle or
+// at DrainTimeout. A second signal stops it at once.
+type ShutdownConfig struct {
+	// NewDialogs is what a request from outside that would start a dialog
+	// (no To tag; not ACK or CANCEL) gets while draining: reject (default:
+	// 503 Service Unavailable with Retry-After, so the client tries another
+	// instance) or forward (as before the signal).
+	NewDialogs string `yaml:"new_dialogs"`
+	// DrainTimeout bounds the drain (default 30s); 0 stops at once.
+	DrainTimeout *time.Duration `yaml:"drain_timeout"`
+	// Idle is how long a connection that has no transaction open must go
+	// without a message to be closed while draining, and how long nothing
+	// may be forwarded, once no connection is open, for the drain to end
+	// before DrainTimeout (default 2s).
+	Idle time.Duration `yaml:"idle"`
+}
+
+// The shutdown section's defaults.
+const (
+	defaultDrainTimeout = 30 * time.Second
+	defaultDrainIdle    = 2 * time.Second
+)
 
 // loadConfig reads, decodes strictly, defaults and validates a file.
 func loadConfig(path string) (*Config, error) {
+	cfg, _, err := loadConfigDoc(path)
+	return cfg, err
+}
+
+// loadConfigDoc is loadConfig that also returns the decoded document, in
+// which later errors find the line of their key (withLine).
+func loadConfigDoc(path string) (*Config, *yaml.Node, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	cfg, err := parseConfig(data)
+	cfg, doc, err := parseConfigDoc(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return cfg, nil
+	return cfg, doc, nil
 }
 
 // parseConfig decodes YAML strictly: an unknown key is an error naming the
 // key and its line; a bad value names its key path and line.
 func parseConfig(data []byte) (*Config, error) {
+	cfg, _, err := parseConfigDoc(data)
+	return cfg, err
+}
+
+// parseConfigDoc is parseConfig that also returns the document.
+func parseConfigDoc(data []byte) (*Config, *yaml.Node, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, cleanYAMLError(err)
+		return nil, nil, cleanYAMLError(err)
 	}
 	var cfg Config
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil {
 		if errors.Is(err, errEOF) || err.Error() == "EOF" {
-			return nil, errors.New("configuration is empty")
+			return nil, nil, errors.New("configuration is empty")
 		}
-		return nil, cleanYAMLError(err)
+		return nil, nil, cleanYAMLError(err)
 	}
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
-		var ve *validationError
-		if errors.As(err, &ve) {
-			if line := lineOf(&root, ve.path); line > 0 {
-				return nil, fmt.Errorf("line %d: %s", line, ve)
-			}
-		}
-		return nil, err
+		return nil, nil, withLine(&root, err)
 	}
-	return &cfg, nil
+	return &cfg, &root, nil
+}
+
+// withLine prefixes a validation error with the line of its key in doc
+// ("line 7: pools[0].backends[1].weight: ..."); other errors, and every
+// error when doc is nil (a configuration from flags), are returned as they
+// are.
+func withLine(doc *yaml.Node, err error) error {
+	var ve *validationError
+	if doc == nil || !errors.As(err, &ve) {
+		return err
+	}
+	if line := lineOf(doc, ve.path); line > 0 {
+		return fmt.Errorf("line %d: %s", line, ve)
+	}
+	return err
 }
 
 var errEOF = errors.New("EOF")
@@ -258,6 +308,19 @@ func (c *Config) setDefaults() {
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.Shutdown.NewDialogs == "" {
+		c.Shutdown.NewDialogs = "reject"
+	}
+	if c.Shutdown.DrainTimeout == nil {
+		d := defaultDrainTimeout
+		c.Shutdown.DrainTimeout = &d
+	}
+	if c.Shutdown.Idle == 0 {
+		c.Shutdown.Idle = defaultDrainIdle
 	}
 }
 
@@ -320,18 +383,28 @@ func (c *Config) Validate() error {
 			key, rest, _ := strings.Cut(err.Error(), ": ")
 			return invalid(key, "%s", rest)
 		}
+		seen := make(map[netip.AddrPort]int, len(p.Backends))
 		for j, b := range p.Backends {
 			bp := fmt.Sprintf("%s.backends[%d]", path, j)
-			if tr, _, err := parseEndpoint(b.Address); err != nil {
+			tr, ap, err := parseEndpoint(b.Address)
+			if err != nil {
 				return invalid(bp+".address", "%v", err)
 			} else if tr.WebSocket() {
 				return invalid(bp+".address", "siplb reaches backends over udp, tcp or tls, not %s (WebSocket is for listeners facing browsers)", tr)
 			}
+			ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+			if ap.Addr().IsUnspecified() || ap.Port() == 0 || ap.Addr().Zone() != "" {
+				return invalid(bp+".address", "want a specific IP (no zone) and a port other than 0, got %s", ap)
+			}
+			if k, dup := seen[ap]; dup {
+				return invalid(bp+".address", "%s is listed twice in the pool (also %s.backends[%d])", ap, path, k)
+			}
+			seen[ap] = j
 			if *b.Weight < 1 || *b.Weight > 1000 {
 				return invalid(bp+".weight", "must be between 1 and 1000, got %d", *b.Weight)
 			}
-			if b.Priority < 0 {
-				return invalid(bp+".priority", "must not be negative, got %d", b.Priority)
+			if b.Priority < 0 || b.Priority > balance.MaxPriority {
+				return invalid(bp+".priority", "must be between 1 and %d, got %d", balance.MaxPriority, b.Priority)
 			}
 			if _, err := balance.ParseState(b.State); err != nil {
 				return invalid(bp+".state", "%v", err)
@@ -442,7 +515,20 @@ func (c *Config) Validate() error {
 	default:
 		return invalid("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
 	}
-	return nil
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		return invalid("log.format", "want text or json, got %q", c.Log.Format)
+	}
+	sd := c.Shutdown
+	if sd.NewDialogs != "reject" && sd.NewDialogs != "forward" {
+		return invalid("shutdown.new_dialogs", "want reject or forward, got %q", sd.NewDialogs)
+	}
+	if d := sd.DrainTimeout; d != nil && *d < 0 {
+		return invalid("shutdown.drain_timeout", "must not be negative, got %s", *d)
+	}
+	if sd.Idle < 0 {
+		return invalid("shutdown.idle", "must not be negative, got %s", sd.Idle)
+	}
+	return c.checkReach()
 }
 
 // parseEndpoint parses "udp://IP:PORT" (the scheme defaults to udp; tcp,

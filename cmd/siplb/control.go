@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,13 @@ type control struct {
 	reloads  *reloadStats
 
 	mu sync.Mutex // serializes reloads, so that each one's changes are its own
+
+	// notify tells systemd of each reload (RELOADING=1, then READY=1); nil
+	// outside systemd. Set before the control is shared.
+	notify *notifier
+	// token, once set, is the admin token in force: a reload changes it
+	// (admin.token, admin.token_file) without restarting the listener.
+	token atomic.Pointer[string]
 
 	ready      atomic.Bool  // set by serve once the data path runs; cleared while draining
 	readySince atomic.Int64 // UnixNano of the first SetReady(true); 0 before
@@ -49,7 +57,9 @@ func (c *control) reloadChanges() ([]poolChange, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	before := c.bal.Table()
+	c.notify.Reloading()
 	err := c.reloadFn()
+	c.notify.ReloadDone(err)
 	if !errors.Is(err, errNothingToReload) {
 		c.reloads.record(err, time.Now())
 	}
@@ -57,6 +67,18 @@ func (c *control) reloadChanges() ([]poolChange, error) {
 		return nil, err
 	}
 	return tableChanges(before, c.bal.Table()), nil
+}
+
+// gate is requireToken with the token in force at each request: the one
+// the last reload set, else initial (the start's).
+func (c *control) gate(initial string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok := initial
+		if p := c.token.Load(); p != nil {
+			tok = *p
+		}
+		requireToken(tok, h).ServeHTTP(w, r)
+	})
 }
 
 // SetReady says whether siplb takes traffic: serve sets it once the data

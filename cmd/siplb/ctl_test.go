@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"os"
@@ -125,7 +126,7 @@ func TestCtlDrainReachesDataPath(t *testing.T) {
 	}
 	errc := make(chan error, 1)
 	ctx := t.Context()
-	go func() { errc <- serve(ctx, cfgv, path, path, newLogger(&syncBuffer{}, "info")) }()
+	go func() { errc <- serve(ctx, cfgv, path, path, newLogger(&syncBuffer{}, "text", new(slog.LevelVar))) }()
 	t.Cleanup(func() {
 		select {
 		case <-errc:

@@ -6,6 +6,10 @@
 //	siplb --listen udp://127.0.0.1:5060 --backend udp://127.0.0.1:5070 --backend udp://127.0.0.1:5071
 //	siplb --check --config /etc/siplb.yaml
 //	siplb                      # the embedded default configuration (the demo's)
+//
+// SIGTERM or SIGINT drains, then exits 0 (a second signal stops at once);
+// SIGHUP reloads what can change live or refuses naming the keys that need
+// a restart (README.md, "Stop, reload, check").
 package main
 
 import (
@@ -20,9 +24,12 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/siplb/siplb/balance"
 	"github.com/siplb/siplb/engine"
@@ -52,7 +59,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var (
 		configPath  = fs.String("config", "", "YAML configuration `file` (without it: --listen/--backend, or the embedded default)")
-		check       = fs.Bool("check", false, "validate the configuration and exit (0 valid, 1 not)")
+		check       = fs.Bool("check", false, "build what a start builds, bind nothing, and exit (0 valid, 1 not: the error names the key and line)")
 		showVersion = fs.Bool("version", false, "print the version and exit")
 		printDef    = fs.Bool("print-default-config", false, "print the embedded default configuration and exit")
 		algorithm   = fs.String("algorithm", "", "algorithm of the pool built from --backend (default hash-callid)")
@@ -79,6 +86,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	var (
 		cfg    *Config
+		doc    *yaml.Node // the document of a file (or the embedded default); nil for flags
 		err    error
 		source string
 	)
@@ -87,20 +95,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "siplb: --config and --listen/--backend exclude each other")
 		return 2
 	case *configPath != "":
-		cfg, err = loadConfig(*configPath)
+		cfg, doc, err = loadConfigDoc(*configPath)
 		source = *configPath
 	case len(listens) > 0 || len(backends) > 0:
 		cfg, err = flagConfig(listens, backends, *algorithm)
 		source = "command line"
 	default:
-		cfg, err = parseConfig(defaultConfig)
+		cfg, doc, err = parseConfigDoc(defaultConfig)
 		source = "embedded default"
 	}
+	over := overrides{loops: *loops, admin: *admin, logLevel: *logLevel, udpIO: *udpIO}
+	var replaced []string
 	if err == nil {
-		if *udpIO != "" {
-			cfg.Engine.UDPIO = *udpIO
-		}
-		err = applyOverrides(cfg, *loops, *admin, *logLevel)
+		replaced, err = over.apply(cfg, doc)
+	}
+	if err == nil && *check {
+		// Exactly what a start builds, short of binding: every
+		// configuration that passes starts.
+		_, err = build(context.Background(), cfg, buildCheck, slog.New(slog.DiscardHandler))
+		err = withLine(doc, err)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "siplb:", err)
@@ -111,14 +124,47 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
-	log := newLogger(stderr, cfg.Log.Level)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	if err := serve(ctx, cfg, *configPath, source, log); err != nil {
+	level := new(slog.LevelVar)
+	level.Set(parseLevel(cfg.Log.Level))
+	log := newLogger(stderr, cfg.Log.Format, level)
+	if len(replaced) > 0 {
+		log.Warn("the command line sets these keys: the file's values do not apply", "keys", replaced)
+	}
+	notify, err := newNotifier(log)
+	if err != nil {
+		log.Warn("not telling systemd how siplb is doing", "err", err)
+	}
+	defer notify.Close()
+
+	// The first SIGTERM or SIGINT drains, a second one stops at once.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(sigs)
+	drain := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			return
+		case sig := <-sigs:
+			log.Info("stop requested: draining; a second signal stops at once", "signal", sig.String())
+			close(drain)
+		}
+		select {
+		case <-ctx.Done():
+		case sig := <-sigs:
+			log.Warn("second stop signal: stopping at once", "signal", sig.String())
+			cancel(fmt.Errorf("second signal %s", sig))
+		}
+	}()
+	err = serveWith(ctx, cfg, serveOptions{configPath: *configPath, source: source, doc: doc, log: log,
+		level: level, over: over, drain: drain, notify: notify})
+	if err != nil {
 		log.Error("siplb stopped", "err", err)
 		return 1
 	}
-	log.Info("siplb stopped", "reason", context.Cause(ctx))
+	log.Info("siplb stopped")
 	return 0
 }
 
@@ -128,12 +174,35 @@ func run(args []string, stdout, stderr io.Writer) int {
 // descriptors).
 var errEngineStopped = errors.New("engine stopped on its own: an event loop ended (see the error logged before)")
 
-// serve runs the data path and the admin listener until ctx is done; SIGHUP
-// reloads the pools from configPath. It returns nil only when ctx is done
-// and everything stopped cleanly; whatever else ends it is an error.
+// serveOptions is what serveWith needs beyond the configuration.
+type serveOptions struct {
+	configPath string     // the file a reload reads; "" for none
+	source     string     // what the configuration came from, for the log
+	doc        *yaml.Node // cfg's document: errors at start find their line in it; nil for none
+	log        *slog.Logger
+	level      *slog.LevelVar // the level of log, which a reload sets (log.level); nil: fixed
+	over       overrides      // the command line's, applied again at each reload
+	// drain, when closed, begins a drain (the first SIGTERM or SIGINT):
+	// serveWith returns once it is over. The end of ctx stops at once.
+	drain  <-chan struct{}
+	notify *notifier // systemd's notification socket; nil for none
+}
+
+// serve is serveWith without signals, systemd or a settable level: ctx's
+// end stops it at once.
 func serve(ctx context.Context, cfg *Config, configPath, source string, log *slog.Logger) error {
+	return serveWith(ctx, cfg, serveOptions{configPath: configPath, source: source, log: log})
+}
+
+// serveWith runs the data path and the admin listener until ctx is done or
+// a drain requested by o.drain is over; SIGHUP reloads from o.configPath.
+// It returns nil only when it was asked to stop and everything stopped
+// cleanly; whatever else ends it is an error.
+func serveWith(ctx context.Context, cfg *Config, o serveOptions) error {
+	log := o.log
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	running := *cfg // as configured: the file limit fills in streams.max_connections
 	files := applyFileLimit(cfg, log)
 	log.Info("file limit", files.logAttrs()...)
 	// Before anything is bound: a second siplb on these addresses stops
@@ -143,81 +212,46 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 		return err
 	}
 	defer locks.Release()
-	secret, previous, err := resolveSecrets(cfg, log)
+	// What the network makes the data path log, per packet or connection,
+	// is rate-limited.
+	dataLog := slog.New(newRateLimit(log.Handler(), logBurst, logWindow))
+	b, err := build(ctx, cfg, buildStart, dataLog)
 	if err != nil {
-		return err
-	}
-	pools, err := cfg.pools()
-	if err != nil {
-		return err
-	}
-	var resolver *balance.Resolver
-	if cfg.needsDNS() {
-		if resolver, err = balance.NewResolver(cfg.resolverConfig()); err != nil {
-			return fmt.Errorf("dns: %w", err)
-		}
-		if err := discoverInitial(ctx, cfg, resolver, pools); err != nil {
-			return err
-		}
-	}
-	bal, err := balance.New(pools)
-	if err != nil {
-		return err
-	}
-	ec, stores, err := cfg.engineConfig()
-	if err != nil {
-		return err
-	}
-	ec.Resolver = resolver
-	ec.Log = log
-	ec.BranchSecret = secret
-	ec.PreviousSecrets = previous
-	ec.OutgoingProxy = cfg.Routing.OutgoingProxy
-	if len(cfg.Routing.Domain2Proxy) > 0 {
-		if ec.Domains, err = balance.NewDomainMap(cfg.Routing.Domain2Proxy); err != nil {
-			return fmt.Errorf("routing.domain2proxy: %w", err)
-		}
+		return withLine(o.doc, err)
 	}
 	if srcs := cfg.discovery(); len(srcs) > 0 {
-		go balance.NewDiscovery(bal, resolver, srcs, log).Run(ctx)
-	}
-	if err := engine.ResolvePorts(ec.Legs); err != nil {
-		return err
-	}
-	fwd, err := engine.NewForwarder(ec, bal)
-	if err != nil {
-		return err
+		go balance.NewDiscovery(b.bal, b.resolver, srcs, log).Run(ctx)
 	}
 	var checker *balance.Checker
-	srv := engine.NewServerWith(fwd, engine.Options{Loops: ec.Loops, Limits: cfg.Streams, Log: log, GnetUDP: cfg.Engine.UDPIO == "gnet",
+	srv := engine.NewServerWith(b.fwd, engine.Options{Loops: b.ec.Loops, Limits: cfg.Streams, Log: dataLog, GnetUDP: cfg.Engine.UDPIO == "gnet",
 		Unreachable: func(a netip.AddrPort, h balance.Hint) { checker.Unreachable(a, h) }})
-	tr, sentBy, prefix := fwd.ProbeIdentity()
-	checker = balance.NewChecker(bal, cfg.health(), balance.ProbeIdentity{Transport: tr, SentBy: sentBy, BranchPrefix: prefix}, srv, log)
-	fwd.SetProbes(checker)
-	fwd.SetObserver(checker)
-	secrets := newRotation(fwd, secret, previous, log)
+	tr, sentBy, prefix := b.fwd.ProbeIdentity()
+	checker = balance.NewChecker(b.bal, cfg.health(), balance.ProbeIdentity{Transport: tr, SentBy: sentBy, BranchPrefix: prefix}, srv, log)
+	b.fwd.SetProbes(checker)
+	b.fwd.SetObserver(checker)
+	secrets := newRotation(b.fwd, b.ec.BranchSecret, b.ec.PreviousSecrets, log)
 	defer secrets.stop()
 
-	ctl := newControl(bal, func() error { // SIGHUP and POST /api/v1/reload
-		err := reload(configPath, bal, checker, secrets, log)
-		for _, st := range stores {
-			if err := st.Reload(); err != nil {
-				log.Error("certificate reload failed, keeping the loaded ones", "err", err)
-			} else {
-				log.Info("certificates reloaded")
-			}
-		}
-		return err
-	})
+	ctl := newControl(b.bal, nil)
+	rl := &reloader{path: o.configPath, over: o.over, bal: b.bal, checker: checker, secrets: secrets,
+		stores: b.stores, ctl: ctl, level: o.level, log: log}
+	rl.running.Store(&running)
+	ctl.reloadFn = rl.reload // SIGHUP and POST /api/v1/reload
+	ctl.notify = o.notify
 	var adminFailed <-chan error // nil (never ready) without an admin listener
 	if cfg.Admin.Listen != "" {
-		stopAdmin, failed, err := startAdmin(ctx, cfg.Admin, ctl, srv, bal, checker, log)
+		stopAdmin, failed, err := startAdmin(ctx, cfg.Admin, ctl, srv, b.bal, checker, log)
 		if err != nil {
 			return err
 		}
 		defer stopAdmin()
 		adminFailed = failed
 	}
+	every, err := watchdogEvery()
+	if err != nil {
+		log.Warn("systemd watchdog off", "err", err)
+	}
+	go o.notify.watchdog(ctx, every)
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -252,24 +286,115 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 		return ended(err)
 	case err := <-adminFailed:
 		return adminDown(err)
+	case <-ctx.Done():
+		o.notify.Stopping("stopping")
+		return <-errc
 	case <-srv.Ready():
 	}
 	go checker.Run(ctx)
 	ctl.SetReady(true)
-	for _, l := range fwd.Legs() {
+	go tellReady(ctx, ctl, checker, o.notify)
+	for _, l := range b.fwd.Legs() {
 		log.Info("listening", "leg", l.Name, "advertise", l.SentBy(), "tag", l.Tag())
 	}
-	t := bal.Table()
+	t := b.bal.Table()
 	for i := range t.NumPools() {
 		p := t.Pool(balance.PoolID(i))
 		log.Info("pool", "name", p.Name(), "algorithm", p.Algorithm().String(), "backends", len(p.Backends()))
 	}
-	log.Info("siplb serving", "version", version, "config", source, "loops", ec.Loops, "max_connections", files.maxConns)
+	log.Info("siplb serving", "version", version, "config", o.source, "loops", b.ec.Loops, "max_connections", files.maxConns)
 	select {
 	case err := <-errc:
 		return ended(err)
 	case err := <-adminFailed:
 		return adminDown(err)
+	case <-ctx.Done():
+		o.notify.Stopping("stopping")
+		return <-errc
+	case <-o.drain:
+	}
+	return drainThenStop(ctx, cancel, srv, ctl, rl.current().Shutdown, o.notify, errc, adminFailed, log)
+}
+
+// tellReady tells systemd READY=1 when /readyz first answers ready: the
+// data path serves and every probed backend has had its first probe
+// settle.
+func tellReady(ctx context.Context, ctl *control, checker *balance.Checker, n *notifier) {
+	if n == nil {
+		return
+	}
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if ok, _ := ctl.readiness(checker.Status(), time.Now()); ok {
+			n.Ready("serving")
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// drainThenStop drains (engine.Server.Drain) and then stops the engine:
+// /readyz answers draining at once, systemd hears STOPPING=1, and the
+// engine is stopped when no connection is open and nothing has been
+// forwarded for sd.Idle, at sd.DrainTimeout, or when ctx ends (a second
+// signal). drain_timeout 0 stops at once.
+func drainThenStop(ctx context.Context, cancel context.CancelFunc, srv *engine.Server, ctl *control, sd ShutdownConfig,
+	n *notifier, errc <-chan error, adminFailed <-chan error, log *slog.Logger) error {
+	ctl.SetReady(false)
+	stop := func(why string) error {
+		log.Info("stopping", "why", why)
+		cancel()
+		return <-errc
+	}
+	timeout := defaultDrainTimeout
+	if sd.DrainTimeout != nil {
+		timeout = *sd.DrainTimeout
+	}
+	if timeout == 0 {
+		n.Stopping("stopping (shutdown.drain_timeout is 0)")
+		return stop("shutdown.drain_timeout is 0")
+	}
+	n.Stopping("draining")
+	policy := engine.RejectNewDialogs
+	if sd.NewDialogs == "forward" {
+		policy = engine.ForwardNewDialogs
+	}
+	srv.Drain(engine.DrainOptions{NewDialogs: policy, Idle: sd.Idle})
+	log.Info("draining", "new_dialogs", sd.NewDialogs, "drain_timeout", timeout, "idle", sd.Idle)
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var forwarded uint64
+	quietSince := time.Now()
+	for {
+		select {
+		case err := <-errc:
+			if err == nil {
+				err = errEngineStopped
+			}
+			return err
+		case err := <-adminFailed:
+			cancel()
+			return errors.Join(err, <-errc)
+		case <-ctx.Done():
+			return <-errc // a second signal
+		case <-deadline.C:
+			return stop(fmt.Sprintf("drain timeout: %d connections still open", srv.Stats().Conns))
+		case now := <-tick.C:
+			st := srv.Stats()
+			if f := st.RequestsOut + st.ResponsesOut; f != forwarded {
+				forwarded, quietSince = f, now
+			}
+			if st.Conns == 0 && now.Sub(quietSince) >= sd.Idle {
+				return stop("drained: no connection open, nothing forwarded for " + sd.Idle.String())
+			}
+		}
 	}
 }
 
@@ -321,40 +446,6 @@ func discoverInitial(ctx context.Context, cfg *Config, r *balance.Resolver, pool
 	return nil
 }
 
-// reload re-reads the configuration on SIGHUP and swaps the pools in one
-// atomic step; listeners and engine settings need a restart. It returns why
-// it kept the running configuration (errNothingToReload without a file).
-func reload(path string, bal *balance.Balancer, checker *balance.Checker, secrets *rotation, log *slog.Logger) error {
-	if path == "" {
-		log.Warn("SIGHUP ignored: no --config file to reload")
-		return errNothingToReload
-	}
-	cfg, err := loadConfig(path)
-	if err != nil {
-		log.Error("reload failed, keeping the running configuration", "err", err)
-		return err
-	}
-	pools, err := cfg.pools()
-	if err == nil {
-		err = bal.Reload(pools)
-	}
-	if err != nil {
-		log.Error("reload failed, keeping the running configuration", "err", err)
-		return err
-	}
-	checker.Reconfigure(cfg.health())
-	if secrets != nil {
-		cur, prev, err := resolveSecrets(cfg, log)
-		if err != nil {
-			log.Error("reload: branch secret kept", "err", err)
-		} else {
-			secrets.apply(cur, prev, cfg.Engine.SecretGrace)
-		}
-	}
-	log.Info("configuration reloaded", "config", path, "pools", len(pools))
-	return nil
-}
-
 // flagConfig builds a configuration from --listen and --backend.
 func flagConfig(listens, backends []string, algorithm string) (*Config, error) {
 	if len(listens) == 0 {
@@ -381,17 +472,27 @@ func flagConfig(listens, backends []string, algorithm string) (*Config, error) {
 	return cfg, nil
 }
 
-// parseBackendFlag parses "udp://IP:PORT;weight=N;priority=N;state=S".
+// parseBackendFlag parses "udp://IP:PORT;weight=N;priority=N;state=S"
+// strictly: each parameter at most once, numbers whole decimals, nothing
+// left over ("weight=2x" is an error, not 2).
 func parseBackendFlag(s string) (BackendConfig, error) {
 	parts := strings.Split(s, ";")
 	bc := BackendConfig{Address: parts[0]}
+	seen := map[string]bool{}
 	for _, p := range parts[1:] {
-		k, v, _ := strings.Cut(p, "=")
-		var n int
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || k == "" || v == "" {
+			return bc, fmt.Errorf("parameter %q: want name=value", p)
+		}
+		if seen[k] {
+			return bc, fmt.Errorf("parameter %q given twice", k)
+		}
+		seen[k] = true
 		switch k {
 		case "weight", "priority":
-			if _, err := fmt.Sscanf(v, "%d", &n); err != nil {
-				return bc, fmt.Errorf("%s: want a number, got %q", k, v)
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return bc, fmt.Errorf("%s: want a whole number, got %q", k, v)
 			}
 			if k == "weight" {
 				bc.Weight = &n
@@ -405,30 +506,4 @@ func parseBackendFlag(s string) (BackendConfig, error) {
 		}
 	}
 	return bc, nil
-}
-
-func applyOverrides(cfg *Config, loops int, admin, level string) error {
-	if loops != 0 {
-		cfg.Engine.Loops = loops
-	}
-	if admin != "" {
-		cfg.Admin.Listen = admin
-	}
-	if level != "" {
-		cfg.Log.Level = level
-	}
-	return cfg.Validate()
-}
-
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	switch level {
-	case "debug":
-		l = slog.LevelDebug
-	case "warn":
-		l = slog.LevelWarn
-	case "error":
-		l = slog.LevelError
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
