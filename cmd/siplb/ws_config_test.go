@@ -17,7 +17,7 @@ func TestWSListenConfig(t *testing.T) {
 		in   string
 		want string // substring of the error; "" parses
 	}{
-		{name: "ws with origins", in: "listen:\n  - address: ws://127.0.0.1:8080\n    origins: [https://app.example.com, '*.example.org']\n" + pools},
+		{name: "ws with origins", in: "listen:\n  - address: ws://127.0.0.1:8080\n    origins: [https://app.example.com, '*.example.org']\n  - address: udp://127.0.0.1:5060\n" + pools},
 		{name: "ws backend", in: "listen:\n  - address: ws://127.0.0.1:8080\npools:\n  - name: a\n    backends:\n      - address: ws://127.0.0.1:5070\n",
 			want: "line 6: pools[0].backends[0].address: siplb reaches backends over udp, tcp or tls, not ws"},
 		{name: "wss backend", in: "listen:\n  - address: udp://127.0.0.1:5060\npools:\n  - name: a\n    backends:\n      - address: wss://127.0.0.1:5071\n",
