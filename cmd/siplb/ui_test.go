@@ -57,6 +57,23 @@ func startUIAdmin(t *testing.T, token string) *uiAdmin {
 		t.Fatal(err)
 	}
 	bal.SetHealth(apiC, false)
+	// Backend A is forwarded about 200 requests a second (its address's
+	// counters), so its row has a rate to show.
+	beA, _ := bal.Table().Lookup(apiA)
+	tick := time.NewTicker(10 * time.Millisecond)
+	stop := make(chan struct{})
+	t.Cleanup(func() { tick.Stop(); close(stop) })
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				beA.Stats.Forwarded(0, true)
+				beA.Stats.Forwarded(0, false)
+			}
+		}
+	}()
 	ua := &uiAdmin{bal: bal}
 	changed := time.Now().Add(-95 * time.Second)
 	a := &adminServer{bal: bal, ctl: newControl(bal, func() error { return errNothingToReload }), token: token,
@@ -451,6 +468,14 @@ func TestUIBrowser(t *testing.T) {
 		}
 		if got := eval[string](tb, `document.querySelector('.rate[data-metric="connections"] .value').textContent`); got != "42" {
 			t.Errorf("connections shows %q, want 42", got)
+		}
+		// Per backend: A is forwarded about 200/s, B nothing.
+		tb.waitFor("showing A's rate", `document.querySelector('`+row("farm", apiA)+` .be-rate').textContent !== ""`)
+		var aRate, bRate float64
+		fmt.Sscan(strings.ReplaceAll(eval[string](tb, `document.querySelector('`+row("farm", apiA)+` .be-rate').textContent`), ",", ""), &aRate)
+		fmt.Sscan(eval[string](tb, `document.querySelector('`+row("farm", apiB)+` .be-rate').textContent`), &bRate)
+		if aRate < 50 || aRate > 400 || bRate != 0 {
+			t.Errorf("per-backend requests/s: A %v, B %v; want about 200 and 0", aRate, bRate)
 		}
 	})
 

@@ -32,6 +32,7 @@
   let clockSkew = 0; // server time minus ours, ms
   const rates = new Map(METRICS.map((m) => [m.key, []]));
   const rtts = new Map(); // row key -> last RTTs, seconds
+  const beRates = new Map(); // row key -> {at, n, series}: requests forwarded to it per second
   let rows = new Map(); // row key -> {tr, cells}
   let layout = ""; // pools and members the table was built for
 
@@ -222,7 +223,7 @@
 
   // --- pools ---------------------------------------------------------------
 
-  const COLUMNS = ["backend", "state", "health", "since", "probe RTT", "weight", "priority", ""];
+  const COLUMNS = ["backend", "state", "health", "since", "requests/s", "probe RTT", "weight", "priority", ""];
 
   function drawPools(pools) {
     const sig = pools.map((p) => p.name + "=" + p.backends.map((b) => b.address + "/" + b.transport).join(",")).join(";");
@@ -239,6 +240,7 @@
       }
     }
     for (const k of rtts.keys()) if (!seen.has(k)) rtts.delete(k);
+    for (const k of beRates.keys()) if (!seen.has(k)) beRates.delete(k);
   }
 
   function buildPools(pools, sig) {
@@ -257,6 +259,8 @@
           note: el("small", { class: "state-note" }),
           health: el("td", { class: "health" }),
           since: el("td", { class: "since" }),
+          rateText: el("span", { class: "be-rate" }),
+          rateChart: chart("be-rate-chart"),
           rttText: el("span", { class: "rtt" }),
           rttChart: chart("rtt-chart"),
           weight: el("td", { class: "num" }),
@@ -268,6 +272,7 @@
           el("td", { class: "addr" }, b.address, " ", el("small", {}, b.transport)),
           el("td", {}, cells.state, " ", cells.note),
           cells.health, cells.since,
+          el("td", { class: "be-rate-cell" }, cells.rateText, cells.rateChart),
           el("td", { class: "rtt-cell" }, cells.rttText, cells.rttChart),
           cells.weight, cells.priority,
           el("td", { class: "actions" }, cells.drain, cells.disable));
@@ -317,6 +322,23 @@
     c.health.classList.toggle("bad", !b.healthy);
     c.since.textContent = b.since ? ago(b.since) : "";
     c.since.title = b.since || "";
+    // Requests forwarded to it per second (new dialogs and in-dialog), from
+    // the address's counters between two polls.
+    const n = (b.new_dialogs || 0) + (b.in_dialog || 0);
+    const now = Date.now() / 1000;
+    let r = beRates.get(key);
+    if (!r) beRates.set(key, (r = { at: now, n, series: [] }));
+    else if (now > r.at) {
+      r.series.push(Math.max(0, (n - r.n) / (now - r.at)));
+      if (r.series.length > SAMPLES) r.series.shift();
+      r.at = now;
+      r.n = n;
+    }
+    const cur = r.series.length ? r.series[r.series.length - 1] : 0;
+    c.rateText.textContent = r.series.length ? fmtRate(cur) : "";
+    c.rateText.title = (b.new_dialogs || 0) + " new dialogs, " + (b.in_dialog || 0) + " in-dialog requests forwarded";
+    c.rateChart.classList.toggle("empty", r.series.length === 0);
+    drawChart(c.rateChart, r.series);
     let series = rtts.get(key);
     if (!series) rtts.set(key, (series = []));
     if (b.last_rtt_seconds) {
@@ -330,6 +352,10 @@
     c.priority.textContent = b.priority;
     setAction(c.drain, b.operator_state === "draining" ? "undrain" : "drain");
     setAction(c.disable, b.operator_state === "disabled" ? "enable" : "disable");
+  }
+
+  function fmtRate(v) {
+    return v >= 100 ? Math.round(v).toLocaleString() : v.toFixed(1);
   }
 
   function fmtDuration(sec) {
