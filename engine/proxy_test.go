@@ -297,3 +297,12 @@ func TestLooksLikeProxyHeader(t *testing.T) {
 		}
 	}
 }
+
+// The look at a stream's first bytes is on the read path: it allocates
+// nothing.
+func TestLooksLikeProxyHeaderAllocs(t *testing.T) {
+	req := proxyOptions("pp-alloc")
+	if n := testing.AllocsPerRun(100, func() { looksLikeProxyHeader(req) }); n != 0 {
+		t.Errorf("looksLikeProxyHeader allocates %v times per call", n)
+	}
+}
