@@ -79,16 +79,23 @@ type acceptor struct {
 	s     *Server
 	leg   *Leg
 	ln    *net.TCPListener
-	serve func(*net.TCPConn) error // takes an accepted connection over; an error counts as an accept error
-	spare int                      // a descriptor kept to shed with under EMFILE; -1 when none
+	serve func(*net.TCPConn, connOrigin) error // takes an accepted connection over; an error counts as an accept error
+	spare int                                  // a descriptor kept to shed with under EMFILE; -1 when none
+
+	// headers holds a slot per PROXY header being read (proxy.go); nil
+	// when the leg takes none.
+	headers chan struct{}
 
 	// fail, when set (tests), is asked before each accept and may return
 	// an error to take in place of accepting.
 	fail func() error
 }
 
-func (s *Server) newAcceptor(leg *Leg, ln *net.TCPListener, serve func(*net.TCPConn) error) *acceptor {
+func (s *Server) newAcceptor(leg *Leg, ln *net.TCPListener, serve func(*net.TCPConn, connOrigin) error) *acceptor {
 	a := &acceptor{s: s, leg: leg, ln: ln, serve: serve, spare: -1, fail: s.acceptFail}
+	if len(leg.proxy) > 0 {
+		a.headers = make(chan struct{}, proxyHeaderSlots)
+	}
 	a.takeSpare()
 	return a
 }
@@ -118,9 +125,11 @@ func (a *acceptor) run(ctx context.Context) {
 			if a.spare < 0 {
 				a.takeSpare()
 			}
+			var peer netip.AddrPort
 			if ra, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-				peer := ra.AddrPort()
-				if !a.s.f.AdmitConn(&a.s.streams, netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port()), a.leg) {
+				peer = ra.AddrPort()
+				peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
+				if !a.s.f.AdmitConn(&a.s.streams, peer, a.leg) {
 					// The listener's ACL or the flood detector refuses the
 					// source: closed before a loop or a handshake spends
 					// anything on it.
@@ -135,7 +144,11 @@ func (a *acceptor) run(ctx context.Context) {
 				c.Close()
 				continue
 			}
-			err = a.serve(c)
+			if a.headers != nil && a.leg.proxy.trusts(peer.Addr()) {
+				a.proxied(ctx, c) // the header first, then serve (proxy.go)
+				continue
+			}
+			err = a.serve(c, connOrigin{sniff: a.headers != nil})
 		}
 		if err == nil {
 			wait = 0
@@ -205,7 +218,10 @@ func (a *acceptor) dropSpare() {
 
 // acceptMeta travels with an accepted connection through gnet's Register
 // to OnOpen.
-type acceptMeta struct{ leg *Leg }
+type acceptMeta struct {
+	leg *Leg
+	o   connOrigin // the source a PROXY header named, or whether to look for one
+}
 
 // openTCP opens the listeners of the TCP legs; their accept loops start
 // once the event loops run (startAccepting) and end when ctx is done.
@@ -224,7 +240,7 @@ func (s *Server) openTCP(ctx context.Context) error {
 			s.closeTCP()
 			return err
 		}
-		a := s.newAcceptor(l, ln, func(c *net.TCPConn) error { return s.enrollTCP(ctx, l, c) })
+		a := s.newAcceptor(l, ln, func(c *net.TCPConn, o connOrigin) error { return s.enrollTCP(ctx, l, c, o) })
 		s.lnMu.Lock()
 		s.tcpLns = append(s.tcpLns, a)
 		s.lnMu.Unlock()
@@ -262,11 +278,12 @@ func (s *Server) closeListeners() {
 
 // enrollTCP hands an accepted connection to a gnet loop and waits until the
 // loop has opened it (OnOpen), so the loops set the pace of accepting and
-// at most one connection per listener is in flight, holding two descriptors
+// at most one connection per listener is in flight (and one per PROXY
+// header slot), holding two descriptors
 // (gnet duplicates the descriptor and closes the original). An error (most
 // likely EMFILE, no descriptor for the duplicate) means c is closed.
-func (s *Server) enrollTCP(ctx context.Context, l *Leg, c *net.TCPConn) error {
-	gctx := gnet.NewNetConnContext(gnet.NewContext(context.Background(), &acceptMeta{leg: l}), c)
+func (s *Server) enrollTCP(ctx context.Context, l *Leg, c *net.TCPConn, o connOrigin) error {
+	gctx := gnet.NewNetConnContext(gnet.NewContext(context.Background(), &acceptMeta{leg: l, o: o}), c)
 	ch, err := s.eng.Register(gctx)
 	if err != nil {
 		c.Close()

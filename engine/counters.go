@@ -33,6 +33,7 @@ const (
 	DropWSHandshake            // a WebSocket handshake refused: not an upgrade (426), no sip subprotocol (400)
 	DropWSOrigin               // a WebSocket handshake whose Origin the listener does not allow (403)
 	DropWSFraming              // a WebSocket message that is not exactly one SIP message, or a text one not UTF-8: closed 1002 or 1007
+	DropProxyProtocol          // a connection closed for its PROXY header: none or a malformed one from a trusted proxy, or one from a source not trusted to send it
 	numDrops
 )
 
@@ -59,6 +60,7 @@ var dropNames = [numDrops]string{
 	DropWSHandshake:       "ws_handshake",
 	DropWSOrigin:          "ws_origin",
 	DropWSFraming:         "ws_framing",
+	DropProxyProtocol:     "proxy_protocol",
 }
 
 // String is the metric label of d.

@@ -45,6 +45,12 @@ type LegConfig struct {
 	// ".example.com". Empty: any origin, or none. A handshake with an
 	// Origin not listed is refused with 403.
 	Origins []string
+	// ProxyFrom, on a TCP, TLS, WS or WSS leg, are the sources (load
+	// balancers) whose connections start with a PROXY protocol header
+	// (v1 or v2), whose source then stands for the connection's peer
+	// (proxy.go). A connection from them without a header, or with a
+	// header from any other source, is closed. Empty: no PROXY protocol.
+	ProxyFrom []netip.Prefix
 }
 
 // Leg is a configured listening socket as the forwarding rules see it:
@@ -59,6 +65,7 @@ type Leg struct {
 	tls     *siptls.Store
 	acl     *guard.ACL
 	origins *originList // WS and WSS legs: the origins allowed; nil allows any
+	proxy   proxyList   // the sources that send PROXY headers; nil: none
 	host    []byte      // advertised host; IPv6 without brackets
 	port    uint16      // advertised port
 	hostIP  netip.Addr
@@ -91,6 +98,20 @@ func newLeg(i int, c LegConfig, pool balance.PoolID) (*Leg, error) {
 			return nil, err
 		}
 		l.origins = o
+	}
+	if len(c.ProxyFrom) > 0 {
+		if c.Transport == balance.UDP {
+			return nil, errors.New("proxy_protocol applies to tcp, tls, ws and wss listeners only")
+		}
+		for _, p := range c.ProxyFrom {
+			if !p.IsValid() {
+				return nil, errors.New("proxy_protocol: an invalid prefix")
+			}
+			if p.Addr().Is4In6() && p.Bits() >= 96 { // peers are unmapped
+				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+			}
+			l.proxy = append(l.proxy, p.Masked())
+		}
 	}
 	if l.Name == "" {
 		l.Name = c.Transport.String() + "://" + c.Addr.String()

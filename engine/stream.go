@@ -33,6 +33,7 @@ type streamConn struct {
 	partialSince int64 // UnixNano since a message has been only partly read, 0 when none
 	linger       int64 // UnixNano when a stream answered and half-closed after a framing error is closed; 0 when none
 	closed       bool  // OnClose has run (TCP)
+	sniff        bool  // the first bytes may not begin a PROXY header (proxy.go); inbound TCP
 
 	// h holds a partly received message, charged to the server's budget.
 	h holder
@@ -93,11 +94,12 @@ var pong = []byte("\r\n")
 // OnOpen implements gnet.EventHandler for accepted and enrolled streams.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	var leg *Leg
+	var o connOrigin
 	switch meta := c.Context().(type) {
 	case *dialMeta:
 		return s.openOutbound(c, meta)
 	case *acceptMeta:
-		leg = meta.leg
+		leg, o = meta.leg, meta.o
 	}
 	ta, ok := c.RemoteAddr().(*net.TCPAddr)
 	la, ok2 := c.LocalAddr().(*net.TCPAddr)
@@ -110,10 +112,13 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if leg == nil {
 		return nil, gnet.Close
 	}
-	peer := ta.AddrPort()
-	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
+	peer := o.peer // a PROXY header's source
+	if !peer.IsValid() {
+		peer = ta.AddrPort()
+		peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
+	}
 	loop := s.loopOf(c.EventLoop())
-	sc := &streamConn{c: c, peer: peer, leg: leg, loop: loop, inbound: true, lastUsed: s.now.Load()}
+	sc := &streamConn{c: c, peer: peer, leg: leg, loop: loop, inbound: true, lastUsed: s.now.Load(), sniff: o.sniff}
 	sc.tx.last.Store(sc.lastUsed)
 	sc.h.kill = func() { c.Close() }
 	id, err := s.reg.Add(sc, peer.Addr(), true)
@@ -189,6 +194,13 @@ func (s *Server) streamTraffic(sc *streamConn) gnet.Action {
 	now := s.now.Load()
 	sc.lastUsed = now
 	data, _ := c.Next(-1)
+	if sc.sniff && len(data) > 0 {
+		sc.sniff = false // the first read alone is looked at
+		if looksLikeProxyHeader(data) {
+			loop.s.Counters.Drops[DropProxyProtocol].Add(1)
+			return gnet.Close
+		}
+	}
 	if sc.linger != 0 {
 		return gnet.None // answered and half-closed: what still comes is dropped
 	}

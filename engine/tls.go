@@ -152,8 +152,9 @@ func (s *Server) startTLS(ctx context.Context) error {
 			return err
 		}
 		cfg := l.tls.ServerConfig()
-		as = append(as, s.newAcceptor(l, ln, func(c *net.TCPConn) error {
-			go s.serveTLS(ctx, l, c, tls.Server(c, cfg), netip.AddrPort{})
+		as = append(as, s.newAcceptor(l, ln, func(c *net.TCPConn, o connOrigin) error {
+			raw := o.conn(c, &s.streams)
+			go s.serveTLS(ctx, l, raw, tls.Server(raw, cfg), netip.AddrPort{}, o.peer)
 			return nil
 		}))
 	}
@@ -173,9 +174,15 @@ func (s *Server) startTLS(ctx context.Context) error {
 // serveTLS runs one TLS connection over raw: inbound when dest is zero (the
 // handshake is done here, bounded by the connect timeout and charged to the
 // memory budget while it lasts), else an outgoing one already handshaken to
-// dest.
-func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, tc *tls.Conn, dest netip.AddrPort) {
+// dest. peer is an inbound connection's source as a PROXY header named it;
+// zero: its own remote address.
+func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, tc *tls.Conn, dest, peer netip.AddrPort) {
 	inbound := !dest.IsValid()
+	if !peer.IsValid() {
+		ra, _ := tc.RemoteAddr().(*net.TCPAddr)
+		peer = ra.AddrPort()
+		peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
+	}
 	sc := &streamConn{leg: leg, inbound: inbound, dest: dest}
 	// Closing the TCP connection, not the TLS one, stops its reader at once
 	// without waiting to send a close_notify to a peer that may not read.
@@ -193,14 +200,13 @@ func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, tc *tls.C
 		}
 		s.mem.release(&sc.h)
 		if err != nil {
-			s.streams.TLSHandshakeFailures.Add(1)
-			s.log.Debug("tls handshake failed", "peer", raw.RemoteAddr().String(), "err", err)
+			if !errors.Is(err, errUntrustedProxy) { // counted as a PROXY drop
+				s.streams.TLSHandshakeFailures.Add(1)
+			}
+			s.log.Debug("tls handshake failed", "peer", peer.String(), "err", err)
 			return
 		}
 	}
-	ra, _ := tc.RemoteAddr().(*net.TCPAddr)
-	peer := ra.AddrPort()
-	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
 	ts := newTLSStream(tc)
 	sc.tls, sc.peer = ts, peer
 	sc.tx.last.Store(s.now.Load())
@@ -435,5 +441,5 @@ func (s *Server) dialTLS(meta *dialMeta) {
 		s.dropPending(&s.streams, meta, DropConnectFailed)
 		return
 	}
-	s.serveTLS(ctx, meta.leg, c.NetConn(), c, meta.dest)
+	s.serveTLS(ctx, meta.leg, c.NetConn(), c, meta.dest, netip.AddrPort{})
 }

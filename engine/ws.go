@@ -189,7 +189,7 @@ func (s *Server) startWS(ctx context.Context) error {
 		}
 		wl := s.newWSLeg(ctx, l, ln.Addr())
 		wls = append(wls, wl)
-		as = append(as, s.newAcceptor(l, ln, func(c *net.TCPConn) error { return wl.take(c, cfg) }))
+		as = append(as, s.newAcceptor(l, ln, func(c *net.TCPConn, o connOrigin) error { return wl.take(c, cfg, o) }))
 	}
 	// A drain closes them with the TLS listeners (closeListeners).
 	s.lnMu.Lock()
@@ -228,11 +228,12 @@ func (s *Server) newWSLeg(ctx context.Context, l *Leg, addr net.Addr) *wsLeg {
 
 // take is the accept loop's hand-off: it charges the upgrade to the budget
 // and passes the connection on to net/http; a wss connection shakes hands
-// first, in a goroutine of its own, bounded by the connect timeout.
-func (wl *wsLeg) take(c *net.TCPConn, cfg *tls.Config) error {
+// first, in a goroutine of its own, bounded by the connect timeout. The
+// peer is o's (a PROXY header's source) when set, else c's remote address.
+func (wl *wsLeg) take(c *net.TCPConn, cfg *tls.Config, o connOrigin) error {
 	s := wl.s
-	sc := &streamConn{leg: wl.leg, inbound: true}
-	if ra, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+	sc := &streamConn{leg: wl.leg, inbound: true, peer: o.peer}
+	if ra, ok := c.RemoteAddr().(*net.TCPAddr); ok && !sc.peer.IsValid() {
 		p := ra.AddrPort()
 		sc.peer = netip.AddrPortFrom(p.Addr().Unmap(), p.Port())
 	}
@@ -248,19 +249,22 @@ func (wl *wsLeg) take(c *net.TCPConn, cfg *tls.Config) error {
 	}
 	s.mem.list(&sc.h)
 	s.mem.leave(&sc.h)
+	raw := o.conn(c, &s.streams) // what reads c: net/http, or the TLS handshake
 	if cfg == nil {
-		wl.push(&wsConn{Conn: c, tcp: c, sc: sc})
+		wl.push(&wsConn{Conn: raw, tcp: c, sc: sc})
 		return nil
 	}
 	go func() {
-		tc, err := siptls.Handshake(wl.ctx, tls.Server(c, cfg), s.lim.ConnectTimeout)
+		tc, err := siptls.Handshake(wl.ctx, tls.Server(raw, cfg), s.lim.ConnectTimeout)
 		if !s.mem.enter(&sc.h) {
 			c.Close()
 			return // evicted, and counted, while it was shaking hands
 		}
 		if err != nil {
 			s.mem.release(&sc.h)
-			s.streams.TLSHandshakeFailures.Add(1)
+			if !errors.Is(err, errUntrustedProxy) { // counted as a PROXY drop
+				s.streams.TLSHandshakeFailures.Add(1)
+			}
 			return
 		}
 		s.mem.leave(&sc.h) // the charge stays until the upgrade is read

@@ -51,6 +51,11 @@ type ListenConfig struct {
 	// pages may open a WebSocket: "https://app.example.com" (exact) or
 	// "*.example.com" (any host below it). Empty: any.
 	Origins []string `yaml:"origins"`
+	// ProxyProtocol, on a tcp://, tls://, ws:// or wss:// listener, are
+	// the IPs/CIDRs of load balancers whose connections start with a
+	// PROXY protocol header (v1 or v2), whose client address then stands
+	// for the connection's everywhere. Empty: off.
+	ProxyProtocol []string `yaml:"proxy_protocol"`
 }
 
 // PoolConfig is one backend pool.
@@ -438,6 +443,15 @@ func (c *Config) Validate() error {
 				return invalid(path+"."+k, "%s", rest)
 			}
 		}
+		if len(l.ProxyProtocol) > 0 {
+			if tr == balance.UDP {
+				return invalid(path+".proxy_protocol", "is only for a tcp://, tls://, ws:// or wss:// listener")
+			}
+			if _, err := parsePrefixes(l.ProxyProtocol); err != nil {
+				k, rest, _ := strings.Cut(err.Error(), ": ")
+				return invalid(path+".proxy_protocol"+k, "%s", rest)
+			}
+		}
 		if ap.Addr().IsUnspecified() && l.Advertise == "" {
 			return invalid(path+".advertise", "is required when the address is unspecified (%s)", ap.Addr())
 		}
@@ -746,6 +760,11 @@ func (c *Config) engineConfig() (engine.Config, []*siptls.Store, error) {
 				return ec, nil, err
 			}
 			lc.ACL = acl
+		}
+		if len(l.ProxyProtocol) > 0 {
+			if lc.ProxyFrom, err = parsePrefixes(l.ProxyProtocol); err != nil {
+				return ec, nil, fmt.Errorf("listen[%d].proxy_protocol%w", i, err)
+			}
 		}
 		if l.TLS != nil {
 			st, err := siptls.NewStore(*l.TLS)
