@@ -129,7 +129,20 @@ func (a *acceptor) run(ctx context.Context) {
 			if ra, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 				peer = ra.AddrPort()
 				peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
-				if !a.s.f.AdmitConn(&a.s.streams, peer, a.leg) {
+				// A trusted load balancer (proxy_protocol) is only held to
+				// the listener's ACL: its connections are its clients',
+				// counted by the flood detector under their own addresses
+				// once the header names them.
+				admitted := true
+				if a.leg.proxy.trusts(peer.Addr()) {
+					if a.leg.acl != nil && !a.leg.acl.Permit(peer.Addr()) {
+						a.s.streams.Drops[DropDenied].Add(1)
+						admitted = false
+					}
+				} else {
+					admitted = a.s.f.AdmitConn(&a.s.streams, peer, a.leg)
+				}
+				if !admitted {
 					// The listener's ACL or the flood detector refuses the
 					// source: closed before a loop or a handshake spends
 					// anything on it.
