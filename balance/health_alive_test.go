@@ -134,7 +134,7 @@ func TestHealthComesBack(t *testing.T) {
 					if !ok {
 						t.Fatal("never marked down")
 					}
-					time.Sleep(down.at.Add(outage).Sub(time.Now()))
+					time.Sleep(time.Until(down.at.Add(outage)))
 					h.farm.set(addr, answer{status: 200})
 					back := time.Now()
 					time.Sleep(time.Minute)
