@@ -599,7 +599,6 @@ func (c *Config) health() map[string]balance.HealthConfig {
 // BranchSecret is left empty: resolveSecrets decides it.
 func (c *Config) engineConfig() (engine.Config, []*siptls.Store, error) {
 	ec := engine.Config{
-		Loops:              c.Engine.Loops,
 		DisableRecordRoute: !*c.Engine.RecordRoute,
 		RetryAfter:         c.Engine.RetryAfter,
 		RewriteContact:     c.Engine.RewriteContact,

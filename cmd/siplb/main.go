@@ -189,7 +189,7 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 		return err
 	}
 	var checker *balance.Checker
-	srv := engine.NewServerWith(fwd, engine.Options{Loops: ec.Loops, Limits: cfg.Streams, Log: log, GnetUDP: cfg.Engine.UDPIO == "gnet",
+	srv := engine.NewServerWith(fwd, engine.Options{Loops: cfg.Engine.Loops, Limits: cfg.Streams, Log: log, GnetUDP: cfg.Engine.UDPIO == "gnet",
 		Unreachable: func(a netip.AddrPort, h balance.Hint) { checker.Unreachable(a, h) }})
 	tr, sentBy, prefix := fwd.ProbeIdentity()
 	checker = balance.NewChecker(bal, cfg.health(), balance.ProbeIdentity{Transport: tr, SentBy: sentBy, BranchPrefix: prefix}, srv, log)
@@ -264,7 +264,7 @@ func serve(ctx context.Context, cfg *Config, configPath, source string, log *slo
 		p := t.Pool(balance.PoolID(i))
 		log.Info("pool", "name", p.Name(), "algorithm", p.Algorithm().String(), "backends", len(p.Backends()))
 	}
-	log.Info("siplb serving", "version", version, "config", source, "loops", ec.Loops, "max_connections", files.maxConns)
+	log.Info("siplb serving", "version", version, "config", source, "loops", cfg.Engine.Loops, "max_connections", files.maxConns)
 	select {
 	case err := <-errc:
 		return ended(err)
