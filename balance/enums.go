@@ -200,3 +200,21 @@ var (
 	ErrState            = errors.New("state not allowed here")
 	ErrUnknownBackend   = errors.New("no such backend")
 )
+
+// viaNames are the transport names upper-cased, as a Via writes them.
+var viaNames = func() (v [numTransports]string) {
+	for i, n := range transportNames {
+		v[i] = strings.ToUpper(n)
+	}
+	return v
+}()
+
+// ViaName is t as the sent-protocol of a Via header writes it (RFC 3261
+// §20.42, RFC 7118): "UDP", "TCP", "TLS"; "" out of range. It does not
+// allocate.
+func (t Transport) ViaName() string {
+	if t < numTransports {
+		return viaNames[t]
+	}
+	return ""
+}

@@ -91,6 +91,14 @@ func TestAlgorithmKey(t *testing.T) {
 	}
 }
 
+func TestTransportViaName(t *testing.T) {
+	for tr, want := range map[Transport]string{UDP: "UDP", TCP: "TCP", TLS: "TLS", numTransports: ""} {
+		if got := tr.ViaName(); got != want {
+			t.Errorf("%v.ViaName() = %q, want %q", tr, got, want)
+		}
+	}
+}
+
 func TestTransportAndState(t *testing.T) {
 	tests := []struct {
 		name  string

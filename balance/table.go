@@ -166,7 +166,7 @@ func normalizeBackend(bc *BackendConfig) error {
 		return ErrInvalidAddr
 	}
 	bc.Addr = netip.AddrPortFrom(a.Unmap(), bc.Addr.Port())
-	if _, err := sockaddr(bc.Addr); err != nil {
+	if err := checkZone(a); err != nil {
 		return err
 	}
 	if bc.Transport >= numTransports {
@@ -251,7 +251,6 @@ func buildTable(cfgs []PoolConfig, ov *overlay, prev *Table, gen uint64) *Table 
 
 // newBackend makes the Table member for a normalized configuration.
 func newBackend(bc BackendConfig, ov *overlay, pool, index int) *Backend {
-	sa, _ := sockaddr(bc.Addr) // checked by normalize
 	cfg := bc.State
 	if cfg == Down {
 		cfg = Up // Down in the configuration is an initial health mark
@@ -270,7 +269,6 @@ func newBackend(bc BackendConfig, ov *overlay, pool, index int) *Backend {
 		Weight:    bc.Weight,
 		Priority:  bc.Priority,
 		State:     st,
-		Sockaddr:  sa,
 		Pool:      pool,
 		Index:     index,
 		seed:      backendSeed(bc.Addr, bc.Transport),

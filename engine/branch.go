@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 
+	"github.com/siplb/siplb/internal/fnv1a"
 	"github.com/siplb/siplb/parser"
 	"github.com/siplb/siplb/pool"
 )
@@ -39,26 +40,26 @@ const (
 // §16.11 asks: from the incoming top Via's branch and sent-by when the branch
 // is 3261-compliant, else from the fields RFC 2543 transactions are matched by.
 func transactionHash(m *parser.Message, top *parser.Via) uint64 {
-	h := fnvOffset
+	h := fnv1a.Offset
 	if bytes.HasPrefix(top.Branch, []byte(branchCookie)) {
-		h = fnv64(h, top.Branch)
-		h = fnvSep(h)
-		h = fnv64(h, top.Host)
-		h = fnvSep(h)
+		h = fnv1a.Add(h, top.Branch)
+		h = fnv1a.Sep(h)
+		h = fnv1a.Add(h, top.Host)
+		h = fnv1a.Sep(h)
 		return h ^ uint64(top.Port)
 	}
 	// RFC 2543: To tag, From tag, Call-ID, Request-URI, top Via, CSeq number.
 	// The To tag is left out so the ACK of a non-2xx response (which has one)
 	// gets the INVITE's branch, as §16.11 requires.
-	h = fnv64(h, m.FromTag())
-	h = fnvSep(h)
-	h = fnv64(h, m.CallID())
-	h = fnvSep(h)
-	h = fnv64(h, m.RequestURI())
-	h = fnvSep(h)
-	h = fnv64(h, top.Host)
-	h = fnvSep(h)
-	h = fnv64(h, top.Branch)
+	h = fnv1a.Add(h, m.FromTag())
+	h = fnv1a.Sep(h)
+	h = fnv1a.Add(h, m.CallID())
+	h = fnv1a.Sep(h)
+	h = fnv1a.Add(h, m.RequestURI())
+	h = fnv1a.Sep(h)
+	h = fnv1a.Add(h, top.Host)
+	h = fnv1a.Sep(h)
+	h = fnv1a.Add(h, top.Branch)
 	n, _ := m.CSeq()
 	return h ^ uint64(n)<<16 ^ uint64(top.Port)
 }
@@ -69,14 +70,14 @@ func transactionHash(m *parser.Message, top *parser.Via) uint64 {
 // out so that the CANCEL and the ACK of a non-2xx response get the INVITE's
 // whole branch (§16.11).
 func loopHash(m *parser.Message) uint32 {
-	h := fnv64(fnvOffset, m.RequestURI())
-	h = fnvSep(h)
-	h = fnv64(h, m.CallID())
-	h = fnvSep(h)
-	h = fnv64(h, m.FromTag())
+	h := fnv1a.Add(fnv1a.Offset, m.RequestURI())
+	h = fnv1a.Sep(h)
+	h = fnv1a.Add(h, m.CallID())
+	h = fnv1a.Sep(h)
+	h = fnv1a.Add(h, m.FromTag())
 	n, _ := m.CSeq()
-	h = fnvSep(h) ^ uint64(n)
-	h *= 1099511628211
+	h = fnv1a.Sep(h) ^ uint64(n)
+	h = fnv1a.Mul(h)
 	return uint32(h ^ h>>32)
 }
 

@@ -182,24 +182,6 @@ func hasPrefixFold(b []byte, p string) bool {
 	return true
 }
 
-// fnv64 is FNV-1a 64 over b, continuing from h; start with fnvOffset. It is
-// fixed (no per-process seed) so every instance computes the same branch.
-func fnv64(h uint64, b []byte) uint64 {
-	for _, c := range b {
-		h ^= uint64(c)
-		h *= 1099511628211
-	}
-	return h
-}
-
-const fnvOffset uint64 = 14695981039346656037
-
-// fnvSep mixes a separator between fields so ("ab","c") and ("a","bc") differ.
-func fnvSep(h uint64) uint64 {
-	h ^= 0xff
-	return h * 1099511628211
-}
-
 // appendHex appends the low n hex digits of v, most significant first.
 func appendHex(dst []byte, v uint64, n int) []byte {
 	const digits = "0123456789abcdef"

@@ -13,7 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/siplb/siplb/balance"
+	"github.com/siplb/siplb/internal/fnv1a"
 	"github.com/siplb/siplb/internal/guard"
+	"github.com/siplb/siplb/internal/mmsg"
 	"github.com/siplb/siplb/parser"
 	"github.com/siplb/siplb/pool"
 )
@@ -129,14 +131,7 @@ func (f *Forwarder) ProbeIdentity() (transport, sentBy, branchPrefix string) {
 	if l == nil {
 		l = f.legs[0]
 	}
-	proto := "UDP"
-	switch l.Transport {
-	case balance.TCP:
-		proto = "TCP"
-	case balance.TLS:
-		proto = "TLS"
-	}
-	return proto, string(l.sentBy), branchCookie + string(l.tag[:]) + "ff"
+	return l.Transport.ViaName(), string(l.sentBy), branchCookie + string(l.tag[:]) + "ff"
 }
 
 // NewForwarder checks cfg against the pools of bal and builds the legs.
@@ -360,7 +355,7 @@ func (f *Forwarder) malformed(s *Scratch, b []byte, src netip.AddrPort, in *Leg,
 	if !f.allowReply(s, src, in) {
 		return Result{Drop: DropReplyLimited}
 	}
-	h := fnv64(fnvOffset, b[:min(len(b), 256)])
+	h := fnv1a.Add(fnv1a.Offset, b[:min(len(b), 256)])
 	s.tag = append(s.tag[:0], "lb"...)
 	s.tag = appendHex(s.tag, h, 12)
 	out, ok := appendRawReply(s.out[:0], b, pe.Status, pe.Reason, s.tag)
@@ -462,13 +457,5 @@ func (s *Scratch) drop(d Drop) Result {
 // sockaddr fills the Scratch's sockaddr for dst. The value is overwritten by
 // the next call: use it before processing another message.
 func (s *Scratch) sockaddr(dst netip.AddrPort) unix.Sockaddr {
-	a := dst.Addr()
-	if a.Is4() || a.Is4In6() {
-		s.sa4.Addr = a.Unmap().As4()
-		s.sa4.Port = int(dst.Port())
-		return &s.sa4
-	}
-	s.sa6.Addr = a.As16()
-	s.sa6.Port = int(dst.Port())
-	return &s.sa6
+	return mmsg.Sockaddr(dst, &s.sa4, &s.sa6)
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"strconv"
@@ -22,7 +23,7 @@ const (
 // LegConfig describes one listening socket of the balancer (a Net::SIP Leg).
 type LegConfig struct {
 	Name      string            // for logs and metrics; defaults to the address
-	Transport balance.Transport // only UDP is served by this engine for now
+	Transport balance.Transport // UDP, TCP or TLS
 	Addr      netip.AddrPort    // the address to bind
 	// Advertise is the host[:port] written into Via and Record-Route. It
 	// defaults to Addr; it is required when Addr is unspecified (0.0.0.0, ::)
@@ -101,11 +102,9 @@ func newLeg(i int, c LegConfig, pool balance.PoolID) (*Leg, error) {
 	sentBy += ":" + strconv.Itoa(int(port))
 	l.sentBy = []byte(sentBy)
 
-	var h uint32 = 2166136261
-	for _, b := range []byte(c.Transport.String() + "/" + sentBy) {
-		h ^= uint32(b)
-		h *= 16777619
-	}
+	th := fnv.New32a()
+	th.Write([]byte(c.Transport.String() + "/" + sentBy))
+	h := th.Sum32()
 	const hexdigits = "0123456789abcdef"
 	for j := legTagLen - 1; j >= 0; j-- {
 		l.tag[j] = hexdigits[h&15]
@@ -114,14 +113,7 @@ func newLeg(i int, c LegConfig, pool balance.PoolID) (*Leg, error) {
 	if i > 255 {
 		return nil, errors.New("more than 256 legs")
 	}
-	proto := "UDP"
-	switch c.Transport {
-	case balance.TCP:
-		proto = "TCP"
-	case balance.TLS:
-		proto = "TLS"
-	}
-	l.viaHead = fmt.Appendf(nil, "SIP/2.0/%s %s;branch=%s%s", proto, sentBy, branchCookie, l.tag[:])
+	l.viaHead = fmt.Appendf(nil, "SIP/2.0/%s %s;branch=%s%s", c.Transport.ViaName(), sentBy, branchCookie, l.tag[:])
 	switch c.Transport {
 	case balance.UDP:
 		l.rrHead = fmt.Appendf(nil, "<sip:%s;lr", sentBy)

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 
 	"github.com/siplb/siplb/balance"
+	"github.com/siplb/siplb/internal/fnv1a"
 	"github.com/siplb/siplb/parser"
 	"github.com/siplb/siplb/pool"
 )
@@ -422,8 +423,8 @@ func (f *Forwarder) reply(s *Scratch, src netip.AddrPort, in *Leg, e *parser.Err
 	// A To tag of our own, the same for every retransmission (§8.2.6.2).
 	var toTag []byte
 	if e.Status > 100 {
-		h := fnv64(fnvOffset, m.CallID())
-		h = fnv64(fnvSep(h), m.FromTag())
+		h := fnv1a.Add(fnv1a.Offset, m.CallID())
+		h = fnv1a.Add(fnv1a.Sep(h), m.FromTag())
 		s.tag = append(s.tag[:0], "lb"...)
 		s.tag = appendHex(s.tag, h, 12)
 		toTag = s.tag

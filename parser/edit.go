@@ -1,10 +1,6 @@
 package parser
 
-import (
-	"strconv"
-
-	"github.com/valyala/bytebufferpool"
-)
+import "strconv"
 
 // Edits are the changes a stateless proxy makes while forwarding, applied in
 // one pass by AppendForward. The zero Edits copies the message (with its
@@ -117,31 +113,6 @@ func (m *Message) AppendForward(dst []byte, e *Edits) []byte {
 	}
 	dst = append(dst, "\r\n"...)
 	return append(dst, b[m.body.off:m.body.end]...)
-}
-
-// outPool holds the buffers of AppendForwardPooled.
-var outPool bytebufferpool.Pool
-
-// maxPooled bounds the buffers put back into outPool, so that one huge
-// message does not pin its buffer for ever.
-const maxPooled = DefaultMaxHeader + DefaultMaxBody + 4<<10
-
-// AppendForwardPooled is AppendForward into a buffer from a pool. The
-// caller owns the buffer until it hands it to ReleaseBuffer, and must not
-// touch it afterwards.
-func (m *Message) AppendForwardPooled(e *Edits) *bytebufferpool.ByteBuffer {
-	bb := outPool.Get()
-	bb.B = m.AppendForward(bb.B[:0], e)
-	return bb
-}
-
-// ReleaseBuffer gives a buffer from AppendForwardPooled back to the pool;
-// buffers grown beyond the default limits are left to the garbage collector.
-func ReleaseBuffer(bb *bytebufferpool.ByteBuffer) {
-	if cap(bb.B) > maxPooled {
-		return
-	}
-	outPool.Put(bb)
 }
 
 func (m *Message) appendRecordRoutes(dst []byte, e *Edits) []byte {

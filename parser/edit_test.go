@@ -177,11 +177,6 @@ hi`,
 			if err := parser.Parse(&m2, got); err != nil {
 				t.Errorf("Parse(AppendForward()) = %v", err)
 			}
-			bb := m.AppendForwardPooled(&tc.edits)
-			if !bytes.Equal(bb.B, got) {
-				t.Errorf("AppendForwardPooled differs from AppendForward")
-			}
-			parser.ReleaseBuffer(bb)
 		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"strconv"
@@ -178,7 +179,7 @@ func parseConfig(data []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil {
-		if errors.Is(err, errEOF) || err.Error() == "EOF" {
+		if errors.Is(err, io.EOF) {
 			return nil, errors.New("configuration is empty")
 		}
 		return nil, cleanYAMLError(err)
@@ -195,8 +196,6 @@ func parseConfig(data []byte) (*Config, error) {
 	}
 	return &cfg, nil
 }
-
-var errEOF = errors.New("EOF")
 
 func cleanYAMLError(err error) error {
 	return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))

@@ -1,11 +1,5 @@
-// Package mmsg wraps recvmmsg(2) and sendmmsg(2), the batched UDP system
-// calls siplb's data path and its benchmark tools use, and the socket
-// addresses they carry. It is shared by the engine (the batched UDP legs)
-// and the benchmark relay and echo; it owns no sockets and no buffers.
-//
-// The functions are meant for syscall.RawConn.Read/Write callbacks: they
-// never block (MSG_DONTWAIT) and retry EINTR themselves; EAGAIN tells the
-// caller to let the netpoller wait.
+//go:build linux
+
 package mmsg
 
 import (
@@ -57,6 +51,29 @@ func Send(fd uintptr, hdrs []unix.Mmsghdr) (int, syscall.Errno) {
 		}
 		return int(n), 0
 	}
+}
+
+// SendAll is the retry loop around Send, meant as (or inside) a
+// syscall.RawConn.Write callback: it sends hdrs[*sent:], advancing *sent,
+// and reports true once every datagram is sent, false when the socket has no
+// room (EAGAIN: let the netpoller wait, then call again). When the kernel
+// refuses the first datagram left, refused is told the errno: true sends it
+// again (the error was about an earlier datagram, such as an ICMP error
+// queued by IP_RECVERR that refused has read), false drops it and goes on
+// with the rest, as a failed sendto would.
+func SendAll(fd uintptr, hdrs []unix.Mmsghdr, sent *int, refused func(syscall.Errno) (retry bool)) bool {
+	for *sent < len(hdrs) {
+		n, e := Send(fd, hdrs[*sent:])
+		switch {
+		case e == 0:
+			*sent += n
+		case e == unix.EAGAIN:
+			return false
+		case !refused(e):
+			*sent++
+		}
+	}
+	return true
 }
 
 // AddrPort decodes an address recvmmsg wrote into storage of either family.
