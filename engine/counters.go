@@ -26,6 +26,8 @@ const (
 	DropScanner                // a request whose User-Agent or From display name is a known scanner's
 	DropReplyLimited           // a stateless reply over the per-source or total rate limit, not sent
 	DropNotSIP                 // a datagram that is neither a request nor a response
+	DropLoop                   // an ACK that looped (§16.3 step 4; an ACK gets no 482)
+	DropTooManyHops            // an ACK with Max-Forwards 0 (an ACK gets no 483)
 	numDrops
 )
 
@@ -49,6 +51,8 @@ var dropNames = [numDrops]string{
 	DropScanner:           "scanner",
 	DropReplyLimited:      "reply_limited",
 	DropNotSIP:            "not_sip",
+	DropLoop:              "loop",
+	DropTooManyHops:       "too_many_hops",
 }
 
 // String is the metric label of d.

@@ -250,6 +250,8 @@ type Scratch struct {
 
 	out     []byte
 	rr      []byte
+	path    []byte // the Path values added to a REGISTER
+	route   []byte // the Route value a strict next hop gets (§16.6 step 6)
 	orig    []byte // a restored Contact URI
 	contact []byte // a rewritten Contact URI
 	ext     []byte // unsupported Proxy-Require tags
@@ -275,6 +277,8 @@ func (f *Forwarder) NewScratch() *Scratch {
 		out:     make([]byte, 0, lim.MaxHeader+lim.MaxBody+1024),
 		via:     make([]byte, 0, 256),
 		rr:      make([]byte, 0, 256),
+		path:    make([]byte, 0, 256),
+		route:   make([]byte, 0, 256),
 		orig:    make([]byte, 0, 256),
 		contact: make([]byte, 0, 512),
 		ext:     make([]byte, 0, 128),

@@ -39,6 +39,9 @@ type hop struct {
 	dst      netip.AddrPort // where it goes
 	conn     pool.ConnID    // for a stream: the connection to write to (0: by dst)
 	restored bool           // the Request-URI was a Contact siplb rewrote; s.orig holds the original
+	viaRoute bool           // the next hop is the next Route value's (§16.6 step 6 applies)
+	flow     flow           // from a backend: the client's flow a token of siplb's named
+	flowed   bool           // flow is set: the request goes to a client by its NAT binding or connection
 }
 
 // request applies §16.3-§16.6 to a request: validation, Route processing,
@@ -67,7 +70,7 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 	if mf, ok := m.MaxForwards(); ok && mf == 0 {
 		return f.reply(s, src, in, parser.ErrTooManyHops, nil)
 	}
-	loop := loopHash(m)
+	loop := loopHash(m, &h.top)
 	if f.isLoop(m, loop) {
 		return f.reply(s, src, in, parser.ErrLoopDetected, nil)
 	}
@@ -163,7 +166,7 @@ func (f *Forwarder) backendTarget(s *Scratch, src netip.AddrPort, in *Leg, h *ho
 		if err != nil {
 			return f.reply(s, src, in, parser.ErrMalformedRoute, nil), true
 		}
-		target = u
+		target, h.viaRoute = u, true
 	}
 	if h.routeLeg != nil {
 		h.out = h.routeLeg
@@ -175,16 +178,27 @@ func (f *Forwarder) backendTarget(s *Scratch, src netip.AddrPort, in *Leg, h *ho
 	ring := f.ring.Load()
 	for i := range h.pops {
 		u, _ := m.Route(i)
-		if v, ok := u.Param(flowParam); ok {
-			x, ok, bad := ring.verifyFlow(v, m.CallID())
-			if bad {
-				s.Counters.BadTokens.Add(1)
-			}
-			if ok {
-				fl, flowed = x, true
-				if l := f.legFor(&u); l != nil {
-					h.out = l
-				}
+		var (
+			x           flow
+			ok, bad, is bool
+		)
+		if v, has := u.Param(flowParam); has {
+			x, ok, bad = ring.verifyFlow(v, m.CallID())
+			is = true
+		} else if v, has := u.Param(pathParam); has {
+			x, ok, bad = ring.verifyPath(v)
+			is = true
+		}
+		if !is {
+			continue
+		}
+		if bad {
+			s.Counters.BadTokens.Add(1)
+		}
+		if ok {
+			fl, flowed = x, true
+			if l := f.legFor(&u); l != nil {
+				h.out = l
 			}
 		}
 	}
@@ -204,6 +218,7 @@ func (f *Forwarder) backendTarget(s *Scratch, src netip.AddrPort, in *Leg, h *ho
 		}
 	}
 	if flowed {
+		h.flow, h.flowed = fl, true
 		h.dst, h.conn = fl.addr, fl.conn
 		if h.conn == 0 || h.dst.IsValid() {
 			return Result{}, false
@@ -238,13 +253,14 @@ func (f *Forwarder) outsideTarget(s *Scratch, src netip.AddrPort, in *Leg, h *ho
 		if h.remaining > 0 {
 			if u, err := m.Route(h.pops); err == nil {
 				be = usableMember(h.t, &u)
+				h.viaRoute = be != nil
 			}
 		}
 		if be == nil {
 			be = usableMember(h.t, &h.ruri)
 		}
 		if be != nil && f.byTransport[be.Transport] == nil {
-			be = nil // no listener to reach it from (added by a reload or DNS)
+			be, h.viaRoute = nil, false // no listener to reach it from (added by a reload or DNS)
 		}
 	}
 	if be == nil {
@@ -307,7 +323,9 @@ func (f *Forwarder) forwardRequest(s *Scratch, src netip.AddrPort, in *Leg, h *h
 	}
 	if h.restored {
 		e.RequestURI = s.orig
-	} else if !h.fromBackend && f.rewriteContact && (out != in || f.forceRewrite) && m.NumContact() > 0 {
+	}
+	f.strictNextHop(s, h)
+	if !h.restored && !h.fromBackend && f.rewriteContact && (out != in || f.forceRewrite) && m.NumContact() > 0 {
 		// The StatelessProxy page's rewrite_contact: a client's Contact
 		// becomes one of ours carrying its flow, so a backend's request to it
 		// (an INVITE to a registered phone) comes through siplb and reaches
@@ -317,13 +335,15 @@ func (f *Forwarder) forwardRequest(s *Scratch, src netip.AddrPort, in *Leg, h *h
 			e.Contact = s.contact
 		}
 	}
-	// RFC 3261 §18.2.1 and RFC 3581 §4: say where the request really came from.
+	// RFC 3261 §18.2.1 and RFC 3581 §4: say where the request really came
+	// from. A received or an rport value the sender wrote itself is
+	// replaced: the response must not go where the sender says, or siplb
+	// would reflect a backend's answers to a third party.
 	srcIP := src.Addr().Unmap()
-	if h.top.HasRPort && h.top.RPort == 0 {
+	if h.top.HasRPort {
 		e.RPort = int(src.Port())
-		s.recv = srcIP.AppendTo(s.recv[:0])
-		e.Received = s.recv
-	} else if ip, ok := parseIP(h.top.Host); !ok || ip != srcIP {
+	}
+	if ip, ok := parseIP(h.top.Host); !ok || ip != srcIP || h.top.HasRPort || len(h.top.Received) > 0 {
 		s.recv = srcIP.AppendTo(s.recv[:0])
 		e.Received = s.recv
 	}
@@ -335,34 +355,97 @@ func (f *Forwarder) forwardRequest(s *Scratch, src netip.AddrPort, in *Leg, h *h
 	if f.recordRoute && m.Method() != parser.REGISTER {
 		f.recordRouteEdits(s, src, in, h)
 	}
+	if m.Method() == parser.REGISTER && !h.fromBackend && hasOptionTag(m, parser.HdrSupported, "path") {
+		f.pathEdits(s, src, in, h)
+	}
 	msg := m.AppendForward(s.out[:0], e)
 	// The Scratch's own Sockaddr: unix.Sendto writes into the one it is
 	// given, so one shared by every loop would be a data race.
 	return Result{Out: msg, To: h.dst, Sockaddr: s.sockaddr(h.dst), Leg: out, Conn: h.conn}
 }
 
+// strictNextHop applies §16.6 step 6: when the request goes to the next
+// Route value and that has no lr, the next hop is a strict router (RFC
+// 2543), which routes by the Request-URI. That value becomes the Request-URI and leaves the Route set,
+// and the Request-URI the request would have had goes last in it.
+func (f *Forwarder) strictNextHop(s *Scratch, h *hop) {
+	if !h.viaRoute {
+		return
+	}
+	m, e := &s.Msg, &s.edits
+	next, err := m.Route(h.pops)
+	if err != nil || next.LR {
+		return
+	}
+	ruri := e.RequestURI
+	if ruri == nil {
+		ruri = m.RequestURI()
+	}
+	s.route = append(append(append(s.route[:0], '<'), ruri...), '>')
+	e.AppendRoute = s.route
+	e.RequestURI = next.Raw
+	e.PopRoutes++
+}
+
 // recordRouteEdits sets the Record-Route values of the edits. RFC 5658: the
 // value facing the next hop first, then the one facing the previous hop
 // when the request changes legs. The one facing a client carries the
-// client's flow, so the backend's requests in the dialog reach it through
-// its connection or its NAT binding.
+// client's flow, so that the requests in the dialog reach the client
+// through its connection or its NAT binding: from outside, the sender's
+// flow; from a backend to a client siplb reached by a flow (a registrar's
+// call to a phone registered through siplb), that client's, so the
+// backend's ACK and BYE to the client's Contact (an ephemeral TCP port, a
+// private address) take the same way.
 func (f *Forwarder) recordRouteEdits(s *Scratch, src netip.AddrPort, in *Leg, h *hop) {
 	e, out := &s.edits, h.out
+	key := f.ring.Load().keys[0].flow
+	callID := s.Msg.CallID()
 	s.rr = s.rr[:0]
 	if out != in {
 		s.rr = append(s.rr, out.rrHead...)
+		if h.flowed {
+			s.rr = appendFlow(s.rr, key, h.flow.addr, h.flow.conn, h.flow.transport, callID)
+		}
 		s.rr = append(s.rr, '>')
 	}
 	mark := len(s.rr)
 	s.rr = append(s.rr, in.rrHead...)
-	if !h.fromBackend {
-		s.rr = appendFlow(s.rr, f.ring.Load().keys[0].flow, src, s.inConn, in.Transport, s.Msg.CallID())
+	switch {
+	case !h.fromBackend:
+		s.rr = appendFlow(s.rr, key, src, s.inConn, in.Transport, callID)
+	case h.flowed && out == in:
+		s.rr = appendFlow(s.rr, key, h.flow.addr, h.flow.conn, h.flow.transport, callID)
 	}
 	s.rr = append(s.rr, '>')
 	if out != in {
 		e.RecordRoute, e.RecordRoute2 = s.rr[:mark], s.rr[mark:]
 	} else {
 		e.RecordRoute = s.rr
+	}
+}
+
+// pathEdits sets the Path values of a REGISTER from a client that
+// supports Path (RFC 3327 §5.1): the value facing the registrar (the leg
+// the REGISTER leaves on), then, when the REGISTER changes legs, the one
+// facing the client; the one facing the client carries its flow, signed
+// with no dialog (pathMAC). The registrar's later requests to the contact
+// name these values in their Route, come back through siplb and go out by
+// the client's NAT binding or connection.
+func (f *Forwarder) pathEdits(s *Scratch, src netip.AddrPort, in *Leg, h *hop) {
+	e, out := &s.edits, h.out
+	s.path = s.path[:0]
+	if out != in {
+		s.path = append(s.path, out.rrHead...)
+		s.path = append(s.path, '>')
+	}
+	mark := len(s.path)
+	s.path = append(s.path, in.rrHead...)
+	s.path = appendPathFlow(s.path, f.ring.Load().keys[0].path, src, s.inConn, in.Transport)
+	s.path = append(s.path, '>')
+	if out != in {
+		e.Path, e.Path2 = s.path[:mark], s.path[mark:]
+	} else {
+		e.Path = s.path
 	}
 }
 
@@ -438,6 +521,10 @@ func (f *Forwarder) reply(s *Scratch, src netip.AddrPort, in *Leg, e *parser.Err
 // response.
 func ackDrop(e *parser.Error) Drop {
 	switch e {
+	case parser.ErrLoopDetected:
+		return DropLoop
+	case parser.ErrTooManyHops:
+		return DropTooManyHops
 	case parser.ErrServiceUnavailable:
 		return DropNoBackend
 	case parser.ErrDestinationUnresolvable:
