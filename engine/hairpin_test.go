@@ -236,15 +236,8 @@ func (p *testPhone) inDialog(method string, cseq int, ok []byte) []byte {
 // front of one member, the registrar at 127.0.0.1:5070.
 func hairpinLB(t *testing.T, cfg Config) (*Forwarder, *Leg, *Leg) {
 	t.Helper()
-	bal, err := balance.New([]balance.PoolConfig{{Name: "farm", Backends: []balance.BackendConfig{{Addr: backends[0]}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg.Legs = []LegConfig{{Transport: balance.UDP, Addr: legAddr}, {Transport: balance.TCP, Addr: legAddr}}
-	f, err := NewForwarder(cfg, bal)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newPoolForwarder(t, balance.PoolConfig{Name: "farm", Backends: []balance.BackendConfig{{Addr: backends[0]}}}, cfg)
 	return f, f.Legs()[0], f.Legs()[1]
 }
 

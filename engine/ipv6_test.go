@@ -45,13 +45,5 @@ func newTestForwarder6(t testing.TB) *Forwarder {
 	for _, a := range fixture6.backends {
 		pc.Backends = append(pc.Backends, balance.BackendConfig{Addr: a})
 	}
-	bal, err := balance.New([]balance.PoolConfig{pc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := NewForwarder(Config{Legs: []LegConfig{{Transport: balance.UDP, Addr: netip.MustParseAddrPort("[::1]:5060")}}}, bal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
+	return newPoolForwarder(t, pc, Config{Legs: []LegConfig{{Transport: balance.UDP, Addr: netip.MustParseAddrPort("[::1]:5060")}}})
 }

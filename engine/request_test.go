@@ -144,14 +144,7 @@ func TestHashKeys(t *testing.T) {
 			for _, a := range backends {
 				pc.Backends = append(pc.Backends, balance.BackendConfig{Addr: a})
 			}
-			bal, err := balance.New([]balance.PoolConfig{pc})
-			if err != nil {
-				t.Fatal(err)
-			}
-			f, err := NewForwarder(Config{Legs: []LegConfig{{Transport: balance.UDP, Addr: legAddr}}}, bal)
-			if err != nil {
-				t.Fatal(err)
-			}
+			f := newPoolForwarder(t, pc, Config{})
 			var first netip.AddrPort
 			for i := range 30 {
 				r, _ := fwd(t, f, tc.same(i), client)

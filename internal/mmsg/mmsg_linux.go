@@ -14,35 +14,27 @@ import (
 // header's Namelen (for an address of either family) and Flags. It returns
 // the number read, or the error; EINTR is retried.
 func Recv(fd uintptr, hdrs []unix.Mmsghdr) (int, syscall.Errno) {
-	if len(hdrs) == 0 {
-		return 0, 0
-	}
 	for i := range hdrs {
 		hdrs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
 		hdrs[i].Hdr.Flags = 0
 	}
-	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&hdrs[0])),
-			uintptr(len(hdrs)), unix.MSG_DONTWAIT, 0, 0)
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return 0, e
-		}
-		return int(n), 0
-	}
+	return call(unix.SYS_RECVMMSG, fd, hdrs)
 }
 
 // Send sends the datagrams of hdrs and returns how many the kernel took, or
 // the error of the first one (which was then not sent); EINTR is retried.
 func Send(fd uintptr, hdrs []unix.Mmsghdr) (int, syscall.Errno) {
+	return call(unix.SYS_SENDMMSG, fd, hdrs)
+}
+
+// call makes the recvmmsg or sendmmsg system call trap without blocking,
+// retrying EINTR.
+func call(trap, fd uintptr, hdrs []unix.Mmsghdr) (int, syscall.Errno) {
 	if len(hdrs) == 0 {
 		return 0, 0
 	}
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&hdrs[0])),
-			uintptr(len(hdrs)), unix.MSG_DONTWAIT, 0, 0)
+		n, _, e := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), unix.MSG_DONTWAIT, 0, 0)
 		if e == unix.EINTR {
 			continue
 		}

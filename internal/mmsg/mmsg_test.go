@@ -25,6 +25,22 @@ func TestAddrPortRoundTrip(t *testing.T) {
 }
 
 // Two datagrams sent with one Send arrive with one Recv, with their source.
+// headers are sendmmsg headers for msgs, each addressed to to.
+func headers(msgs [][]byte, to netip.AddrPort) []unix.Mmsghdr {
+	out := make([]unix.Mmsghdr, len(msgs))
+	iov := make([]unix.Iovec, len(msgs))
+	addr := make([]unix.RawSockaddrInet6, len(msgs))
+	for i, m := range msgs {
+		iov[i].Base = &m[0]
+		iov[i].SetLen(len(m))
+		out[i].Hdr.Iov = &iov[i]
+		out[i].Hdr.SetIovlen(1)
+		out[i].Hdr.Name = (*byte)(unsafe.Pointer(&addr[i]))
+		out[i].Hdr.Namelen = PutAddrPort(to, &addr[i])
+	}
+	return out
+}
+
 func TestSendRecv(t *testing.T) {
 	rx, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
 	if err != nil {
@@ -38,21 +54,11 @@ func TestSendRecv(t *testing.T) {
 	defer tx.Close()
 	to := rx.LocalAddr().(*net.UDPAddr).AddrPort()
 	msgs := [][]byte{[]byte("one"), []byte("two")}
-	var out [2]unix.Mmsghdr
-	var iov [2]unix.Iovec
-	var addr [2]unix.RawSockaddrInet6
-	for i, m := range msgs {
-		iov[i].Base = &m[0]
-		iov[i].SetLen(len(m))
-		out[i].Hdr.Iov = &iov[i]
-		out[i].Hdr.SetIovlen(1)
-		out[i].Hdr.Name = (*byte)(unsafe.Pointer(&addr[i]))
-		out[i].Hdr.Namelen = PutAddrPort(to, &addr[i])
-	}
+	out := headers(msgs, to)
 	rc, _ := tx.SyscallConn()
 	var n int
 	var e error
-	rc.Write(func(fd uintptr) bool { n, e = sendAll(fd, out[:]); return true })
+	rc.Write(func(fd uintptr) bool { n, e = sendAll(fd, out); return true })
 	if e != nil || n != 2 {
 		t.Fatalf("Send = %d, %v", n, e)
 	}
@@ -151,21 +157,11 @@ func TestSendAllRetriesRefused(t *testing.T) {
 	time.Sleep(50 * time.Millisecond) // the port unreachable comes back
 	to := rx.LocalAddr().(*net.UDPAddr).AddrPort()
 	msgs := [][]byte{[]byte("one"), []byte("two")}
-	var out [2]unix.Mmsghdr
-	var iov [2]unix.Iovec
-	var addr [2]unix.RawSockaddrInet6
-	for i, m := range msgs {
-		iov[i].Base = &m[0]
-		iov[i].SetLen(len(m))
-		out[i].Hdr.Iov = &iov[i]
-		out[i].Hdr.SetIovlen(1)
-		out[i].Hdr.Name = (*byte)(unsafe.Pointer(&addr[i]))
-		out[i].Hdr.Namelen = PutAddrPort(to, &addr[i])
-	}
+	out := headers(msgs, to)
 	var errs []syscall.Errno
 	sent := 0
 	rc.Write(func(fd uintptr) bool {
-		return SendAll(fd, out[:], &sent, func(e syscall.Errno) bool {
+		return SendAll(fd, out, &sent, func(e syscall.Errno) bool {
 			errs = append(errs, e)
 			var oob [128]byte
 			var name unix.RawSockaddrInet6
