@@ -343,7 +343,7 @@ func (f *Forwarder) forwardRequest(s *Scratch, src netip.AddrPort, in *Leg, h *h
 	if h.top.HasRPort {
 		e.RPort = int(src.Port())
 	}
-	if ip, ok := parseIP(h.top.Host); !ok || ip != srcIP || h.top.HasRPort || len(h.top.Received) > 0 {
+	if h.top.HasRPort || len(h.top.Received) > 0 || !sameIP(h.top.Host, srcIP) {
 		s.recv = srcIP.AppendTo(s.recv[:0])
 		e.Received = s.recv
 	}
@@ -385,6 +385,12 @@ func (f *Forwarder) strictNextHop(s *Scratch, h *hop) {
 	e.AppendRoute = s.route
 	e.RequestURI = next.Raw
 	e.PopRoutes++
+}
+
+// sameIP reports whether a Via host is the IP address ip.
+func sameIP(host []byte, ip netip.Addr) bool {
+	a, ok := parseIP(host)
+	return ok && a == ip
 }
 
 // recordRouteEdits sets the Record-Route values of the edits. RFC 5658: the
