@@ -12,16 +12,19 @@ import (
 // A request's way through the forwarding rules (RFC 3261 §16.3-§16.6), one
 // method per step:
 //
-//	popOwnRoutes    §16.4: the Route values naming siplb (loose routing)
-//	checkRequest    §16.3 steps 2 and 5, §26.2: scheme, Proxy-Require, sips
-//	strictRoute     §16.4: a Request-URI of ours came through a strict router
-//	                §16.3 steps 3 and 4: OPTIONS to siplb, Max-Forwards, loops
-//	backendTarget   the destination of a request a backend sent: any
-//	outsideTarget   the destination of a request from outside: a pool member
-//	forwardRequest  §16.6: the edits, siplb's Via, Record-Route
+//	popOwnRoutes      §16.4: the Route values naming siplb (loose routing)
+//	checkRequest      §16.3 steps 2 and 5, §26.2: scheme, Proxy-Require, sips
+//	strictRoute       §16.4: a Request-URI of ours came through a strict router
+//	(request itself)  §16.3 steps 3 and 4: OPTIONS to siplb, Max-Forwards, loops
+//	backendTarget     the destination of a request a backend sent: any
+//	outsideTarget     the destination of a request from outside: a pool
+//	                  member; pickBackend for a new dialog
+//	forwardRequest    §16.6: the edits (strictNextHop, recordRouteEdits,
+//	                  pathEdits), siplb's Via
 //
-// Each step fills the hop it is given; a step that ends the request returns
-// the Result (a stateless reply, a drop, a DNS question) and true.
+// Each step fills the hop it is given. One that ends the request returns
+// the sentinel of the stateless reply it earns (reply), or the Result of a
+// drop or a DNS question and true.
 
 // hop is the decision on one request as the steps build it. It lives on
 // request's stack.
@@ -173,24 +176,57 @@ func (f *Forwarder) backendTarget(s *Scratch, src netip.AddrPort, in *Leg, h *ho
 	} else if l := f.byTransport[uriTransport(&target)]; l != nil {
 		h.out = l
 	}
-	var fl flow
-	flowed := false
+	fl, flowed := f.poppedFlow(s, h)
+	if f.legFor(&h.ruri) != nil {
+		if x, ok := f.restoreContact(s, h, &target); ok && !flowed {
+			fl, flowed = x, true
+			if fo := f.byTransport[x.transport]; fo != nil {
+				h.out = fo
+			}
+		}
+	}
+	if flowed {
+		h.flow, h.flowed = fl, true
+		h.dst, h.conn = fl.addr, fl.conn
+		if h.conn == 0 || h.dst.IsValid() {
+			return Result{}, false
+		}
+	}
+	next := f.nextHop(h.t, &target)
+	if next != &target {
+		if l := f.byTransport[uriTransport(next)]; l != nil {
+			h.out = l
+		}
+	}
+	if _, isIP := parseIP(next.Host); h.conn != 0 && !isIP {
+		// The connection is the way; a domain is only a fallback not
+		// worth waiting on DNS for.
+		return Result{}, false
+	}
+	dst, out, r, done := f.resolveHop(s, src, in, next, h.out)
+	if done {
+		return r, true
+	}
+	h.dst, h.out = dst, out
+	return Result{}, false
+}
+
+// poppedFlow returns the client's flow that a token in the Route values
+// siplb pops names: a Record-Route flow (lbf, bound to the dialog's
+// Call-ID) or a Path flow (lbp, bound to none). The last that verifies wins
+// and sets h.out to the leg its value names, the one facing the client; a
+// token that fails is counted and ignored.
+func (f *Forwarder) poppedFlow(s *Scratch, h *hop) (fl flow, flowed bool) {
+	m := &s.Msg
 	ring := f.ring.Load()
 	for i := range h.pops {
 		u, _ := m.Route(i)
-		var (
-			x           flow
-			ok, bad, is bool
-		)
+		var x flow
+		var ok, bad bool
 		if v, has := u.Param(flowParam); has {
 			x, ok, bad = ring.verifyFlow(v, m.CallID())
-			is = true
 		} else if v, has := u.Param(pathParam); has {
 			x, ok, bad = ring.verifyPath(v)
-			is = true
-		}
-		if !is {
-			continue
 		}
 		if bad {
 			s.Counters.BadTokens.Add(1)
@@ -202,45 +238,25 @@ func (f *Forwarder) backendTarget(s *Scratch, src netip.AddrPort, in *Leg, h *ho
 			}
 		}
 	}
-	if l := f.legFor(&h.ruri); l != nil {
-		if x, orig, ok := ring.unrewriteContact(s.orig[:0], &h.ruri); ok {
-			s.orig = orig
-			var ou parser.URI
-			if parser.ParseURI(&ou, s.orig) == nil {
-				h.restored, target = true, ou
-				if !flowed {
-					fl, flowed = x, true
-					if fo := f.byTransport[x.transport]; fo != nil {
-						h.out = fo
-					}
-				}
-			}
-		}
+	return fl, flowed
+}
+
+// restoreContact undoes rewrite_contact for a Request-URI that is a
+// Contact siplb rewrote (a backend's request to a client registered
+// through siplb): the original URI goes into s.orig and *target, and the
+// flow it carried is returned.
+func (f *Forwarder) restoreContact(s *Scratch, h *hop, target *parser.URI) (flow, bool) {
+	x, orig, ok := f.ring.Load().unrewriteContact(s.orig[:0], &h.ruri)
+	if !ok {
+		return flow{}, false
 	}
-	if flowed {
-		h.flow, h.flowed = fl, true
-		h.dst, h.conn = fl.addr, fl.conn
-		if h.conn == 0 || h.dst.IsValid() {
-			return Result{}, false
-		}
+	s.orig = orig
+	var ou parser.URI
+	if parser.ParseURI(&ou, s.orig) != nil {
+		return flow{}, false
 	}
-	hop := f.nextHop(h.t, &target)
-	if hop != &target {
-		if l := f.byTransport[uriTransport(hop)]; l != nil {
-			h.out = l
-		}
-	}
-	if _, isIP := parseIP(hop.Host); h.conn != 0 && !isIP {
-		// The connection is the way; a domain is only a fallback not
-		// worth waiting on DNS for.
-		return Result{}, false
-	}
-	dst, out, r, done := f.resolveHop(s, src, in, hop, h.out)
-	if done {
-		return r, true
-	}
-	h.dst, h.out = dst, out
-	return Result{}, false
+	h.restored, *target = true, ou
+	return x, true
 }
 
 // outsideTarget finds where a request from outside goes: only to pool
