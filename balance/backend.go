@@ -5,8 +5,6 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-
-	"golang.org/x/sys/unix"
 )
 
 // Limits on configured values. Both are 16-bit like the fields of a DNS SRV
@@ -52,11 +50,6 @@ type Backend struct {
 	Weight    int // effective weight, ≥ 1
 	Priority  int // effective priority, ≥ 1
 	State     State
-	// Sockaddr is Addr as a *unix.SockaddrInet4 or *unix.SockaddrInet6,
-	// built once. unix.Sendto writes into the Sockaddr it is given, so it is
-	// not safe for concurrent sends: the engine copies Addr into a Sockaddr of
-	// its own loop instead.
-	Sockaddr unix.Sockaddr
 	// Stats are the address's traffic counts, the same across Tables.
 	Stats *BackendStats
 	Pool  int // index of its pool in the Table
@@ -100,21 +93,18 @@ func backendSeed(ap netip.AddrPort, t Transport) uint64 {
 	return mix(hashString(backendKey(ap, t)))
 }
 
-// sockaddr converts ap (already unmapped) into the form unix.Sendto takes.
-func sockaddr(ap netip.AddrPort) (unix.Sockaddr, error) {
-	a := ap.Addr()
-	if a.Is4() {
-		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.As4()}, nil
+// checkZone checks the zone of a link-local backend address: a number, or
+// the name of an interface of this host.
+func checkZone(a netip.Addr) error {
+	z := a.Zone()
+	if z == "" {
+		return nil
 	}
-	sa := &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
-	if z := a.Zone(); z != "" {
-		if n, err := strconv.ParseUint(z, 10, 32); err == nil {
-			sa.ZoneId = uint32(n)
-		} else if ifi, err := net.InterfaceByName(z); err == nil {
-			sa.ZoneId = uint32(ifi.Index)
-		} else {
-			return nil, fmt.Errorf("%w: zone %q: %v", ErrInvalidAddr, z, err)
-		}
+	if _, err := strconv.ParseUint(z, 10, 32); err == nil {
+		return nil
 	}
-	return sa, nil
+	if _, err := net.InterfaceByName(z); err != nil {
+		return fmt.Errorf("%w: zone %q: %v", ErrInvalidAddr, z, err)
+	}
+	return nil
 }

@@ -40,8 +40,6 @@
 // # Must not
 //
 // balance touches no socket of the data path and keeps no per-call state.
-// Backend.Sockaddr is built here so the data path can send without
-// allocating, but balance never sends.
 //
 // # Concurrency
 //

@@ -73,6 +73,35 @@ func (a Algorithm) String() string {
 // the same key always reaches the same member while the table is unchanged.
 func (a Algorithm) Hashed() bool { return a <= HashRequestURI }
 
+// KeySource is the request a hashed algorithm takes its key from: the
+// engine's view of a parsed message (package balance knows no parser).
+// Each method returns a part of the request, nil when it has none; the
+// slice is hashed at once and never retained.
+type KeySource interface {
+	CallID() []byte
+	FromUser() []byte   // the user part of the From URI
+	ToUser() []byte     // the user part of the To URI
+	RequestURI() []byte // the whole Request-URI as written
+}
+
+// Key returns the part of src that a hashes, calling only the one method
+// it needs: the Call-ID for HashCallID, the From or To user for
+// HashFromUser and HashToUser, the Request-URI for HashRequestURI; nil for
+// an algorithm that ignores keys. It does not allocate.
+func (a Algorithm) Key(src KeySource) []byte {
+	switch a {
+	case HashCallID:
+		return src.CallID()
+	case HashFromUser:
+		return src.FromUser()
+	case HashToUser:
+		return src.ToUser()
+	case HashRequestURI:
+		return src.RequestURI()
+	}
+	return nil
+}
+
 // Transport is a SIP transport: the one siplb uses to reach a backend (UDP,
 // TCP, TLS), or one of a listening leg's, which may also be WebSocket (WS,
 // WSS: RFC 7118, for browsers). siplb reaches no backend over WebSocket.
@@ -199,3 +228,21 @@ var (
 	ErrState            = errors.New("state not allowed here")
 	ErrUnknownBackend   = errors.New("no such backend")
 )
+
+// viaNames are the transport names upper-cased, as a Via writes them.
+var viaNames = func() (v [NumTransports]string) {
+	for i, n := range transportNames {
+		v[i] = strings.ToUpper(n)
+	}
+	return v
+}()
+
+// ViaName is t as the sent-protocol of a Via header writes it (RFC 3261
+// §20.42, RFC 7118): "UDP", "TCP", "TLS"; "" out of range. It does not
+// allocate.
+func (t Transport) ViaName() string {
+	if t < NumTransports {
+		return viaNames[t]
+	}
+	return ""
+}

@@ -58,6 +58,48 @@ func TestAlgorithmHashed(t *testing.T) {
 	}
 }
 
+// fakeKeys is a KeySource that records which part was asked for.
+type fakeKeys struct{ asked *[]string }
+
+func (k fakeKeys) part(name string) []byte {
+	*k.asked = append(*k.asked, name)
+	return []byte(name)
+}
+func (k fakeKeys) CallID() []byte     { return k.part("call-id") }
+func (k fakeKeys) FromUser() []byte   { return k.part("from-user") }
+func (k fakeKeys) ToUser() []byte     { return k.part("to-user") }
+func (k fakeKeys) RequestURI() []byte { return k.part("ruri") }
+
+// Each hashed algorithm asks its KeySource for its own part and no other;
+// the rest ask for nothing.
+func TestAlgorithmKey(t *testing.T) {
+	want := map[Algorithm]string{HashCallID: "call-id", HashFromUser: "from-user", HashToUser: "to-user", HashRequestURI: "ruri"}
+	for a := range numAlgorithms {
+		var asked []string
+		got := a.Key(fakeKeys{&asked})
+		w := want[a]
+		if string(got) != w || (w == "" && got != nil) {
+			t.Errorf("%v.Key = %q, want %q", a, got, w)
+		}
+		if (w == "" && len(asked) != 0) || (w != "" && (len(asked) != 1 || asked[0] != w)) {
+			t.Errorf("%v.Key asked for %v, want only %q", a, asked, w)
+		}
+	}
+	bal := onePool(t, HashToUser, members(2))
+	var asked []string
+	if got := bal.Table().Pool(0).Key(fakeKeys{&asked}); string(got) != "to-user" {
+		t.Errorf("Pool.Key = %q, want the pool's algorithm's key", got)
+	}
+}
+
+func TestTransportViaName(t *testing.T) {
+	for tr, want := range map[Transport]string{UDP: "UDP", TCP: "TCP", TLS: "TLS", WS: "WS", WSS: "WSS", NumTransports: ""} {
+		if got := tr.ViaName(); got != want {
+			t.Errorf("%v.ViaName() = %q, want %q", tr, got, want)
+		}
+	}
+}
+
 func TestTransportAndState(t *testing.T) {
 	tests := []struct {
 		name  string

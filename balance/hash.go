@@ -1,6 +1,10 @@
 package balance
 
-import "math"
+import (
+	"math"
+
+	"github.com/siplb/siplb/internal/fnv1a"
+)
 
 // The hash is fixed so that every siplb instance with the same configuration
 // makes the same choice for the same key, across processes, restarts and
@@ -8,31 +12,12 @@ import "math"
 // key hash XOR a per-backend seed. Never hash/maphash (random per process).
 // Changing any constant here re-routes every dialog of a farm during a rolling
 // upgrade; TestHashStable pins the values.
-const (
-	fnvOffset64 = 14695981039346656037
-	fnvPrime64  = 1099511628211
-)
-
 // HashKey returns the FNV-1a 64 hash of key, the value rendezvous hashing
 // starts from. It does not retain key.
-func HashKey(key []byte) uint64 {
-	h := uint64(fnvOffset64)
-	for _, c := range key {
-		h ^= uint64(c)
-		h *= fnvPrime64
-	}
-	return h
-}
+func HashKey(key []byte) uint64 { return fnv1a.Add(fnv1a.Offset, key) }
 
 // hashString is HashKey over a string, for seeds built off the hot path.
-func hashString(s string) uint64 {
-	h := uint64(fnvOffset64)
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= fnvPrime64
-	}
-	return h
-}
+func hashString(s string) uint64 { return fnv1a.AddString(fnv1a.Offset, s) }
 
 // mix is the splitmix64 finalizer: a bijection on uint64 with full avalanche,
 // so that the per-backend draws mix(h^seed) behave as independent uniforms.

@@ -57,6 +57,10 @@ func (p *Pool) Name() string { return p.name }
 // Algorithm returns the pool's selection algorithm.
 func (p *Pool) Algorithm() Algorithm { return p.alg }
 
+// Key returns the part of src the pool's algorithm hashes (Algorithm.Key),
+// the key to hand to Pick for a new dialog.
+func (p *Pool) Key(src KeySource) []byte { return p.alg.Key(src) }
+
 // Backends returns every member of the pool, in configuration order, in any
 // state. The slice belongs to the Table: do not modify it.
 func (p *Pool) Backends() []*Backend { return p.members }

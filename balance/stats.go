@@ -6,8 +6,7 @@ import (
 )
 
 // BackendStats are a backend's traffic counts: requests forwarded to it (new
-// dialogs and in-dialog apart), its responses by class, and the stateless
-// replies siplb sent on its behalf. They belong to the address and outlive
+// dialogs and in-dialog apart) and its responses by class. They belong to the address and outlive
 // reloads and health changes (every Table's Backend for that address points
 // at the same BackendStats), so counters never go back.
 //
@@ -22,16 +21,15 @@ type BackendStats struct {
 const statStripes = 16
 
 type statStripe struct {
-	newDialogs, inDialog, replies atomic.Uint64
-	responses                     [6]atomic.Uint64 // 1xx..6xx
-	_                             [128 - 9*8]byte  // one stripe per pair of cache lines
+	newDialogs, inDialog atomic.Uint64
+	responses            [6]atomic.Uint64 // 1xx..6xx
+	_                    [128 - 8*8]byte  // one stripe per pair of cache lines
 }
 
 // BackendCounts is a read of BackendStats.
 type BackendCounts struct {
 	NewDialogs, InDialog uint64    // requests forwarded to it: a new dialog (a pick), or in a dialog
 	Responses            [6]uint64 // its responses siplb routed back, by class: [0] 1xx ... [5] 6xx
-	Replies              uint64    // stateless replies siplb sent for requests bound to it
 }
 
 // Forwarded counts a request forwarded to the backend on stripe.
@@ -51,9 +49,6 @@ func (s *BackendStats) Response(stripe, status int) {
 	}
 }
 
-// Reply counts a stateless reply siplb sent for a request bound to the backend.
-func (s *BackendStats) Reply(stripe int) { s.stripes[stripe%statStripes].replies.Add(1) }
-
 // Read sums the stripes.
 func (s *BackendStats) Read() BackendCounts {
 	var c BackendCounts
@@ -61,7 +56,6 @@ func (s *BackendStats) Read() BackendCounts {
 		st := &s.stripes[i]
 		c.NewDialogs += st.newDialogs.Load()
 		c.InDialog += st.inDialog.Load()
-		c.Replies += st.replies.Load()
 		for k := range c.Responses {
 			c.Responses[k] += st.responses[k].Load()
 		}

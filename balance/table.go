@@ -167,7 +167,7 @@ func normalizeBackend(bc *BackendConfig) error {
 		return ErrInvalidAddr
 	}
 	bc.Addr = netip.AddrPortFrom(a.Unmap(), bc.Addr.Port())
-	if _, err := sockaddr(bc.Addr); err != nil {
+	if err := checkZone(a); err != nil {
 		return err
 	}
 	if bc.Transport >= numTransports {
@@ -254,7 +254,6 @@ func buildTable(cfgs []PoolConfig, ov *overlay, prev *Table, gen uint64) *Table 
 
 // newBackend makes the Table member for a normalized configuration.
 func newBackend(bc BackendConfig, ov *overlay, building map[netip.AddrPort]*BackendStats, pool, index int) *Backend {
-	sa, _ := sockaddr(bc.Addr) // checked by normalize
 	cfg := bc.State
 	if cfg == Down {
 		cfg = Up // Down in the configuration is an initial health mark
@@ -273,7 +272,6 @@ func newBackend(bc BackendConfig, ov *overlay, building map[netip.AddrPort]*Back
 		Weight:    bc.Weight,
 		Priority:  bc.Priority,
 		State:     st,
-		Sockaddr:  sa,
 		Stats:     ov.statsFor(bc.Addr, building),
 		Pool:      pool,
 		Index:     index,

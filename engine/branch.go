@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 
+	"github.com/siplb/siplb/internal/fnv1a"
 	"github.com/siplb/siplb/parser"
 	"github.com/siplb/siplb/pool"
 )
@@ -39,44 +40,57 @@ const (
 // §16.11 asks: from the incoming top Via's branch and sent-by when the branch
 // is 3261-compliant, else from the fields RFC 2543 transactions are matched by.
 func transactionHash(m *parser.Message, top *parser.Via) uint64 {
-	h := fnvOffset
+	h := fnv1a.Offset
 	if bytes.HasPrefix(top.Branch, []byte(branchCookie)) {
-		h = fnv64(h, top.Branch)
-		h = fnvSep(h)
-		h = fnv64(h, top.Host)
-		h = fnvSep(h)
+		h = fnv1a.Add(h, top.Branch)
+		h = fnv1a.Sep(h)
+		h = fnv1a.Add(h, top.Host)
+		h = fnv1a.Sep(h)
 		return h ^ uint64(top.Port)
 	}
 	// RFC 2543: To tag, From tag, Call-ID, Request-URI, top Via, CSeq number.
 	// The To tag is left out so the ACK of a non-2xx response (which has one)
 	// gets the INVITE's branch, as §16.11 requires.
-	h = fnv64(h, m.FromTag())
-	h = fnvSep(h)
-	h = fnv64(h, m.CallID())
-	h = fnvSep(h)
-	h = fnv64(h, m.RequestURI())
-	h = fnvSep(h)
-	h = fnv64(h, top.Host)
-	h = fnvSep(h)
-	h = fnv64(h, top.Branch)
+	h = fnv1a.Add(h, m.FromTag())
+	h = fnv1a.Sep(h)
+	h = fnv1a.Add(h, m.CallID())
+	h = fnv1a.Sep(h)
+	h = fnv1a.Add(h, m.RequestURI())
+	h = fnv1a.Sep(h)
+	h = fnv1a.Add(h, top.Host)
+	h = fnv1a.Sep(h)
+	h = fnv1a.Add(h, top.Branch)
 	n, _ := m.CSeq()
 	return h ^ uint64(n)<<16 ^ uint64(top.Port)
 }
 
-// loopHash covers what a looping request keeps unchanged: Request-URI,
-// Call-ID, From tag and CSeq number (§16.6 step 8). A spiral changes the
-// Request-URI and so is not a loop. The CSeq method and the To tag are left
-// out so that the CANCEL and the ACK of a non-2xx response get the INVITE's
-// whole branch (§16.11).
-func loopHash(m *parser.Message) uint32 {
-	h := fnv64(fnvOffset, m.RequestURI())
-	h = fnvSep(h)
-	h = fnv64(h, m.CallID())
-	h = fnvSep(h)
-	h = fnv64(h, m.FromTag())
+// loopHash covers what a request keeps when it loops back to siplb
+// (§16.3 step 4, §16.6 step 8): the Request-URI, Call-ID, From tag and CSeq
+// number, every Route value as received, and the sent-by of the incoming top
+// Via, the previous hop. A spiral changes one of them: the Request-URI
+// (retargeted), the Route set (another element consumed its values), or
+// the previous hop. So a dialog that passes siplb twice (a registrar behind
+// siplb sending the call back through it to the registered callee) is not a
+// loop: the second pass of its ACK or BYE keeps the Request-URI, Call-ID,
+// From tag and CSeq of the first, but comes from the registrar, with the
+// Route set the registrar left. The CSeq method, the To tag and the top
+// Via's branch are left out, so that the CANCEL and the ACK of a non-2xx
+// response, which repeat the INVITE's Request-URI, Route set and top Via
+// (§9.1, §17.1.1.3), get the INVITE's whole branch (§16.11).
+func loopHash(m *parser.Message, top *parser.Via) uint32 {
+	h := fnv1a.Add(fnv1a.Offset, m.RequestURI())
+	h = fnv1a.Add(fnv1a.Sep(h), m.CallID())
+	h = fnv1a.Add(fnv1a.Sep(h), m.FromTag())
+	h = fnv1a.Add(fnv1a.Sep(h), top.Host)
+	h = fnv1a.Sep(h) ^ uint64(top.Port)
+	for i := range m.NumRoute() {
+		h = fnv1a.Sep(h)
+		if u, err := m.Route(i); err == nil {
+			h = fnv1a.Add(h, u.Raw)
+		}
+	}
 	n, _ := m.CSeq()
-	h = fnvSep(h) ^ uint64(n)
-	h *= 1099511628211
+	h = fnv1a.Mul(fnv1a.Sep(h) ^ uint64(n))
 	return uint32(h ^ h>>32)
 }
 
@@ -154,18 +168,20 @@ func parseHex(b []byte) (uint64, bool) {
 	return v, bad < 16
 }
 
-// isLoop reports whether any Via of m carries a branch of ours with the loop
-// hash m would get again.
+// isLoop reports whether m has looped (§16.3 step 4): its top Via is one of
+// siplb's (it came straight back: nothing else handled it), or a Via of
+// siplb's further down carries the loop hash m gets again (it came back
+// unchanged through other elements).
 func (f *Forwarder) isLoop(m *parser.Message, loop uint32) bool {
 	var want [8]byte
 	appendHex(want[:0], uint64(loop), 8)
 	vias := m.Vias()
 	var v parser.Via
-	for vias.Next(&v) {
-		if len(v.Branch) < branchLen {
+	for top := true; vias.Next(&v); top = false {
+		if len(v.Branch) != branchLen {
 			continue
 		}
-		if _, _, _, ok := f.ourBranch(v.Branch); ok && string(v.Branch[branchLoopOff:branchConnOff]) == string(want[:]) {
+		if _, _, _, ok := f.ourBranch(v.Branch); ok && (top || string(v.Branch[branchLoopOff:branchConnOff]) == string(want[:])) {
 			return true
 		}
 	}

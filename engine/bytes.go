@@ -49,23 +49,98 @@ func parseIPv4(b []byte) (netip.Addr, bool) {
 	return netip.AddrFrom4(ip), true
 }
 
-// parseIPv6 copies the text into a stack buffer so netip parses it without a
-// heap string; zones are refused (they have no place in a SIP URI).
+// parseIPv6 parses the text form of an IPv6 address (RFC 4291 §2.2: hex
+// groups, one "::", an optional dotted IPv4 tail) from header bytes. It
+// makes no string, so it allocates nothing (netip's parsers take a string,
+// and converting the bytes costs an allocation per message). Zones are
+// refused: they have no place in a SIP URI. An IPv4-mapped address comes
+// back as the IPv4 one.
 func parseIPv6(b []byte) (netip.Addr, bool) {
 	if len(b) > 45 {
 		return netip.Addr{}, false
 	}
-	for _, c := range b {
-		if c == '%' {
+	var ip [16]byte
+	ellipsis := -1 // where "::" stands, in bytes of ip
+	if len(b) >= 2 && b[0] == ':' && b[1] == ':' {
+		ellipsis, b = 0, b[2:]
+	}
+	i := 0
+	for len(b) > 0 {
+		acc, off := uint32(0), 0
+		for ; off < len(b); off++ {
+			d := hexValFold[b[off]]
+			if d > 15 {
+				break
+			}
+			if off == 4 {
+				return netip.Addr{}, false // a group of more than 4 digits
+			}
+			acc = acc<<4 | uint32(d)
+		}
+		if off == 0 {
+			return netip.Addr{}, false
+		}
+		if off < len(b) && b[off] == '.' {
+			// The dotted IPv4 tail takes the last 4 bytes.
+			if (ellipsis < 0 && i != 12) || i+4 > 16 {
+				return netip.Addr{}, false
+			}
+			v4, ok := parseIPv4(b)
+			if !ok {
+				return netip.Addr{}, false
+			}
+			a4 := v4.As4()
+			copy(ip[i:], a4[:])
+			i += 4
+			b = nil
+			break
+		}
+		if i+2 > 16 {
+			return netip.Addr{}, false
+		}
+		ip[i], ip[i+1] = byte(acc>>8), byte(acc)
+		i += 2
+		b = b[off:]
+		if len(b) == 0 {
+			break
+		}
+		if b[0] != ':' || len(b) == 1 {
+			return netip.Addr{}, false
+		}
+		b = b[1:]
+		if b[0] == ':' {
+			if ellipsis >= 0 {
+				return netip.Addr{}, false
+			}
+			ellipsis, b = i, b[1:]
+			if len(b) == 0 {
+				break
+			}
+		}
+		if i == 16 {
 			return netip.Addr{}, false
 		}
 	}
-	var a netip.Addr
-	if err := a.UnmarshalText(b); err != nil || !a.Is6() {
-		return netip.Addr{}, false
+	switch {
+	case i < 16 && ellipsis < 0, i == 16 && ellipsis >= 0:
+		return netip.Addr{}, false // too few groups, or a "::" standing for none
+	case i < 16:
+		n := 16 - i
+		copy(ip[ellipsis+n:], ip[ellipsis:i])
+		clear(ip[ellipsis : ellipsis+n])
 	}
-	return a.Unmap(), true
+	return netip.AddrFrom16(ip).Unmap(), true
 }
+
+// hexValFold maps a hex digit of either case to its value, anything else
+// to 0xff.
+var hexValFold = func() (t [256]byte) {
+	t = hexVal
+	for c := 'A'; c <= 'F'; c++ {
+		t[c] = byte(c - 'A' + 10)
+	}
+	return t
+}()
 
 // equalFold reports whether a and b are equal under ASCII case folding, the
 // comparison RFC 3261 §19.1.4 prescribes for hosts and tokens.
@@ -105,24 +180,6 @@ func hasPrefixFold(b []byte, p string) bool {
 		}
 	}
 	return true
-}
-
-// fnv64 is FNV-1a 64 over b, continuing from h; start with fnvOffset. It is
-// fixed (no per-process seed) so every instance computes the same branch.
-func fnv64(h uint64, b []byte) uint64 {
-	for _, c := range b {
-		h ^= uint64(c)
-		h *= 1099511628211
-	}
-	return h
-}
-
-const fnvOffset uint64 = 14695981039346656037
-
-// fnvSep mixes a separator between fields so ("ab","c") and ("a","bc") differ.
-func fnvSep(h uint64) uint64 {
-	h ^= 0xff
-	return h * 1099511628211
 }
 
 // appendHex appends the low n hex digits of v, most significant first.

@@ -34,6 +34,8 @@ const (
 	DropWSOrigin               // a WebSocket handshake whose Origin the listener does not allow (403)
 	DropWSFraming              // a WebSocket message that is not exactly one SIP message, or a text one not UTF-8: closed 1002 or 1007
 	DropProxyProtocol          // a connection closed for its PROXY header: none or a malformed one from a trusted proxy, or one from a source not trusted to send it
+	DropLoop                   // an ACK that looped (§16.3 step 4; an ACK gets no 482)
+	DropTooManyHops            // an ACK with Max-Forwards 0 (an ACK gets no 483)
 	numDrops
 )
 
@@ -61,6 +63,8 @@ var dropNames = [numDrops]string{
 	DropWSOrigin:          "ws_origin",
 	DropWSFraming:         "ws_framing",
 	DropProxyProtocol:     "proxy_protocol",
+	DropLoop:              "loop",
+	DropTooManyHops:       "too_many_hops",
 }
 
 // String is the metric label of d.

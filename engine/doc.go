@@ -5,10 +5,12 @@
 //
 // The forwarding rules are pure functions of (message, source, leg, backend
 // table): Forwarder.Process returns the bytes to send and where, or a named
-// drop reason, and is tested without sockets. A Via branch siplb writes
-// carries its leg, the inbound leg and connection, the transaction and loop
-// hashes and a MAC, so responses are routed back with no state; the
-// Record-Route facing a client carries the client's flow (flow.go).
+// drop reason, and is tested without sockets: responses in forward.go, a
+// request's steps in request.go. A Via branch siplb writes carries its leg,
+// the inbound leg and connection, the transaction and loop hashes and a MAC,
+// so responses are routed back with no state (branch.go); the Record-Route
+// facing a client, and the Path a REGISTER gets, carry the client's flow
+// (flow.go).
 //
 // Every token siplb mints and later trusts carries a SipHash-2-4 MAC from
 // the branch secret's key ring (mac.go); the edge defences (admit.go, over

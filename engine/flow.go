@@ -63,6 +63,22 @@ func appendFlowToken(dst []byte, src netip.AddrPort, conn pool.ConnID, t balance
 	return appendHex(dst, uint64(src.Port()), 4)
 }
 
+// pathParam is the Path parameter (RFC 3327) that carries the flow of a
+// client that registered through siplb, signed with no dialog (pathMAC):
+// the registrar's later requests to the contact, whatever their Call-ID,
+// name it in their Route and reach the client through siplb by its NAT
+// binding or connection.
+const pathParam = "lbp"
+
+// appendPathFlow appends ";lbp=" and the client's flow token, signed for
+// a Path.
+func appendPathFlow(dst []byte, k macKey, src netip.AddrPort, conn pool.ConnID, t balance.Transport) []byte {
+	dst = append(dst, ";"+pathParam+"="...)
+	start := len(dst)
+	dst = appendFlowToken(dst, src, conn, t)
+	return appendHex(dst, k.pathMAC(dst[start:]), flowMACLen)
+}
+
 // flow is a parsed flow token.
 type flow struct {
 	addr      netip.AddrPort // UDP flows
@@ -74,11 +90,7 @@ type flow struct {
 // dialog callID under every key of the ring, then parses it. bad reports a
 // value that looked like a token but failed, for the counters.
 func (r *keyRing) verifyFlow(v, callID []byte) (fl flow, ok, bad bool) {
-	if len(v) <= flowMACLen {
-		return flow{}, false, true
-	}
-	body, macHex := v[:len(v)-flowMACLen], v[len(v)-flowMACLen:]
-	mac, ok := parseHex(macHex)
+	body, mac, ok := splitToken(v)
 	if !ok {
 		return flow{}, false, true
 	}
@@ -89,6 +101,31 @@ func (r *keyRing) verifyFlow(v, callID []byte) (fl flow, ok, bad bool) {
 		}
 	}
 	return flow{}, false, true
+}
+
+// verifyPath is verifyFlow for the token of a Path value (an lbp value),
+// which no dialog binds.
+func (r *keyRing) verifyPath(v []byte) (fl flow, ok, bad bool) {
+	body, mac, ok := splitToken(v)
+	if !ok {
+		return flow{}, false, true
+	}
+	for i := range r.keys {
+		if r.keys[i].path.pathMAC(body) == mac {
+			fl, ok = parseFlow(body)
+			return fl, ok, !ok
+		}
+	}
+	return flow{}, false, true
+}
+
+// splitToken splits a signed token into its body and its MAC.
+func splitToken(v []byte) (body []byte, mac uint64, ok bool) {
+	if len(v) <= flowMACLen {
+		return nil, 0, false
+	}
+	mac, ok = parseHex(v[len(v)-flowMACLen:])
+	return v[:len(v)-flowMACLen], mac, ok
 }
 
 // parseFlow reads a flow token written by appendFlowToken (without a MAC).

@@ -13,7 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/siplb/siplb/balance"
+	"github.com/siplb/siplb/internal/fnv1a"
 	"github.com/siplb/siplb/internal/guard"
+	"github.com/siplb/siplb/internal/mmsg"
 	"github.com/siplb/siplb/parser"
 	"github.com/siplb/siplb/pool"
 )
@@ -26,8 +28,6 @@ const DefaultRetryAfter = 5
 // documented default.
 type Config struct {
 	Legs []LegConfig
-	// Loops is the number of event loops; 0 means one per CPU.
-	Loops int
 	// DisableRecordRoute stops siplb inserting Record-Route (on by default,
 	// so in-dialog requests come back through the balancer).
 	DisableRecordRoute bool
@@ -98,6 +98,7 @@ type Forwarder struct {
 	onBlock                      func(netip.Addr) // told of a source blocked anew (the server's kernel filter); set before the server runs
 	schemes, proxyRequire        [][]byte         // lower-cased URISchemes and ProxyRequire
 	draining                     atomic.Bool      // Server.Drain with RejectNewDialogs: a new dialog from outside gets 503
+	scratches                    atomic.Int64     // Scratches made: each gets a stripe of the backends' counters
 }
 
 // ProbeHandler consumes the replies to health probes (balance.Checker).
@@ -134,14 +135,7 @@ func (f *Forwarder) ProbeIdentity() (transport, sentBy, branchPrefix string) {
 	if l == nil {
 		l = f.legs[0]
 	}
-	proto := "UDP"
-	switch l.Transport {
-	case balance.TCP:
-		proto = "TCP"
-	case balance.TLS:
-		proto = "TLS"
-	}
-	return proto, string(l.sentBy), branchCookie + string(l.tag[:]) + "ff"
+	return l.Transport.ViaName(), string(l.sentBy), branchCookie + string(l.tag[:]) + "ff"
 }
 
 // NewForwarder checks cfg against the pools of bal and builds the legs.
@@ -253,6 +247,7 @@ type DNSQuestion struct {
 // Scratch is the per-event-loop state of the hot path: the parsed message,
 // the output buffer and the counters. Owned by one goroutine at a time.
 type Scratch struct {
+	stripe   int // the stripe of balance.BackendStats this Scratch counts in
 	Msg      parser.Message
 	Counters Counters
 
@@ -260,6 +255,8 @@ type Scratch struct {
 
 	out     []byte
 	rr      []byte
+	path    []byte // the Path values added to a REGISTER
+	route   []byte // the Route value a strict next hop gets (§16.6 step 6)
 	orig    []byte // a restored Contact URI
 	contact []byte // a rewritten Contact URI
 	ext     []byte // unsupported Proxy-Require tags
@@ -285,6 +282,8 @@ func (f *Forwarder) NewScratch() *Scratch {
 		out:     make([]byte, 0, lim.MaxHeader+lim.MaxBody+1024),
 		via:     make([]byte, 0, 256),
 		rr:      make([]byte, 0, 256),
+		path:    make([]byte, 0, 256),
+		route:   make([]byte, 0, 256),
 		orig:    make([]byte, 0, 256),
 		contact: make([]byte, 0, 512),
 		ext:     make([]byte, 0, 128),
@@ -293,6 +292,7 @@ func (f *Forwarder) NewScratch() *Scratch {
 		tag:     make([]byte, 0, 16),
 	}
 	s.Msg.Limits = f.limits
+	s.stripe = int(f.scratches.Add(1))
 	return s
 }
 
@@ -333,6 +333,9 @@ func (f *Forwarder) ProcessConn(s *Scratch, b []byte, src netip.AddrPort, in *Le
 			if f.observer != nil && m.StatusCode() >= 200 {
 				f.observer.Observe(src, m.StatusCode())
 			}
+			if be, ok := f.bal.Table().Lookup(src); ok {
+				be.Stats.Response(s.stripe, m.StatusCode())
+			}
 		}
 		return r
 	}
@@ -365,12 +368,12 @@ func (f *Forwarder) malformed(s *Scratch, b []byte, src netip.AddrPort, in *Leg,
 	}
 	pe, ok := errors.AsType[*parser.Error](err)
 	if !ok {
-		pe = errBadRequest
+		pe = parser.ErrBadRequest
 	}
 	if !f.allowReply(s, src, in) {
 		return Result{Drop: DropReplyLimited}
 	}
-	h := fnv64(fnvOffset, b[:min(len(b), 256)])
+	h := fnv1a.Add(fnv1a.Offset, b[:min(len(b), 256)])
 	s.tag = append(s.tag[:0], "lb"...)
 	s.tag = appendHex(s.tag, h, 12)
 	out, ok := appendRawReply(s.out[:0], b, pe.Status, pe.Reason, s.tag)
@@ -394,8 +397,6 @@ func isKeepAlive(b []byte) bool {
 	}
 	return true
 }
-
-var errBadRequest = &parser.Error{Status: 400, Reason: "Bad Request"}
 
 // response routes a response back along the Via chain (§16.7, §16.11): the
 // top Via must be one of ours (Leg check_via); it is removed and the next one
@@ -466,339 +467,6 @@ func viaDestination(v *parser.Via) (netip.AddrPort, bool) {
 	return netip.AddrPortFrom(ip, port), true
 }
 
-// request applies §16.3-§16.6 to a request: validation, Route processing,
-// loop detection, the choice of the next hop, and the edits.
-func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
-	m := &s.Msg
-	method := m.Method()
-	top, err := m.Via(0)
-	if err != nil {
-		return f.replyErr(s, src, in, parser.ErrMalformedVia)
-	}
-
-	// §16.4: pop the Route values that name us (loose routing; two of them
-	// after a double Record-Route). The last popped names the leg facing the
-	// next hop.
-	pops := 0
-	var routeLeg *Leg
-	for pops < m.NumRoute() {
-		u, err := m.Route(pops)
-		if err != nil {
-			return f.replyTo(s, src, in, 400, "Malformed Route", nil)
-		}
-		l := f.legFor(&u)
-		if l == nil {
-			break
-		}
-		routeLeg = l
-		pops++
-	}
-	var ruri parser.URI
-	if err := parser.ParseURI(&ruri, m.RequestURI()); err != nil {
-		if sch := uriScheme(m.RequestURI()); sch != nil && !f.schemeRouted(sch) {
-			return f.replyErr(s, src, in, parser.ErrUnsupportedURIScheme)
-		}
-		return f.replyTo(s, src, in, 400, "Malformed Request-URI", nil)
-	}
-	// §16.3 step 2: a scheme siplb does not route.
-	if !f.schemeRouted(ruri.Scheme) {
-		return f.replyErr(s, src, in, parser.ErrUnsupportedURIScheme)
-	}
-	// §16.3 step 5: option tags a proxy must understand.
-	if s.ext = f.unsupportedProxyRequire(s.ext[:0], m); len(s.ext) > 0 {
-		s.extra = append(append(append(s.extra[:0], "Unsupported: "...), s.ext...), "\r\n"...)
-		return f.replyTo(s, src, in, parser.ErrBadExtension.Status, parser.ErrBadExtension.Reason, s.extra)
-	}
-	t := f.bal.Table()
-	fromBackend := f.fromBackend(t, src, s.inConn)
-	// RFC 3261 §26.2: a SIPS Request-URI reaches the balancer over TLS. (A
-	// backend inside the farm may speak UDP or TCP to siplb; siplb itself
-	// takes the request to the client over TLS.)
-	if !fromBackend && in.Transport != balance.TLS && equalFold(ruri.Scheme, []byte("sips")) {
-		return f.replyTo(s, src, in, 416, "SIPS Requires TLS", nil)
-	}
-	// §16.4: a Request-URI that is our own Record-Route came through a strict
-	// router; the real target is the last Route value.
-	strict := false
-	if pops == 0 && m.NumRoute() > 0 && f.legFor(&ruri) != nil {
-		last, err := m.Route(m.NumRoute() - 1)
-		if err != nil {
-			return f.replyTo(s, src, in, 400, "Malformed Route", nil)
-		}
-		ruri = last
-		strict = true
-	}
-	remaining := m.NumRoute() - pops
-	if strict {
-		remaining--
-	}
-
-	// §16.3 step 3: Max-Forwards.
-	if mf, ok := m.MaxForwards(); ok && mf == 0 {
-		if method == parser.OPTIONS && remaining == 0 && len(ruri.User) == 0 && f.legFor(&ruri) != nil {
-			return f.replyTo(s, src, in, 200, "OK", nil)
-		}
-		return f.replyTo(s, src, in, 483, "Too Many Hops", nil)
-	}
-	// A keep-alive probe of the balancer itself is answered here.
-	if method == parser.OPTIONS && remaining == 0 && len(ruri.User) == 0 && f.legFor(&ruri) != nil {
-		return f.replyTo(s, src, in, 200, "OK", nil)
-	}
-
-	loop := loopHash(m)
-	if f.isLoop(m, loop) {
-		return f.replyTo(s, src, in, 482, "Loop Detected", nil)
-	}
-
-	out := in
-	var (
-		be       *balance.Backend
-		dst      netip.AddrPort
-		conn     pool.ConnID
-		restored bool // the Request-URI was a Contact siplb rewrote; s.orig holds the original
-	)
-	if fromBackend {
-		// A backend may reach any destination: the flow siplb recorded for
-		// the client in its Record-Route, else the Route, else the
-		// Request-URI (the client's Contact).
-		target := ruri
-		if remaining > 0 {
-			u, err := m.Route(pops)
-			if err != nil {
-				return f.replyTo(s, src, in, 400, "Malformed Route", nil)
-			}
-			target = u
-		}
-		if routeLeg != nil {
-			out = routeLeg
-		} else if l := f.byTransport[uriTransport(&target)]; l != nil {
-			out = l
-		}
-		// The client's flow: from the Record-Route siplb wrote (in-dialog),
-		// or from a Contact siplb rewrote (the Request-URI of a request to a
-		// registered client), which is then restored.
-		var fl flow
-		flowed := false
-		ring := f.ring.Load()
-		for i := range pops {
-			u, _ := m.Route(i)
-			if v, ok := u.Param(flowParam); ok {
-				x, ok, bad := ring.verifyFlow(v, m.CallID())
-				if bad {
-					s.Counters.BadTokens.Add(1)
-				}
-				if ok {
-					fl, flowed = x, true
-					if l := f.legFor(&u); l != nil {
-						out = l
-					}
-				}
-			}
-		}
-		if l := f.legFor(&ruri); l != nil {
-			if x, orig, ok := ring.unrewriteContact(s.orig[:0], &ruri); ok {
-				s.orig = orig
-				var ou parser.URI
-				if parser.ParseURI(&ou, s.orig) == nil {
-					restored, target = true, ou
-					if !flowed {
-						fl, flowed = x, true
-						if fo := f.byTransport[x.transport]; fo != nil {
-							out = fo
-						}
-					}
-				}
-			}
-		}
-		if flowed {
-			dst, conn = fl.addr, fl.conn
-		}
-		if !flowed || (conn != 0 && !dst.IsValid()) {
-			hop := f.nextHop(t, &target)
-			if hop != &target {
-				if l := f.byTransport[uriTransport(hop)]; l != nil {
-					out = l
-				}
-			}
-			if _, isIP := parseIP(hop.Host); conn != 0 && !isIP {
-				// The connection is the way; a domain is only a fallback
-				// not worth waiting on DNS for.
-			} else {
-				var r *Result
-				dst, out, r = f.resolveHop(s, src, in, hop, out)
-				if r != nil {
-					return *r
-				}
-			}
-		}
-	} else {
-		// From outside only pool members are reachable (no open relay): the
-		// member a Route or Request-URI names inside a dialog, else a pick.
-		if len(m.ToTag()) > 0 {
-			if remaining > 0 {
-				if u, err := m.Route(pops); err == nil {
-					be = usableMember(t, &u)
-				}
-			}
-			if be == nil {
-				be = usableMember(t, &ruri)
-			}
-			if be != nil && f.byTransport[be.Transport] == nil {
-				be = nil // no listener to reach it from (added by a reload or DNS)
-			}
-		}
-		if be == nil {
-			if f.draining.Load() && len(m.ToTag()) == 0 && method != parser.ACK && method != parser.CANCEL {
-				// A new dialog while draining (drain.go): the client takes
-				// it to another instance, or here again after Retry-After.
-				return f.replyTo(s, src, in, 503, "Service Unavailable", f.retryAfter)
-			}
-			p := t.Pool(in.Pool)
-			b, ok := p.Pick(poolKey(p.Algorithm(), m))
-			if !ok || f.byTransport[b.Transport] == nil {
-				if method == parser.ACK {
-					return s.drop(DropNoBackend)
-				}
-				return f.replyTo(s, src, in, 503, "Service Unavailable", f.retryAfter)
-			}
-			be = b
-		}
-		dst = be.Addr
-		out = f.byTransport[be.Transport]
-	}
-
-	e := &s.edits
-	*e = parser.Edits{MaxForwards: true, PopRoutes: pops, DropLastRoute: strict, ContentLength: out.Transport != balance.UDP}
-	if strict {
-		e.RequestURI = ruri.Raw
-	}
-	if restored {
-		e.RequestURI = s.orig
-	} else if !fromBackend && f.rewriteContact && (out != in || f.forceRewrite) && m.NumContact() > 0 {
-		// The StatelessProxy page's rewrite_contact: a client's Contact
-		// becomes one of ours carrying its flow, so a backend's request to it
-		// (an INVITE to a registered phone) comes through siplb and reaches
-		// the client by its connection or NAT binding.
-		if cu, err := m.Contact(0); err == nil && f.legFor(&cu) == nil {
-			s.contact = appendRewrittenContact(s.contact[:0], f.ring.Load().keys[0].contact, out, cu.Raw, src, s.inConn, in.Transport)
-			e.Contact = s.contact
-		}
-	}
-	// RFC 3261 §18.2.1 and RFC 3581 §4: say where the request really came from.
-	srcIP := src.Addr().Unmap()
-	if top.HasRPort && top.RPort == 0 {
-		e.RPort = int(src.Port())
-		s.recv = srcIP.AppendTo(s.recv[:0])
-		e.Received = s.recv
-	} else if ip, ok := parseIP(top.Host); !ok || ip != srcIP {
-		s.recv = srcIP.AppendTo(s.recv[:0])
-		e.Received = s.recv
-	}
-	s.via = append(s.via[:0], out.viaHead...)
-	s.via = appendHex(s.via, uint64(in.Index), 2)
-	s.via = f.appendBranchTail(s.via, in.Index, transactionHash(m, &top), loop, s.inConn)
-	s.via = append(s.via, ";rport"...)
-	e.PushVia = s.via
-	if f.recordRoute && method != parser.REGISTER {
-		// RFC 5658: the value facing the next hop first, then the one facing
-		// the previous hop when the request changes legs. The one facing a
-		// client carries the client's flow, so the backend's requests in the
-		// dialog reach it through its connection or its NAT binding.
-		s.rr = s.rr[:0]
-		if out != in {
-			s.rr = append(s.rr, out.rrHead...)
-			s.rr = append(s.rr, '>')
-		}
-		mark := len(s.rr)
-		s.rr = append(s.rr, in.rrHead...)
-		if !fromBackend {
-			s.rr = appendFlow(s.rr, f.ring.Load().keys[0].flow, src, s.inConn, in.Transport, m.CallID())
-		}
-		s.rr = append(s.rr, '>')
-		if out != in {
-			e.RecordRoute, e.RecordRoute2 = s.rr[:mark], s.rr[mark:]
-		} else {
-			e.RecordRoute = s.rr
-		}
-	}
-	msg := m.AppendForward(s.out[:0], e)
-	// Not be.Sockaddr: unix.Sendto writes into the Sockaddr it is given, so
-	// one shared by every loop would be a data race. The Scratch's is the
-	// loop's own.
-	return Result{Out: msg, To: dst, Sockaddr: s.sockaddr(dst), Leg: out, Conn: conn}
-}
-
-// fromBackend reports whether a request's sender is a backend, by what no
-// sender can write: a UDP source address:port that is a member's, a
-// connection siplb opened to a member, a source IP the operator listed in a
-// pool's backend_sources, or a TLS connection whose verified client
-// certificate a pool's backend_certs names. A Via sent-by never counts (anyone writes
-// one), nor does an inbound connection from a member's address (a client
-// may bind a member's UDP port for its TCP socket).
-func (f *Forwarder) fromBackend(t *balance.Table, src netip.AddrPort, conn pool.ConnID) bool {
-	if conn.Trusted() {
-		return true // a verified client certificate in a pool's backend_certs
-	}
-	if conn == 0 || conn.Outbound() {
-		if _, ok := t.Lookup(src); ok {
-			return true
-		}
-	}
-	return t.BackendSource(src.Addr())
-}
-
-// uriScheme returns the scheme of a URI that may not parse as a SIP URI
-// (a mailto: or an http: one), nil when it has none.
-func uriScheme(u []byte) []byte {
-	for i, c := range u {
-		switch {
-		case c == ':' && i > 0:
-			return u[:i]
-		case (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (i == 0 || (c < '0' || c > '9') && c != '+' && c != '-' && c != '.'):
-			return nil
-		}
-	}
-	return nil
-}
-
-func (f *Forwarder) replyErr(s *Scratch, src netip.AddrPort, in *Leg, e *parser.Error) Result {
-	return f.replyTo(s, src, in, e.Status, e.Reason, nil)
-}
-
-// replyTo builds a stateless response to the request in s.Msg and addresses
-// it as §18.2.2 says for the request's top Via: back to the source when the
-// client asked for rport, else to the source IP and the sent-by port. An ACK
-// never gets one.
-func (f *Forwarder) replyTo(s *Scratch, src netip.AddrPort, in *Leg, status int, reason string, extra []byte) Result {
-	m := &s.Msg
-	if m.Method() == parser.ACK {
-		return s.drop(DropMalformedRequest)
-	}
-	if !f.allowReply(s, src, in) {
-		return Result{Drop: DropReplyLimited}
-	}
-	dst := src
-	if top, err := m.Via(0); err == nil && !top.HasRPort {
-		port := top.Port
-		if port == 0 {
-			port = in.Transport.DefaultPort()
-		}
-		dst = netip.AddrPortFrom(src.Addr(), port)
-	}
-	// A To tag of our own, the same for every retransmission (§8.2.6.2).
-	var toTag []byte
-	if status > 100 {
-		h := fnv64(fnvOffset, m.CallID())
-		h = fnv64(fnvSep(h), m.FromTag())
-		s.tag = append(s.tag[:0], "lb"...)
-		s.tag = appendHex(s.tag, h, 12)
-		toTag = s.tag
-	}
-	out := parser.AppendResponse(s.out[:0], m, status, reason, toTag, extra)
-	s.Counters.countReply(status)
-	return Result{Out: out, To: dst, Sockaddr: s.sockaddr(dst), Leg: in, Conn: s.inConn, Status: status}
-}
-
 func (s *Scratch) drop(d Drop) Result {
 	s.Counters.Drops[d].Add(1)
 	return Result{Drop: d}
@@ -807,13 +475,5 @@ func (s *Scratch) drop(d Drop) Result {
 // sockaddr fills the Scratch's sockaddr for dst. The value is overwritten by
 // the next call: use it before processing another message.
 func (s *Scratch) sockaddr(dst netip.AddrPort) unix.Sockaddr {
-	a := dst.Addr()
-	if a.Is4() || a.Is4In6() {
-		s.sa4.Addr = a.Unmap().As4()
-		s.sa4.Port = int(dst.Port())
-		return &s.sa4
-	}
-	s.sa6.Addr = a.As16()
-	s.sa6.Port = int(dst.Port())
-	return &s.sa6
+	return mmsg.Sockaddr(dst, &s.sa4, &s.sa6)
 }

@@ -36,11 +36,21 @@ func newTestForwarder(t testing.TB, states ...balance.State) *Forwarder {
 		}
 		pc.Backends = append(pc.Backends, bc)
 	}
+	return newPoolForwarder(t, pc, Config{})
+}
+
+// newPoolForwarder is a Forwarder in front of the one pool pc, with cfg's
+// legs or else one UDP leg on legAddr.
+func newPoolForwarder(t testing.TB, pc balance.PoolConfig, cfg Config) *Forwarder {
+	t.Helper()
 	bal, err := balance.New([]balance.PoolConfig{pc})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := NewForwarder(Config{Legs: []LegConfig{{Transport: balance.UDP, Addr: legAddr}}}, bal)
+	if len(cfg.Legs) == 0 {
+		cfg.Legs = []LegConfig{{Transport: balance.UDP, Addr: legAddr}}
+	}
+	f, err := NewForwarder(cfg, bal)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,12 +450,7 @@ func BenchmarkProcess(b *testing.B) {
 // client's flow; the backend's INVITE to it is restored and sent to the
 // client's NAT address; the 200 shows the client its own Contact.
 func TestForwardRewriteContact(t *testing.T) {
-	pc := balance.PoolConfig{Name: "farm", Backends: []balance.BackendConfig{{Addr: backends[0]}}}
-	bal, _ := balance.New([]balance.PoolConfig{pc})
-	f, err := NewForwarder(Config{Legs: []LegConfig{{Transport: balance.UDP, Addr: legAddr}}, ForceRewrite: true}, bal)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newPoolForwarder(t, balance.PoolConfig{Name: "farm", Backends: []balance.BackendConfig{{Addr: backends[0]}}}, Config{ForceRewrite: true})
 	reg := sip("REGISTER sip:example.com SIP/2.0",
 		"Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKrw;rport",
 		"Max-Forwards: 70", "From: <sip:carol@example.com>;tag=c1", "To: <sip:carol@example.com>",

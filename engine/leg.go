@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"strconv"
@@ -141,11 +142,9 @@ func newLeg(i int, c LegConfig, pool balance.PoolID) (*Leg, error) {
 	sentBy += ":" + strconv.Itoa(int(port))
 	l.sentBy = []byte(sentBy)
 
-	var h uint32 = 2166136261
-	for _, b := range []byte(c.Transport.String() + "/" + sentBy) {
-		h ^= uint32(b)
-		h *= 16777619
-	}
+	th := fnv.New32a()
+	th.Write([]byte(c.Transport.String() + "/" + sentBy))
+	h := th.Sum32()
 	const hexdigits = "0123456789abcdef"
 	for j := legTagLen - 1; j >= 0; j-- {
 		l.tag[j] = hexdigits[h&15]
@@ -154,18 +153,7 @@ func newLeg(i int, c LegConfig, pool balance.PoolID) (*Leg, error) {
 	if i > 255 {
 		return nil, errors.New("more than 256 legs")
 	}
-	proto := "UDP"
-	switch c.Transport {
-	case balance.TCP:
-		proto = "TCP"
-	case balance.TLS:
-		proto = "TLS"
-	case balance.WS:
-		proto = "WS" // RFC 7118 §5.2
-	case balance.WSS:
-		proto = "WSS"
-	}
-	l.viaHead = fmt.Appendf(nil, "SIP/2.0/%s %s;branch=%s%s", proto, sentBy, branchCookie, l.tag[:])
+	l.viaHead = fmt.Appendf(nil, "SIP/2.0/%s %s;branch=%s%s", c.Transport.ViaName(), sentBy, branchCookie, l.tag[:])
 	switch c.Transport {
 	case balance.UDP:
 		l.rrHead = fmt.Appendf(nil, "<sip:%s;lr", sentBy)

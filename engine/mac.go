@@ -10,7 +10,7 @@ import (
 )
 
 // Every token siplb mints and later trusts (the Via branch, the flow in a
-// Record-Route, a rewritten Contact) carries a 64-bit SipHash-2-4 MAC keyed
+// Record-Route or a Path, a rewritten Contact) carries a 64-bit SipHash-2-4 MAC keyed
 // by the branch secret, checked before anything in the token is used. A
 // token that fails is treated as absent and counted (Counters.BadTokens).
 //
@@ -25,7 +25,7 @@ type macKey struct{ k0, k1 uint64 }
 
 // secretKeys are the keys derived from one secret.
 type secretKeys struct {
-	branch, flow, contact macKey
+	branch, flow, contact, path macKey
 }
 
 // keyRing is the secrets in force: keys[0] signs, all verify. Immutable;
@@ -40,7 +40,7 @@ func deriveKeys(secret string) secretKeys {
 		sum := sha256.Sum256([]byte("siplb token key v1\x00" + kind + "\x00" + secret))
 		return macKey{binary.LittleEndian.Uint64(sum[:8]), binary.LittleEndian.Uint64(sum[8:16])}
 	}
-	return secretKeys{branch: k("branch"), flow: k("flow"), contact: k("contact")}
+	return secretKeys{branch: k("branch"), flow: k("flow"), contact: k("contact"), path: k("path")}
 }
 
 func newKeyRing(cur string, prev []string) *keyRing {
@@ -86,3 +86,9 @@ func (k macKey) flowMAC(token, callID []byte) uint64 {
 	binary.LittleEndian.PutUint64(b[n:], k.sum(callID))
 	return k.sum(b[:n+8])
 }
+
+// pathMAC signs the flow token of a Path value (RFC 3327). Unlike flowMAC
+// it binds no Call-ID: a registrar's requests to the registered contact
+// belong to dialogs that do not exist yet. Its key is the path kind's own,
+// so a Path token never passes as a Record-Route one nor the reverse.
+func (k macKey) pathMAC(token []byte) uint64 { return k.sum(token) }

@@ -32,8 +32,13 @@ var sink uint64
 
 func TestMACKindsDiffer(t *testing.T) {
 	k := deriveKeys("s3cret s3cret s3cret")
-	if k.branch == k.flow || k.flow == k.contact || k.branch == k.contact {
-		t.Fatal("token kinds share a key")
+	kinds := []macKey{k.branch, k.flow, k.contact, k.path}
+	for i := range kinds {
+		for j := range i {
+			if kinds[i] == kinds[j] {
+				t.Fatalf("token kinds %d and %d share a key", i, j)
+			}
+		}
 	}
 	if deriveKeys("s3cret s3cret s3creu").branch == k.branch {
 		t.Fatal("different secrets, same key")
@@ -42,6 +47,9 @@ func TestMACKindsDiffer(t *testing.T) {
 	if a == k.flow.flowMAC([]byte("u7f00000113c4"), []byte("call-2")) ||
 		a == k.flow.flowMAC([]byte("u7f00000113c5"), []byte("call-1")) {
 		t.Fatal("flow MAC ignores its token or its Call-ID")
+	}
+	if k.path.pathMAC([]byte("u7f00000113c4")) == k.path.pathMAC([]byte("u7f00000113c5")) {
+		t.Fatal("path MAC ignores its token")
 	}
 	if testing.AllocsPerRun(100, func() { k.flow.flowMAC([]byte("u7f00000113c4"), []byte("call-1")) }) != 0 {
 		t.Fatal("flow MAC allocates")

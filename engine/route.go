@@ -35,34 +35,33 @@ func (f *Forwarder) nextHop(t *balance.Table, target *parser.URI) *parser.URI {
 
 // resolveHop turns a next-hop URI into an address and the leg to send from:
 // an IP literal at once, a domain from the resolver's cache (RFC 3263). When
-// the answer is not cached it returns a Result asking the server to resolve
-// and process the message again; an unresolvable domain gets a 503.
-func (f *Forwarder) resolveHop(s *Scratch, src netip.AddrPort, in *Leg, hop *parser.URI, out *Leg) (netip.AddrPort, *Leg, *Result) {
+// the answer is not cached it returns, with done set, a Result asking the
+// server to resolve and process the message again; an unresolvable domain
+// gets a 503.
+func (f *Forwarder) resolveHop(s *Scratch, src netip.AddrPort, in *Leg, hop *parser.URI, out *Leg) (dst netip.AddrPort, leg *Leg, r Result, done bool) {
 	if ip, ok := parseIP(hop.Host); ok {
 		port := hop.Port
 		if port == 0 {
 			port = uriTransport(hop).DefaultPort()
 		}
-		return netip.AddrPortFrom(ip, port), out, nil
+		return netip.AddrPortFrom(ip, port), out, Result{}, false
 	}
 	if f.resolver == nil || len(hop.Host) == 0 {
-		r := s.drop(DropUnresolvable)
-		return netip.AddrPort{}, out, &r
+		return netip.AddrPort{}, out, s.drop(DropUnresolvable), true
 	}
 	secure := equalFold(hop.Scheme, []byte("sips"))
 	ts, err, ok := f.resolver.ResolveCached(string(hop.Host), hop.Port, string(hop.Transport), secure)
 	if !ok {
 		s.Counters.DNSMisses.Add(1)
-		r := Result{Resolve: &DNSQuestion{Host: string(hop.Host), Port: hop.Port, Transport: string(hop.Transport), Secure: secure}}
-		return netip.AddrPort{}, out, &r
+		q := &DNSQuestion{Host: string(hop.Host), Port: hop.Port, Transport: string(hop.Transport), Secure: secure}
+		return netip.AddrPort{}, out, Result{Resolve: q}, true
 	}
 	for _, tg := range ts {
 		if l := f.byTransport[tg.Transport]; l != nil && err == nil {
-			return tg.Addr, l, nil
+			return tg.Addr, l, Result{}, false
 		}
 	}
-	r := f.replyTo(s, src, in, 503, "Destination Unresolvable", nil)
-	return netip.AddrPort{}, out, &r
+	return netip.AddrPort{}, out, f.reply(s, src, in, parser.ErrDestinationUnresolvable, nil), true
 }
 
 // proxyURI turns "udp://host:port", "sip:host:port;transport=tcp" or
@@ -120,23 +119,6 @@ func usableMember(t *balance.Table, u *parser.URI) *balance.Backend {
 		return nil
 	}
 	return b
-}
-
-// poolKey is the part of the request a hashed algorithm hashes.
-func poolKey(a balance.Algorithm, m *parser.Message) []byte {
-	switch a {
-	case balance.HashFromUser:
-		if u, err := m.FromURI(); err == nil {
-			return u.User
-		}
-	case balance.HashToUser:
-		if u, err := m.ToURI(); err == nil {
-			return u.User
-		}
-	case balance.HashRequestURI:
-		return m.RequestURI()
-	}
-	return m.CallID()
 }
 
 // legFor returns the leg a URI names (host, port and transport), or nil.

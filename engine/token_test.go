@@ -249,14 +249,7 @@ func TestStreamClientWithMemberViaIsNoBackend(t *testing.T) {
 func TestBackendSourcesTrusted(t *testing.T) {
 	pc := balance.PoolConfig{Name: "farm", Backends: []balance.BackendConfig{{Addr: backends[0]}},
 		BackendSources: []netip.Prefix{netip.MustParsePrefix("127.0.0.8/32")}}
-	bal, err := balance.New([]balance.PoolConfig{pc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := NewForwarder(Config{Legs: []LegConfig{{Transport: balance.UDP, Addr: legAddr}}}, bal)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newPoolForwarder(t, pc, Config{})
 	req := sip("MESSAGE sip:x@"+victim.String()+" SIP/2.0",
 		"Via: SIP/2.0/UDP 127.0.0.8:40001;branch=z9hG4bK-src",
 		"Max-Forwards: 70", "From: <sip:a@example.com>;tag=f", "To: <sip:x@example.com>;tag=t",

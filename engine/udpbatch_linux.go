@@ -45,13 +45,14 @@ type batchSock struct {
 	rerr  syscall.Errno
 	recvF func(uintptr) bool
 
-	obuf  []byte
-	ohdr  [batchSize]unix.Mmsghdr
-	oiov  [batchSize]unix.Iovec
-	oaddr [batchSize]unix.RawSockaddrInet6
-	on    int
-	sent  int
-	sendF func(uintptr) bool
+	obuf     []byte
+	ohdr     [batchSize]unix.Mmsghdr
+	oiov     [batchSize]unix.Iovec
+	oaddr    [batchSize]unix.RawSockaddrInet6
+	on       int
+	sent     int
+	sendF    func(uintptr) bool
+	refusedF func(syscall.Errno) bool
 }
 
 // startBatchUDP opens loops sockets per UDP leg and serves each in a
@@ -132,6 +133,7 @@ func newBatchSock(s *Server, leg *Leg, conn *net.UDPConn) (*batchSock, error) {
 	}
 	b.recvF = b.recv
 	b.sendF = b.send
+	b.refusedF = b.refused
 	return b, nil
 }
 
@@ -256,19 +258,18 @@ func (b *batchSock) drainErrors(fd uintptr) {
 // send is the RawConn.Write callback: it sends ohdr[sent:on]; a datagram the
 // kernel refuses is dropped and counted, as a failed sendto would be.
 func (b *batchSock) send(fd uintptr) bool {
-	for b.sent < b.on {
-		n, e := mmsg.Send(fd, b.ohdr[b.sent:b.on])
-		switch e {
-		case 0:
-			b.sent += n
-		case unix.EAGAIN:
-			return false
-		case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH:
-			b.drainErrors(fd) // an earlier datagram's ICMP error, not this one's
-		default:
-			b.sent++
-			b.scr.Counters.Drops[DropSendError].Add(1)
-		}
+	return mmsg.SendAll(fd, b.ohdr[:b.on], &b.sent, b.refusedF)
+}
+
+// refused judges an errno sendmmsg returned for the first datagram left:
+// an ICMP error queued for an earlier datagram (IP_RECVERR) is read and the
+// datagram sent again; any other error drops it.
+func (b *batchSock) refused(e syscall.Errno) bool {
+	switch e {
+	case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH:
+		b.drainErrors(uintptr(b.fd))
+		return true
 	}
-	return true
+	b.scr.Counters.Drops[DropSendError].Add(1)
+	return false
 }

@@ -50,13 +50,7 @@ func (f *Forwarder) unsupportedProxyRequire(dst []byte, m *parser.Message) []byt
 		}
 		for len(v) > 0 {
 			var tag []byte
-			if j := indexByte(v, ','); j >= 0 {
-				tag, v = v[:j], v[j+1:]
-			} else {
-				tag, v = v, nil
-			}
-			tag = trimLWS(tag)
-			if len(tag) == 0 || inFold(f.proxyRequire, tag) {
+			if tag, v = nextTag(v); len(tag) == 0 || inFold(f.proxyRequire, tag) {
 				continue
 			}
 			if len(dst) > 0 {
@@ -66,6 +60,35 @@ func (f *Forwarder) unsupportedProxyRequire(dst []byte, m *parser.Message) []byt
 		}
 	}
 	return dst
+}
+
+// hasOptionTag reports whether a header of m with the given id (Supported,
+// Require) lists the option tag, ignoring case.
+func hasOptionTag(m *parser.Message, id parser.HeaderID, tag string) bool {
+	if m.Header(id) == nil {
+		return false
+	}
+	for i := range m.NumHeaders() {
+		hid, _, v := m.HeaderAt(i)
+		if hid != id {
+			continue
+		}
+		for len(v) > 0 {
+			var t []byte
+			if t, v = nextTag(v); len(t) == len(tag) && hasPrefixFold(t, tag) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// nextTag splits the first option tag off a comma-separated list value.
+func nextTag(v []byte) (tag, rest []byte) {
+	if j := indexByte(v, ','); j >= 0 {
+		return trimLWS(v[:j]), v[j+1:]
+	}
+	return trimLWS(v), nil
 }
 
 func indexByte(b []byte, c byte) int {

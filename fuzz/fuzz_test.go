@@ -13,20 +13,30 @@ import (
 // addSeeds adds every parser testdata message and every inline seed.
 func addSeeds(f *testing.F) {
 	f.Helper()
+	for _, b := range seedMessages(f) {
+		f.Add(b)
+	}
+}
+
+// seedMessages returns every parser testdata message and every inline seed.
+func seedMessages(f *testing.F) [][]byte {
+	f.Helper()
 	paths, err := filepath.Glob(filepath.Join("..", "parser", "testdata", "*", "*.sip"))
 	if err != nil || len(paths) == 0 {
 		f.Fatalf("no parser testdata: %v", err)
 	}
+	var out [][]byte
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(b)
+		out = append(out, b)
 	}
 	for _, s := range seeds {
-		f.Add([]byte(s))
+		out = append(out, []byte(s))
 	}
+	return out
 }
 
 // inside reports whether s is empty or a sub-slice of buf.
@@ -220,7 +230,9 @@ func FuzzFrame(f *testing.F) {
 	})
 }
 
-func FuzzForward(f *testing.F) {
+// FuzzEdits applies a proxy's edits (parser.Edits) to every message that
+// parses and checks the result parses to the same message, one Via more.
+func FuzzEdits(f *testing.F) {
 	addSeeds(f)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var m parser.Message

@@ -1,10 +1,6 @@
 package parser
 
-import (
-	"strconv"
-
-	"github.com/valyala/bytebufferpool"
-)
+import "strconv"
 
 // Edits are the changes a stateless proxy makes while forwarding, applied in
 // one pass by AppendForward. The zero Edits copies the message (with its
@@ -20,6 +16,8 @@ type Edits struct {
 	DropLastRoute bool   // remove the last Route value (strict routing, RFC 3261 §16.4: it became the Request-URI)
 	RecordRoute   []byte // non-nil: a Record-Route value ("<sip:h:p;lr>") inserted as the first Record-Route
 	RecordRoute2  []byte // non-nil: a second one, placed after RecordRoute (RFC 5658 double Record-Route)
+	Path          []byte // non-nil: a Path value ("<sip:h:p;lr>", RFC 3327) inserted as the first Path
+	Path2         []byte // non-nil: a second one, placed after Path (one per leg, as RecordRoute2)
 	RequestURI    []byte // non-nil: replaces the Request-URI
 	AppendRoute   []byte // non-nil: a Route value added as the last Route (strict routing, RFC 3261 §16.6 step 6)
 	Contact       []byte // non-nil: replaces the URI (inside <>, or the addr-spec, then enclosed in <>) of the first Contact value
@@ -69,10 +67,15 @@ func (m *Message) AppendForward(dst []byte, e *Edits) []byte {
 	mfHdr := int(m.first[HdrMaxForwards]) - 1
 	firstRR := int(m.first[HdrRecordRoute]) - 1
 	addRR := e.RecordRoute != nil || e.RecordRoute2 != nil
+	firstPath := int(m.first[HdrPath]) - 1
+	addPath := e.Path != nil || e.Path2 != nil
 	for i := range m.hdrs {
 		h := &m.hdrs[i]
 		if i == firstRR && addRR {
 			dst = m.appendRecordRoutes(dst, e)
+		}
+		if i == firstPath && addPath {
+			dst = appendPaths(dst, e)
 		}
 		if editRoutes && h.id == HdrRoute {
 			dst = m.appendRouteLine(dst, i, pops, e.DropLastRoute)
@@ -107,6 +110,9 @@ func (m *Message) AppendForward(dst []byte, e *Edits) []byte {
 	if addRR && firstRR < 0 {
 		dst = m.appendRecordRoutes(dst, e)
 	}
+	if addPath && firstPath < 0 {
+		dst = appendPaths(dst, e)
+	}
 	if e.AppendRoute != nil && lastRoute < 0 {
 		dst = appendHeader(dst, "Route: ", e.AppendRoute)
 	}
@@ -119,37 +125,23 @@ func (m *Message) AppendForward(dst []byte, e *Edits) []byte {
 	return append(dst, b[m.body.off:m.body.end]...)
 }
 
-// outPool holds the buffers of AppendForwardPooled.
-var outPool bytebufferpool.Pool
-
-// maxPooled bounds the buffers put back into outPool, so that one huge
-// message does not pin its buffer for ever.
-const maxPooled = DefaultMaxHeader + DefaultMaxBody + 4<<10
-
-// AppendForwardPooled is AppendForward into a buffer from a pool. The
-// caller owns the buffer until it hands it to ReleaseBuffer, and must not
-// touch it afterwards.
-func (m *Message) AppendForwardPooled(e *Edits) *bytebufferpool.ByteBuffer {
-	bb := outPool.Get()
-	bb.B = m.AppendForward(bb.B[:0], e)
-	return bb
-}
-
-// ReleaseBuffer gives a buffer from AppendForwardPooled back to the pool;
-// buffers grown beyond the default limits are left to the garbage collector.
-func ReleaseBuffer(bb *bytebufferpool.ByteBuffer) {
-	if cap(bb.B) > maxPooled {
-		return
-	}
-	outPool.Put(bb)
-}
-
 func (m *Message) appendRecordRoutes(dst []byte, e *Edits) []byte {
 	if e.RecordRoute != nil {
 		dst = appendHeader(dst, "Record-Route: ", e.RecordRoute)
 	}
 	if e.RecordRoute2 != nil {
 		dst = appendHeader(dst, "Record-Route: ", e.RecordRoute2)
+	}
+	return dst
+}
+
+// appendPaths writes the Path values of e, each on a line of its own.
+func appendPaths(dst []byte, e *Edits) []byte {
+	if e.Path != nil {
+		dst = appendHeader(dst, "Path: ", e.Path)
+	}
+	if e.Path2 != nil {
+		dst = appendHeader(dst, "Path: ", e.Path2)
 	}
 	return dst
 }

@@ -7,7 +7,7 @@ import "strconv"
 // response. Values are the package's preallocated sentinels; compare them
 // with errors.Is and never modify them.
 type Error struct {
-	Status int    // SIP status to send: 400, 505, 513
+	Status int    // SIP status to send: 400, 416, 420, 482, 483, 503, 505, 513
 	Reason string // reason phrase naming the defect, e.g. "Missing Call-ID"
 }
 
@@ -48,3 +48,19 @@ var (
 	ErrUnsupportedURIScheme   = &Error{Status: 416, Reason: "Unsupported URI Scheme"}
 	ErrBadExtension           = &Error{Status: 420, Reason: "Bad Extension"}
 )
+
+// The sentinels of the proxy's own decisions (RFC 3261 §16.3, §16.6, §26.2):
+// no parser returns them, but a stateless proxy answers them the same way.
+var (
+	ErrBadRequest              = &Error{Status: 400, Reason: "Bad Request"}         // a defect no other sentinel names
+	ErrSIPSRequiresTLS         = &Error{Status: 416, Reason: "SIPS Requires TLS"}   // a sips: Request-URI that did not arrive over TLS (§26.2)
+	ErrLoopDetected            = &Error{Status: 482, Reason: "Loop Detected"}       // §16.3 step 4
+	ErrTooManyHops             = &Error{Status: 483, Reason: "Too Many Hops"}       // Max-Forwards 0 (§16.3 step 3)
+	ErrServiceUnavailable      = &Error{Status: 503, Reason: "Service Unavailable"} // no backend to take the request
+	ErrDestinationUnresolvable = &Error{Status: 503, Reason: "Destination Unresolvable"}
+)
+
+// StatusOK is not a defect: it is the 200 a proxy answers an OPTIONS
+// addressed to itself with (RFC 3261 §11), a value of the same type so that
+// every stateless reply takes one path.
+var StatusOK = &Error{Status: 200, Reason: "OK"}

@@ -76,7 +76,6 @@ type backendInfo struct {
 	NewDialogs uint64            `json:"new_dialogs"`         // requests forwarded to it as a new dialog's pick
 	InDialog   uint64            `json:"in_dialog"`           // requests forwarded to it inside a dialog
 	Responses  map[string]uint64 `json:"responses,omitempty"` // its responses routed back, by class ("2xx": n)
-	Replies    uint64            `json:"replies"`             // stateless replies siplb sent on its behalf
 }
 
 // poolInfo is one pool in the API's answers.
@@ -190,7 +189,7 @@ func (a *adminServer) pools() []poolInfo {
 			}
 			if b.Stats != nil {
 				n := b.Stats.Read()
-				bi.NewDialogs, bi.InDialog, bi.Replies = n.NewDialogs, n.InDialog, n.Replies
+				bi.NewDialogs, bi.InDialog = n.NewDialogs, n.InDialog
 				for k, v := range n.Responses {
 					if v > 0 {
 						if bi.Responses == nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"strconv"
@@ -242,7 +243,7 @@ func parseConfigDoc(data []byte) (*Config, *yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil {
-		if errors.Is(err, errEOF) || err.Error() == "EOF" {
+		if errors.Is(err, io.EOF) {
 			return nil, nil, errors.New("configuration is empty")
 		}
 		return nil, nil, cleanYAMLError(err)
@@ -268,8 +269,6 @@ func withLine(doc *yaml.Node, err error) error {
 	}
 	return err
 }
-
-var errEOF = errors.New("EOF")
 
 func cleanYAMLError(err error) error {
 	return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
@@ -738,7 +737,6 @@ func (c *Config) health() map[string]balance.HealthConfig {
 // BranchSecret is left empty: resolveSecrets decides it.
 func (c *Config) engineConfig() (engine.Config, []*siptls.Store, error) {
 	ec := engine.Config{
-		Loops:              c.Engine.Loops,
 		DisableRecordRoute: !*c.Engine.RecordRoute,
 		RetryAfter:         c.Engine.RetryAfter,
 		RewriteContact:     c.Engine.RewriteContact,

@@ -223,7 +223,7 @@ func serveWith(ctx context.Context, cfg *Config, o serveOptions) error {
 		go balance.NewDiscovery(b.bal, b.resolver, srcs, log).Run(ctx)
 	}
 	var checker *balance.Checker
-	srv := engine.NewServerWith(b.fwd, engine.Options{Loops: b.ec.Loops, Limits: cfg.Streams, Log: dataLog, GnetUDP: cfg.Engine.UDPIO == "gnet",
+	srv := engine.NewServerWith(b.fwd, engine.Options{Loops: cfg.Engine.Loops, Limits: cfg.Streams, Log: dataLog, GnetUDP: cfg.Engine.UDPIO == "gnet",
 		Unreachable: func(a netip.AddrPort, h balance.Hint) { checker.Unreachable(a, h) }})
 	tr, sentBy, prefix := b.fwd.ProbeIdentity()
 	checker = balance.NewChecker(b.bal, cfg.health(), balance.ProbeIdentity{Transport: tr, SentBy: sentBy, BranchPrefix: prefix}, srv, log)
@@ -302,7 +302,7 @@ func serveWith(ctx context.Context, cfg *Config, o serveOptions) error {
 		p := t.Pool(balance.PoolID(i))
 		log.Info("pool", "name", p.Name(), "algorithm", p.Algorithm().String(), "backends", len(p.Backends()))
 	}
-	log.Info("siplb serving", "version", version, "config", o.source, "loops", b.ec.Loops, "max_connections", files.maxConns)
+	log.Info("siplb serving", "version", version, "config", o.source, "loops", cfg.Engine.Loops, "max_connections", files.maxConns)
 	select {
 	case err := <-errc:
 		return ended(err)

@@ -82,7 +82,6 @@ type siplbCollector struct {
 	probeRTTEWMA   *prometheus.Desc
 	beRequests     *prometheus.Desc
 	beResponses    *prometheus.Desc
-	beReplies      *prometheus.Desc
 	probeRTTHist   *prometheus.Desc
 	reloads        *prometheus.Desc
 	reloadOK       *prometheus.Desc
@@ -105,7 +104,6 @@ func newSiplbCollector(src metricsSource) *siplbCollector {
 		probeRTT:       prometheus.NewDesc("siplb_backend_probe_rtt_seconds", "Round trip of the last answered health probe of a backend.", []string{"pool", "backend"}, nil),
 		beRequests:     prometheus.NewDesc("siplb_backend_requests_total", "Requests forwarded to a backend: kind new_dialog (a pick) or in_dialog.", []string{"backend", "kind"}, nil),
 		beResponses:    prometheus.NewDesc("siplb_backend_responses_total", "A backend's responses siplb routed back, by class (1xx..6xx).", []string{"backend", "class"}, nil),
-		beReplies:      prometheus.NewDesc("siplb_backend_replies_total", "Stateless replies siplb sent for requests bound to a backend.", []string{"backend"}, nil),
 		probeRTTEWMA:   prometheus.NewDesc("siplb_backend_probe_rtt_ewma_seconds", "Moving average (EWMA, about the last 8) of a backend's probe round trips.", []string{"pool", "backend"}, nil),
 		probeRTTHist:   prometheus.NewDesc("siplb_backend_probe_duration_seconds", "Round trips of a backend's answered health probes.", []string{"pool", "backend"}, nil),
 		reloads:        prometheus.NewDesc("siplb_config_reloads_total", "Configuration reloads (SIGHUP or POST /api/v1/reload), by result.", []string{"result"}, nil),
@@ -125,7 +123,7 @@ func (c *siplbCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	for _, d := range []*prometheus.Desc{c.drops, c.replies, c.conns, c.connsBy, c.streamBytes, c.closed, c.backendUp, c.backendState,
-		c.backendHealthy, c.probeRTT, c.probeRTTEWMA, c.probeRTTHist, c.beRequests, c.beResponses, c.beReplies, c.reloads, c.reloadOK, c.reloadLast, c.buildInfo} {
+		c.backendHealthy, c.probeRTT, c.probeRTTEWMA, c.probeRTTHist, c.beRequests, c.beResponses, c.reloads, c.reloadOK, c.reloadLast, c.buildInfo} {
 		ch <- d
 	}
 }
@@ -201,7 +199,6 @@ func (c *siplbCollector) Collect(ch chan<- prometheus.Metric) {
 				for k, v := range n.Responses {
 					counter(c.beResponses, v, addr, string(rune('1'+k))+"xx")
 				}
-				counter(c.beReplies, n.Replies, addr)
 			}
 			if h, ok := rtt[addr]; ok {
 				gauge(c.probeRTT, h.LastRTT.Seconds(), p.Name(), addr)

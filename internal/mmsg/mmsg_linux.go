@@ -1,11 +1,5 @@
-// Package mmsg wraps recvmmsg(2) and sendmmsg(2), the batched UDP system
-// calls siplb's data path and its benchmark tools use, and the socket
-// addresses they carry. It is shared by the engine (the batched UDP legs)
-// and the benchmark relay and echo; it owns no sockets and no buffers.
-//
-// The functions are meant for syscall.RawConn.Read/Write callbacks: they
-// never block (MSG_DONTWAIT) and retry EINTR themselves; EAGAIN tells the
-// caller to let the netpoller wait.
+//go:build linux
+
 package mmsg
 
 import (
@@ -20,16 +14,27 @@ import (
 // header's Namelen (for an address of either family) and Flags. It returns
 // the number read, or the error; EINTR is retried.
 func Recv(fd uintptr, hdrs []unix.Mmsghdr) (int, syscall.Errno) {
-	if len(hdrs) == 0 {
-		return 0, 0
-	}
 	for i := range hdrs {
 		hdrs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
 		hdrs[i].Hdr.Flags = 0
 	}
+	return call(unix.SYS_RECVMMSG, fd, hdrs)
+}
+
+// Send sends the datagrams of hdrs and returns how many the kernel took, or
+// the error of the first one (which was then not sent); EINTR is retried.
+func Send(fd uintptr, hdrs []unix.Mmsghdr) (int, syscall.Errno) {
+	return call(unix.SYS_SENDMMSG, fd, hdrs)
+}
+
+// call makes the recvmmsg or sendmmsg system call trap without blocking,
+// retrying EINTR.
+func call(trap, fd uintptr, hdrs []unix.Mmsghdr) (int, syscall.Errno) {
+	if len(hdrs) == 0 {
+		return 0, 0
+	}
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&hdrs[0])),
-			uintptr(len(hdrs)), unix.MSG_DONTWAIT, 0, 0)
+		n, _, e := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), unix.MSG_DONTWAIT, 0, 0)
 		if e == unix.EINTR {
 			continue
 		}
@@ -40,23 +45,27 @@ func Recv(fd uintptr, hdrs []unix.Mmsghdr) (int, syscall.Errno) {
 	}
 }
 
-// Send sends the datagrams of hdrs and returns how many the kernel took, or
-// the error of the first one (which was then not sent); EINTR is retried.
-func Send(fd uintptr, hdrs []unix.Mmsghdr) (int, syscall.Errno) {
-	if len(hdrs) == 0 {
-		return 0, 0
-	}
-	for {
-		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&hdrs[0])),
-			uintptr(len(hdrs)), unix.MSG_DONTWAIT, 0, 0)
-		if e == unix.EINTR {
-			continue
+// SendAll is the retry loop around Send, meant as (or inside) a
+// syscall.RawConn.Write callback: it sends hdrs[*sent:], advancing *sent,
+// and reports true once every datagram is sent, false when the socket has no
+// room (EAGAIN: let the netpoller wait, then call again). When the kernel
+// refuses the first datagram left, refused is told the errno: true sends it
+// again (the error was about an earlier datagram, such as an ICMP error
+// queued by IP_RECVERR that refused has read), false drops it and goes on
+// with the rest, as a failed sendto would.
+func SendAll(fd uintptr, hdrs []unix.Mmsghdr, sent *int, refused func(syscall.Errno) (retry bool)) bool {
+	for *sent < len(hdrs) {
+		n, e := Send(fd, hdrs[*sent:])
+		switch {
+		case e == 0:
+			*sent += n
+		case e == unix.EAGAIN:
+			return false
+		case !refused(e):
+			*sent++
 		}
-		if e != 0 {
-			return 0, e
-		}
-		return int(n), 0
 	}
+	return true
 }
 
 // AddrPort decodes an address recvmmsg wrote into storage of either family.
