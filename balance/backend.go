@@ -27,6 +27,9 @@ type BackendConfig struct {
 	Addr netip.AddrPort
 	// Transport is the transport siplb uses to reach it (default UDP).
 	Transport Transport
+	// AlsoTCP says a UDP member also takes TCP on the same address: a
+	// request too large for UDP (RFC 3261 §18.1.1) goes to it over TCP.
+	AlsoTCP bool
 	// Weight is the member's share within its priority group, 0..MaxWeight;
 	// 0 means DefaultWeight (1).
 	Weight int
@@ -50,6 +53,8 @@ type Backend struct {
 	Weight    int // effective weight, ≥ 1
 	Priority  int // effective priority, ≥ 1
 	State     State
+	// AlsoTCP: a UDP member that also takes TCP on Addr (BackendConfig).
+	AlsoTCP bool
 	// Stats are the address's traffic counts, the same across Tables.
 	Stats *BackendStats
 	Pool  int // index of its pool in the Table

@@ -269,6 +269,7 @@ func newBackend(bc BackendConfig, ov *overlay, building map[netip.AddrPort]*Back
 	return &Backend{
 		Addr:      bc.Addr,
 		Transport: bc.Transport,
+		AlsoTCP:   bc.AlsoTCP && bc.Transport == UDP,
 		Weight:    bc.Weight,
 		Priority:  bc.Priority,
 		State:     st,

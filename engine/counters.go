@@ -102,6 +102,8 @@ type Counters struct {
 	ProbeReplies         atomic.Uint64                         // replies to health probes, consumed
 	TLSHandshakeFailures atomic.Uint64                         // inbound TLS handshakes that failed or timed out
 	DNSMisses            atomic.Uint64                         // next hops not in the DNS cache, resolved off the data path
+	UDPToTCP             atomic.Uint64                         // requests over the UDP MTU bound sent over TCP instead (§18.1.1)
+	LargeUDP             atomic.Uint64                         // requests over the UDP MTU bound sent over UDP all the same (no TCP to the member)
 	BadTokens            atomic.Uint64                         // flow tokens whose MAC failed (forged, replayed into another dialog, or an expired secret's), treated as absent
 	ICMPErrors           atomic.Uint64                         // ICMP errors (port unreachable) for datagrams sent
 	ICMPIgnored          atomic.Uint64                         // of ICMPErrors: destination unreachable sent by another address than the destination (forged, or a router's)
@@ -129,6 +131,7 @@ type Snapshot struct {
 	ConnsRefused, ConnsExpired, SlowClients            uint64
 	ProbeReplies, TLSHandshakeFailures, DNSMisses      uint64
 	BadTokens                                          uint64
+	UDPToTCP, LargeUDP                                 uint64
 	FloodBlocks                                        uint64 // sources blocked by the flood detector, one per block
 	ICMPErrors, KeepAlives                             uint64
 	ICMPIgnored, ICMPOther                             uint64
@@ -171,6 +174,8 @@ func (s *Snapshot) add(c *Counters) {
 	s.TLSHandshakeFailures += c.TLSHandshakeFailures.Load()
 	s.DNSMisses += c.DNSMisses.Load()
 	s.BadTokens += c.BadTokens.Load()
+	s.UDPToTCP += c.UDPToTCP.Load()
+	s.LargeUDP += c.LargeUDP.Load()
 	s.ICMPErrors += c.ICMPErrors.Load()
 	s.ICMPIgnored += c.ICMPIgnored.Load()
 	s.ICMPOther += c.ICMPOther.Load()

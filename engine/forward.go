@@ -20,6 +20,10 @@ import (
 	"github.com/siplb/siplb/pool"
 )
 
+// DefaultUDPMTU is RFC 3261 §18.1.1's bound on a request over UDP when
+// the path MTU is unknown.
+const DefaultUDPMTU = 1300
+
 // DefaultRetryAfter is the Retry-After, in seconds, of the stateless 503 sent
 // when a pool has no backend to take a request.
 const DefaultRetryAfter = 5
@@ -65,6 +69,11 @@ type Config struct {
 	// a request requiring any other gets 420 Bad Extension with an
 	// Unsupported header naming them (§16.3 step 5). Empty: none.
 	ProxyRequire []string
+	// UDPMTU bounds a request sent over UDP (RFC 3261 §18.1.1: 1300 bytes
+	// unless configured): a larger one goes to a member that takes TCP too
+	// (BackendConfig.AlsoTCP) over TCP; otherwise it is sent as it is and
+	// counted (Counters.LargeUDP). 0: DefaultUDPMTU.
+	UDPMTU int
 	// Guard, if set, applies the edge defences: the flood detector, the
 	// scanner filter and the limit on stateless replies (admit.go).
 	Guard *guard.Guard
@@ -99,6 +108,7 @@ type Forwarder struct {
 	schemes, proxyRequire        [][]byte         // lower-cased URISchemes and ProxyRequire
 	draining                     atomic.Bool      // Server.Drain with RejectNewDialogs: a new dialog from outside gets 503
 	scratches                    atomic.Int64     // Scratches made: each gets a stripe of the backends' counters
+	mtu                          int              // UDPMTU
 }
 
 // ProbeHandler consumes the replies to health probes (balance.Checker).
@@ -157,6 +167,10 @@ func NewForwarder(cfg Config, bal *balance.Balancer) (*Forwarder, error) {
 	}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
+	}
+	f.mtu = cfg.UDPMTU
+	if f.mtu <= 0 {
+		f.mtu = DefaultUDPMTU
 	}
 	if cfg.OutgoingProxy != "" {
 		u, err := proxyURI(cfg.OutgoingProxy)

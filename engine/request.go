@@ -91,6 +91,18 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 		return r
 	}
 	r = f.forwardRequest(s, src, in, &h, loop)
+	if r.Out != nil && h.out.Transport == balance.UDP && len(r.Out) > f.mtu {
+		// §18.1.1: a request larger than the MTU bound goes over TCP when
+		// the member takes it (and siplb has a TCP leg), with its Via
+		// saying so; else it goes as it is, counted.
+		if tcp := f.byTransport[balance.TCP]; h.be != nil && h.be.AlsoTCP && tcp != nil {
+			h.out = tcp
+			r = f.forwardRequest(s, src, in, &h, loop)
+			s.Counters.UDPToTCP.Add(1)
+		} else {
+			s.Counters.LargeUDP.Add(1)
+		}
+	}
 	if r.Out != nil && h.be != nil {
 		h.be.Stats.Forwarded(s.stripe, len(m.ToTag()) == 0)
 	}

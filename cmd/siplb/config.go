@@ -138,6 +138,9 @@ type BackendConfig struct {
 	Weight   *int   `yaml:"weight"`   // share relative to the pool's others, 1-1000 (default 1)
 	Priority int    `yaml:"priority"` // lower number = preferred group; higher groups take traffic only while all lower are down (default 1)
 	State    string `yaml:"state"`    // up (default), disabled, draining
+	// AlsoTCP says a udp:// member also takes TCP on the same address: a
+	// request larger than engine.udp_mtu goes to it over TCP (§18.1.1).
+	AlsoTCP bool `yaml:"also_tcp"`
 }
 
 // EngineConfig tunes the data path.
@@ -147,6 +150,7 @@ type EngineConfig struct {
 	RetryAfter  int    `yaml:"retry_after"`  // Retry-After seconds of the 503 sent when no backend is up (default 5)
 	MaxHeader   int    `yaml:"max_header"`   // largest header section in bytes (default 16384)
 	MaxBody     int    `yaml:"max_body"`     // largest body in bytes (default 65536)
+	UDPMTU      int    `yaml:"udp_mtu"`      // a request larger than this goes over TCP to a member with also_tcp (default 1300, RFC 3261 §18.1.1)
 	UDPIO       string `yaml:"udp_io"`       // batch (default: recvmmsg/sendmmsg, 32 a syscall) or gnet (one datagram a syscall)
 	// RewriteContact rewrites clients' Contact to siplb with their flow when
 	// a request changes legs; ForceRewrite on the same leg too.
@@ -404,6 +408,9 @@ func (c *Config) Validate() error {
 				return invalid(bp+".address", "%s is listed twice in the pool (also %s.backends[%d])", ap, path, k)
 			}
 			seen[ap] = j
+			if b.AlsoTCP && tr != balance.UDP {
+				return invalid(bp+".also_tcp", "is only for a udp:// backend (one that also takes TCP on the same address)")
+			}
 			if *b.Weight < 1 || *b.Weight > 1000 {
 				return invalid(bp+".weight", "must be between 1 and 1000, got %d", *b.Weight)
 			}
@@ -478,6 +485,9 @@ func (c *Config) Validate() error {
 	}
 	if e.MaxHeader < 512 || e.MaxHeader > 1<<20 {
 		return invalid("engine.max_header", "must be between 512 and 1048576, got %d", e.MaxHeader)
+	}
+	if e.UDPMTU != 0 && (e.UDPMTU < 576 || e.UDPMTU > 65000) {
+		return invalid("engine.udp_mtu", "must be between 576 and 65000, got %d", e.UDPMTU)
 	}
 	if e.MaxBody < 0 || e.MaxBody > 1<<20 {
 		return invalid("engine.max_body", "must be between 0 and 1048576, got %d", e.MaxBody)
@@ -646,7 +656,7 @@ func (c *Config) pools() ([]balance.PoolConfig, error) {
 				return nil, err
 			}
 			pc.Backends = append(pc.Backends, balance.BackendConfig{
-				Addr: ap, Transport: tr, Weight: *b.Weight, Priority: b.Priority, State: st,
+				Addr: ap, Transport: tr, Weight: *b.Weight, Priority: b.Priority, State: st, AlsoTCP: b.AlsoTCP,
 			})
 		}
 		out = append(out, pc)
@@ -742,6 +752,7 @@ func (c *Config) engineConfig() (engine.Config, []*siptls.Store, error) {
 		RewriteContact:     c.Engine.RewriteContact,
 		ForceRewrite:       c.Engine.ForceRewrite,
 		Limits:             parser.Limits{MaxHeader: c.Engine.MaxHeader, MaxBody: c.Engine.MaxBody},
+		UDPMTU:             c.Engine.UDPMTU,
 	}
 	g, err := guard.New(c.Security)
 	if err != nil {

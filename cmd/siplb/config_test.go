@@ -71,6 +71,16 @@ func TestParseConfigErrors(t *testing.T) {
 			want: "line 9: security.flood.density",
 		},
 		{
+			name: "also_tcp on a tcp backend",
+			in:   "listen:\n  - address: tcp://127.0.0.1:5060\npools:\n  - name: a\n    backends:\n      - address: tcp://127.0.0.1:5070\n        also_tcp: true\n",
+			want: "line 7: pools[0].backends[0].also_tcp: is only for a udp:// backend",
+		},
+		{
+			name: "udp_mtu out of range",
+			in:   "listen:\n  - address: udp://127.0.0.1:5060\npools:\n  - name: a\n    backends:\n      - address: udp://127.0.0.1:5070\nengine:\n  udp_mtu: 100\n",
+			want: "line 8: engine.udp_mtu: must be between 576 and 65000",
+		},
+		{
 			name: "bad trusted CIDR",
 			in:   "listen:\n  - address: udp://127.0.0.1:5060\npools:\n  - name: a\n    backends:\n      - address: udp://127.0.0.1:5070\nsecurity:\n  trusted: [192.0.2.0/40]\n",
 			want: "security.trusted[0]",

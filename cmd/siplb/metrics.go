@@ -56,6 +56,8 @@ var snapshotCounters = [...]snapshotCounter{
 	{"siplb_flood_blocks_total", "Sources the flood detector blocked (one per block; the messages dropped are drops{reason=\"flood_blocked\"}).", func(s *engine.Snapshot) uint64 { return s.FloodBlocks }},
 	{"siplb_accept_errors_total", "Accept calls that failed (EMFILE, ENFILE, ENOBUFS, ECONNABORTED...); accepting backs off, no loop ends.", func(s *engine.Snapshot) uint64 { return s.AcceptErrors }},
 	{"siplb_stream_budget_closes_total", "Connections closed because partial messages and handshakes held more than streams.memory_budget (oldest first).", func(s *engine.Snapshot) uint64 { return s.BudgetCloses }},
+	{"siplb_udp_to_tcp_total", "Requests over engine.udp_mtu sent over TCP to a member with also_tcp (RFC 3261 §18.1.1).", func(s *engine.Snapshot) uint64 { return s.UDPToTCP }},
+	{"siplb_large_udp_total", "Requests over engine.udp_mtu sent over UDP all the same (the member takes no TCP).", func(s *engine.Snapshot) uint64 { return s.LargeUDP }},
 	{"siplb_keepalives_total", "CRLF keep-alive datagrams, ignored.", func(s *engine.Snapshot) uint64 { return s.KeepAlives }},
 	{"siplb_bad_tokens_total", "Flow tokens whose MAC failed (forged, copied into another dialog, or signed by a retired secret), ignored.", func(s *engine.Snapshot) uint64 { return s.BadTokens }},
 	{"siplb_dns_misses_total", "Next hops not in the DNS cache, resolved off the data path.", func(s *engine.Snapshot) uint64 { return s.DNSMisses }},
