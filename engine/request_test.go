@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/siplb/siplb/balance"
-	"github.com/siplb/siplb/parser"
 )
 
 // The leg tag is part of every branch siplb writes: instances of one
@@ -341,16 +340,6 @@ func (fx fixture) isBackend(a netip.AddrPort) bool {
 		}
 	}
 	return false
-}
-
-// parsed parses a copy of b.
-func parsed(t *testing.T, b []byte) *parser.Message {
-	t.Helper()
-	var m parser.Message
-	if err := parser.Parse(&m, bytes.Clone(b)); err != nil {
-		t.Fatalf("%v:\n%s", err, b)
-	}
-	return &m
 }
 
 // A sender cannot choose where the responses go: siplb replaces a received
