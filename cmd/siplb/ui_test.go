@@ -57,8 +57,9 @@ func startUIAdmin(t *testing.T, token string) *uiAdmin {
 		t.Fatal(err)
 	}
 	bal.SetHealth(apiC, false)
-	// Backend A is forwarded about 200 requests a second (its address's
-	// counters), so its row has a rate to show.
+	// Backend A is forwarded up to 200 new dialogs and 200 in-dialog
+	// requests a second (its address's counters: a ticker, slower on a
+	// loaded machine), so its row has a rate to show.
 	beA, _ := bal.Table().Lookup(apiA)
 	tick := time.NewTicker(10 * time.Millisecond)
 	stop := make(chan struct{})
@@ -469,13 +470,13 @@ func TestUIBrowser(t *testing.T) {
 		if got := eval[string](tb, `document.querySelector('.rate[data-metric="connections"] .value').textContent`); got != "42" {
 			t.Errorf("connections shows %q, want 42", got)
 		}
-		// Per backend: A is forwarded about 200/s, B nothing.
+		// Per backend: A is forwarded up to 400/s, B nothing.
 		tb.waitFor("showing A's rate", `document.querySelector('`+row("farm", apiA)+` .be-rate').textContent !== ""`)
 		var aRate, bRate float64
 		fmt.Sscan(strings.ReplaceAll(eval[string](tb, `document.querySelector('`+row("farm", apiA)+` .be-rate').textContent`), ",", ""), &aRate)
 		fmt.Sscan(eval[string](tb, `document.querySelector('`+row("farm", apiB)+` .be-rate').textContent`), &bRate)
-		if aRate < 50 || aRate > 400 || bRate != 0 {
-			t.Errorf("per-backend requests/s: A %v, B %v; want about 200 and 0", aRate, bRate)
+		if aRate < 50 || aRate > 800 || bRate != 0 {
+			t.Errorf("per-backend requests/s: A %v, B %v; want up to 400 (at least 50) and 0", aRate, bRate)
 		}
 	})
 
