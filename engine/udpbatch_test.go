@@ -25,7 +25,11 @@ func TestBatchICMPUnreachable(t *testing.T) {
 func testBatchICMPUnreachable(t *testing.T, network, ip string) {
 	pc, err := net.ListenPacket(network, net.JoinHostPort(ip, "0"))
 	if err != nil {
-		t.Skipf("no %s loopback: %v", network, err)
+		if network == "udp6" {
+			// A kernel or network namespace with IPv6 disabled has no ::1.
+			t.Skipf("IPv6 is disabled on this machine (no ::1 to bind): %v", err)
+		}
+		t.Fatalf("bind %s loopback: %v", network, err)
 	}
 	dead := pc.LocalAddr().(*net.UDPAddr).AddrPort()
 	pc.Close()
