@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/siplb/siplb/internal/guard"
 )
 
 // PoolConfig is one configured pool.
@@ -38,7 +40,7 @@ type Table struct {
 	pools  []*Pool
 	byName map[string]PoolID
 	byAddr map[netip.AddrPort]*Backend
-	srcs   []netip.Prefix  // every pool's BackendSources
+	srcs   *guard.CIDRSet  // every pool's BackendSources
 	certs  map[string]bool // every pool's BackendCerts, lower-cased
 	gen    uint64
 }
@@ -83,15 +85,7 @@ func (t *Table) Lookup(addr netip.AddrPort) (*Backend, bool) {
 // BackendSource reports whether ip is in a pool's BackendSources: its
 // requests count as a backend's whatever their source port or connection.
 // It does not allocate.
-func (t *Table) BackendSource(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	for _, p := range t.srcs {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
-}
+func (t *Table) BackendSource(ip netip.Addr) bool { return t.srcs.Contains(ip) }
 
 // BackendCert reports whether a verified certificate name (Common Name or
 // DNS SAN) is in a pool's BackendCerts.
@@ -148,14 +142,12 @@ func normalize(cfgs []PoolConfig) ([]PoolConfig, error) {
 			bcs[j] = bc
 		}
 		pc.Backends = bcs
-		srcs := make([]netip.Prefix, len(pc.BackendSources))
 		for j, p := range pc.BackendSources {
 			if !p.IsValid() {
 				return nil, fmt.Errorf("pools[%d] %q: backend_sources[%d]: invalid prefix", i, pc.Name, j)
 			}
-			srcs[j] = netip.PrefixFrom(p.Addr().Unmap(), max(0, p.Bits()-(p.Addr().BitLen()-p.Addr().Unmap().BitLen()))).Masked()
 		}
-		pc.BackendSources = srcs
+		pc.BackendSources = slices.Clone(pc.BackendSources)
 		out[i] = pc
 	}
 	return out, nil
@@ -203,6 +195,8 @@ func buildTable(cfgs []PoolConfig, ov *overlay, prev *Table, gen uint64) *Table 
 	}
 	stats := make(map[netip.AddrPort]*BackendStats)
 	defer func() { ov.stats = stats }()
+	var srcs []netip.Prefix
+	defer func() { t.srcs = guard.NewCIDRSet(srcs...) }()
 	for i, pc := range cfgs {
 		p := &Pool{name: pc.Name, alg: pc.Algorithm, members: make([]*Backend, len(pc.Backends))}
 		if prev != nil {
@@ -241,7 +235,7 @@ func buildTable(cfgs []PoolConfig, ov *overlay, prev *Table, gen uint64) *Table 
 		}
 		t.pools[i] = p
 		t.byName[pc.Name] = PoolID(i)
-		t.srcs = append(t.srcs, pc.BackendSources...)
+		srcs = append(srcs, pc.BackendSources...)
 		for _, n := range pc.BackendCerts {
 			if t.certs == nil {
 				t.certs = make(map[string]bool)

@@ -170,3 +170,22 @@ func TestBackendZone(t *testing.T) {
 		})
 	}
 }
+
+// An IPv4-mapped backend_sources prefix shorter than /96 covers IPv6
+// space only: it never becomes 0.0.0.0/0 (every IPv4 source a backend).
+func TestBackendSourcesMapped(t *testing.T) {
+	bal, err := New([]PoolConfig{{Name: "p", Backends: []BackendConfig{{Addr: netip.MustParseAddrPort("127.0.0.1:5070")}},
+		BackendSources: []netip.Prefix{netip.MustParsePrefix("::ffff:10.0.0.0/80"), netip.MustParsePrefix("::ffff:192.0.2.0/120")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := bal.Table()
+	for _, tc := range []struct {
+		ip   string
+		want bool
+	}{{"203.0.113.7", false}, {"10.1.2.3", false}, {"192.0.2.9", true}, {"::ffff:192.0.2.9", true}} {
+		if got := tab.BackendSource(netip.MustParseAddr(tc.ip)); got != tc.want {
+			t.Errorf("BackendSource(%s) = %v, want %v", tc.ip, got, tc.want)
+		}
+	}
+}

@@ -93,7 +93,7 @@ type acceptor struct {
 
 func (s *Server) newAcceptor(leg *Leg, ln *net.TCPListener, serve func(*net.TCPConn, connOrigin) error) *acceptor {
 	a := &acceptor{s: s, leg: leg, ln: ln, serve: serve, spare: -1, fail: s.acceptFail}
-	if len(leg.proxy) > 0 {
+	if leg.proxy != nil {
 		a.headers = make(chan struct{}, proxyHeaderSlots)
 	}
 	a.takeSpare()
@@ -134,7 +134,7 @@ func (a *acceptor) run(ctx context.Context) {
 				// counted by the flood detector under their own addresses
 				// once the header names them.
 				admitted := true
-				if a.leg.proxy.trusts(peer.Addr()) {
+				if a.leg.proxy.Contains(peer.Addr()) {
 					if a.leg.acl != nil && !a.leg.acl.Permit(peer.Addr()) {
 						a.s.streams.Drops[DropDenied].Add(1)
 						admitted = false
@@ -157,7 +157,7 @@ func (a *acceptor) run(ctx context.Context) {
 				c.Close()
 				continue
 			}
-			if a.headers != nil && a.leg.proxy.trusts(peer.Addr()) {
+			if a.headers != nil && a.leg.proxy.Contains(peer.Addr()) {
 				a.proxied(ctx, c) // the header first, then serve (proxy.go)
 				continue
 			}

@@ -65,10 +65,10 @@ type Leg struct {
 
 	tls     *siptls.Store
 	acl     *guard.ACL
-	origins *originList // WS and WSS legs: the origins allowed; nil allows any
-	proxy   proxyList   // the sources that send PROXY headers; nil: none
-	host    []byte      // advertised host; IPv6 without brackets
-	port    uint16      // advertised port
+	origins *originList    // WS and WSS legs: the origins allowed; nil allows any
+	proxy   *guard.CIDRSet // the sources that send PROXY headers; nil: none
+	host    []byte         // advertised host; IPv6 without brackets
+	port    uint16         // advertised port
 	hostIP  netip.Addr
 	sentBy  []byte // "host:port" as written in Via and Record-Route, IPv6 bracketed
 	tag     [legTagLen]byte
@@ -108,11 +108,8 @@ func newLeg(i int, c LegConfig, pool balance.PoolID) (*Leg, error) {
 			if !p.IsValid() {
 				return nil, errors.New("proxy_protocol: an invalid prefix")
 			}
-			if p.Addr().Is4In6() && p.Bits() >= 96 { // peers are unmapped
-				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-			}
-			l.proxy = append(l.proxy, p.Masked())
 		}
+		l.proxy = guard.NewCIDRSet(c.ProxyFrom...)
 	}
 	if l.Name == "" {
 		l.Name = c.Transport.String() + "://" + c.Addr.String()

@@ -70,19 +70,6 @@ var (
 	errUntrustedProxy     = errors.New("a PROXY header from a source not trusted to send one")
 )
 
-// proxyList is the sources a leg takes PROXY headers from.
-type proxyList []netip.Prefix
-
-// trusts reports whether ip (unmapped) is in the list.
-func (p proxyList) trusts(ip netip.Addr) bool {
-	for _, pf := range p {
-		if pf.Contains(ip) {
-			return true
-		}
-	}
-	return false
-}
-
 // connOrigin is what the acceptor hands on with a connection: where it
 // really comes from.
 type connOrigin struct {

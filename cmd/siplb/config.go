@@ -664,21 +664,17 @@ func (c *Config) pools() ([]balance.PoolConfig, error) {
 	return out, nil
 }
 
-// parsePrefixes parses IPs and CIDRs; an error starts with the list index
-// ("[2]: ...").
+// parsePrefixes parses IPs and CIDRs with the edge defences' parser
+// (guard.ParsePrefixes: masked, no zone, an IPv4-mapped /96 or longer as
+// IPv4); an error starts with the list index ("[2]: ...").
 func parsePrefixes(list []string) ([]netip.Prefix, error) {
 	out := make([]netip.Prefix, 0, len(list))
 	for i, v := range list {
-		v = strings.TrimSpace(v)
-		if p, err := netip.ParsePrefix(v); err == nil {
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(v)
+		p, err := guard.ParsePrefixes("", []string{strings.TrimSpace(v)})
 		if err != nil {
 			return nil, fmt.Errorf("[%d]: want an IP or CIDR, got %q", i, v)
 		}
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		out = append(out, p[0])
 	}
 	return out, nil
 }

@@ -39,15 +39,25 @@ func (a u128) less(b u128) bool { return a.hi < b.hi || a.hi == b.hi && a.lo < b
 // its network. Errors name the entry by path and index:
 // `allow[2]: "10.0.0.0/33": bad prefix` (wrapping ErrBadPrefix).
 func ParseCIDRSet(path string, list []string) (*CIDRSet, error) {
+	ps, err := ParsePrefixes(path, list)
+	if err != nil {
+		return nil, err
+	}
+	return NewCIDRSet(ps...), nil
+}
+
+// ParsePrefixes reads list as ParseCIDRSet does and returns the prefixes,
+// masked, an IPv4-mapped one of at least /96 as the IPv4 prefix it covers.
+func ParsePrefixes(path string, list []string) ([]netip.Prefix, error) {
 	ps := make([]netip.Prefix, 0, len(list))
 	for i, s := range list {
 		p, ok := parsePrefix(s)
 		if !ok {
 			return nil, fmt.Errorf("%s[%d]: %q: %w", path, i, s, ErrBadPrefix)
 		}
-		ps = append(ps, p)
+		ps = append(ps, normalize(p))
 	}
-	return NewCIDRSet(ps...), nil
+	return ps, nil
 }
 
 // NewCIDRSet builds a set from prefixes; invalid ones are left out.
