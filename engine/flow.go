@@ -121,7 +121,9 @@ func (r *keyRing) verifyPath(v []byte) (fl flow, ok, bad bool) {
 
 // splitToken splits a signed token into its body and its MAC.
 func splitToken(v []byte) (body []byte, mac uint64, ok bool) {
-	if len(v) <= flowMACLen {
+	// flowMAC signs at most maxTokenBody bytes: a longer body is no token
+	// of ours, and must not pass on a MAC over its first bytes alone.
+	if len(v) <= flowMACLen || len(v)-flowMACLen > maxTokenBody {
 		return nil, 0, false
 	}
 	mac, ok = parseHex(v[len(v)-flowMACLen:])

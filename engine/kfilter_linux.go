@@ -71,7 +71,7 @@ func (k *kernelFilter) block(ip netip.Addr, d time.Duration) {
 		ip = netip.PrefixFrom(ip, 64).Masked().Addr()
 	}
 	k.mu.Lock()
-	if len(k.until) < maxFiltered {
+	if _, ok := k.until[ip]; ok || len(k.until) < maxFiltered {
 		k.until[ip] = time.Now().Add(d)
 	}
 	k.mu.Unlock()
@@ -170,12 +170,10 @@ func filterProgram(v4 []uint32, v6 [][2]uint32) ([]unix.SockFilter, error) {
 		bpf.LoadAbsolute{Off: skfNetOff, Size: 1},                          // version and IHL
 		bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4},                 // the version
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 4, SkipTrue: 0, SkipFalse: 1}, // 4: the IPv4 list
-		bpf.Jump{Skip: uint32(1 + 2*len(v4) + 1)},                          // to the IPv4 list
-		bpf.Jump{Skip: uint32(1 + 2*len(v4) + 1)},                          // past it, to the IPv6 list
-		bpf.LoadAbsolute{Off: skfNetOff + 12, Size: 4},                     // the IPv4 source
+		bpf.Jump{Skip: 1}, // to the IPv4 list's load
+		bpf.Jump{},        // to the IPv6 list: set below, once its start is known
+		bpf.LoadAbsolute{Off: skfNetOff + 12, Size: 4}, // the IPv4 source
 	}
-	// Fix the first jump: it lands on the IPv4 list's load.
-	ins[3] = bpf.Jump{Skip: 1}
 	for _, a := range v4 {
 		ins = append(ins, bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: a, SkipTrue: 1}, bpf.RetConstant{Val: 0})
 	}

@@ -75,14 +75,18 @@ func (k macKey) branchMAC(in int, tx uint64, loop uint32, conn pool.ConnID) uint
 	return k.sum(b[:])
 }
 
+// maxTokenBody is the longest token body a MAC covers: a flow's is at
+// most 37 bytes ("u" and an IPv6 address and port in hex).
+const maxTokenBody = 48
+
 // flowMAC binds a flow token to the dialog it was minted for: a backend's
 // request in that dialog carries the same Call-ID, and a token copied into
 // another dialog fails.
 func (k macKey) flowMAC(token, callID []byte) uint64 {
 	// MAC(token || MAC(Call-ID)): the inner value is keyed, so no sender can
 	// find two Call-IDs that share it; the token is at most 48 bytes.
-	var b [56]byte
-	n := copy(b[:48], token)
+	var b [maxTokenBody + 8]byte
+	n := copy(b[:maxTokenBody], token)
 	binary.LittleEndian.PutUint64(b[n:], k.sum(callID))
 	return k.sum(b[:n+8])
 }

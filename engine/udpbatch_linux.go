@@ -51,6 +51,7 @@ type batchSock struct {
 	oaddr    [batchSize]unix.RawSockaddrInet6
 	on       int
 	sent     int
+	retries  int // sends of the first datagram left that queued ICMP errors failed
 	sendF    func(uintptr) bool
 	refusedF func(syscall.Errno) bool
 }
@@ -171,7 +172,7 @@ func (b *batchSock) run() {
 			}
 		}
 		if b.on > 0 {
-			b.sent = 0
+			b.sent, b.retries = 0, 0
 			if err := b.rc.Write(b.sendF); err != nil {
 				return
 			}
@@ -268,8 +269,17 @@ func (b *batchSock) refused(e syscall.Errno) bool {
 	switch e {
 	case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH:
 		b.drainErrors(uintptr(b.fd))
-		return true
+		// A flood of forged ICMP errors must not keep this loop resending
+		// one datagram: a few tries (as sendto), then it is dropped.
+		if b.retries++; b.retries <= maxQueuedErrRetries {
+			return true
+		}
 	}
+	b.retries = 0
 	b.scr.Counters.Drops[DropSendError].Add(1)
 	return false
 }
+
+// maxQueuedErrRetries bounds the sends of one datagram that queued ICMP
+// errors fail.
+const maxQueuedErrRetries = 8

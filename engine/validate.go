@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"strings"
 
 	"github.com/siplb/siplb/parser"
@@ -85,19 +86,10 @@ func hasOptionTag(m *parser.Message, id parser.HeaderID, tag string) bool {
 
 // nextTag splits the first option tag off a comma-separated list value.
 func nextTag(v []byte) (tag, rest []byte) {
-	if j := indexByte(v, ','); j >= 0 {
+	if j := bytes.IndexByte(v, ','); j >= 0 {
 		return trimLWS(v[:j]), v[j+1:]
 	}
 	return trimLWS(v), nil
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }
 
 // trimLWS trims blanks and line folding around v.

@@ -112,6 +112,9 @@ func (w *wsStream) writer() {
 			}
 			w.raw.SetWriteDeadline(time.Now().Add(tlsWriteTimeout))
 			err := w.conn.Write(context.Background(), typ, b.B)
+			// The library writes pings, pongs and closes with no deadline
+			// of its own: a stale one would fail them once it passed.
+			w.raw.SetWriteDeadline(time.Time{})
 			pool.PutBuffer(b)
 			if err != nil {
 				w.close()

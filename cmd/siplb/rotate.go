@@ -23,6 +23,7 @@ type rotation struct {
 	prev     []string             // configured previous_secrets
 	retiring map[string]time.Time // replaced secrets → end of their grace
 	timer    *time.Timer
+	stopped  bool // stop was called: a timer that fired meanwhile publishes nothing
 }
 
 func newRotation(fwd *engine.Forwarder, cur string, prev []string, log *slog.Logger) *rotation {
@@ -72,7 +73,9 @@ func (r *rotation) publish(now time.Time) {
 		r.timer = time.AfterFunc(time.Until(next), func() {
 			r.mu.Lock()
 			defer r.mu.Unlock()
-			r.publish(time.Now())
+			if !r.stopped {
+				r.publish(time.Now())
+			}
 		})
 	}
 }
@@ -81,6 +84,7 @@ func (r *rotation) publish(now time.Time) {
 func (r *rotation) stop() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.stopped = true
 	if r.timer != nil {
 		r.timer.Stop()
 	}
