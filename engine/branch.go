@@ -103,6 +103,24 @@ func (f *Forwarder) appendBranchTail(dst []byte, in int, tx uint64, loop uint32,
 	return appendHex(dst, f.ring.Load().keys[0].branch.branchMAC(in, tx, loop, conn), 16)
 }
 
+// toMemberBit, in a branch's in-leg byte (under the MAC), marks a request
+// siplb sent to a pool member: only a response to one of those tells of a
+// backend's health or counts on it. A client sees only branches of
+// requests sent to it, without the bit, so it cannot replay one, with a
+// member's address as its forged source, to mark the member down.
+const toMemberBit = 0x80
+
+// maxLegs is the most legs a Forwarder takes: the in-leg byte of a branch
+// keeps its high bit for toMemberBit.
+const maxLegs = toMemberBit
+
+// branchToMember reports whether a branch ourBranch accepted marks a
+// request sent to a pool member.
+func branchToMember(branch []byte) bool {
+	idx, _ := hexByte(branch[branchLegOff], branch[branchLegOff+1])
+	return idx&toMemberBit != 0
+}
+
 // ourBranch splits a branch written by a leg of f: the leg that wrote it and
 // the leg and connection the request came in on.
 func (f *Forwarder) ourBranch(branch []byte) (out *Leg, in *Leg, conn pool.ConnID, ok bool) {
@@ -120,7 +138,7 @@ func (f *Forwarder) ourBranch(branch []byte) (out *Leg, in *Leg, conn pool.ConnI
 		return nil, nil, 0, false
 	}
 	idx, ok := hexByte(branch[branchLegOff], branch[branchLegOff+1])
-	if !ok || int(idx) >= len(f.legs) {
+	if !ok || int(idx&^toMemberBit) >= len(f.legs) {
 		return nil, nil, 0, false
 	}
 	tx, ok1 := parseHex(branch[branchTxOff:branchLoopOff])
@@ -132,7 +150,7 @@ func (f *Forwarder) ourBranch(branch []byte) (out *Leg, in *Leg, conn pool.ConnI
 	}
 	for _, k := range f.ring.Load().keys {
 		if mac == k.branch.branchMAC(int(idx), tx, uint32(loop), pool.ConnID(c)) {
-			return out, f.legs[idx], pool.ConnID(c), true
+			return out, f.legs[idx&^toMemberBit], pool.ConnID(c), true
 		}
 	}
 	return nil, nil, 0, false

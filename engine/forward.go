@@ -153,6 +153,9 @@ func NewForwarder(cfg Config, bal *balance.Balancer) (*Forwarder, error) {
 	if len(cfg.Legs) == 0 {
 		return nil, errors.New("no listener configured")
 	}
+	if len(cfg.Legs) > maxLegs {
+		return nil, fmt.Errorf("%d listeners: at most %d", len(cfg.Legs), maxLegs)
+	}
 	if bal == nil || bal.Table().NumPools() == 0 {
 		return nil, errors.New("no backend pool configured")
 	}
@@ -261,7 +264,8 @@ type DNSQuestion struct {
 // Scratch is the per-event-loop state of the hot path: the parsed message,
 // the output buffer and the counters. Owned by one goroutine at a time.
 type Scratch struct {
-	stripe   int // the stripe of balance.BackendStats this Scratch counts in
+	stripe   int  // the stripe of balance.BackendStats this Scratch counts in
+	toMember bool // the response being processed answers a request siplb sent to a pool member
 	Msg      parser.Message
 	Counters Counters
 
@@ -344,11 +348,13 @@ func (f *Forwarder) ProcessConn(s *Scratch, b []byte, src netip.AddrPort, in *Le
 			// a forged source must not keep a dead backend up (passive
 			// success) or mark a live one down (a run of 5xx). Probe
 			// replies go to the Checker by Response.
-			if f.observer != nil && m.StatusCode() >= 200 {
-				f.observer.Observe(src, m.StatusCode())
-			}
-			if be, ok := f.bal.Table().Lookup(src); ok {
-				be.Stats.Response(s.stripe, m.StatusCode())
+			if s.toMember {
+				if f.observer != nil && m.StatusCode() >= 200 {
+					f.observer.Observe(src, m.StatusCode())
+				}
+				if be, ok := f.bal.Table().Lookup(src); ok {
+					be.Stats.Response(s.stripe, m.StatusCode())
+				}
 			}
 		}
 		return r
@@ -432,6 +438,7 @@ func (f *Forwarder) response(s *Scratch) Result {
 	if !ok {
 		return s.drop(DropForeignVia)
 	}
+	s.toMember = branchToMember(top.Branch)
 	if !vias.Next(&next) {
 		if vias.Err() != nil {
 			return s.drop(DropMalformedResponse)

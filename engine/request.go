@@ -387,8 +387,12 @@ func (f *Forwarder) forwardRequest(s *Scratch, src netip.AddrPort, in *Leg, h *h
 		e.Received = s.recv
 	}
 	s.via = append(s.via[:0], out.viaHead...)
-	s.via = appendHex(s.via, uint64(in.Index), 2)
-	s.via = f.appendBranchTail(s.via, in.Index, transactionHash(m, &h.top), loop, s.inConn)
+	mark := in.Index
+	if h.be != nil {
+		mark |= toMemberBit
+	}
+	s.via = appendHex(s.via, uint64(mark), 2)
+	s.via = f.appendBranchTail(s.via, mark, transactionHash(m, &h.top), loop, s.inConn)
 	s.via = append(s.via, ";rport"...)
 	e.PushVia = s.via
 	if f.recordRoute && m.Method() != parser.REGISTER {
