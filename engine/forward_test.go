@@ -595,3 +595,37 @@ func TestUnrewriteContactChecksMAC(t *testing.T) {
 		t.Errorf("tampered Contact %s restored", tampered)
 	}
 }
+
+// A client sees siplb's branch on the requests a backend sends it. Replayed
+// in forged 5xx responses with a member's address as their source, that
+// branch must not tell of the member's health: only a response to a
+// request siplb sent to a member does.
+func TestForgedResponseCannotMarkMemberDown(t *testing.T) {
+	f := newTestForwarder(t)
+	obs := &recordObserver{}
+	f.SetObserver(obs)
+	bye := sip("BYE sip:alice@127.0.0.1:40000 SIP/2.0",
+		"Via: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bKbb1",
+		"Route: <sip:127.0.0.1:5060;lr>",
+		"Max-Forwards: 70", "From: <sip:bob@example.com>;tag=b9", "To: <sip:alice@example.com>;tag=a1",
+		"Call-ID: replay@x", "CSeq: 1 BYE", "Content-Length: 0")
+	r, m := fwd(t, f, bye, backends[1])
+	if m == nil || r.To != client {
+		t.Fatalf("BYE not sent to the client: %v %v", r.Drop, r.To)
+	}
+	seen, _ := m.Via(0) // what the client sees
+	forged := sip("SIP/2.0 503 Service Unavailable",
+		"Via: SIP/2.0/UDP 127.0.0.1:5060;branch="+string(seen.Branch),
+		"Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKx",
+		"From: <sip:bob@example.com>;tag=b9", "To: <sip:alice@example.com>;tag=a1",
+		"Call-ID: replay@x", "CSeq: 1 BYE", "Content-Length: 0")
+	for range 10 {
+		f.Process(f.NewScratch(), forged, backends[2], f.Legs()[0])
+	}
+	if len(obs.got) != 0 {
+		t.Errorf("forged responses reported to the health checks: %v", obs.got)
+	}
+	if be, _ := f.bal.Table().Lookup(backends[2]); be.Stats.Read().Responses[4] != 0 {
+		t.Errorf("forged 5xx counted on the member")
+	}
+}
