@@ -348,6 +348,9 @@ func (k requestKeys) ToUser() []byte {
 	return nil
 }
 
+// maxRewrittenURI is the longest Contact URI rewrite_contact rewrites.
+const maxRewrittenURI = 256
+
 // forwardRequest writes the request as §16.6 edits it: Max-Forwards, the
 // Route values siplb pops, the Request-URI (strict routing, a restored
 // Contact), a rewritten Contact, received/rport on the sender's Via, siplb's
@@ -369,7 +372,10 @@ func (f *Forwarder) forwardRequest(s *Scratch, src netip.AddrPort, in *Leg, h *h
 		// becomes one of ours carrying its flow, so a backend's request to it
 		// (an INVITE to a registered phone) comes through siplb and reaches
 		// the client by its connection or NAT binding.
-		if cu, err := m.Contact(0); err == nil && f.legFor(&cu) == nil {
+		// The original travels hex-encoded (twice its size): a longer one
+		// than maxRewrittenURI is left as it is, so the output stays within
+		// the Scratch's buffer whatever the sender wrote.
+		if cu, err := m.Contact(0); err == nil && f.legFor(&cu) == nil && len(cu.Raw) <= maxRewrittenURI {
 			s.contact = appendRewrittenContact(s.contact[:0], f.ring.Load().keys[0].contact, out, cu.Raw, src, s.inConn, in.Transport)
 			e.Contact = s.contact
 		}
