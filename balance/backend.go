@@ -42,6 +42,9 @@ type BackendConfig struct {
 	// is accepted as an initial health mark: the member starts Down until
 	// SetHealth reports it up (on Reload it applies to new members only).
 	State State
+	// MaxCPS caps the new dialogs per second it takes (overload.go), 0 the
+	// pool's MaxCPS (0 there: no cap); at most MaxCPS.
+	MaxCPS float64
 }
 
 // Backend is one member of a pool in one Table. It is immutable; pointers to
@@ -55,6 +58,8 @@ type Backend struct {
 	State     State
 	// AlsoTCP: a UDP member that also takes TCP on Addr (BackendConfig).
 	AlsoTCP bool
+	// MaxCPS is its cap on new dialogs per second, 0 for none.
+	MaxCPS float64
 	// Stats are the address's traffic counts, the same across Tables.
 	Stats *BackendStats
 	Pool  int // index of its pool in the Table
@@ -64,6 +69,8 @@ type Backend struct {
 	weight   float64 // Weight as float64 for rendezvous scores
 	cfgState State   // operator state: Up, Disabled or Draining
 	healthy  bool    // health mark: false after SetHealth(addr, false)
+
+	cpsInterval int64 // 1e9/MaxCPS: ns between two new dialogs of one loop's share, 0 without a cap
 }
 
 // Usable reports whether an in-dialog request may go to b: it is Up or

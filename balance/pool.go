@@ -22,6 +22,8 @@ type Pool struct {
 	groups  []group    // ascending Priority number: highest priority first
 	active  *group     // first group with an Up member; nil if none
 	rr      *counter
+
+	replaces, overload bool // ReplacesAffinity, OverloadControl (overload.go)
 }
 
 // group is one priority group of a pool, with everything Pick needs

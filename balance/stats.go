@@ -15,6 +15,7 @@ import (
 // Read sums the stripes.
 type BackendStats struct {
 	stripes [statStripes]statStripe
+	ol      Overload // admission state of the address (overload.go)
 }
 
 // statStripes is the number of stripes: loops beyond it share them.

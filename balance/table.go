@@ -29,6 +29,15 @@ type PoolConfig struct {
 	// whose verified client certificate makes a TLS peer one of this pool's
 	// backends, whatever its address.
 	BackendCerts []string
+
+	// Admission (overload.go). MaxCPS is the cap of the members that set
+	// none (0: no cap). DisableReplacesAffinity hashes an INVITE with
+	// Replaces or Join by its own Call-ID (HashCallID only: the others
+	// never follow Replaces). DisableOverloadControl neither offers RFC
+	// 7339 overload control to the members nor honours their reports.
+	MaxCPS                  float64
+	DisableReplacesAffinity bool
+	DisableOverloadControl  bool
 }
 
 // Table is an immutable snapshot of every pool and member with its effective
@@ -131,7 +140,13 @@ func normalize(cfgs []PoolConfig) ([]PoolConfig, error) {
 		}
 		seen := make(map[netip.AddrPort]bool, len(pc.Backends))
 		bcs := make([]BackendConfig, len(pc.Backends))
+		if err := checkMaxCPS(pc.MaxCPS); err != nil {
+			return nil, fmt.Errorf("pools[%d] %q: %w: %v", i, pc.Name, err, pc.MaxCPS)
+		}
 		for j, bc := range pc.Backends {
+			if bc.MaxCPS == 0 {
+				bc.MaxCPS = pc.MaxCPS
+			}
 			if err := normalizeBackend(&bc); err != nil {
 				return nil, fmt.Errorf("pools[%d] %q: backends[%d] %s: %w", i, pc.Name, j, bc.Addr, err)
 			}
@@ -180,6 +195,9 @@ func normalizeBackend(bc *BackendConfig) error {
 	if bc.State >= numStates {
 		return fmt.Errorf("%w: %d", ErrUnknownState, bc.State)
 	}
+	if err := checkMaxCPS(bc.MaxCPS); err != nil {
+		return fmt.Errorf("%w: %v", err, bc.MaxCPS)
+	}
 	return nil
 }
 
@@ -198,7 +216,8 @@ func buildTable(cfgs []PoolConfig, ov *overlay, prev *Table, gen uint64) *Table 
 	var srcs []netip.Prefix
 	defer func() { t.srcs = guard.NewCIDRSet(srcs...) }()
 	for i, pc := range cfgs {
-		p := &Pool{name: pc.Name, alg: pc.Algorithm, members: make([]*Backend, len(pc.Backends))}
+		p := &Pool{name: pc.Name, alg: pc.Algorithm, members: make([]*Backend, len(pc.Backends)),
+			replaces: pc.Algorithm == HashCallID && !pc.DisableReplacesAffinity, overload: !pc.DisableOverloadControl}
 		if prev != nil {
 			if id, ok := prev.byName[pc.Name]; ok {
 				p.rr = prev.pools[id].rr
@@ -210,6 +229,7 @@ func buildTable(cfgs []PoolConfig, ov *overlay, prev *Table, gen uint64) *Table 
 		prios := make([]int, 0, 2)
 		for j, bc := range pc.Backends {
 			b := newBackend(bc, ov, stats, i, j)
+			b.setAdmission(&bc)
 			p.members[j] = b
 			if _, dup := t.byAddr[b.Addr]; !dup {
 				t.byAddr[b.Addr] = b
