@@ -44,6 +44,14 @@ func testProcessAllocs(t *testing.T, f *Forwarder, fx fixture) {
 	mf0 := fx.invite("mf0@x", "z9hG4bKmf0", "Max-Forwards: 0")
 	bad := sip("INVITE sip:bob@example.com SIP/2.0", "Via: SIP/2.0/UDP "+fx.client.String()+";branch=z9hG4bKb",
 		"From: <sip:a@x>;tag=1", "To: <sip:b@x>", "CSeq: 1 INVITE")
+	// Admission (overload.go): Replaces and Refer-To affinity, a member's
+	// overload report in siplb's Via.
+	repl := fx.invite("repl@x", "z9hG4bKrepl", "Replaces: alloc@x;to-tag=b1;from-tag=a1")
+	ref := sip("REFER sip:bob@example.com SIP/2.0", "Via: SIP/2.0/UDP "+fx.client.String()+";branch=z9hG4bKref;rport",
+		"Max-Forwards: 70", "From: <sip:alice@example.com>;tag=a1", "To: <sip:bob@example.com>",
+		"Call-ID: ref@x", "CSeq: 1 REFER", "Refer-To: <sip:carol@example.com?Replaces=alloc%40x%3Bto-tag%3Db1%3Bfrom-tag%3Da1>",
+		"Contact: <sip:alice@example.com>", "Content-Length: 0")
+	ocResp := bytes.Replace(resp, []byte(";rport=5060\r\n"), []byte(";rport=5060;oc=0;oc-algo=\"loss\";oc-validity=0;oc-seq=1.5\r\n"), 1)
 	cases := []struct {
 		name string
 		in   []byte
@@ -54,6 +62,9 @@ func testProcessAllocs(t *testing.T, f *Forwarder, fx fixture) {
 		{name: "BYE from backend", in: bye, from: 1},
 		{name: "483 reply", in: mf0},
 		{name: "400 reply", in: bad},
+		{name: "INVITE with Replaces", in: repl},
+		{name: "REFER with Refer-To Replaces", in: ref},
+		{name: "response with an overload report", in: ocResp, from: 1},
 	}
 	for _, tc := range cases {
 		src := fx.client

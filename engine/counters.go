@@ -111,6 +111,11 @@ type Counters struct {
 	KeepAlives           atomic.Uint64                         // CRLF keep-alive datagrams, ignored
 	AcceptErrors         atomic.Uint64                         // failed accepts of TCP/TLS listeners (EMFILE, ENFILE, ENOBUFS, ...), each followed by a backoff
 	BudgetCloses         atomic.Uint64                         // streams closed because their partial message or handshake did not fit streams.memory_budget
+
+	// Admission (overload.go).
+	ReplacesAffinity atomic.Uint64 // new requests hashed by the Call-ID their Replaces, Join or Refer-To names
+	OverloadReports  atomic.Uint64 // members' RFC 7339 overload reports taken (a newer oc-seq)
+	AdmitRefused     atomic.Uint64 // new dialogs answered 503 because every member tried shed them (overload, max_cps)
 }
 
 func (c *Counters) countReply(status int) {
@@ -136,6 +141,7 @@ type Snapshot struct {
 	ICMPErrors, KeepAlives                             uint64
 	ICMPIgnored, ICMPOther                             uint64
 	AcceptErrors, BudgetCloses                         uint64
+	ReplacesAffinity, OverloadReports, AdmitRefused    uint64           // Counters' admission block
 	StreamBytes                                        int64            // bytes held now in partial stream messages and TLS handshakes (a gauge)
 	Conns                                              int              // streams open now
 	ConnsBy                                            map[ConnKind]int // streams open now, by transport and direction
@@ -182,6 +188,9 @@ func (s *Snapshot) add(c *Counters) {
 	s.KeepAlives += c.KeepAlives.Load()
 	s.AcceptErrors += c.AcceptErrors.Load()
 	s.BudgetCloses += c.BudgetCloses.Load()
+	s.ReplacesAffinity += c.ReplacesAffinity.Load()
+	s.OverloadReports += c.OverloadReports.Load()
+	s.AdmitRefused += c.AdmitRefused.Load()
 }
 
 // Drop returns the count of one drop reason.

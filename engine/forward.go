@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 
@@ -80,6 +81,11 @@ type Config struct {
 	// Log takes the rare events of the data path (a source blocked); nil
 	// discards them.
 	Log *slog.Logger
+
+	// Loops is how many event loops share each member's max_cps: each
+	// admits at most max_cps/Loops new dialogs a second. 0: one per CPU,
+	// the server's default.
+	Loops int
 }
 
 // Forwarder holds the stateless forwarding rules of RFC 3261 §16 and §16.11.
@@ -109,6 +115,7 @@ type Forwarder struct {
 	draining                     atomic.Bool      // Server.Drain with RejectNewDialogs: a new dialog from outside gets 503
 	scratches                    atomic.Int64     // Scratches made: each gets a stripe of the backends' counters
 	mtu                          int              // UDPMTU
+	loops                        int              // Config.Loops
 }
 
 // ProbeHandler consumes the replies to health probes (balance.Checker).
@@ -170,6 +177,10 @@ func NewForwarder(cfg Config, bal *balance.Balancer) (*Forwarder, error) {
 	}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
+	}
+	f.loops = cfg.Loops
+	if f.loops <= 0 {
+		f.loops = runtime.NumCPU()
 	}
 	f.mtu = cfg.UDPMTU
 	if f.mtu <= 0 {
@@ -282,6 +293,8 @@ type Scratch struct {
 	via     []byte
 	recv    []byte
 	tag     []byte
+	repl    []byte   // the Call-ID a Refer-To's Replaces names, unescaped
+	oc      ocReport // the overload report of the response being processed
 	edits   parser.Edits
 	sa4     unix.SockaddrInet4
 	sa6     unix.SockaddrInet6
@@ -308,6 +321,7 @@ func (f *Forwarder) NewScratch() *Scratch {
 		extra:   make([]byte, 0, 160),
 		recv:    make([]byte, 0, 64),
 		tag:     make([]byte, 0, 16),
+		repl:    make([]byte, 0, maxReplacesCallID),
 	}
 	s.Msg.Limits = f.limits
 	s.stripe = int(f.scratches.Add(1))
@@ -352,8 +366,10 @@ func (f *Forwarder) ProcessConn(s *Scratch, b []byte, src netip.AddrPort, in *Le
 				if f.observer != nil && m.StatusCode() >= 200 {
 					f.observer.Observe(src, m.StatusCode())
 				}
-				if be, ok := f.bal.Table().Lookup(src); ok {
+				t := f.bal.Table()
+				if be, ok := t.Lookup(src); ok {
 					be.Stats.Response(s.stripe, m.StatusCode())
+					f.recordOverload(s, t, be)
 				}
 			}
 		}
@@ -439,6 +455,9 @@ func (f *Forwarder) response(s *Scratch) Result {
 		return s.drop(DropForeignVia)
 	}
 	s.toMember = branchToMember(top.Branch)
+	if s.oc = (ocReport{}); s.toMember {
+		s.oc = parseOCReport(top.Params)
+	}
 	if !vias.Next(&next) {
 		if vias.Err() != nil {
 			return s.drop(DropMalformedResponse)

@@ -302,8 +302,11 @@ func (f *Forwarder) outsideTarget(s *Scratch, src netip.AddrPort, in *Leg, h *ho
 			// to another instance, or here again after Retry-After.
 			return f.reply(s, src, in, parser.ErrServiceUnavailable, f.retryAfter), true
 		}
-		b, ok := f.pickBackend(h.t, in, m)
-		if !ok {
+		b, why := f.pickBackend(s, h.t, in, m)
+		if b == nil {
+			if why == balance.RefusedOverload || why == balance.RefusedRate {
+				s.Counters.AdmitRefused.Add(1)
+			}
 			return f.reply(s, src, in, parser.ErrServiceUnavailable, f.retryAfter), true
 		}
 		be = b
@@ -312,18 +315,6 @@ func (f *Forwarder) outsideTarget(s *Scratch, src netip.AddrPort, in *Leg, h *ho
 	h.dst = be.Addr
 	h.out = f.byTransport[be.Transport]
 	return Result{}, false
-}
-
-// pickBackend is where a new dialog from outside gets its backend: the
-// pick of the leg's pool over the key the pool's algorithm hashes, among
-// the members siplb has a listener to reach.
-func (f *Forwarder) pickBackend(t *balance.Table, in *Leg, m *parser.Message) (*balance.Backend, bool) {
-	p := t.Pool(in.Pool)
-	b, ok := p.Pick(p.Key(requestKeys{m}))
-	if !ok || f.byTransport[b.Transport] == nil {
-		return nil, false
-	}
-	return b, true
 }
 
 // requestKeys is a parsed request as the hashed algorithms see it
@@ -400,6 +391,9 @@ func (f *Forwarder) forwardRequest(s *Scratch, src netip.AddrPort, in *Leg, h *h
 	s.via = appendHex(s.via, uint64(mark), 2)
 	s.via = f.appendBranchTail(s.via, mark, transactionHash(m, &h.top), loop, s.inConn)
 	s.via = append(s.via, ";rport"...)
+	if h.be != nil && h.t.Pool(balance.PoolID(h.be.Pool)).OverloadControl() {
+		s.via = append(s.via, ocOffer...)
+	}
 	e.PushVia = s.via
 	if f.recordRoute && m.Method() != parser.REGISTER {
 		f.recordRouteEdits(s, src, in, h)

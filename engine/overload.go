@@ -1,0 +1,254 @@
+package engine
+
+import (
+	"bytes"
+
+	"github.com/siplb/siplb/balance"
+	"github.com/siplb/siplb/parser"
+)
+
+// Affinity beyond the Call-ID, and RFC 7339 overload control: the engine's
+// side of balance's admission (balance/overload.go).
+
+// ocOffer is what siplb adds to the Via of a request to a pool member whose
+// pool has overload control on (RFC 7339 §5.1): it takes part, with the
+// loss algorithm, the one every implementation supports (§6).
+const ocOffer = `;oc;oc-algo="loss"`
+
+// maxReplacesCallID bounds the Call-ID siplb takes from a Refer-To's
+// escaped Replaces: a longer one leaves the REFER on its own Call-ID.
+const maxReplacesCallID = 256
+
+// replacedCallID returns the Call-ID of the dialog a new request names as
+// the one it replaces or joins: an INVITE's Replaces (RFC 3891 §6.1) or
+// Join (RFC 3911 §7.1) header, a REFER's Refer-To URI header Replaces
+// (RFC 3891 §5, URL-escaped, decoded into s.repl); nil when it names none.
+// The slice is valid until the next message processed with s.
+func replacedCallID(s *Scratch, m *parser.Message) []byte {
+	switch m.Method() {
+	case parser.INVITE:
+		if v := m.HeaderByName([]byte("Replaces")); v != nil {
+			return headerCallID(v)
+		}
+		if v := m.HeaderByName([]byte("Join")); v != nil {
+			return headerCallID(v)
+		}
+	case parser.REFER:
+		if v := m.Header(parser.HdrReferTo); v != nil {
+			return referReplaces(s, v)
+		}
+	}
+	return nil
+}
+
+// headerCallID is the callid of a Replaces or Join value: up to the first
+// ';', blanks trimmed; nil when empty.
+func headerCallID(v []byte) []byte {
+	if i := bytes.IndexByte(v, ';'); i >= 0 {
+		v = v[:i]
+	}
+	v = bytes.Trim(v, " \t\r\n")
+	if len(v) == 0 {
+		return nil
+	}
+	return v
+}
+
+// referReplaces finds the Replaces header of the Refer-To URI v
+// ("<sip:c@h?Replaces=id%40h%3Bto-tag%3D1&...>") and decodes its callid
+// into s.repl.
+func referReplaces(s *Scratch, v []byte) []byte {
+	if i := bytes.IndexByte(v, '<'); i >= 0 {
+		v = v[i+1:]
+		if j := bytes.IndexByte(v, '>'); j >= 0 {
+			v = v[:j]
+		}
+	}
+	q := bytes.IndexByte(v, '?')
+	if q < 0 {
+		return nil
+	}
+	for hs := v[q+1:]; len(hs) > 0; {
+		h := hs
+		if i := bytes.IndexByte(hs, '&'); i >= 0 {
+			h, hs = hs[:i], hs[i+1:]
+		} else {
+			hs = nil
+		}
+		if len(h) > len("replaces=") && hasPrefixFold(h, "replaces=") {
+			return unescapeCallID(s.repl[:0], h[len("replaces="):])
+		}
+	}
+	return nil
+}
+
+// unescapeCallID decodes %XX escapes of v into dst up to the first
+// (decoded) ';', blanks trimmed; nil for a bad escape, an empty callid or
+// one over maxReplacesCallID.
+func unescapeCallID(dst, v []byte) []byte {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '%' {
+			if i+2 >= len(v) {
+				return nil
+			}
+			x, y := hexValFold[v[i+1]], hexValFold[v[i+2]]
+			if x|y > 15 {
+				return nil
+			}
+			c = x<<4 | y
+			i += 2
+		}
+		if c == ';' {
+			break
+		}
+		if len(dst) == maxReplacesCallID {
+			return nil
+		}
+		dst = append(dst, c)
+	}
+	dst = bytes.Trim(dst, " \t")
+	if len(dst) == 0 {
+		return nil
+	}
+	return dst
+}
+
+// pickBackend is where a request from outside that no Route or
+// Request-URI sends to a member gets one: the pick of the leg's pool over
+// the key its algorithm hashes (for a Replaces, Join or REFER with
+// Replaces, the Call-ID of the dialog it names: ReplacesAffinity), among
+// the members siplb has a listener to reach. A new dialog (no To tag; not
+// an ACK or CANCEL, which follow their INVITE) is admitted by the members'
+// overload reports and max_cps (PickAdmitted); the Refusal says why none
+// took it.
+func (f *Forwarder) pickBackend(s *Scratch, t *balance.Table, in *Leg, m *parser.Message) (*balance.Backend, balance.Refusal) {
+	p := t.Pool(in.Pool)
+	key := p.Key(requestKeys{m})
+	if p.ReplacesAffinity() {
+		if id := replacedCallID(s, m); id != nil {
+			key = id
+			s.Counters.ReplacesAffinity.Add(1)
+		}
+	}
+	var b *balance.Backend
+	why := balance.Admitted
+	if len(m.ToTag()) == 0 && m.Method() != parser.ACK && m.Method() != parser.CANCEL {
+		a := balance.Admit{Dialog: balance.HashKey(m.CallID()), Now: f.now(), Stripe: s.stripe, Loops: f.loops}
+		b, why = p.PickAdmitted(key, &a)
+	} else if x, ok := p.Pick(key); ok {
+		b = x
+	} else {
+		why = balance.NoMember
+	}
+	if b == nil {
+		return nil, why
+	}
+	if f.byTransport[b.Transport] == nil {
+		return nil, balance.NoMember
+	}
+	return b, balance.Admitted
+}
+
+// ocReport is the overload report a member's response carried in siplb's
+// Via (RFC 7339 §5.2), parsed by response for ProcessConn to record.
+type ocReport struct {
+	r  balance.OverloadReport
+	ok bool
+}
+
+// parseOCReport reads oc, oc-algo, oc-validity and oc-seq from the
+// parameters of siplb's Via in a response. A report needs an oc value and
+// an oc-seq; oc-algo, when there, must be loss (the only one siplb
+// offers); oc-validity defaults to balance.DefaultOverloadValidity.
+func parseOCReport(params []byte) ocReport {
+	var r ocReport
+	var hasOC, hasSeq bool
+	r.r.Validity = balance.DefaultOverloadValidity
+	for p := params; len(p) > 0; {
+		var name, val []byte
+		name, val, p = nextParam(p)
+		switch {
+		case equalFold(name, []byte("oc")):
+			n, ok := parseDecimal(val, 100)
+			if !ok {
+				return ocReport{}
+			}
+			r.r.Reduction, hasOC = int(n), true
+		case equalFold(name, []byte("oc-validity")):
+			n, ok := parseDecimal(val, 1<<31-1)
+			if !ok {
+				return ocReport{}
+			}
+			r.r.Validity = int(n)
+		case equalFold(name, []byte("oc-seq")):
+			seq, ok := balance.ParseOCSeq(val)
+			if !ok {
+				return ocReport{}
+			}
+			r.r.Seq, hasSeq = seq, true
+		case equalFold(name, []byte("oc-algo")):
+			if !equalFold(bytes.Trim(val, `"`), []byte("loss")) {
+				return ocReport{}
+			}
+		}
+	}
+	r.ok = hasOC && hasSeq
+	return r
+}
+
+// nextParam splits the first ";name[=value]" off a Via's parameter list,
+// blanks trimmed; a quoted value may hold ';'.
+func nextParam(p []byte) (name, val, rest []byte) {
+	p = bytes.TrimLeft(p, " \t;")
+	end := len(p)
+	quoted := false
+	eq := -1
+	for i, c := range p {
+		if c == '"' {
+			quoted = !quoted
+		} else if c == '=' && eq < 0 && !quoted {
+			eq = i
+		} else if c == ';' && !quoted {
+			end = i
+			break
+		}
+	}
+	kv := p[:end]
+	if eq >= 0 && eq < end {
+		name, val = kv[:eq], bytes.Trim(kv[eq+1:], " \t")
+	} else {
+		name = kv
+	}
+	return bytes.Trim(name, " \t"), val, p[end:]
+}
+
+// parseDecimal parses 1*DIGIT up to max.
+func parseDecimal(b []byte, max uint64) (uint64, bool) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	return v, v <= max
+}
+
+// recordOverload records the overload report of a response from be that
+// answers a request siplb sent to it (s.toMember: its Via passed the MAC),
+// when be's pool has overload control on.
+func (f *Forwarder) recordOverload(s *Scratch, t *balance.Table, be *balance.Backend) {
+	if !s.oc.ok {
+		return
+	}
+	if p := t.Pool(balance.PoolID(be.Pool)); p == nil || !p.OverloadControl() {
+		return
+	}
+	if be.Overload().Report(s.oc.r, f.now()) {
+		s.Counters.OverloadReports.Add(1)
+	}
+}
