@@ -76,6 +76,7 @@ type backendInfo struct {
 	NewDialogs uint64            `json:"new_dialogs"`         // requests forwarded to it as a new dialog's pick
 	InDialog   uint64            `json:"in_dialog"`           // requests forwarded to it inside a dialog
 	Responses  map[string]uint64 `json:"responses,omitempty"` // its responses routed back, by class ("2xx": n)
+	admissionInfo
 }
 
 // poolInfo is one pool in the API's answers.
@@ -199,6 +200,7 @@ func (a *adminServer) pools() []poolInfo {
 					}
 				}
 			}
+			bi.admissionInfo = admissionOf(b, time.Now())
 			if h, ok := byAddr[b.Addr]; ok {
 				bi.Probed = true
 				bi.Health = h.Reason

@@ -73,6 +73,12 @@ type PoolConfig struct {
 	// verified TLS client certificate makes a peer one of this pool's
 	// backends.
 	BackendCerts []string `yaml:"backend_certs"`
+
+	// Admission of new dialogs (README: Affinity beyond the Call-ID;
+	// Overload control and call-rate caps).
+	ReplacesAffinity *bool   `yaml:"replaces_affinity"` // hash an INVITE with Replaces or Join, and a REFER whose Refer-To carries Replaces, by the Call-ID it names (default true; hash-callid only)
+	OverloadControl  *bool   `yaml:"overload_control"`  // offer RFC 7339 loss-based overload control to the members and honour their reports (default true)
+	MaxCPS           float64 `yaml:"max_cps"`           // new dialogs per second each member takes, 0..1000000 (default 0: no cap); a backend's own max_cps wins
 }
 
 // DiscoveryConfig takes pool members from DNS, refreshed at the records' TTL.
@@ -141,6 +147,9 @@ type BackendConfig struct {
 	// AlsoTCP says a udp:// member also takes TCP on the same address: a
 	// request larger than engine.udp_mtu goes to it over TCP (§18.1.1).
 	AlsoTCP bool `yaml:"also_tcp"`
+	// MaxCPS caps the new dialogs per second it takes, 0..1000000 (default:
+	// the pool's max_cps).
+	MaxCPS float64 `yaml:"max_cps"`
 }
 
 // EngineConfig tunes the data path.
@@ -381,6 +390,9 @@ func (c *Config) Validate() error {
 			if d.Weight < 0 {
 				return invalid(dp+".weight", "must not be negative, got %d", d.Weight)
 			}
+		}
+		if err := p.validateAdmission(path); err != nil {
+			return err
 		}
 		if _, err := parsePrefixes(p.BackendSources); err != nil {
 			k, rest, _ := strings.Cut(err.Error(), ": ")
@@ -646,6 +658,7 @@ func (c *Config) pools() ([]balance.PoolConfig, error) {
 			return nil, err
 		}
 		pc := balance.PoolConfig{Name: p.Name, Algorithm: alg, BackendSources: srcs, BackendCerts: p.BackendCerts}
+		p.admission(&pc)
 		for _, b := range p.Backends {
 			tr, ap, err := parseEndpoint(b.Address)
 			if err != nil {
@@ -657,6 +670,7 @@ func (c *Config) pools() ([]balance.PoolConfig, error) {
 			}
 			pc.Backends = append(pc.Backends, balance.BackendConfig{
 				Addr: ap, Transport: tr, Weight: *b.Weight, Priority: b.Priority, State: st, AlsoTCP: b.AlsoTCP,
+				MaxCPS: b.MaxCPS,
 			})
 		}
 		out = append(out, pc)
@@ -749,6 +763,7 @@ func (c *Config) engineConfig() (engine.Config, []*siptls.Store, error) {
 		ForceRewrite:       c.Engine.ForceRewrite,
 		Limits:             parser.Limits{MaxHeader: c.Engine.MaxHeader, MaxBody: c.Engine.MaxBody},
 		UDPMTU:             c.Engine.UDPMTU,
+		Loops:              c.Engine.Loops, // each loop takes max_cps/loops
 	}
 	g, err := guard.New(c.Security)
 	if err != nil {
@@ -782,4 +797,29 @@ func (c *Config) engineConfig() (engine.Config, []*siptls.Store, error) {
 		ec.Legs = append(ec.Legs, lc)
 	}
 	return ec, stores, nil
+}
+
+// validateAdmission checks a pool's admission keys: replaces_affinity only
+// with hash-callid (the other keys never follow a Replaces), max_cps of the
+// pool and its backends in 0..balance.MaxCPS.
+func (p *PoolConfig) validateAdmission(path string) error {
+	if p.ReplacesAffinity != nil && *p.ReplacesAffinity && p.Algorithm != "" && !strings.EqualFold(p.Algorithm, "hash-callid") {
+		return invalid(path+".replaces_affinity", "is only for algorithm hash-callid, not %s", p.Algorithm)
+	}
+	if p.MaxCPS < 0 || p.MaxCPS > balance.MaxCPS || p.MaxCPS != p.MaxCPS {
+		return invalid(path+".max_cps", "must be between 0 (no cap) and %g, got %g", balance.MaxCPS, p.MaxCPS)
+	}
+	for j, b := range p.Backends {
+		if b.MaxCPS < 0 || b.MaxCPS > balance.MaxCPS || b.MaxCPS != b.MaxCPS {
+			return invalid(fmt.Sprintf("%s.backends[%d].max_cps", path, j), "must be between 0 (the pool's) and %g, got %g", balance.MaxCPS, b.MaxCPS)
+		}
+	}
+	return nil
+}
+
+// admission sets the admission fields of pc from p.
+func (p *PoolConfig) admission(pc *balance.PoolConfig) {
+	pc.MaxCPS = p.MaxCPS
+	pc.DisableReplacesAffinity = p.ReplacesAffinity != nil && !*p.ReplacesAffinity
+	pc.DisableOverloadControl = p.OverloadControl != nil && !*p.OverloadControl
 }

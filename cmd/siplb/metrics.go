@@ -62,6 +62,10 @@ var snapshotCounters = [...]snapshotCounter{
 	{"siplb_bad_tokens_total", "Flow tokens whose MAC failed (forged, copied into another dialog, or signed by a retired secret), ignored.", func(s *engine.Snapshot) uint64 { return s.BadTokens }},
 	{"siplb_dns_misses_total", "Next hops not in the DNS cache, resolved off the data path.", func(s *engine.Snapshot) uint64 { return s.DNSMisses }},
 	{"siplb_tls_handshake_failures_total", "Inbound TLS handshakes that failed or timed out.", func(s *engine.Snapshot) uint64 { return s.TLSHandshakeFailures }},
+	// Admission (admission.go).
+	{"siplb_replaces_affinity_total", "New requests hashed by the Call-ID their Replaces, Join or Refer-To Replaces names.", func(s *engine.Snapshot) uint64 { return s.ReplacesAffinity }},
+	{"siplb_overload_reports_total", "Backends' RFC 7339 overload reports taken (a newer oc-seq in a response to siplb's request).", func(s *engine.Snapshot) uint64 { return s.OverloadReports }},
+	{"siplb_admission_refused_total", "New dialogs answered 503 because every backend tried shed them (overload reports, max_cps).", func(s *engine.Snapshot) uint64 { return s.AdmitRefused }},
 }
 
 // siplbCollector is the prometheus.Collector of siplb's own metrics. Its
@@ -89,6 +93,7 @@ type siplbCollector struct {
 	reloadOK       *prometheus.Desc
 	reloadLast     *prometheus.Desc
 	buildInfo      *prometheus.Desc
+	admission      admissionMetrics
 }
 
 func newSiplbCollector(src metricsSource) *siplbCollector {
@@ -112,6 +117,7 @@ func newSiplbCollector(src metricsSource) *siplbCollector {
 		reloadOK:       prometheus.NewDesc("siplb_config_last_reload_successful", "Whether the last configuration reload succeeded (1) or failed (0).", nil, nil),
 		reloadLast:     prometheus.NewDesc("siplb_config_last_reload_success_timestamp_seconds", "When the configuration was last loaded successfully (at start or by a reload).", nil, nil),
 		buildInfo:      prometheus.NewDesc("siplb_build_info", "The siplb build: always 1.", []string{"version", "goversion"}, nil),
+		admission:      newAdmissionMetrics(),
 	}
 	for i, sc := range snapshotCounters {
 		c.counters[i] = prometheus.NewDesc(sc.name, sc.help, nil, nil)
@@ -128,6 +134,7 @@ func (c *siplbCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.backendHealthy, c.probeRTT, c.probeRTTEWMA, c.probeRTTHist, c.beRequests, c.beResponses, c.reloads, c.reloadOK, c.reloadLast, c.buildInfo} {
 		ch <- d
 	}
+	c.admission.describe(ch)
 }
 
 // Collect implements prometheus.Collector: one Stats, one Table and one
@@ -182,6 +189,7 @@ func (c *siplbCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	t := c.src.table()
+	now := time.Now()
 	counted := make(map[*balance.BackendStats]bool)
 	for i := range t.NumPools() {
 		p := t.Pool(balance.PoolID(i))
@@ -192,6 +200,7 @@ func (c *siplbCollector) Collect(ch chan<- prometheus.Metric) {
 				gauge(c.backendState, boolValue(b.State == st), p.Name(), addr, st.String())
 			}
 			gauge(c.backendHealthy, boolValue(b.Healthy()), p.Name(), addr)
+			c.admission.collect(ch, p.Name(), b, b.Stats != nil && !counted[b.Stats], now)
 			if b.Stats != nil && !counted[b.Stats] {
 				// The counts belong to the address, whatever pools list it.
 				counted[b.Stats] = true
