@@ -70,7 +70,7 @@ type Backend struct {
 	cfgState State   // operator state: Up, Disabled or Draining
 	healthy  bool    // health mark: false after SetHealth(addr, false)
 
-	cpsInterval int64 // 1e9/MaxCPS: ns between two new dialogs of one loop's share, 0 without a cap
+	cpsInterval int64 // 1e9/MaxCPS: ns between two new dialogs, 0 without a cap
 }
 
 // Usable reports whether an in-dialog request may go to b: it is Up or

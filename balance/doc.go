@@ -37,6 +37,16 @@
 // Down (health) and Disabled (operator) members take nothing. The operator's
 // Disabled and Draining win over a health mark.
 //
+// # Admission
+//
+// PickAdmitted is Pick for a new dialog under admission control
+// (overload.go): a member whose RFC 7339 overload report sheds the dialog
+// (by a hash of its Call-ID, so retransmissions get the same decision) or
+// that is past its MaxCPS (a GCRA bucket, one atomic word per member)
+// gives it to the next member of its priority group in rendezvous order;
+// with none left the caller answers 503. The state (Overload) belongs to
+// the address, like BackendStats, and is read lock-free.
+//
 // # Must not
 //
 // balance touches no socket of the data path and keeps no per-call state.

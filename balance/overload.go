@@ -56,31 +56,34 @@ type Admit struct {
 	Dialog uint64
 	// Now is the time in UnixNano (a coarse clock will do).
 	Now int64
-	// Stripe is the caller's event loop (BackendStats stripes): each loop
-	// has its own share of a member's MaxCPS.
+	// Stripe is the caller's stripe of the counters (BackendStats).
 	Stripe int
-	// Loops is how many event loops share each member's MaxCPS (≥ 1): each
-	// admits at most MaxCPS/Loops new dialogs per second.
-	Loops int
 }
 
 // Overload is the admission state of one backend address: the last
-// overload report it sent and the token buckets of its MaxCPS cap, one per
-// stripe. It lives in the address's BackendStats, so it outlives reloads
-// and health changes. Reading it (Admit) is lock-free; Report serializes
-// its writers.
+// overload report it sent and the token bucket of its MaxCPS cap. It lives
+// in the address's BackendStats, so it outlives reloads and health changes.
+// Reading it (admission) is lock-free; Report serializes its writers.
+//
+// The bucket is one word for every event loop: a share per loop would have
+// to know how many loops (and TLS readers, and UDP sockets of each leg)
+// take new dialogs, and one share per counter stripe over-admits by as
+// much as there are more stripes than loops. One compare-and-swap per new
+// dialog to a capped member is the whole cost.
 type Overload struct {
 	report atomic.Uint64 // reduction<<56 | expiry in Unix ms; 0: none
-	mu     sync.Mutex    // serializes Report
-	seq    uint64        // the last accepted oc-seq, scaled (ParseOCSeq); guarded by mu
-	has    bool          // seq is set; guarded by mu
+	_      [56]byte
+	tat    atomic.Int64 // the MaxCPS bucket as GCRA: its theoretical arrival time (UnixNano)
+	_      [56]byte
+	mu     sync.Mutex // serializes Report
+	seq    uint64     // the last accepted oc-seq, scaled (ParseOCSeq); guarded by mu
+	has    bool       // seq is set; guarded by mu
 	st     [statStripes]admitStripe
 }
 
 type admitStripe struct {
-	tat                  atomic.Int64  // the MaxCPS bucket as GCRA: theoretical arrival time (UnixNano)
 	shedOverload, shedRt atomic.Uint64 // new dialogs it refused, by reason
-	_                    [64 - 3*8]byte
+	_                    [64 - 2*8]byte
 }
 
 const expiryMask = 1<<56 - 1
@@ -165,17 +168,17 @@ func (o *Overload) sheds(d uint64, now int64) bool {
 // shedSalt keeps the shed draw independent of the rendezvous draws.
 const shedSalt = 0x6f632d6c6f737321 // "oc-loss!"
 
-// take takes a token of the stripe's bucket, which refills one token every
+// take takes a token of the bucket, which refills one token every
 // interval ns and holds at most a second's worth (at least one).
-func (st *admitStripe) take(now, interval int64) bool {
+func (o *Overload) take(now, interval int64) bool {
 	tau := max(int64(1e9)-interval, 0) // burst tolerance: a full bucket
 	for {
-		old := st.tat.Load()
+		old := o.tat.Load()
 		tat := max(old, now)
 		if tat-now > tau {
 			return false
 		}
-		if st.tat.CompareAndSwap(old, tat+interval) {
+		if o.tat.CompareAndSwap(old, tat+interval) {
 			return true
 		}
 	}
@@ -193,7 +196,7 @@ func (b *Backend) admit(a *Admit) Refusal {
 		st.shedOverload.Add(1)
 		return RefusedOverload
 	}
-	if b.cpsInterval > 0 && !st.take(a.Now, b.cpsInterval*int64(max(a.Loops, 1))) {
+	if b.cpsInterval > 0 && !o.take(a.Now, b.cpsInterval) {
 		st.shedRt.Add(1)
 		return RefusedRate
 	}

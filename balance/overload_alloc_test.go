@@ -19,7 +19,7 @@ func TestPickAdmittedAllocs(t *testing.T) {
 	keys := callIDs(64)
 	i := 0
 	n := testing.AllocsPerRun(200, func() {
-		a := Admit{Dialog: HashKey(keys[i%len(keys)]), Now: now, Loops: 2}
+		a := Admit{Dialog: HashKey(keys[i%len(keys)]), Now: now}
 		p.PickAdmitted(keys[i%len(keys)], &a)
 		i++
 	})

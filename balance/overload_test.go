@@ -137,7 +137,7 @@ func TestPickAdmittedOverload(t *testing.T) {
 			hot := p.Backends()[0]
 			hot.Overload().Report(OverloadReport{Reduction: 100, Validity: 60_000, Seq: 1}, now)
 			for i, k := range callIDs(400) {
-				a := Admit{Dialog: HashKey(k), Now: now, Loops: 1}
+				a := Admit{Dialog: HashKey(k), Now: now}
 				b, why := p.PickAdmitted(k, &a)
 				if why != Admitted || b == nil {
 					t.Fatalf("PickAdmitted(%q) refused: %v", k, why)
@@ -158,7 +158,7 @@ func TestPickAdmittedOverload(t *testing.T) {
 			for _, m := range p.Backends() {
 				m.Overload().Report(OverloadReport{Reduction: 100, Validity: 60_000, Seq: 1}, now)
 			}
-			a := Admit{Dialog: 1, Now: now, Loops: 1}
+			a := Admit{Dialog: 1, Now: now}
 			if b, why := p.PickAdmitted([]byte("x@y"), &a); b != nil || why != RefusedOverload {
 				t.Errorf("all members shedding: PickAdmitted = %v, %v; want nil, RefusedOverload", b, why)
 			}
@@ -166,8 +166,9 @@ func TestPickAdmittedOverload(t *testing.T) {
 	}
 }
 
-// MaxCPS admits a second's worth of new dialogs per loop share, overflows
-// to the next member, refuses when every member is full, and refills.
+// MaxCPS admits a second's worth of new dialogs at once, overflows to the
+// next member, refuses when every member is full, whichever stripes (event
+// loops) ask, and refills.
 func TestPickAdmittedMaxCPS(t *testing.T) {
 	now := int64(1e18)
 	bcs := members(2)
@@ -180,38 +181,25 @@ func TestPickAdmittedMaxCPS(t *testing.T) {
 	if got := p.Backends()[1].MaxCPS; got != 4 {
 		t.Fatalf("member without max_cps: MaxCPS = %v, want the pool's 4", got)
 	}
-	tests := []struct {
-		name  string
-		loops int
-		want  int // admitted at one instant, both members
-	}{
-		{name: "one loop", loops: 1, want: 14},
-		{name: "two loops: half each", loops: 2, want: 7},
+	n := 0
+	for i := range 100 {
+		a := Admit{Dialog: uint64(i), Now: now, Stripe: i % 5}
+		if _, why := p.PickAdmitted(nil, &a); why == Admitted {
+			n++
+		} else if why != RefusedRate {
+			t.Fatalf("refusal %v, want RefusedRate", why)
+		}
 	}
-	for k, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			at := now + int64(k)*10e9 // buckets full again
-			n := 0
-			for i := range 100 {
-				a := Admit{Dialog: uint64(i), Now: at, Stripe: 3, Loops: tc.loops}
-				if _, why := p.PickAdmitted(nil, &a); why == Admitted {
-					n++
-				} else if why != RefusedRate {
-					t.Fatalf("refusal %v, want RefusedRate", why)
-				}
-			}
-			if n != tc.want {
-				t.Errorf("admitted %d at one instant, want %d", n, tc.want)
-			}
-			a := Admit{Now: at + 1e9, Stripe: 3, Loops: tc.loops}
-			if _, why := p.PickAdmitted(nil, &a); why != Admitted {
-				t.Errorf("a second later: %v, want Admitted", why)
-			}
-			a = Admit{Now: at, Stripe: 4, Loops: tc.loops}
-			if _, why := p.PickAdmitted(nil, &a); why != Admitted {
-				t.Errorf("another loop's share: %v, want Admitted", why)
-			}
-		})
+	if n != 14 {
+		t.Errorf("admitted %d at one instant from 5 stripes, want 14 (10 + 4)", n)
+	}
+	a := Admit{Now: now + 100e6, Stripe: 7}
+	if b, why := p.PickAdmitted(nil, &a); why != Admitted || b != p.Backends()[0] {
+		t.Errorf("100 ms later: %v, %v; want the member of max_cps 10 (one token back)", b, why)
+	}
+	st := p.Backends()[0].Overload().Read(now)
+	if st.ShedRate == 0 {
+		t.Error("ShedRate = 0 on the full member")
 	}
 }
 
@@ -263,4 +251,49 @@ func TestReplacesAffinityFlag(t *testing.T) {
 			t.Errorf("%s: ReplacesAffinity = %v, want %v", tc.name, got, tc.want)
 		}
 	}
+}
+
+// BenchmarkPickAdmitted is the admission of a new dialog: no report and no
+// cap (the common case), a member shedding half its dialogs, and a member
+// past its cap whose dialogs go to the next.
+func BenchmarkPickAdmitted(b *testing.B) {
+	now := int64(1e18)
+	keys := callIDs(1024)
+	for _, tc := range []struct {
+		name string
+		set  func(p *Pool)
+	}{
+		{name: "plain", set: func(*Pool) {}},
+		{name: "overload 50%", set: func(p *Pool) {
+			p.Backends()[0].Overload().Report(OverloadReport{Reduction: 50, Validity: 3600_000, Seq: 1}, now)
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			bal := onePool(b, HashCallID, members(4))
+			p := bal.Table().Pool(0)
+			tc.set(p)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				k := keys[i%len(keys)]
+				a := Admit{Dialog: HashKey(k), Now: now}
+				p.PickAdmitted(k, &a)
+				i++
+			}
+		})
+	}
+	b.Run("max_cps full", func(b *testing.B) {
+		bcs := members(4)
+		bcs[0].MaxCPS = 1
+		bal, _ := New([]PoolConfig{{Name: "p", Backends: bcs}})
+		p := bal.Table().Pool(0)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			k := keys[i%len(keys)]
+			a := Admit{Dialog: HashKey(k), Now: now}
+			p.PickAdmitted(k, &a)
+			i++
+		}
+	})
 }

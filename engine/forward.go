@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"runtime"
 	"strconv"
 	"sync/atomic"
 
@@ -81,11 +80,6 @@ type Config struct {
 	// Log takes the rare events of the data path (a source blocked); nil
 	// discards them.
 	Log *slog.Logger
-
-	// Loops is how many event loops share each member's max_cps: each
-	// admits at most max_cps/Loops new dialogs a second. 0: one per CPU,
-	// the server's default.
-	Loops int
 }
 
 // Forwarder holds the stateless forwarding rules of RFC 3261 §16 and §16.11.
@@ -115,7 +109,6 @@ type Forwarder struct {
 	draining                     atomic.Bool      // Server.Drain with RejectNewDialogs: a new dialog from outside gets 503
 	scratches                    atomic.Int64     // Scratches made: each gets a stripe of the backends' counters
 	mtu                          int              // UDPMTU
-	loops                        int              // Config.Loops
 }
 
 // ProbeHandler consumes the replies to health probes (balance.Checker).
@@ -177,10 +170,6 @@ func NewForwarder(cfg Config, bal *balance.Balancer) (*Forwarder, error) {
 	}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
-	}
-	f.loops = cfg.Loops
-	if f.loops <= 0 {
-		f.loops = runtime.NumCPU()
 	}
 	f.mtu = cfg.UDPMTU
 	if f.mtu <= 0 {

@@ -134,7 +134,7 @@ func (f *Forwarder) pickBackend(s *Scratch, t *balance.Table, in *Leg, m *parser
 	var b *balance.Backend
 	why := balance.Admitted
 	if len(m.ToTag()) == 0 && m.Method() != parser.ACK && m.Method() != parser.CANCEL {
-		a := balance.Admit{Dialog: balance.HashKey(m.CallID()), Now: f.now(), Stripe: s.stripe, Loops: f.loops}
+		a := balance.Admit{Dialog: balance.HashKey(m.CallID()), Now: f.now(), Stripe: s.stripe}
 		b, why = p.PickAdmitted(key, &a)
 	} else if x, ok := p.Pick(key); ok {
 		b = x

@@ -255,7 +255,7 @@ func TestForwardMaxCPS(t *testing.T) {
 	for _, a := range backends {
 		pc.Backends = append(pc.Backends, balance.BackendConfig{Addr: a})
 	}
-	f := newPoolForwarder(t, pc, Config{Loops: 1})
+	f := newPoolForwarder(t, pc, Config{})
 	s := f.NewScratch()
 	got := map[netip.AddrPort]int{}
 	refused := 0

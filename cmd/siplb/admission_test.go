@@ -67,7 +67,7 @@ func TestAdmissionVisible(t *testing.T) {
 	a, _ := tab.Lookup(apiA)
 	now := time.Now()
 	a.Overload().Report(balance.OverloadReport{Reduction: 100, Validity: 60_000, Seq: 1}, now.UnixNano())
-	adm := balance.Admit{Dialog: 1, Now: now.UnixNano(), Loops: 1}
+	adm := balance.Admit{Dialog: 1, Now: now.UnixNano()}
 	for range 3 { // the pick of a round of new dialogs: A sheds, B takes them
 		tab.Pool(0).PickAdmitted(nil, &adm)
 	}

@@ -763,7 +763,6 @@ func (c *Config) engineConfig() (engine.Config, []*siptls.Store, error) {
 		ForceRewrite:       c.Engine.ForceRewrite,
 		Limits:             parser.Limits{MaxHeader: c.Engine.MaxHeader, MaxBody: c.Engine.MaxBody},
 		UDPMTU:             c.Engine.UDPMTU,
-		Loops:              c.Engine.Loops, // each loop takes max_cps/loops
 	}
 	g, err := guard.New(c.Security)
 	if err != nil {
