@@ -159,7 +159,7 @@ type ocReport struct {
 
 // parseOCReport reads oc, oc-algo, oc-validity and oc-seq from the
 // parameters of siplb's Via in a response. A report needs an oc value and
-// an oc-seq; oc-algo, when there, must be loss (the only one siplb
+// an oc-seq (a bare oc is siplb's offer); oc-algo, when there, must be loss (the only one siplb
 // offers); oc-validity defaults to balance.DefaultOverloadValidity.
 func parseOCReport(params []byte) ocReport {
 	var r ocReport
@@ -169,6 +169,9 @@ func parseOCReport(params []byte) ocReport {
 		var name, val []byte
 		name, val, p = nextParam(p)
 		switch {
+		case equalFold(name, []byte("oc")) && val == nil:
+			// siplb's own offer, left as it was by a member that appended
+			// its report rather than filling it in.
 		case equalFold(name, []byte("oc")):
 			n, ok := parseDecimal(val, 100)
 			if !ok {

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -234,6 +235,7 @@ func TestParseOCReport(t *testing.T) {
 		{name: "default validity, blanks", params: `;oc = 5 ; oc-seq=2.1`, want: balance.OverloadReport{Reduction: 5, Validity: balance.DefaultOverloadValidity, Seq: 210000}, ok: true},
 		{name: "stop", params: `;OC=0;OC-VALIDITY=0;oc-seq=3.0`, want: balance.OverloadReport{Seq: 300000}, ok: true},
 		{name: "bare oc (our offer echoed)", params: `;oc;oc-algo="loss"`},
+		{name: "report appended after our offer", params: `;oc;oc-algo="loss";oc=30;oc-algo="loss";oc-seq=4.25`, want: balance.OverloadReport{Reduction: 30, Validity: balance.DefaultOverloadValidity, Seq: 425000}, ok: true},
 		{name: "no seq", params: `;oc=10;oc-validity=500`},
 		{name: "other algorithm", params: `;oc=10;oc-algo="rate";oc-seq=1.0`},
 		{name: "over 100", params: `;oc=101;oc-seq=1.0`},
@@ -280,5 +282,85 @@ func TestForwardMaxCPS(t *testing.T) {
 	}
 	if n := s.Counters.AdmitRefused.Load(); n != 4 {
 		t.Errorf("AdmitRefused = %d, want 4", n)
+	}
+}
+
+// ocUAS answers every request 200 and, when report is set, adds it to the
+// top Via of its answers, as an overloaded RFC 7339 server does.
+func ocUAS(t *testing.T, report string) *testUAS {
+	t.Helper()
+	u := startUAS(t)
+	if report == "" {
+		return u
+	}
+	// Replace the plain UAS's loop with one that reports.
+	u.conn.Close()
+	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(u.addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	u.conn = c
+	go func() {
+		buf := make([]byte, 65536)
+		var m parser.Message
+		for {
+			n, from, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			if parser.Parse(&m, buf[:n]) != nil || !m.IsRequest() {
+				continue
+			}
+			u.mu.Lock()
+			u.seen[string(m.CallID())] = append(u.seen[string(m.CallID())], string(m.MethodName()))
+			u.mu.Unlock()
+			if m.Method() == parser.ACK {
+				continue
+			}
+			resp := respond(buf[:n], "200 OK", u.addr)
+			i := bytes.Index(resp, []byte("\r\nVia:"))
+			j := bytes.Index(resp[i+2:], []byte("\r\n"))
+			resp = append(resp[:i+2+j:i+2+j], append([]byte(report), resp[i+2+j:]...)...)
+			c.WriteToUDPAddrPort(resp, from)
+		}
+	}()
+	return u
+}
+
+// Over real sockets: a member that reports overload (oc=100) in its answers
+// gets no new calls once it has answered one, the other member takes them,
+// and the calls it holds go on (their BYE reaches it).
+func TestServerOverloadReportSheds(t *testing.T) {
+	hot := ocUAS(t, ";oc=100;oc-algo=\"loss\";oc-validity=60000;oc-seq=1700000000.5")
+	cold := ocUAS(t, "")
+	lb, srv := startLB(t, 1, hot, cold)
+	p := srv.f.bal.Table().Pool(0)
+	var toHot []string
+	for i := 0; len(toHot) < 6 && i < 1000; i++ {
+		id := fmt.Sprintf("oc-%d.example", i)
+		if b, _ := p.Pick([]byte(id)); b.Addr == hot.addr {
+			toHot = append(toHot, id)
+		}
+	}
+	c := newUAC(t, lb)
+	if target, err := c.call(toHot[0]); err != nil || target != hot.addr.String() {
+		t.Fatalf("first call: %s, %v; want it on %s", target, err, hot.addr)
+	}
+	if got := hot.methods(toHot[0]); len(got) != 3 || got[2] != "BYE" {
+		t.Errorf("the reporting member saw %v of its call, want INVITE ACK BYE", got)
+	}
+	for _, id := range toHot[1:] {
+		target, err := c.call(id)
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		if target != cold.addr.String() {
+			t.Errorf("%s: new call on %s, want it shed to %s", id, target, cold.addr)
+		}
+	}
+	be, _ := srv.f.bal.Table().Lookup(hot.addr)
+	if st := be.Overload().Read(time.Now().UnixNano()); st.Reduction != 100 || st.ShedOverload < uint64(len(toHot)-1) {
+		t.Errorf("overload state %+v, want reduction 100 and %d refusals", st, len(toHot)-1)
 	}
 }
