@@ -289,18 +289,15 @@ func TestForwardMaxCPS(t *testing.T) {
 // top Via of its answers, as an overloaded RFC 7339 server does.
 func ocUAS(t *testing.T, report string) *testUAS {
 	t.Helper()
-	u := startUAS(t)
 	if report == "" {
-		return u
+		return startUAS(t)
 	}
-	// Replace the plain UAS's loop with one that reports.
-	u.conn.Close()
-	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(u.addr))
+	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	u.conn = c
+	u := &testUAS{conn: c, addr: c.LocalAddr().(*net.UDPAddr).AddrPort(), seen: map[string][]string{}}
 	go func() {
 		buf := make([]byte, 65536)
 		var m parser.Message
