@@ -114,42 +114,6 @@ func unescapeCallID(dst, v []byte) []byte {
 	return dst
 }
 
-// pickBackend is where a request from outside that no Route or
-// Request-URI sends to a member gets one: the pick of the leg's pool over
-// the key its algorithm hashes (for a Replaces, Join or REFER with
-// Replaces, the Call-ID of the dialog it names: ReplacesAffinity), among
-// the members siplb has a listener to reach. A new dialog (no To tag; not
-// an ACK or CANCEL, which follow their INVITE) is admitted by the members'
-// overload reports and max_cps (PickAdmitted); the Refusal says why none
-// took it.
-func (f *Forwarder) pickBackend(s *Scratch, t *balance.Table, in *Leg, m *parser.Message) (*balance.Backend, balance.Refusal) {
-	p := t.Pool(in.Pool)
-	key := p.Key(requestKeys{m})
-	if p.ReplacesAffinity() {
-		if id := replacedCallID(s, m); id != nil {
-			key = id
-			s.Counters.ReplacesAffinity.Add(1)
-		}
-	}
-	var b *balance.Backend
-	why := balance.Admitted
-	if len(m.ToTag()) == 0 && m.Method() != parser.ACK && m.Method() != parser.CANCEL {
-		a := balance.Admit{Dialog: balance.HashKey(m.CallID()), Now: f.now(), Stripe: s.stripe}
-		b, why = p.PickAdmitted(key, &a)
-	} else if x, ok := p.Pick(key); ok {
-		b = x
-	} else {
-		why = balance.NoMember
-	}
-	if b == nil {
-		return nil, why
-	}
-	if f.byTransport[b.Transport] == nil {
-		return nil, balance.NoMember
-	}
-	return b, balance.Admitted
-}
-
 // ocReport is the overload report a member's response carried in siplb's
 // Via (RFC 7339 §5.2), parsed by response for ProcessConn to record.
 type ocReport struct {

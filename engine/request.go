@@ -317,6 +317,44 @@ func (f *Forwarder) outsideTarget(s *Scratch, src netip.AddrPort, in *Leg, h *ho
 	return Result{}, false
 }
 
+// pickBackend is where a request from outside that no Route or
+// Request-URI sends to a member gets one: the pick of the leg's pool over
+// the key its algorithm hashes (for a new INVITE with Replaces or Join, or
+// a new REFER with Replaces, the Call-ID of the dialog it names:
+// ReplacesAffinity), among
+// the members siplb has a listener to reach. A new dialog (no To tag; not
+// an ACK or CANCEL, which follow their INVITE) is admitted by the members'
+// overload reports and max_cps (PickAdmitted); the Refusal says why none
+// took it.
+func (f *Forwarder) pickBackend(s *Scratch, t *balance.Table, in *Leg, m *parser.Message) (*balance.Backend, balance.Refusal) {
+	p := t.Pool(in.Pool)
+	key := p.Key(requestKeys{m})
+	newDialog := len(m.ToTag()) == 0 && m.Method() != parser.ACK && m.Method() != parser.CANCEL
+	if newDialog && p.ReplacesAffinity() {
+		if id := replacedCallID(s, m); id != nil {
+			key = id
+			s.Counters.ReplacesAffinity.Add(1)
+		}
+	}
+	var b *balance.Backend
+	why := balance.Admitted
+	if newDialog {
+		a := balance.Admit{Dialog: balance.HashKey(m.CallID()), Now: f.now(), Stripe: s.stripe}
+		b, why = p.PickAdmitted(key, &a)
+	} else if x, ok := p.Pick(key); ok {
+		b = x
+	} else {
+		why = balance.NoMember
+	}
+	if b == nil {
+		return nil, why
+	}
+	if f.byTransport[b.Transport] == nil {
+		return nil, balance.NoMember
+	}
+	return b, balance.Admitted
+}
+
 // requestKeys is a parsed request as the hashed algorithms see it
 // (balance.KeySource). It is one pointer, so handing it over as the
 // interface allocates nothing.
