@@ -104,6 +104,7 @@ type overlay struct {
 	down  map[netip.AddrPort]bool  // health marks: true = Down
 	state map[netip.AddrPort]State // operator overrides from SetState
 	stats map[netip.AddrPort]*BackendStats
+	lat   map[netip.AddrPort]latencyMark // SetLatency (latency.go)
 }
 
 // normalize validates cfgs and returns a deep copy with defaults applied
@@ -274,5 +275,6 @@ func newBackend(bc BackendConfig, ov *overlay, building map[netip.AddrPort]*Back
 		weight:    float64(bc.Weight),
 		cfgState:  cfg,
 		healthy:   healthy,
+		lat:       ov.lat[bc.Addr],
 	}
 }
