@@ -62,7 +62,7 @@ type ListenConfig struct {
 // PoolConfig is one backend pool.
 type PoolConfig struct {
 	Name      string            `yaml:"name"`      // unique pool name (required)
-	Algorithm string            `yaml:"algorithm"` // hash-callid (default), hash-from-user, hash-to-user, hash-ruri, round-robin, weighted-round-robin, random
+	Algorithm string            `yaml:"algorithm"` // hash-callid (default), hash-from-user, hash-to-user, hash-ruri, round-robin, weighted-round-robin, random, least-latency, least-latency-p2c
 	Backends  []BackendConfig   `yaml:"backends"`  // members; at least one
 	Health    HealthConfig      `yaml:"health"`    // active probing with SIP OPTIONS and passive detection
 	Discovery []DiscoveryConfig `yaml:"discovery"` // members from DNS, added to (or instead of) backends
