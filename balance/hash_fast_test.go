@@ -100,24 +100,18 @@ func TestRendezvousFastMatchesExact(t *testing.T) {
 	}
 }
 
-// fastUndecided repeats rendezvousWeighted's test: whether h needs the
-// exact scores.
+// fastUndecided reports whether rendezvousWeighted falls back to the exact
+// scores for h: with w.w taken away, the fall back (which reads it) panics.
 func fastUndecided(g *group, h uint64, w *weights) bool {
-	best, bestC, bestE := -1, 0.0, 0.0
-	low := math.Inf(1)
-	for i, s := range g.seeds {
-		c := negLog2(mix(h^s)) * w.inv[i]
-		e := log2Slack * w.inv[i]
-		if best < 0 || c < bestC {
-			if best >= 0 {
-				low = min(low, bestC-bestE)
-			}
-			best, bestC, bestE = i, c, e
-		} else {
-			low = min(low, c-e)
-		}
-	}
-	return !(low > bestC+bestE)
+	saved := w.w
+	defer func() { w.w = saved }()
+	w.w = nil // rendezvousExact would index it: a fall back panics
+	undecided := false
+	func() {
+		defer func() { undecided = recover() != nil }()
+		g.rendezvousWeighted(h, w)
+	}()
+	return undecided
 }
 
 func cycle(n int, ws ...int) []int {

@@ -47,6 +47,19 @@ type weights struct {
 	uniform bool      // all the same: scores compare by the raw draws
 	w       []float64 // w[i] of avail[i], > 0
 	inv     []float64 // 1/w[i]
+	// The members by class of equal weight, for rendezvousWeighted: the
+	// seeds of class k are seeds[classes[k-1].end:classes[k].end], and
+	// order maps a position there to the index in avail.
+	seeds   []uint64
+	order   []int32
+	classes []weightClass
+}
+
+// weightClass is one run of members of equal weight in weights.seeds.
+type weightClass struct {
+	end   int     // one past its last position
+	inv   float64 // 1/w of its members
+	slack float64 // log2Slack*inv
 }
 
 // counter is a round-robin position shared by every Table version of a pool
@@ -138,31 +151,53 @@ func (g *group) rendezvous(h uint64, w *weights) int {
 }
 
 // rendezvousWeighted is rendezvous for unequal weights without a logarithm
-// per member (hash.go: negLog2): the member of least estimated cost
-// -log2(u)/w wins when its cost plus its slack is below the cost minus the
-// slack of every other; low is the least of those lower bounds. Only a
-// near tie takes the exact scores.
+// per member. Within a class of equal weight the score is monotone in the
+// draw, so the largest draw (top 53 bits, those unit uses) is the class's
+// winner, found with integers as in the uniform case; only the classes'
+// winners get a cost, -log2(u)/w estimated by negLog2 (hash.go). The class
+// winner of least cost wins when its cost plus its slack is below the cost
+// minus the slack of every other (low is the least of those lower bounds).
+// A near tie, across classes or within one (draws closer than classGap,
+// where the exact scores could round alike), takes the exact scores.
 func (g *group) rendezvousWeighted(h uint64, w *weights) int {
-	inv := w.inv[:len(g.seeds)]
-	best := 0
-	bestC := negLog2(mix(h^g.seeds[0])) * inv[0]
-	bestE := log2Slack * inv[0]
+	best, start := -1, 0
+	var bestC, bestE float64
 	low := math.Inf(1)
-	for i := 1; i < len(g.seeds); i++ {
-		c := negLog2(mix(h^g.seeds[i])) * inv[i]
-		e := log2Slack * inv[i]
-		if c < bestC {
-			low = min(low, bestC-bestE)
-			best, bestC, bestE = i, c, e
-		} else {
-			low = min(low, c-e)
+	for _, cl := range w.classes {
+		var top, second uint64
+		at := start
+		for j := start; j < cl.end; j++ {
+			v := mix(h^w.seeds[j]) >> 11
+			if v > top {
+				second, top, at = top, v, j
+			} else if v > second {
+				second = v
+			}
 		}
+		if cl.end-start > 1 && top-second < classGap {
+			return g.rendezvousExact(h, w)
+		}
+		c := negLog2(top<<11) * cl.inv
+		if best < 0 || c < bestC {
+			if best >= 0 {
+				low = min(low, bestC-bestE)
+			}
+			best, bestC, bestE = at, c, cl.slack
+		} else {
+			low = min(low, c-cl.slack)
+		}
+		start = cl.end
 	}
 	if low > bestC+bestE {
-		return best
+		return int(w.order[best])
 	}
 	return g.rendezvousExact(h, w)
 }
+
+// classGap is the least gap between the two largest draws of a weight class
+// (in units of unit's 2^-53) that rendezvousWeighted trusts: 2^-41 apart,
+// the exact scores of the two differ by far more than their rounding.
+const classGap = 1 << 12
 
 // rendezvousExact is the definition rendezvousWeighted shortcuts: the
 // highest weightedScore, ties to the larger seed.
@@ -241,7 +276,9 @@ func (g *group) prepare() {
 // newWeights returns the rendezvous weights of avail: each member's Weight,
 // times scale[i] when scale is not nil.
 func newWeights(avail []*Backend, scale []float64) weights {
-	w := weights{uniform: true, w: make([]float64, len(avail)), inv: make([]float64, len(avail))}
+	n := len(avail)
+	w := weights{uniform: true, w: make([]float64, n), inv: make([]float64, n),
+		seeds: make([]uint64, 0, n), order: make([]int32, 0, n)}
 	for i, b := range avail {
 		w.w[i] = b.weight
 		if scale != nil {
@@ -251,6 +288,20 @@ func newWeights(avail []*Backend, scale []float64) weights {
 		if w.w[i] != w.w[0] {
 			w.uniform = false
 		}
+	}
+	done := make([]bool, n)
+	for i := range avail {
+		if done[i] {
+			continue
+		}
+		for j := i; j < n; j++ {
+			if !done[j] && w.w[j] == w.w[i] {
+				done[j] = true
+				w.seeds = append(w.seeds, avail[j].seed)
+				w.order = append(w.order, int32(j))
+			}
+		}
+		w.classes = append(w.classes, weightClass{end: len(w.seeds), inv: w.inv[i], slack: log2Slack * w.inv[i]})
 	}
 	return w
 }
