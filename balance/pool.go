@@ -165,16 +165,17 @@ func (g *group) rendezvousWeighted(h uint64, w *weights) int {
 	low := math.Inf(1)
 	for _, cl := range w.classes {
 		var top, second uint64
-		at := start
-		for j := start; j < cl.end; j++ {
-			v := mix(h^w.seeds[j]) >> 11
+		at := 0
+		seeds := w.seeds[start:cl.end]
+		for j, s := range seeds {
+			v := mix(h^s) >> 11
 			if v > top {
 				second, top, at = top, v, j
 			} else if v > second {
 				second = v
 			}
 		}
-		if cl.end-start > 1 && top-second < classGap {
+		if len(seeds) > 1 && top-second < classGap {
 			return g.rendezvousExact(h, w)
 		}
 		c := negLog2(top<<11) * cl.inv
@@ -182,7 +183,7 @@ func (g *group) rendezvousWeighted(h uint64, w *weights) int {
 			if best >= 0 {
 				low = min(low, bestC-bestE)
 			}
-			best, bestC, bestE = at, c, cl.slack
+			best, bestC, bestE = start+at, c, cl.slack
 		} else {
 			low = min(low, c-cl.slack)
 		}
