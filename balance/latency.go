@@ -26,7 +26,8 @@ import (
 // 2 per unanswered probe among its last 8 (each one counts as a doubling of
 // the round trip), less the least cost in the group, at most maxLatencyCost.
 // A member with no answered probe yet counts the least level of the group
-// (it is probed at once). LeastLatency scales each Weight by 2^(-cost/2),
+// (it is probed at once). One back from an outage keeps the timeouts of its
+// window, so its share ramps up (doubles) with each answered probe. LeastLatency scales each Weight by 2^(-cost/2),
 // i.e. by the fastest member's round trip over this one's; LeastLatencyP2C
 // takes the first two members of the key's rendezvous order and sends to
 // the cheaper one. A pool whose probing is off has no marks: both are then
