@@ -197,9 +197,10 @@ func (g *group) p2c(h uint64) int {
 
 // top2 returns the indexes of the members with the highest and second
 // highest rendezvous scores for h (ties to the larger seed, as rendezvous);
-// the second is -1 in a group of one. With unequal weights it uses
-// negLog2's estimates, and the exact scores only when their slack leaves
-// the order of the first two, or the second and the rest, in doubt.
+// the second is -1 in a group of one. With unequal weights it estimates
+// costs as rendezvousWeighted does, for the two largest draws of each class
+// of equal weight, and takes the exact scores only when their slack leaves
+// the order of the first two, or of the second and the rest, in doubt.
 func (g *group) top2(h uint64, w *weights) (int, int) {
 	seeds := g.seeds
 	b1, b2 := 0, -1
@@ -217,28 +218,64 @@ func (g *group) top2(h uint64, w *weights) (int, int) {
 		}
 		return b1, b2
 	}
-	inv := w.inv[:len(seeds)]
-	c1, e1 := negLog2(mix(h^seeds[0]))*inv[0], log2Slack*inv[0]
-	c2, e2 := math.Inf(1), 0.0
-	low := math.Inf(1)
-	for i := 1; i < len(seeds); i++ {
-		c, e := negLog2(mix(h^seeds[i]))*inv[i], log2Slack*inv[i]
-		switch {
-		case c < c1:
-			low = min(low, c2-e2)
-			b2, c2, e2 = b1, c1, e1
-			b1, c1, e1 = i, c, e
-		case c < c2:
-			low = min(low, c2-e2)
-			b2, c2, e2 = i, c, e
-		default:
-			low = min(low, c-e)
+	r := race2{b1: -1, b2: -1, c1: math.Inf(1), c2: math.Inf(1), low: math.Inf(1)}
+	start := 0
+	for _, cl := range w.classes {
+		// The class's two largest draws are its candidates; the rest are
+		// below its second by the exact scores too (classGap).
+		cs := w.seeds[start:cl.end]
+		var v1, v2, v3 uint64
+		a1, a2 := 0, -1
+		for j, s := range cs {
+			v := mix(h^s) >> 11
+			switch {
+			case v > v1:
+				v3, v2, a2, v1, a1 = v2, v1, a1, v, j
+			case v > v2:
+				v3, v2, a2 = v2, v, j
+			case v > v3:
+				v3 = v
+			}
 		}
+		if len(cs) > 1 && (a2 < 0 || v1-v2 < classGap) || len(cs) > 2 && v2-v3 < classGap {
+			return g.top2Exact(h, w)
+		}
+		r.add(start+a1, negLog2(v1<<11)*cl.inv, cl.slack)
+		if len(cs) > 1 {
+			r.add(start+a2, negLog2(v2<<11)*cl.inv, cl.slack)
+		}
+		start = cl.end
 	}
-	if b2 < 0 || (c1+e1 < c2-e2 && c2+e2 < low) {
-		return b1, b2
+	if r.b2 < 0 {
+		return int(w.order[r.b1]), -1
+	}
+	if r.c1+r.e1 < r.c2-r.e2 && r.c2+r.e2 < r.low {
+		return int(w.order[r.b1]), int(w.order[r.b2])
 	}
 	return g.top2Exact(h, w)
+}
+
+// race2 keeps the two least estimated costs seen (b1, b2: positions in
+// weights.seeds, -1 while unseen) with their slacks, and low, the least
+// lower bound (cost minus slack) of every other candidate.
+type race2 struct {
+	b1, b2         int
+	c1, e1, c2, e2 float64
+	low            float64
+}
+
+func (r *race2) add(i int, c, e float64) {
+	switch {
+	case c < r.c1:
+		r.low = min(r.low, r.c2-r.e2)
+		r.b2, r.c2, r.e2 = r.b1, r.c1, r.e1
+		r.b1, r.c1, r.e1 = i, c, e
+	case c < r.c2:
+		r.low = min(r.low, r.c2-r.e2)
+		r.b2, r.c2, r.e2 = i, c, e
+	default:
+		r.low = min(r.low, c-e)
+	}
 }
 
 // top2Exact is top2 by the exact scores.
