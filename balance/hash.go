@@ -45,17 +45,18 @@ func weightedScore(w float64, x uint64) float64 {
 }
 
 // The fast weighted choice. Maximizing -w/ln(u) is minimizing -log2(u)/w, so
-// each member's cost is a cheap estimate of -log2(unit(x)) times its
+// a member's cost is a cheap estimate of -log2(unit(x)) times its
 // precomputed 1/w: the float's exponent plus a linear interpolation of
-// log2 over a table of the mantissa's top log2Bits bits. The interpolation
-// is off by at most h²/8 times the largest |second derivative| of log2,
-// 2^-16/8/ln2 ≈ 2.8e-6 (h = 2^-8);
-// log2Slack bounds it, and the rounding of both computations (relative
-// 1e-15 of values below 54), with room to spare. A winner whose cost, plus
-// its slack, is below every other member's cost minus theirs is the winner
-// of the exact scores too; otherwise (a near tie, about 1e-4 of keys) the
-// exact scores decide. So the choice is bit for bit weightedScore's, on
-// every instance, whatever the table's last bits.
+// log2 over a table of the mantissa's top log2Bits bits (and only the
+// largest draws of each class of equal weight need one: group.rendezvousWeighted).
+// The interpolation is off by at most h²/8 times the largest |second
+// derivative| of log2, 2^-16/8/ln2 ≈ 2.8e-6 (h = 2^-8); log2Slack bounds
+// it, and the rounding of both computations (relative 1e-15 of values below
+// 54), with room to spare. A winner whose cost, plus its slack, is below
+// every other member's cost minus theirs is the winner of the exact scores
+// too; otherwise (a near tie: 1e-5 to 1e-3 of keys, by the weights) the
+// exact scores decide. So the choice is weightedScore's for every key,
+// whatever the table's last bits: the shortcut re-routes no dialog.
 const (
 	log2Bits  = 8
 	log2Slack = 1e-5
