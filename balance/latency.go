@@ -27,10 +27,10 @@ import (
 // the round trip), less the least cost in the group, at most maxLatencyCost.
 // A member with no answered probe yet counts the least level of the group
 // (it is probed at once). One back from an outage keeps the timeouts of its
-// window, so its share ramps up (doubles) with each answered probe. LeastLatency scales each Weight by 2^(-cost/2),
-// i.e. by the fastest member's round trip over this one's; LeastLatencyP2C
-// takes the first two members of the key's rendezvous order and sends to
-// the cheaper one. A pool whose probing is off has no marks: both are then
+// window, so its share ramps up (doubles) with each answered probe.
+// LeastLatency scales each Weight by 2^(-cost/2), i.e. by the fastest
+// member's round trip over this one's; LeastLatencyP2C takes the first two
+// members of the key's rendezvous order and sends to the cheaper one. A pool whose probing is off has no marks: both are then
 // HashCallID exactly.
 
 // Limits of the latency marks.
@@ -162,7 +162,6 @@ func (g *group) prepareLatency() {
 		g.cost[i] = c
 		least = min(least, c)
 	}
-	var scale []float64
 	for i, b := range g.avail {
 		g.cost[i] = min(g.cost[i]-least, maxLatencyCost)
 		b.latCost = int8(g.cost[i])
@@ -174,7 +173,7 @@ func (g *group) prepareLatency() {
 		g.latW = g.hashW
 		return
 	}
-	scale = make([]float64, len(g.avail))
+	scale := make([]float64, len(g.avail))
 	for i, c := range g.cost {
 		scale[i] = math.Exp2(-float64(c) / 2)
 	}
