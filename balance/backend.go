@@ -65,10 +65,12 @@ type Backend struct {
 	Pool  int // index of its pool in the Table
 	Index int // index within the pool, in configuration order
 
-	seed     uint64  // stable per address:port/transport, see backendSeed
-	weight   float64 // Weight as float64 for rendezvous scores
-	cfgState State   // operator state: Up, Disabled or Draining
-	healthy  bool    // health mark: false after SetHealth(addr, false)
+	seed     uint64      // stable per address:port/transport, see backendSeed
+	weight   float64     // Weight as float64 for rendezvous scores
+	cfgState State       // operator state: Up, Disabled or Draining
+	healthy  bool        // health mark: false after SetHealth(addr, false)
+	lat      latencyMark // from SetLatency (latency.go)
+	latCost  int8        // cost in its group, set by prepareLatency
 
 	cpsInterval int64 // 1e9/MaxCPS: ns between two new dialogs, 0 without a cap
 }

@@ -89,7 +89,7 @@ func (b *Balancer) Reload(pools []PoolConfig) error {
 		}
 	}
 	b.cfgs = cfgs
-	b.ov = overlay{down: down, state: state, stats: b.ov.stats}
+	b.ov = overlay{down: down, state: state, stats: b.ov.stats, lat: b.ov.lat}
 	b.table.Store(buildTable(cfgs, &b.ov, prev, prev.gen+1))
 	return nil
 }
@@ -243,7 +243,7 @@ func (b *Balancer) SetMembers(pool string, members []BackendConfig) error {
 			present[bc.Addr] = true
 		}
 	}
-	ov := overlay{down: make(map[netip.AddrPort]bool), state: make(map[netip.AddrPort]State), stats: b.ov.stats}
+	ov := overlay{down: make(map[netip.AddrPort]bool), state: make(map[netip.AddrPort]State), stats: b.ov.stats, lat: b.ov.lat}
 	for a := range b.ov.down {
 		if present[a] {
 			ov.down[a] = true

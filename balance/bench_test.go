@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // BenchmarkPick measures Pool.Pick (with the atomic Table load) for every
@@ -77,5 +78,67 @@ func BenchmarkSetHealth(b *testing.B) {
 	for b.Loop() {
 		bal.SetHealth(backendAt(3), up)
 		up = !up
+	}
+}
+
+// BenchmarkPickKeys is Pick over 16 members with a different Call-ID each
+// time (a real mix of keys, so the branches of the weighted choice and its
+// rare fall back to the exact scores are priced in), equal and unequal
+// weights, and for the weighted case the exact scores alone (one logarithm
+// per member: the cost before the fast path).
+func BenchmarkPickKeys(b *testing.B) {
+	keys := callIDs(4096)
+	for _, a := range []Algorithm{HashCallID, LeastLatency, LeastLatencyP2C} {
+		for _, weighted := range []bool{false, true} {
+			name := a.String() + "/n=16"
+			if weighted {
+				name += "/weighted"
+			}
+			b.Run(name, func(b *testing.B) {
+				bcs := members(16)
+				if weighted {
+					for i := range bcs {
+						bcs[i].Weight = 1 + i%3
+					}
+				}
+				bal := onePool(b, a, bcs)
+				if a != HashCallID {
+					slowLatency(bal, bcs)
+				}
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					if _, ok := bal.Table().Pool(0).Pick(keys[i&4095]); !ok {
+						b.Fatal("no backend")
+					}
+					i++
+				}
+			})
+		}
+	}
+	b.Run("exact/n=16/weighted", func(b *testing.B) {
+		bcs := members(16)
+		for i := range bcs {
+			bcs[i].Weight = 1 + i%3
+		}
+		g := onePool(b, HashCallID, bcs).Table().Pool(0).active
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			g.rendezvousExact(HashKey(keys[i&4095]), &g.hashW)
+			i++
+		}
+	})
+}
+
+// slowLatency gives every fourth member of bal a slower probe round trip
+// than the rest, so the latency algorithms take their uneven paths.
+func slowLatency(bal *Balancer, bcs []BackendConfig) {
+	for i, bc := range bcs {
+		rtt := time.Millisecond
+		if i%4 == 0 {
+			rtt = 8 * time.Millisecond
+		}
+		bal.SetLatency(bc.Addr, rtt, 0)
 	}
 }

@@ -27,8 +27,13 @@
 // every siplb instance with the same configuration and health sends the same
 // Call-ID to the same backend, with no state per call and no coordination.
 // HashFromUser, HashToUser and HashRequestURI work the same way over the key
-// the caller extracts. RoundRobin, WeightedRoundRobin (smooth) and Random
-// ignore the key.
+// the caller extracts. The weighted scores are compared without a logarithm
+// per member (hash.go), with the exact scores deciding near ties, so the
+// choice is the definition's for every key. LeastLatency and LeastLatencyP2C
+// hash the Call-ID too, over weights and candidates steered by the latency
+// the health checks measure (latency.go: Balancer.SetLatency), part of the
+// Table like health, so they stay pure functions of key and Table.
+// RoundRobin, WeightedRoundRobin (smooth) and Random ignore the key.
 //
 // # States
 //

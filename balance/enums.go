@@ -30,9 +30,27 @@ const (
 	// Random picks an available member at random with probability
 	// proportional to its Weight.
 	Random
+	// LeastLatency is rendezvous hashing over the Call-ID with each Weight
+	// scaled down by the member's probe latency (latency.go): the round-trip
+	// EWMA and recent unanswered probes, relative to the fastest member of
+	// the group. A member twice as slow takes about half the share of new
+	// dialogs. Without measurements it is HashCallID.
+	LeastLatency
+	// LeastLatencyP2C is the power of two choices over the Call-ID: of the
+	// first two members of the key's rendezvous order, the one of lower
+	// latency cost, the first on a tie. Without measurements it is
+	// HashCallID.
+	LeastLatencyP2C
 
 	numAlgorithms
 )
+
+// CallIDKeyed reports whether a hashes the Call-ID (HashCallID and the
+// latency-aware algorithms): those may follow a Replaces to the Call-ID it
+// names.
+func (a Algorithm) CallIDKeyed() bool {
+	return a == HashCallID || a == LeastLatency || a == LeastLatencyP2C
+}
 
 var algorithmNames = [numAlgorithms]string{
 	HashCallID:         "hash-callid",
@@ -42,11 +60,14 @@ var algorithmNames = [numAlgorithms]string{
 	RoundRobin:         "round-robin",
 	WeightedRoundRobin: "weighted-round-robin",
 	Random:             "random",
+	LeastLatency:       "least-latency",
+	LeastLatencyP2C:    "least-latency-p2c",
 }
 
 // ParseAlgorithm returns the Algorithm named s, as written in the
 // configuration ("hash-callid", "hash-from-user", "hash-to-user", "hash-ruri",
-// "round-robin", "weighted-round-robin", "random"); case is ignored and the
+// "round-robin", "weighted-round-robin", "random", "least-latency",
+// "least-latency-p2c"); case is ignored and the
 // empty string means HashCallID. An unknown name yields ErrUnknownAlgorithm.
 func ParseAlgorithm(s string) (Algorithm, error) {
 	if s == "" {
@@ -71,7 +92,11 @@ func (a Algorithm) String() string {
 
 // Hashed reports whether a chooses by a hash of the key passed to Pick, so
 // the same key always reaches the same member while the table is unchanged.
-func (a Algorithm) Hashed() bool { return a <= HashRequestURI }
+// The latency algorithms are hashed: their latency marks are part of the
+// Table.
+func (a Algorithm) Hashed() bool {
+	return a <= HashRequestURI || a == LeastLatency || a == LeastLatencyP2C
+}
 
 // KeySource is the request a hashed algorithm takes its key from: the
 // engine's view of a parsed message (package balance knows no parser).
@@ -85,12 +110,13 @@ type KeySource interface {
 }
 
 // Key returns the part of src that a hashes, calling only the one method
-// it needs: the Call-ID for HashCallID, the From or To user for
+// it needs: the Call-ID for HashCallID and the latency algorithms, the From
+// or To user for
 // HashFromUser and HashToUser, the Request-URI for HashRequestURI; nil for
 // an algorithm that ignores keys. It does not allocate.
 func (a Algorithm) Key(src KeySource) []byte {
 	switch a {
-	case HashCallID:
+	case HashCallID, LeastLatency, LeastLatencyP2C:
 		return src.CallID()
 	case HashFromUser:
 		return src.FromUser()

@@ -50,7 +50,8 @@ func TestAlgorithmRoundTrip(t *testing.T) {
 }
 
 func TestAlgorithmHashed(t *testing.T) {
-	want := map[Algorithm]bool{HashCallID: true, HashFromUser: true, HashToUser: true, HashRequestURI: true}
+	want := map[Algorithm]bool{HashCallID: true, HashFromUser: true, HashToUser: true, HashRequestURI: true,
+		LeastLatency: true, LeastLatencyP2C: true}
 	for a := range numAlgorithms {
 		if got := a.Hashed(); got != want[a] {
 			t.Errorf("%v.Hashed() = %v, want %v", a, got, want[a])
@@ -73,7 +74,8 @@ func (k fakeKeys) RequestURI() []byte { return k.part("ruri") }
 // Each hashed algorithm asks its KeySource for its own part and no other;
 // the rest ask for nothing.
 func TestAlgorithmKey(t *testing.T) {
-	want := map[Algorithm]string{HashCallID: "call-id", HashFromUser: "from-user", HashToUser: "to-user", HashRequestURI: "ruri"}
+	want := map[Algorithm]string{HashCallID: "call-id", HashFromUser: "from-user", HashToUser: "to-user", HashRequestURI: "ruri",
+		LeastLatency: "call-id", LeastLatencyP2C: "call-id"}
 	for a := range numAlgorithms {
 		var asked []string
 		got := a.Key(fakeKeys{&asked})

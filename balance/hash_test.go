@@ -105,6 +105,9 @@ func TestRendezvousMovedShare(t *testing.T) {
 		{name: "10 remove", n: 10, change: "remove", index: 6},
 		{name: "3 weighted remove", n: 3, change: "remove", index: 0, weights: []int{1, 2, 1}},
 		{name: "3 weighted add", n: 3, change: "add", weights: []int{1, 2, 1}},
+		{name: "16 remove", n: 16, change: "remove", index: 9},
+		{name: "16 weighted remove", n: 16, change: "remove", index: 4, weights: cycle(16, 1, 2, 3)},
+		{name: "16 weighted down", n: 16, change: "down", index: 11, weights: cycle(16, 1, 2, 3)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

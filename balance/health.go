@@ -128,6 +128,7 @@ type healthTarget struct {
 	lastRTT   time.Duration // of the last answered probe
 	lastReply int           // status of the last final response to a probe
 	rtt       rttStats      // every answered probe's round trip
+	lost      uint8         // the last 8 settled probes, a 1 for each unanswered (latency.go)
 
 	hint      Hint      // the hint that put t in quick re-probing; 0 if none
 	hintProbe time.Time // when a hint last started a probe
@@ -335,6 +336,7 @@ func (c *Checker) Response(branch []byte, status int) bool {
 	case !t.cfg.alive(status):
 		t.lastRTT = now.Sub(t.sentAt)
 		t.rtt.observe(t.lastRTT)
+		c.noteLatency(t, false)
 		if status == 503 && t.cfg.DownOn503 {
 			t.got503++
 		} else {
@@ -346,6 +348,7 @@ func (c *Checker) Response(branch []byte, status int) bool {
 	default:
 		t.lastRTT = now.Sub(t.sentAt)
 		t.rtt.observe(t.lastRTT)
+		c.noteLatency(t, false)
 		c.succeed(t)
 	}
 	return true
@@ -537,6 +540,7 @@ func (c *Checker) unanswered(t *healthTarget) {
 	if t.up && !t.cfg.NoPassiveSuccess && t.fails == t.unanswer && t.seen.Load() != 0 {
 		sent := t.sentAt
 		c.settle(t)
+		c.noteLatency(t, true)
 		t.fails, t.unanswer, t.hint = 0, 0, 0
 		t.excused++
 		t.next = sent.Add(t.cfg.Interval)
@@ -547,6 +551,7 @@ func (c *Checker) unanswered(t *healthTarget) {
 		return
 	}
 	t.unanswer++
+	c.noteLatency(t, true)
 	c.fail(t, t.deadline)
 }
 

@@ -226,10 +226,14 @@ func (p *Pool) PickAdmitted(key []byte, a *Admit) (*Backend, Refusal) {
 	if p.alg.Hashed() {
 		h = HashKey(key)
 	}
+	w := &g.hashW
+	if p.alg == LeastLatency {
+		w = &g.latW
+	}
 	prev := g.indexOf(b)
 	for range min(len(g.avail)-1, maxAlternates) {
 		if p.alg.Hashed() {
-			prev = g.nextRanked(h, prev)
+			prev = g.nextRanked(h, prev, w)
 		} else {
 			prev = (prev + 1) % len(g.avail)
 		}
@@ -263,12 +267,13 @@ func (g *group) indexOf(b *Backend) int {
 }
 
 // nextRanked returns the index of the member ranked just below avail[i] for
-// key hash h (by the rendezvous score, ties by seed), -1 when i is last.
-func (g *group) nextRanked(h uint64, i int) int {
-	ps, pseed := g.score(h, i), g.seeds[i]
+// key hash h (by the rendezvous score over weights w, ties by seed), -1
+// when i is last.
+func (g *group) nextRanked(h uint64, i int, w *weights) int {
+	ps, pseed := g.score(h, i, w), g.seeds[i]
 	best, bs := -1, 0.0
 	for j, s := range g.seeds {
-		sc := g.score(h, j)
+		sc := g.score(h, j, w)
 		if sc > ps || (sc == ps && s >= pseed) {
 			continue // ranked above (or is) avail[i]
 		}
@@ -281,12 +286,12 @@ func (g *group) nextRanked(h uint64, i int) int {
 
 // score is the rendezvous score of avail[i] for key hash h, on one scale
 // for both weightings: the raw draw for uniform weights, else -w/ln(u).
-func (g *group) score(h uint64, i int) float64 {
+func (g *group) score(h uint64, i int, w *weights) float64 {
 	x := mix(h ^ g.seeds[i])
-	if g.uniform {
+	if w.uniform {
 		return float64(x)
 	}
-	return weightedScore(g.weights[i], x)
+	return weightedScore(w.w[i], x)
 }
 
 // ReplacesAffinity reports whether a new INVITE with Replaces or Join (and

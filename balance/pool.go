@@ -1,6 +1,7 @@
 package balance
 
 import (
+	"math"
 	"math/bits"
 	"math/rand/v2"
 	"sync/atomic"
@@ -29,16 +30,38 @@ type Pool struct {
 // group is one priority group of a pool, with everything Pick needs
 // precomputed from the members that are Up in this Table.
 type group struct {
-	priority int
-	members  []*Backend // all members of this priority, configuration order
-	avail    []*Backend // members whose effective State is Up
-	seeds    []uint64   // avail[i].seed, contiguous for the hashing loop
-	weights  []float64  // avail[i].weight
-	uniform  bool       // every avail member has the same weight
-	cum      []uint64   // cumulative weights of avail, for weighted draws
-	total    uint64     // sum of the weights of avail
-	slots    []int32    // smooth weighted round-robin sequence (indexes into avail), when short enough
-	stride   uint64     // otherwise: a step coprime to total, walking [0,total) in scattered order
+	priority  int
+	members   []*Backend // all members of this priority, configuration order
+	avail     []*Backend // members whose effective State is Up
+	seeds     []uint64   // avail[i].seed, contiguous for the hashing loop
+	hashW     weights    // the configured weights of avail: the hashed algorithms
+	latW      weights    // the weights scaled by latency (latency.go): LeastLatency
+	cost      []int16    // latency cost level of avail[i] (latency.go): LeastLatencyP2C
+	latUneven bool       // some cost is not 0: latW is not hashW
+	cum       []uint64   // cumulative weights of avail, for weighted draws
+	total     uint64     // sum of the weights of avail
+	slots     []int32    // smooth weighted round-robin sequence (indexes into avail), when short enough
+	stride    uint64     // otherwise: a step coprime to total, walking [0,total) in scattered order
+}
+
+// weights are the rendezvous weights of a group's avail members.
+type weights struct {
+	uniform bool      // all the same: scores compare by the raw draws
+	w       []float64 // w[i] of avail[i], > 0
+	inv     []float64 // 1/w[i]
+	// The members by class of equal weight, for rendezvousWeighted: the
+	// seeds of class k are seeds[classes[k-1].end:classes[k].end], and
+	// order maps a position there to the index in avail.
+	seeds   []uint64
+	order   []int32
+	classes []weightClass
+}
+
+// weightClass is one run of members of equal weight in weights.seeds.
+type weightClass struct {
+	end   int     // one past its last position
+	inv   float64 // 1/w of its members
+	slack float64 // log2Slack*inv
 }
 
 // counter is a round-robin position shared by every Table version of a pool
@@ -88,29 +111,35 @@ func (p *Pool) Pick(key []byte) (*Backend, bool) {
 		return g.weightedRoundRobin(p.rr.n.Add(1) - 1), true
 	case Random:
 		return g.random(), true
+	case LeastLatency:
+		return g.avail[g.rendezvous(HashKey(key), &g.latW)], true
+	case LeastLatencyP2C:
+		return g.avail[g.p2c(HashKey(key))], true
 	default:
-		return g.avail[g.rendezvous(HashKey(key))], true
+		return g.avail[g.rendezvous(HashKey(key), &g.hashW)], true
 	}
 }
 
 // PickHash is Pick for a hashed algorithm with the key's HashKey already
 // computed, for callers that route one key to several pools. It uses
-// rendezvous hashing whatever the pool's Algorithm.
+// rendezvous hashing over the configured weights whatever the pool's
+// Algorithm.
 func (p *Pool) PickHash(h uint64) (*Backend, bool) {
 	g := p.active
 	if g == nil {
 		return nil, false
 	}
-	return g.avail[g.rendezvous(h)], true
+	return g.avail[g.rendezvous(h, &g.hashW)], true
 }
 
-// rendezvous returns the index in avail of the member with the highest score
-// for key hash h. With equal weights the score -w/ln(u) is monotone in u, so
-// the raw draws are compared and no logarithm is taken. Ties (probability
-// 2^-64) go to the larger seed, so that list order never matters.
-func (g *group) rendezvous(h uint64) int {
-	best := 0
-	if g.uniform {
+// rendezvous returns the index in avail of the member with the highest
+// score weightedScore(w[i], mix(h^seeds[i])) for key hash h. With equal
+// weights the score is monotone in the draw, so the raw draws are compared
+// and no logarithm is taken. Ties (probability 2^-64) go to the larger
+// seed, so that list order never matters.
+func (g *group) rendezvous(h uint64, w *weights) int {
+	if w.uniform {
+		best := 0
 		var top uint64
 		for i, s := range g.seeds {
 			x := mix(h ^ s)
@@ -120,9 +149,66 @@ func (g *group) rendezvous(h uint64) int {
 		}
 		return best
 	}
+	return g.rendezvousWeighted(h, w)
+}
+
+// rendezvousWeighted is rendezvous for unequal weights without a logarithm
+// per member. Within a class of equal weight the score is monotone in the
+// draw, so the largest draw (top 53 bits, those unit uses) is the class's
+// winner, found with integers as in the uniform case; only the classes'
+// winners get a cost, -log2(u)/w estimated by negLog2 (hash.go). The class
+// winner of least cost wins when its cost plus its slack is below the cost
+// minus the slack of every other (low is the least of those lower bounds).
+// A near tie, across classes or within one (draws closer than classGap,
+// where the exact scores could round alike), takes the exact scores.
+func (g *group) rendezvousWeighted(h uint64, w *weights) int {
+	best, start := -1, 0
+	var bestC, bestE float64
+	low := math.Inf(1)
+	for _, cl := range w.classes {
+		var top, second uint64
+		at := 0
+		seeds := w.seeds[start:cl.end]
+		for j, s := range seeds {
+			v := mix(h^s) >> 11
+			if v > top {
+				second, top, at = top, v, j
+			} else if v > second {
+				second = v
+			}
+		}
+		if len(seeds) > 1 && top-second < classGap {
+			return g.rendezvousExact(h, w)
+		}
+		c := negLog2(top<<11) * cl.inv
+		if best < 0 || c < bestC {
+			if best >= 0 {
+				low = min(low, bestC-bestE)
+			}
+			best, bestC, bestE = start+at, c, cl.slack
+		} else {
+			low = min(low, c-cl.slack)
+		}
+		start = cl.end
+	}
+	if low > bestC+bestE {
+		return int(w.order[best])
+	}
+	return g.rendezvousExact(h, w)
+}
+
+// classGap is the least gap between the two largest draws of a weight class
+// (in units of unit's 2^-53) that rendezvousWeighted trusts: 2^-41 apart,
+// the exact scores of the two differ by far more than their rounding.
+const classGap = 1 << 12
+
+// rendezvousExact is the definition rendezvousWeighted shortcuts: the
+// highest weightedScore, ties to the larger seed.
+func (g *group) rendezvousExact(h uint64, w *weights) int {
+	best := 0
 	var top float64
 	for i, s := range g.seeds {
-		sc := weightedScore(g.weights[i], mix(h^s))
+		sc := weightedScore(w.w[i], mix(h^s))
 		if i == 0 || sc > top || (sc == top && s > g.seeds[best]) {
 			best, top = i, sc
 		}
@@ -142,7 +228,7 @@ func (g *group) weightedRoundRobin(n uint64) *Backend {
 
 // random returns a member drawn with probability proportional to its weight.
 func (g *group) random() *Backend {
-	if g.uniform {
+	if g.hashW.uniform {
 		return g.avail[rand.IntN(len(g.avail))]
 	}
 	return g.avail[g.search(rand.Uint64N(g.total))]
@@ -173,25 +259,54 @@ func (g *group) prepare() {
 		return
 	}
 	g.seeds = make([]uint64, len(g.avail))
-	g.weights = make([]float64, len(g.avail))
 	g.cum = make([]uint64, len(g.avail))
-	g.uniform = true
 	var div uint64
 	for i, b := range g.avail {
 		g.seeds[i] = b.seed
-		g.weights[i] = b.weight
 		g.total += uint64(b.Weight)
 		g.cum[i] = g.total
-		if b.Weight != g.avail[0].Weight {
-			g.uniform = false
-		}
 		div = gcd(div, uint64(b.Weight))
 	}
+	g.hashW = newWeights(g.avail, nil)
+	g.prepareLatency()
 	if reduced := g.total / div; reduced <= maxSlots {
 		g.slots = smoothSlots(g.avail, div, reduced)
 	} else {
 		g.stride = coprimeStride(g.total)
 	}
+}
+
+// newWeights returns the rendezvous weights of avail: each member's Weight,
+// times scale[i] when scale is not nil.
+func newWeights(avail []*Backend, scale []float64) weights {
+	n := len(avail)
+	w := weights{uniform: true, w: make([]float64, n), inv: make([]float64, n),
+		seeds: make([]uint64, 0, n), order: make([]int32, 0, n)}
+	for i, b := range avail {
+		w.w[i] = b.weight
+		if scale != nil {
+			w.w[i] *= scale[i]
+		}
+		w.inv[i] = 1 / w.w[i]
+		if w.w[i] != w.w[0] {
+			w.uniform = false
+		}
+	}
+	done := make([]bool, n)
+	for i := range avail {
+		if done[i] {
+			continue
+		}
+		for j := i; j < n; j++ {
+			if !done[j] && w.w[j] == w.w[i] {
+				done[j] = true
+				w.seeds = append(w.seeds, avail[j].seed)
+				w.order = append(w.order, int32(j))
+			}
+		}
+		w.classes = append(w.classes, weightClass{end: len(w.seeds), inv: w.inv[i], slack: log2Slack * w.inv[i]})
+	}
+	return w
 }
 
 // smoothSlots builds one cycle of smooth weighted round robin (each member

@@ -113,6 +113,7 @@ type overlay struct {
 	down  map[netip.AddrPort]bool  // health marks: true = Down
 	state map[netip.AddrPort]State // operator overrides from SetState
 	stats map[netip.AddrPort]*BackendStats
+	lat   map[netip.AddrPort]latencyMark // SetLatency (latency.go)
 }
 
 // normalize validates cfgs and returns a deep copy with defaults applied
@@ -217,7 +218,7 @@ func buildTable(cfgs []PoolConfig, ov *overlay, prev *Table, gen uint64) *Table 
 	defer func() { t.srcs = guard.NewCIDRSet(srcs...) }()
 	for i, pc := range cfgs {
 		p := &Pool{name: pc.Name, alg: pc.Algorithm, members: make([]*Backend, len(pc.Backends)),
-			replaces: pc.Algorithm == HashCallID && !pc.DisableReplacesAffinity, overload: !pc.DisableOverloadControl}
+			replaces: pc.Algorithm.CallIDKeyed() && !pc.DisableReplacesAffinity, overload: !pc.DisableOverloadControl}
 		if prev != nil {
 			if id, ok := prev.byName[pc.Name]; ok {
 				p.rr = prev.pools[id].rr
@@ -294,5 +295,6 @@ func newBackend(bc BackendConfig, ov *overlay, building map[netip.AddrPort]*Back
 		weight:    float64(bc.Weight),
 		cfgState:  cfg,
 		healthy:   healthy,
+		lat:       ov.lat[bc.Addr],
 	}
 }

@@ -17,7 +17,7 @@ func TestAdmissionConfig(t *testing.T) {
 		name, in, want string
 	}{
 		{name: "replaces_affinity on another algorithm", in: admissionBase + "    algorithm: round-robin\n    replaces_affinity: true\n    backends:\n      - address: udp://127.0.0.1:5070\n",
-			want: "line 6: pools[0].replaces_affinity: is only for algorithm hash-callid"},
+			want: "line 6: pools[0].replaces_affinity: is only for the algorithms that hash the Call-ID"},
 		{name: "negative pool max_cps", in: admissionBase + "    max_cps: -1\n    backends:\n      - address: udp://127.0.0.1:5070\n",
 			want: "line 5: pools[0].max_cps: must be between 0"},
 		{name: "backend max_cps too large", in: admissionBase + "    backends:\n      - address: udp://127.0.0.1:5070\n        max_cps: 2000000\n",

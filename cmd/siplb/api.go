@@ -134,6 +134,10 @@ var routeParams = map[balance.Algorithm]string{
 	balance.HashFromUser:   "from_user",
 	balance.HashToUser:     "to_user",
 	balance.HashRequestURI: "ruri",
+	// The latency algorithms hash the Call-ID over the current table's
+	// latency costs.
+	balance.LeastLatency:    "callid",
+	balance.LeastLatencyP2C: "callid",
 }
 
 // apiRoutes registers the /api/v1 routes on mux.

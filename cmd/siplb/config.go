@@ -62,7 +62,7 @@ type ListenConfig struct {
 // PoolConfig is one backend pool.
 type PoolConfig struct {
 	Name      string            `yaml:"name"`      // unique pool name (required)
-	Algorithm string            `yaml:"algorithm"` // hash-callid (default), hash-from-user, hash-to-user, hash-ruri, round-robin, weighted-round-robin, random
+	Algorithm string            `yaml:"algorithm"` // hash-callid (default), hash-from-user, hash-to-user, hash-ruri, round-robin, weighted-round-robin, random, least-latency, least-latency-p2c
 	Backends  []BackendConfig   `yaml:"backends"`  // members; at least one
 	Health    HealthConfig      `yaml:"health"`    // active probing with SIP OPTIONS and passive detection
 	Discovery []DiscoveryConfig `yaml:"discovery"` // members from DNS, added to (or instead of) backends
@@ -76,7 +76,7 @@ type PoolConfig struct {
 
 	// Admission of new dialogs (README: Affinity beyond the Call-ID;
 	// Overload control and call-rate caps).
-	ReplacesAffinity *bool   `yaml:"replaces_affinity"` // hash an INVITE with Replaces or Join, and a REFER whose Refer-To carries Replaces, by the Call-ID it names (default true; hash-callid only)
+	ReplacesAffinity *bool   `yaml:"replaces_affinity"` // hash an INVITE with Replaces or Join, and a REFER whose Refer-To carries Replaces, by the Call-ID it names (default true; only for the algorithms that hash the Call-ID)
 	OverloadControl  *bool   `yaml:"overload_control"`  // offer RFC 7339 loss-based overload control to the members and honour their reports (default true)
 	MaxCPS           float64 `yaml:"max_cps"`           // new dialogs per second each member takes, 0..1000000 (default 0: no cap); a backend's own max_cps wins
 }
@@ -799,11 +799,13 @@ func (c *Config) engineConfig() (engine.Config, []*siptls.Store, error) {
 }
 
 // validateAdmission checks a pool's admission keys: replaces_affinity only
-// with hash-callid (the other keys never follow a Replaces), max_cps of the
-// pool and its backends in 0..balance.MaxCPS.
+// with an algorithm that hashes the Call-ID (the other keys never follow a
+// Replaces), max_cps of the pool and its backends in 0..balance.MaxCPS.
 func (p *PoolConfig) validateAdmission(path string) error {
-	if p.ReplacesAffinity != nil && *p.ReplacesAffinity && p.Algorithm != "" && !strings.EqualFold(p.Algorithm, "hash-callid") {
-		return invalid(path+".replaces_affinity", "is only for algorithm hash-callid, not %s", p.Algorithm)
+	if p.ReplacesAffinity != nil && *p.ReplacesAffinity && p.Algorithm != "" {
+		if alg, err := balance.ParseAlgorithm(p.Algorithm); err == nil && !alg.CallIDKeyed() {
+			return invalid(path+".replaces_affinity", "is only for the algorithms that hash the Call-ID (hash-callid, least-latency, least-latency-p2c), not %s", p.Algorithm)
+		}
 	}
 	if p.MaxCPS < 0 || p.MaxCPS > balance.MaxCPS || p.MaxCPS != p.MaxCPS {
 		return invalid(path+".max_cps", "must be between 0 (no cap) and %g, got %g", balance.MaxCPS, p.MaxCPS)
