@@ -25,8 +25,12 @@ type ListenFunc func(ctx context.Context, lc *net.ListenConfig, network, addr st
 // loop: SO_REUSEPORT sockets of one address) of addr as lc.ListenPacket
 // would. It must return a *net.UDPConn. A hand-over keys sockets by
 // network, address and index, so each of a predecessor's sockets, and the
-// datagrams queued in it, is taken over.
-type ListenPacketFunc func(ctx context.Context, lc *net.ListenConfig, network, addr string, index int) (net.PacketConn, error)
+// datagrams queued in it, is taken over. Past the loops the engine asks on
+// with handedOnly set, for a socket handed over only, until it gets nil
+// and no error: a predecessor that ran more loops had more sockets, which
+// the kernel keeps giving datagrams to while any process holds them, so
+// each is served (by a reader of its own) rather than left to fill.
+type ListenPacketFunc func(ctx context.Context, lc *net.ListenConfig, network, addr string, index int, handedOnly bool) (net.PacketConn, error)
 
 // listen opens a stream listener through Options.Listen, or lc.
 func (s *Server) listen(ctx context.Context, lc *net.ListenConfig, network, addr string) (net.Listener, error) {
@@ -36,10 +40,14 @@ func (s *Server) listen(ctx context.Context, lc *net.ListenConfig, network, addr
 	return lc.Listen(ctx, network, addr)
 }
 
-// listenPacket opens a UDP socket through Options.ListenPacket, or lc.
-func (s *Server) listenPacket(ctx context.Context, lc *net.ListenConfig, network, addr string, index int) (net.PacketConn, error) {
+// listenPacket opens a UDP socket through Options.ListenPacket, or lc; nil
+// and no error when handedOnly and none was handed over.
+func (s *Server) listenPacket(ctx context.Context, lc *net.ListenConfig, network, addr string, index int, handedOnly bool) (net.PacketConn, error) {
 	if s.listenPkt != nil {
-		return s.listenPkt(ctx, lc, network, addr, index)
+		return s.listenPkt(ctx, lc, network, addr, index, handedOnly)
+	}
+	if handedOnly {
+		return nil, nil
 	}
 	return lc.ListenPacket(ctx, network, addr)
 }

@@ -67,7 +67,7 @@ func (s *Server) startBatchUDP(ctx context.Context) error {
 		if l.Addr.Addr().Is6() && !l.Addr.Addr().Is4In6() {
 			network = "udp6"
 		}
-		for i := range s.loops {
+		for i := 0; ; i++ { // s.loops sockets, and any more handed over (handover.go)
 			lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 				var serr error
 				err := c.Control(func(fd uintptr) {
@@ -83,9 +83,12 @@ func (s *Server) startBatchUDP(ctx context.Context) error {
 				})
 				return errors.Join(err, serr)
 			}}
-			pc, err := s.listenPacket(ctx, &lc, network, l.Addr.String(), i)
+			pc, err := s.listenPacket(ctx, &lc, network, l.Addr.String(), i, i >= s.loops)
 			if err != nil {
 				return err
+			}
+			if pc == nil {
+				break
 			}
 			conn, ok := pc.(*net.UDPConn)
 			if !ok {

@@ -112,8 +112,18 @@ func (u *upgrader) engineListenPacket() engine.ListenPacketFunc {
 	if u == nil {
 		return nil
 	}
-	return func(ctx context.Context, lc *net.ListenConfig, network, addr string, index int) (net.PacketConn, error) {
-		return u.tf.ListenPacketWithCallback(network, addr+"#"+strconv.Itoa(index), func(network, _ string) (net.PacketConn, error) {
+	return func(ctx context.Context, lc *net.ListenConfig, network, addr string, index int, handedOnly bool) (net.PacketConn, error) {
+		name := addr + "#" + strconv.Itoa(index)
+		if handedOnly {
+			// Taken from what was handed over, it is kept for the next
+			// hand-over as the others are.
+			pc, err := u.tf.PacketConn(network, name)
+			if pc == nil || err != nil {
+				return nil, err
+			}
+			return pc, nil
+		}
+		return u.tf.ListenPacketWithCallback(network, name, func(network, _ string) (net.PacketConn, error) {
 			return lc.ListenPacket(ctx, network, addr)
 		})
 	}
