@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/siplb/siplb/balance"
 )
 
 // Hitless upgrades, with the real binary: the new process inherits the
@@ -259,11 +261,14 @@ func TestUpgradeUnderUDPLoadLosesNothing(t *testing.T) {
 	}
 }
 
-// A TCP client with an INVITE in flight during an upgrade gets its 200
-// over the connection it has, in one piece, and then a clean close (FIN,
-// not a reset) once the connection is idle; a new connection reaches the
-// new process.
+// A TCP client with an INVITE in flight during an upgrade (SIGUSR2 through
+// `siplb upgrade --pid-file`) gets its 200 over the connection it has, in
+// one piece, and then a clean close (FIN, not a reset) once the connection
+// is idle; a new connection reaches the new process. systemd hears READY=1
+// from the old process, then MAINPID= of the new one with its READY=1, and
+// no STOPPING=1 from the old one draining.
 func TestUpgradeClosesTCPBetweenMessages(t *testing.T) {
+	sd := listenNotify(t, filepath.Join(t.TempDir(), "notify"))
 	be := startSlowTCPBackend(t, 1500*time.Millisecond)
 	lb := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
 	admin := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
@@ -279,9 +284,11 @@ func TestUpgradeClosesTCPBetweenMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond) // at the backend now: its 200 is 1.3 s away
-	if code, msg := u.upgrade(t); code != 0 {
-		t.Fatalf("siplb upgrade: exit %d: %s\n%s", code, msg, u.logs())
+	var out bytes.Buffer
+	if code := run([]string{"upgrade", "--pid-file", u.pidFile, "--timeout", "30s"}, &out, &out); code != 0 {
+		t.Fatalf("siplb upgrade --pid-file: exit %d: %s\n%s", code, out.String(), u.logs())
 	}
+	newPID, _ := readPIDFile(u.pidFile)
 
 	var got [][]byte
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -327,6 +334,16 @@ func TestUpgradeClosesTCPBetweenMessages(t *testing.T) {
 	})
 	if !answered {
 		t.Error("no 200 over a new connection to the new process")
+	}
+	var said []string
+	for len(sd.msgs) > 0 {
+		if m := <-sd.msgs; m != "WATCHDOG=1\n" {
+			said = append(said, m)
+		}
+	}
+	if len(said) != 2 || !strings.HasPrefix(said[0], "READY=1\n") ||
+		!strings.HasPrefix(said[1], fmt.Sprintf("MAINPID=%d\nREADY=1\n", newPID)) {
+		t.Errorf("systemd heard %q; want READY=1 (old), then MAINPID=%d with READY=1 (new), and nothing of the old one's drain", said, newPID)
 	}
 }
 
@@ -479,5 +496,62 @@ func TestUpgradeRefusedWithoutUpgrader(t *testing.T) {
 	var out bytes.Buffer
 	if code := run([]string{"upgrade", "--admin", admin}, &out, &out); code != ctlRefused || !strings.Contains(out.String(), "cannot upgrade") {
 		t.Errorf("siplb upgrade: exit %d %q, want %d naming why", code, out.String(), ctlRefused)
+	}
+}
+
+// The state a successor takes over: health marks of members still
+// configured, and the operator's states of members whose pool line is
+// unchanged (as a reload keeps them).
+func TestApplyHandoverState(t *testing.T) {
+	a, b := netip.MustParseAddrPort("127.0.0.1:5070"), netip.MustParseAddrPort("127.0.0.1:5071")
+	pools := []balance.PoolConfig{{Name: "farm", Backends: []balance.BackendConfig{
+		{Addr: a, Transport: balance.UDP, Weight: 1, Priority: 1},
+		{Addr: b, Transport: balance.UDP, Weight: 2, Priority: 1},
+	}}}
+	line := func(addr string, weight int, healthy bool, override string) handoverBackend {
+		return handoverBackend{Pool: "farm", Addr: addr, Transport: "udp", Weight: weight, Priority: 1, Healthy: healthy, Override: override}
+	}
+	tests := []struct {
+		name              string
+		st                []handoverBackend
+		wantMarks, wantSt int
+		wantA, wantB      balance.State // effective states afterwards
+		wantHealthyA      bool
+	}{
+		{name: "marks and states", st: []handoverBackend{line(a.String(), 1, false, ""), line(b.String(), 2, true, "draining")},
+			wantMarks: 2, wantSt: 1, wantA: balance.Down, wantB: balance.Draining},
+		{name: "state of a changed line dropped", st: []handoverBackend{line(a.String(), 1, true, ""), line(b.String(), 5, true, "disabled")},
+			wantMarks: 2, wantSt: 0, wantA: balance.Up, wantB: balance.Up, wantHealthyA: true},
+		{name: "unknown pool and address ignored", st: []handoverBackend{{Pool: "other", Addr: a.String(), Transport: "udp", Override: "disabled"},
+			line("127.0.0.1:1", 1, false, "disabled"), line("not an address", 1, false, "")},
+			wantA: balance.Up, wantB: balance.Up, wantHealthyA: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			bal, err := balance.New(pools)
+			if err != nil {
+				t.Fatal(err)
+			}
+			marks, states := applyState(bal, handoverState{Backends: tc.st})
+			if marks != tc.wantMarks || states != tc.wantSt {
+				t.Errorf("applyState = %d marks, %d states; want %d, %d", marks, states, tc.wantMarks, tc.wantSt)
+			}
+			for _, m := range bal.Table().Pool(0).Backends() {
+				want := tc.wantA
+				if m.Addr == b {
+					want = tc.wantB
+				}
+				if m.State != want {
+					t.Errorf("%s: state %s, want %s", m.Addr, m.State, want)
+				}
+				if m.Addr == a && m.Healthy() != tc.wantHealthyA {
+					t.Errorf("%s: healthy %v, want %v", m.Addr, m.Healthy(), tc.wantHealthyA)
+				}
+			}
+			// What a predecessor hands over is what a successor applies.
+			if got := snapshotState(bal); len(got.Backends) != 2 {
+				t.Errorf("snapshotState: %d backends, want 2", len(got.Backends))
+			}
+		})
 	}
 }
