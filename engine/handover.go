@@ -69,7 +69,9 @@ func tcpListener(ln net.Listener) (*net.TCPListener, error) {
 // other process that holds the same sockets (a successor after a
 // hand-over). The sockets stay open for sending until Run returns, so
 // messages still decided here (on stream connections, DNS answers) leave
-// as before. Call it once the successor is ready, before Drain. UDP legs
+// as before. The kernel filter of blocked sources (kfilter_linux.go) is
+// taken off the sockets and no longer kept. Call it once the successor is
+// ready, before Drain. UDP legs
 // served by gnet (Options.GnetUDP) go on reading: their sockets are gnet's
 // and are not handed over. It may be called from any goroutine, once Ready
 // is closed.
@@ -79,5 +81,8 @@ func (s *Server) StopReading() {
 	s.mu.Unlock()
 	for _, b := range bs {
 		b.stopReading()
+	}
+	if s.kfilter != nil {
+		s.kfilter.releaseSockets()
 	}
 }

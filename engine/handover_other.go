@@ -3,3 +3,5 @@
 package engine
 
 func (b *batchSock) stopReading() {}
+
+func (k *kernelFilter) releaseSockets() {}

@@ -10,8 +10,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/siplb/siplb/balance"
+	"github.com/siplb/siplb/internal/guard"
 	"github.com/siplb/siplb/parser"
 )
 
@@ -142,5 +146,58 @@ func TestHandOverKeepsQueuedDatagrams(t *testing.T) {
 	defer h.mu.Unlock()
 	if len(h.handed) != 2 || len(h.asked) != 3 {
 		t.Errorf("second server (1 loop) asked for sockets %v and took %d, want 0, 1 (past its loops, handed over), 2 (none) and 2 taken", h.asked, len(h.handed))
+	}
+}
+
+// filterAttached reports whether a socket filter is attached to fd
+// (SO_GET_FILTER with no room answers the count of its instructions).
+func filterAttached(t *testing.T, fd int) bool {
+	t.Helper()
+	var n uint32
+	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_GET_FILTER, 0, uintptr(unsafe.Pointer(&n)), 0)
+	switch e {
+	case 0:
+		return n > 0
+	case unix.EINVAL: // older kernels: the filter does not fit in no room
+		return true
+	}
+	t.Fatalf("SO_GET_FILTER: %v", e)
+	return false
+}
+
+// StopReading takes the kernel filter of blocked sources off the sockets:
+// a successor shares them, and nothing would expire the blocks of a
+// process that no longer reads.
+func TestStopReadingReleasesKernelFilter(t *testing.T) {
+	uas := startUAS(t)
+	lb, srv := startGuardedLB(t, guard.Config{Flood: guard.FloodConfig{Window: time.Second, Density: 50, BlockTime: 30 * time.Second}}, uas)
+	flooder := udpOn(t, "127.0.0.2:0")
+	for i := range 200 {
+		flooder.WriteToUDPAddrPort(invite("ho-"+itoa(i), "z9hG4bKho"+itoa(i)), lb)
+	}
+	srv.mu.Lock()
+	fds := make([]int, 0, len(srv.batch))
+	for _, b := range srv.batch {
+		fds = append(fds, b.fd)
+	}
+	srv.mu.Unlock()
+	deadline := time.Now().Add(3 * time.Second)
+	for !filterAttached(t, fds[0]) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !filterAttached(t, fds[0]) {
+		t.Fatal("no kernel filter attached after a flood")
+	}
+	srv.StopReading()
+	for _, fd := range fds {
+		if filterAttached(t, fd) {
+			t.Errorf("socket %d keeps the filter after StopReading", fd)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond) // a filter update tick
+	for _, fd := range fds {
+		if filterAttached(t, fd) {
+			t.Errorf("socket %d got a filter again after StopReading", fd)
+		}
 	}
 }

@@ -148,6 +148,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		log.Warn("upgrades off: siplb cannot hand its sockets over", "err", err)
 		upg = nil
+		signal.Ignore(syscall.SIGUSR2) // rather than die of it
 	}
 	if upg.successor() && notify != nil {
 		notify.main.Store(true)
