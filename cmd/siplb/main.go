@@ -9,7 +9,9 @@
 //
 // SIGTERM or SIGINT drains, then exits 0 (a second signal stops at once);
 // SIGHUP reloads what can change live or refuses naming the keys that need
-// a restart (README.md, "Stop, reload, check").
+// a restart (README.md, "Stop, reload, check"); SIGUSR2, or
+// `siplb upgrade`, starts a new process that takes the sockets over, and
+// this one drains and exits once it is ready (README.md, "Upgrades").
 package main
 
 import (
@@ -150,6 +152,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		upg = nil
 		signal.Ignore(syscall.SIGUSR2) // rather than die of it
 	}
+	defer upg.stop() // tableflip's copies of the listeners go with this process
 	if upg.successor() && notify != nil {
 		notify.main.Store(true)
 	}
