@@ -146,11 +146,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer notify.Close()
 	// Hitless upgrades (upgrade.go): the sockets a predecessor handed over,
 	// and the means to hand them to a successor.
+	// SIGUSR2 is ignored until serve listens for it: sent too early (or
+	// where upgrades are off) it must not kill siplb, as by default.
+	signal.Ignore(syscall.SIGUSR2)
 	upg, err := newUpgrader(*pidFile, *upgradeWait, log)
 	if err != nil {
 		log.Warn("upgrades off: siplb cannot hand its sockets over", "err", err)
 		upg = nil
-		signal.Ignore(syscall.SIGUSR2) // rather than die of it
 	}
 	defer upg.stop() // tableflip's copies of the listeners go with this process
 	if upg.successor() && notify != nil {
