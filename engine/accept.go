@@ -47,8 +47,8 @@ const shedPerRound = 64
 // listenTCP opens a TCP listener on network for leg l with SO_REUSEADDR
 // and SO_REUSEPORT (several processes may serve one address, as with gnet)
 // and the socket buffers gnet gave its listeners, which accepted sockets
-// inherit.
-func listenTCP(ctx context.Context, network string, l *Leg) (*net.TCPListener, error) {
+// inherit. Options.Listen may hand over a listener open already.
+func (s *Server) listenTCP(ctx context.Context, network string, l *Leg) (*net.TCPListener, error) {
 	lc := net.ListenConfig{
 		KeepAlive: -1, // as under gnet: idle expiry, not keep-alive probes, ends dead connections
 		Control: func(_, _ string, rc syscall.RawConn) error {
@@ -64,11 +64,11 @@ func listenTCP(ctx context.Context, network string, l *Leg) (*net.TCPListener, e
 			return errors.Join(err, serr)
 		},
 	}
-	ln, err := lc.Listen(ctx, network, l.Addr.String())
+	ln, err := s.listen(ctx, &lc, network, l.Addr.String())
 	if err != nil {
 		return nil, err
 	}
-	return ln.(*net.TCPListener), nil
+	return tcpListener(ln)
 }
 
 // socketBuffer is the kernel buffer size asked for each stream socket.
@@ -248,7 +248,7 @@ func (s *Server) openTCP(ctx context.Context) error {
 		if a := l.Addr.Addr(); a.Is6() && !a.Is4In6() {
 			network = "tcp6"
 		}
-		ln, err := listenTCP(ctx, network, l)
+		ln, err := s.listenTCP(ctx, network, l)
 		if err != nil {
 			s.closeTCP()
 			return err

@@ -71,6 +71,8 @@ type Server struct {
 	drainIdle  atomic.Int64  // DrainOptions.Idle, in nanoseconds
 	started    chan struct{} // closed by the first OnTick: every loop is registered
 	tickOnce   sync.Once
+	listenFn   ListenFunc       // Options.Listen; nil: lc.Listen
+	listenPkt  ListenPacketFunc // Options.ListenPacket; nil: lc.ListenPacket
 }
 
 // Options configures a Server beyond its Forwarder. The zero value means
@@ -87,6 +89,11 @@ type Options struct {
 	// GnetUDP serves UDP legs with gnet's one-datagram-per-syscall path
 	// instead of the default recvmmsg/sendmmsg batches.
 	GnetUDP bool
+	// Listen and ListenPacket, if set, open the listening sockets in place
+	// of lc (handover.go): cmd/siplb passes sockets a predecessor handed
+	// over in an upgrade.
+	Listen       ListenFunc
+	ListenPacket ListenPacketFunc
 }
 
 type sockState struct {
@@ -130,6 +137,7 @@ func NewServerWith(f *Forwarder, o Options) *Server {
 		onDrop:  o.Unreachable,
 		batched: !o.GnetUDP && batchSupported,
 	}
+	s.listenFn, s.listenPkt = o.Listen, o.ListenPacket
 	if s.batched && f.guard.BlockTime() > 0 {
 		s.kfilter = newKernelFilter(f.bal)
 		k, d := s.kfilter, f.guard.BlockTime()

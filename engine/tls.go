@@ -144,7 +144,7 @@ func (s *Server) startTLS(ctx context.Context) error {
 		if l.tls.Leaf() == nil {
 			return fmt.Errorf("listener %s: %w", l.Name, siptls.ErrNoCertificate)
 		}
-		ln, err := listenTCP(ctx, "tcp", l) // as siptls.Listen listens
+		ln, err := s.listenTCP(ctx, "tcp", l) // as siptls.Listen listens
 		if err != nil {
 			for _, a := range as {
 				a.ln.Close()

@@ -67,7 +67,7 @@ func (s *Server) startBatchUDP(ctx context.Context) error {
 		if l.Addr.Addr().Is6() && !l.Addr.Addr().Is4In6() {
 			network = "udp6"
 		}
-		for range s.loops {
+		for i := 0; ; i++ { // s.loops sockets, and any more handed over (handover.go)
 			lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 				var serr error
 				err := c.Control(func(fd uintptr) {
@@ -83,11 +83,18 @@ func (s *Server) startBatchUDP(ctx context.Context) error {
 				})
 				return errors.Join(err, serr)
 			}}
-			pc, err := lc.ListenPacket(ctx, network, l.Addr.String())
+			pc, err := s.listenPacket(ctx, &lc, network, l.Addr.String(), i, i >= s.loops)
 			if err != nil {
 				return err
 			}
-			conn := pc.(*net.UDPConn)
+			if pc == nil {
+				break
+			}
+			conn, ok := pc.(*net.UDPConn)
+			if !ok {
+				pc.Close()
+				return errors.New("listener " + l.Name + ": the socket handed over is not UDP")
+			}
 			conn.SetReadBuffer(4 << 20)
 			conn.SetWriteBuffer(4 << 20)
 			b, err := newBatchSock(s, l, conn)

@@ -183,7 +183,7 @@ func (s *Server) startWS(ctx context.Context) error {
 			}
 			cfg = l.tls.ServerConfig()
 		}
-		ln, err := listenTCP(ctx, "tcp", l)
+		ln, err := s.listenTCP(ctx, "tcp", l)
 		if err != nil {
 			for _, a := range as {
 				a.ln.Close()

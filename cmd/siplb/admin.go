@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
@@ -41,7 +40,7 @@ func startAdmin(ctx context.Context, cfg AdminConfig, ctl *control, srv *engine.
 		return nil, nil, err
 	}
 	addr := cfg.Listen
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := ctl.listenAdmin("tcp", cfg.Listen)
 	if err != nil {
 		return nil, nil, fmt.Errorf("admin.listen: %w", err)
 	}

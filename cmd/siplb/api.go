@@ -170,6 +170,7 @@ func (a *adminServer) apiRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/route", a.route)
 	mux.HandleFunc("GET /api/v1/stats", a.statsTotals)
 	mux.HandleFunc("POST /api/v1/reload", a.reload)
+	mux.HandleFunc("POST /api/v1/upgrade", a.upgrade)
 }
 
 // pools describes the current Table with the Checker's view of each member.

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -36,6 +37,12 @@ type control struct {
 	readySince atomic.Int64 // UnixNano of the first SetReady(true); 0 before
 	stopping   atomic.Bool  // the serving context is done
 	probed     atomic.Bool  // latched: every probed backend had its first probe settle
+
+	// upgradeFn starts a successor process and waits for it (upgrade.go);
+	// listen opens the admin listener so that it is handed over too. Both
+	// nil without an upgrader. Set before the control is shared.
+	upgradeFn func() error
+	listen    func(network, addr string) (net.Listener, error)
 }
 
 // newControl returns the control of a serve whose reload (SIGHUP's work)

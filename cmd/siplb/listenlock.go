@@ -16,9 +16,10 @@ import (
 // A lock held by a process of another user is logged and passed over: the
 // kernel does not share a port across users, so the bind itself decides.
 // The caller keeps the Set for as long as it serves (a successor taking the
-// sockets over adopts its Files) and releases it when done.
-func lockListeners(cfg *Config, log *slog.Logger) (*addrlock.Set, error) {
-	set := &addrlock.Set{}
+// sockets over adopts its Files) and releases it when done. set may hold
+// locks adopted from a predecessor already (upgrader.adoptLocks): those are
+// kept as they are.
+func lockListeners(set *addrlock.Set, cfg *Config, log *slog.Logger) (*addrlock.Set, error) {
 	for i, l := range cfg.Listen {
 		tr, ap, err := parseEndpoint(l.Address)
 		if err == nil {

@@ -9,7 +9,9 @@
 //
 // SIGTERM or SIGINT drains, then exits 0 (a second signal stops at once);
 // SIGHUP reloads what can change live or refuses naming the keys that need
-// a restart (README.md, "Stop, reload, check").
+// a restart (README.md, "Stop, reload, check"); SIGUSR2, or
+// `siplb upgrade`, starts a new process that takes the sockets over, and
+// this one drains and exits once it is ready (README.md, "Upgrades").
 package main
 
 import (
@@ -26,6 +28,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -33,6 +36,7 @@ import (
 
 	"github.com/siplb/siplb/balance"
 	"github.com/siplb/siplb/engine"
+	"github.com/siplb/siplb/internal/addrlock"
 )
 
 // version is stamped by the Makefile with -ldflags "-X main.version=...".
@@ -55,6 +59,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "ctl" {
 		return runCtl(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "upgrade" {
+		return runUpgrade(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("siplb", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -67,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		admin       = fs.String("admin", "", "admin HTTP `IP:PORT` for /metrics and /backends")
 		logLevel    = fs.String("log-level", "", "debug, info, warn or error")
 		udpIO       = fs.String("udp-io", "", "UDP sockets served by batch (recvmmsg/sendmmsg, default) or gnet")
+		pidFile     = fs.String("pid-file", "", "write the pid to this `file` once serving (an upgrade's new process rewrites it)")
+		upgradeWait = fs.Duration("upgrade-timeout", defaultUpgradeTimeout, "how long an upgrade waits for the new process to be ready before giving up on it")
 		listens     multiFlag
 		backends    multiFlag
 	)
@@ -135,6 +144,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Warn("not telling systemd how siplb is doing", "err", err)
 	}
 	defer notify.Close()
+	// Hitless upgrades (upgrade.go): the sockets a predecessor handed over,
+	// and the means to hand them to a successor.
+	// SIGUSR2 is ignored until serve listens for it: sent too early (or
+	// where upgrades are off) it must not kill siplb, as by default.
+	signal.Ignore(syscall.SIGUSR2)
+	upg, err := newUpgrader(*pidFile, *upgradeWait, log)
+	if err != nil {
+		log.Warn("upgrades off: siplb cannot hand its sockets over", "err", err)
+		upg = nil
+	}
+	defer upg.stop() // tableflip's copies of the listeners go with this process
+	if upg.successor() && notify != nil {
+		notify.main.Store(true)
+	}
 
 	// The first SIGTERM or SIGINT drains, a second one stops at once.
 	ctx, cancel := context.WithCancelCause(context.Background())
@@ -159,7 +182,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	err = serveWith(ctx, cfg, serveOptions{configPath: *configPath, source: source, doc: doc, log: log,
-		level: level, over: over, drain: drain, notify: notify})
+		level: level, over: over, drain: drain, notify: notify, upg: upg})
 	if err != nil {
 		log.Error("siplb stopped", "err", err)
 		return 1
@@ -186,6 +209,7 @@ type serveOptions struct {
 	// serveWith returns once it is over. The end of ctx stops at once.
 	drain  <-chan struct{}
 	notify *notifier // systemd's notification socket; nil for none
+	upg    *upgrader // hands the sockets to a successor (upgrade.go); nil: none
 }
 
 // serve is serveWith without signals, systemd or a settable level: ctx's
@@ -207,7 +231,12 @@ func serveWith(ctx context.Context, cfg *Config, o serveOptions) error {
 	log.Info("file limit", files.logAttrs()...)
 	// Before anything is bound: a second siplb on these addresses stops
 	// here instead of sharing their traffic through SO_REUSEPORT.
-	locks, err := lockListeners(cfg, log)
+	locks := &addrlock.Set{}
+	if err := o.upg.adoptLocks(locks, cfg); err != nil {
+		locks.Release()
+		return err
+	}
+	locks, err := lockListeners(locks, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -219,12 +248,18 @@ func serveWith(ctx context.Context, cfg *Config, o serveOptions) error {
 	if err != nil {
 		return withLine(o.doc, err)
 	}
+	if marks, states, err := o.upg.takeState(b.bal); err != nil {
+		log.Warn("upgrade: the predecessor's health state is unreadable; probing afresh", "err", err)
+	} else if o.upg.successor() {
+		log.Info("upgrade: took over from the predecessor", "pid", os.Getppid(), "health_marks", marks, "operator_states", states)
+	}
 	if srcs := cfg.discovery(); len(srcs) > 0 {
 		go balance.NewDiscovery(b.bal, b.resolver, srcs, log).Run(ctx)
 	}
 	var checker *balance.Checker
 	srv := engine.NewServerWith(b.fwd, engine.Options{Loops: cfg.Engine.Loops, Limits: cfg.Streams, Log: dataLog, GnetUDP: cfg.Engine.UDPIO == "gnet",
-		Unreachable: func(a netip.AddrPort, h balance.Hint) { checker.Unreachable(a, h) }})
+		Unreachable: func(a netip.AddrPort, h balance.Hint) { checker.Unreachable(a, h) },
+		Listen:      o.upg.engineListen(), ListenPacket: o.upg.engineListenPacket()})
 	tr, sentBy, prefix := b.fwd.ProbeIdentity()
 	checker = balance.NewChecker(b.bal, cfg.health(), balance.ProbeIdentity{Transport: tr, SentBy: sentBy, BranchPrefix: prefix}, srv, log)
 	b.fwd.SetProbes(checker)
@@ -238,13 +273,25 @@ func serveWith(ctx context.Context, cfg *Config, o serveOptions) error {
 	rl.running.Store(&running)
 	ctl.reloadFn = rl.reload // SIGHUP and POST /api/v1/reload
 	ctl.notify = o.notify
+	if o.upg != nil {
+		ctl.listen = o.upg.listen
+		ctl.upgradeFn = func() error {
+			if ctx.Err() != nil || srv.Draining() {
+				return errHandedOver
+			}
+			return o.upg.upgrade(locks, b.bal)
+		}
+	}
 	var adminFailed <-chan error // nil (never ready) without an admin listener
+	closeAdmin := func() {}
 	if cfg.Admin.Listen != "" {
 		stopAdmin, failed, err := startAdmin(ctx, cfg.Admin, ctl, srv, b.bal, checker, log)
 		if err != nil {
 			return err
 		}
+		stopAdmin = sync.OnceFunc(stopAdmin)
 		defer stopAdmin()
+		closeAdmin = stopAdmin
 		adminFailed = failed
 	}
 	every, err := watchdogEvery()
@@ -266,6 +313,9 @@ func serveWith(ctx context.Context, cfg *Config, o serveOptions) error {
 			}
 		}
 	}()
+	if ctl.upgradeFn != nil {
+		go upgradeOnSignal(ctx, ctl.upgradeFn, log)
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Run(ctx) }()
@@ -291,9 +341,11 @@ func serveWith(ctx context.Context, cfg *Config, o serveOptions) error {
 		return <-errc
 	case <-srv.Ready():
 	}
-	go checker.Run(ctx)
+	checkCtx, stopChecker := context.WithCancel(ctx)
+	defer stopChecker()
+	go checker.Run(checkCtx)
 	ctl.SetReady(true)
-	go tellReady(ctx, ctl, checker, o.notify)
+	go tellReady(ctx, ctl, checker, o.notify, o.upg.ready)
 	for _, l := range b.fwd.Legs() {
 		log.Info("listening", "leg", l.Name, "advertise", l.SentBy(), "tag", l.Tag())
 	}
@@ -311,23 +363,35 @@ func serveWith(ctx context.Context, cfg *Config, o serveOptions) error {
 	case <-ctx.Done():
 		o.notify.Stopping("stopping")
 		return <-errc
+	case <-o.upg.exited():
+		// A successor serves the same sockets now: this process stops
+		// probing (its probes' answers reach the successor's sockets) and
+		// reading datagrams, gives the admin listener up, and drains its
+		// connections. systemd follows the successor (MAINPID=), so this
+		// one tells it nothing more.
+		log.Info("upgrade: the new process is ready; this one stops reading and drains")
+		stopChecker()
+		closeAdmin()
+		srv.StopReading()
+		return drainThenStop(ctx, cancel, srv, ctl, rl.current().Shutdown, nil, errc, adminFailed, log)
 	case <-o.drain:
 	}
+	// Stopping for good: tableflip's copies of the listeners close, so the
+	// drain's closing of the engine's refuses new connections.
+	o.upg.stop()
 	return drainThenStop(ctx, cancel, srv, ctl, rl.current().Shutdown, o.notify, errc, adminFailed, log)
 }
 
 // tellReady tells systemd READY=1 when /readyz first answers ready: the
 // data path serves and every probed backend has had its first probe
-// settle.
-func tellReady(ctx context.Context, ctl *control, checker *balance.Checker, n *notifier) {
-	if n == nil {
-		return
-	}
+// settle. Then it calls ready (a successor tells its predecessor to go).
+func tellReady(ctx context.Context, ctl *control, checker *balance.Checker, n *notifier, ready func()) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
 		if ok, _ := ctl.readiness(checker.Status(), time.Now()); ok {
 			n.Ready("serving")
+			ready()
 			return
 		}
 		select {

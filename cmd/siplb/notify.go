@@ -23,6 +23,7 @@ import (
 // or "@name" for an abstract socket). With Type=notify in the unit:
 //
 //	READY=1                        the listeners serve and the first health round is done (when /readyz turns true)
+//	MAINPID=…, READY=1             the same, from the new process of an upgrade: systemd's main process from now on
 //	RELOADING=1, MONOTONIC_USEC=…  a reload begins (SIGHUP or the API); READY=1 when it is over, applied or refused
 //	STOPPING=1                     a drain (or a stop) begins
 //	WATCHDOG=1                     every half of $WATCHDOG_USEC, while siplb runs (WatchdogSec=)
@@ -34,6 +35,10 @@ type notifier struct {
 	conn  *net.UnixConn
 	log   *slog.Logger
 	ready atomic.Bool // READY=1 was sent: a reload's end may send it again
+	// main: this process took over from a predecessor (an upgrade): its
+	// READY=1 also says MAINPID=, so systemd follows it, not the one that
+	// drains and exits (NotifyAccess=all in the unit).
+	main atomic.Bool
 
 	mu     sync.Mutex
 	failed bool // a send failed: logged once
@@ -79,6 +84,10 @@ func (n *notifier) Ready(status string) {
 		return
 	}
 	n.ready.Store(true)
+	if n.main.Load() {
+		n.send("MAINPID="+strconv.Itoa(os.Getpid()), "READY=1", "STATUS="+status)
+		return
+	}
 	n.send("READY=1", "STATUS="+status)
 }
 

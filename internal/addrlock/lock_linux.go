@@ -282,3 +282,25 @@ func (s *Set) Adopt(f *os.File) (Key, error) {
 	s.held[k] = serve(ul)
 	return k, nil
 }
+
+// Resume answers who holds the locks again after Files, when the successor
+// they were handed to did not take over (it failed to start): each lock
+// whose accept goroutine Files ended is accepted on again by s, so a third
+// instance asking learns this process's pid. Locks still accepted are left
+// alone.
+func (s *Set) Resume() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for k, l := range s.held {
+		if !l.stopping.Load() {
+			continue
+		}
+		if err := l.ln.SetDeadline(time.Time{}); err != nil {
+			errs = append(errs, fmt.Errorf("addrlock %s: resume: %w", k, err))
+			continue
+		}
+		s.held[k] = serve(l.ln)
+	}
+	return errors.Join(errs...)
+}

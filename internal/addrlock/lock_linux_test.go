@@ -5,11 +5,13 @@ package addrlock
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // portKey returns a key of a loopback port the test keeps bound (without
@@ -227,5 +229,58 @@ func TestAdoptRejectsOtherSockets(t *testing.T) {
 	defer f.Close()
 	if _, err := newSet(t).Adopt(f); err == nil {
 		t.Error("Adopt of a socket that is not a lock succeeded")
+	}
+}
+
+// answered reports whether the holder of k accepts (and at once closes) a
+// connection within limit: the read ends in EOF rather than a timeout.
+func answered(t *testing.T, k Key, limit time.Duration) bool {
+	t.Helper()
+	c, err := net.DialTimeout("unix", "@"+k.name(), time.Second)
+	if err != nil {
+		t.Fatalf("dial the lock of %s: %v", k, err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(limit))
+	var b [1]byte
+	_, err = c.Read(b[:])
+	return errors.Is(err, io.EOF)
+}
+
+// After Files the predecessor stops answering (the successor is to);
+// when no successor took over, Resume makes it answer again, and the lock
+// stayed held throughout.
+func TestResumeAfterFailedHandOver(t *testing.T) {
+	k := portKey(t, "udp")
+	old, other := newSet(t), newSet(t)
+	if err := old.Acquire(k); err != nil {
+		t.Fatal(err)
+	}
+	if !answered(t, k, 2*time.Second) {
+		t.Fatal("a held lock does not answer")
+	}
+	files, err := old.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		f.Close() // the successor died before adopting
+	}
+	if answered(t, k, 200*time.Millisecond) {
+		t.Fatal("the lock still answers after Files")
+	}
+	wantHeld(t, other.Acquire(k), k, k)
+	if err := old.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if !answered(t, k, 2*time.Second) {
+		t.Error("the lock does not answer after Resume")
+	}
+	wantHeld(t, other.Acquire(k), k, k)
+	if err := old.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Acquire(k); err != nil {
+		t.Errorf("Acquire after Release: %v", err)
 	}
 }
