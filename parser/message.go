@@ -574,9 +574,19 @@ func parseFromTo(b []byte, v span, bad *Error) (tag span, err error) {
 	if !ok {
 		return span{}, bad
 	}
-	for i := na.params.off; i < na.params.end; {
-		name, val, next, ok := nextParam(b, i, na.params.end)
-		if !ok || (next < na.params.end && b[next] != ';') {
+	for i, end := na.params.off, na.params.end; i < end; {
+		if end-i > 5 && string(b[i:i+5]) == ";tag=" && isParamValue[b[i+5]] {
+			// The tag as nearly everyone writes it: nextParam would
+			// find the same spans.
+			j := scanParamValue(b, i+6, end)
+			tag = span{i + 5, j}
+			if i = skipWS(b, j, end); i < end && b[i] != ';' {
+				return span{}, bad
+			}
+			continue
+		}
+		name, val, next, ok := nextParam(b, i, end)
+		if !ok || (next < end && b[next] != ';') {
 			return span{}, bad
 		}
 		if equalFold(b[name.off:name.end], "tag") {

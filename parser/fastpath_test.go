@@ -1,0 +1,97 @@
+package parser
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// fastPathSeeds are values of the headers whose parsing has fast paths:
+// the spellings the fast paths take and their near misses.
+var fastPathSeeds = []string{
+	"SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds0001;rport",
+	"SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bKnashds8;received=198.51.100.7",
+	"SIP/2.0/TCP host.example.com;rport=5070;branch=z9hG4bK1, SIP/2.0/UDP b",
+	"SIP/2.0/UDP  h:65535;branch=\"q\";rport;rport=1;branch=x",
+	"SIP/2.0/SCTP [2001:db8::1]:5060 ; branch = z9 ;rport ,x",
+	"SIP/2.0/WSS h;rport=;branch=",
+	"SIP/2.0/UDP h:65536;branch=z",
+	"SIP/2.0/UDP h:;branch=z",
+	"SIP/2.0/UDP h:0001;ttl=9;maddr=m;received=r",
+	"SIP / 2.0 / UDP h",
+	`"Alice" <sip:alice@atlanta.example.com>;tag=1928301774`,
+	`<sip:bob@pbx.example.com>`,
+	`sip:a@b;tag=x;tag=y`,
+	`Bob <sip:b@c>;tag=;x`,
+	`<sip:b@c>;tag="q";x=1`,
+	`<sip:b@c> ;tag=1 ;foo`,
+	`<sip:b@c>;tag=1 x`,
+	`<sip:b@c>;TAG=2`,
+}
+
+// fastPathInputs returns the seeds and, for each, every variant with one
+// byte replaced by one of the bytes the grammar turns on, or cut short.
+func fastPathInputs() [][]byte {
+	var ins [][]byte
+	special := []byte(" \t\r\n;,=\":<>[]/?@\\aZ09-._\x00\x7f\x80")
+	for _, s := range fastPathSeeds {
+		ins = append(ins, []byte(s))
+		for i := range len(s) {
+			ins = append(ins, []byte(s[:i]))
+			for _, c := range special {
+				b := []byte(s)
+				b[i] = c
+				ins = append(ins, b)
+			}
+		}
+	}
+	return ins
+}
+
+// checkFastPaths fails where the parser with its fast paths and the
+// reference copy of it without them disagree on in.
+func checkFastPaths(t *testing.T, in []byte) {
+	t.Helper()
+	var v1, v2 viaSpans
+	vs1, ve1, n1, ok1 := parseVia(&v1, in, 0, len(in))
+	vs2, ve2, n2, ok2 := refParseVia(&v2, in, 0, len(in))
+	if ok1 != ok2 || (ok1 && (vs1 != vs2 || ve1 != ve2 || n1 != n2 || v1 != v2)) {
+		t.Errorf("parseVia(%q) = %v %v %v %v %+v, reference %v %v %v %v %+v", in, vs1, ve1, n1, ok1, v1, vs2, ve2, n2, ok2, v2)
+	}
+	for _, lws := range []bool{false, true} {
+		h1, p1, x1, o1 := parseHostPort(in, 0, len(in), lws)
+		h2, p2, x2, o2 := refParseHostPort(in, 0, len(in), lws)
+		if o1 != o2 || (o1 && (h1 != h2 || p1 != p2 || x1 != x2)) {
+			t.Errorf("parseHostPort(%q, %v) = %v %v %v %v, reference %v %v %v %v", in, lws, h1, p1, x1, o1, h2, p2, x2, o2)
+		}
+	}
+	if k := bytes.IndexByte(in, ';'); k >= 0 {
+		a1, b1, c1, d1 := nextParam(in, k, len(in))
+		a2, b2, c2, d2 := refNextParam(in, k, len(in))
+		if a1 != a2 || b1 != b2 || c1 != c2 || d1 != d2 {
+			t.Errorf("nextParam(%q) = %v %v %v %v, reference %v %v %v %v", in[k:], a1, b1, c1, d1, a2, b2, c2, d2)
+		}
+	}
+	t1, e1 := parseFromTo(in, span{0, len(in)}, ErrMalformedFrom)
+	t2, e2 := refParseFromTo(in, span{0, len(in)}, ErrMalformedFrom)
+	if t1 != t2 || e1 != e2 {
+		t.Errorf("parseFromTo(%q) = %v %v, reference %v %v", in, t1, e1, t2, e2)
+	}
+}
+
+// TestFastPathsAgree compares the fast paths with the reference on the
+// seeds and their one-byte variants.
+func TestFastPathsAgree(t *testing.T) {
+	for _, in := range fastPathInputs() {
+		checkFastPaths(t, in)
+	}
+}
+
+// FuzzFastPaths: go test -run '^$' -fuzz FuzzFastPaths ./parser
+func FuzzFastPaths(f *testing.F) {
+	for _, s := range fastPathSeeds {
+		f.Add([]byte(s))
+		f.Add([]byte(strings.ToUpper(s)))
+	}
+	f.Fuzz(checkFastPaths)
+}
