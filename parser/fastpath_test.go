@@ -95,3 +95,28 @@ func FuzzFastPaths(f *testing.F) {
 	}
 	f.Fuzz(checkFastPaths)
 }
+
+// TestCSeqFastPathAgrees compares parseCSeq with the reference for
+// request lines of several methods and CSeq values near the fast path.
+func TestCSeqFastPathAgrees(t *testing.T) {
+	starts := []string{"INVITE sip:a@b SIP/2.0", "ACK sip:a@b SIP/2.0", "X.y sip:a@b SIP/2.0", "SIP/2.0 200 OK"}
+	values := []string{"314159 INVITE", "1 ACK", "1  INVITE", "1\tINVITE", "1 INVITEX", "1 INVIT", "1 invite", "1 X.y", "1", "1 ", "12a INVITE",
+		"2147483647 INVITE", "2147483648 INVITE", " INVITE", "1 INVITE x", "1 BYE"}
+	for _, sl := range starts {
+		for _, v := range values {
+			in := []byte(sl + "\r\nCSeq: " + v)
+			var m1, m2 Message
+			le, _ := lineEnd(in, 0)
+			if err := m1.parseStartLine(in, 0, le); err != nil {
+				t.Fatalf("parseStartLine(%q): %v", sl, err)
+			}
+			m2 = m1
+			vs := len(sl) + len("\r\nCSeq: ")
+			e1 := m1.parseCSeq(in, span{vs, len(in)})
+			e2 := m2.refParseCSeq(in, span{vs, len(in)})
+			if e1 != e2 || m1.cseqNum != m2.cseqNum || m1.cseqName != m2.cseqName || m1.cseqMethod != m2.cseqMethod {
+				t.Errorf("parseCSeq(%q) after %q = %v %d %v %v, reference %v %d %v %v", v, sl, e1, m1.cseqNum, m1.cseqName, m1.cseqMethod, e2, m2.cseqNum, m2.cseqName, m2.cseqMethod)
+			}
+		}
+	}
+}

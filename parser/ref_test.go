@@ -1,5 +1,7 @@
 package parser
 
+import "bytes"
+
 // The parser as it was before its fast paths (commit aeeae37), kept as the
 // plainly written reference the differential tests compare against.
 
@@ -211,4 +213,43 @@ func refParseFromTo(b []byte, v span, bad *Error) (tag span, err error) {
 		i = next
 	}
 	return tag, nil
+}
+func refCheckSIPHost(rest []byte) error {
+	if at := bytes.IndexByte(rest, '@'); at >= 0 {
+		rest = rest[at+1:]
+	}
+	if len(rest) == 0 || bytes.IndexByte(rest, '?') >= 0 {
+		return ErrMalformedRequestURI
+	}
+	return nil
+}
+func (m *Message) refParseCSeq(b []byte, v span) error {
+	i := v.off
+	var n uint64
+	for i < v.end && isDigit[b[i]] {
+		n = n*10 + uint64(b[i]-'0')
+		if n > 1<<31-1 {
+			return ErrMalformedCSeq
+		}
+		i++
+	}
+	if i == v.off {
+		return ErrMalformedCSeq
+	}
+	j := skipWS(b, i, v.end)
+	if j == i {
+		return ErrMalformedCSeq
+	}
+	k := scanToken(b, j, v.end)
+	if k == j || k != v.end {
+		return ErrMalformedCSeq
+	}
+	m.cseqNum = uint32(n)
+	m.cseqName = span{j, k}
+	if mn := m.methodName; mn.end-mn.off == k-j && string(b[mn.off:mn.end]) == string(b[j:k]) {
+		m.cseqMethod = m.method // the request's own method, the usual case
+	} else {
+		m.cseqMethod = lookupMethod(b[j:k])
+	}
+	return nil
 }
