@@ -27,6 +27,9 @@ var fastPathSeeds = []string{
 	`<sip:b@c> ;tag=1 ;foo`,
 	`<sip:b@c>;tag=1 x`,
 	`<sip:b@c>;TAG=2`,
+	"bob@pbx.example.com;transport=udp",
+	"314159 INVITE",
+	"1 INVITE",
 }
 
 // fastPathInputs returns the seeds and, for each, every variant with one
@@ -72,6 +75,10 @@ func checkFastPaths(t *testing.T, in []byte) {
 			t.Errorf("nextParam(%q) = %v %v %v %v, reference %v %v %v %v", in[k:], a1, b1, c1, d1, a2, b2, c2, d2)
 		}
 	}
+	if got, want := checkSIPHost(in), refCheckSIPHost(in); got != want {
+		t.Errorf("checkSIPHost(%q) = %v, reference %v", in, got, want)
+	}
+	checkCSeqAgrees(t, "INVITE sip:a@b SIP/2.0", in)
 	t1, e1 := parseFromTo(in, span{0, len(in)}, ErrMalformedFrom)
 	t2, e2 := refParseFromTo(in, span{0, len(in)}, ErrMalformedFrom)
 	if t1 != t2 || e1 != e2 {
@@ -104,19 +111,26 @@ func TestCSeqFastPathAgrees(t *testing.T) {
 		"2147483647 INVITE", "2147483648 INVITE", " INVITE", "1 INVITE x", "1 BYE"}
 	for _, sl := range starts {
 		for _, v := range values {
-			in := []byte(sl + "\r\nCSeq: " + v)
-			var m1, m2 Message
-			le, _ := lineEnd(in, 0)
-			if err := m1.parseStartLine(in, 0, le); err != nil {
-				t.Fatalf("parseStartLine(%q): %v", sl, err)
-			}
-			m2 = m1
-			vs := len(sl) + len("\r\nCSeq: ")
-			e1 := m1.parseCSeq(in, span{vs, len(in)})
-			e2 := m2.refParseCSeq(in, span{vs, len(in)})
-			if e1 != e2 || m1.cseqNum != m2.cseqNum || m1.cseqName != m2.cseqName || m1.cseqMethod != m2.cseqMethod {
-				t.Errorf("parseCSeq(%q) after %q = %v %d %v %v, reference %v %d %v %v", v, sl, e1, m1.cseqNum, m1.cseqName, m1.cseqMethod, e2, m2.cseqNum, m2.cseqName, m2.cseqMethod)
-			}
+			checkCSeqAgrees(t, sl, []byte(v))
 		}
+	}
+}
+
+// checkCSeqAgrees compares parseCSeq with the reference on the CSeq value
+// v of a message whose start line is sl.
+func checkCSeqAgrees(t *testing.T, sl string, v []byte) {
+	t.Helper()
+	in := []byte(sl + "\r\nCSeq: " + string(v))
+	var m1, m2 Message
+	le, _ := lineEnd(in, 0)
+	if err := m1.parseStartLine(in, 0, le); err != nil {
+		t.Fatalf("parseStartLine(%q): %v", sl, err)
+	}
+	m2 = m1
+	vs := len(sl) + len("\r\nCSeq: ")
+	e1 := m1.parseCSeq(in, span{vs, len(in)})
+	e2 := m2.refParseCSeq(in, span{vs, len(in)})
+	if e1 != e2 || m1.cseqNum != m2.cseqNum || m1.cseqName != m2.cseqName || m1.cseqMethod != m2.cseqMethod {
+		t.Errorf("parseCSeq(%q) after %q = %v %d %v %v, reference %v %d %v %v", v, sl, e1, m1.cseqNum, m1.cseqName, m1.cseqMethod, e2, m2.cseqNum, m2.cseqName, m2.cseqMethod)
 	}
 }
