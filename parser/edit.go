@@ -55,9 +55,12 @@ func (m *Message) AppendForward(dst []byte, e *Edits) []byte {
 	if m.top.v.present() && (e.RemoveTopVia || e.Received != nil || (e.RPort > 0 && e.RPort <= 65535)) {
 		viaHdr = int(m.top.hdr)
 	}
-	routes := m.routes()
-	if len(routes) > 0 {
-		lastRoute = int(routes[len(routes)-1].hdr)
+	if e.AppendRoute != nil {
+		// Only appending needs the last Route's header: the list is
+		// split here only then (or by appendRouteLine when editing it).
+		if routes := m.routes(); len(routes) > 0 {
+			lastRoute = int(routes[len(routes)-1].hdr)
+		}
 	}
 	if e.Contact != nil {
 		if l := m.contacts(); len(l) > 0 {
@@ -69,8 +72,22 @@ func (m *Message) AppendForward(dst []byte, e *Edits) []byte {
 	addRR := e.RecordRoute != nil || e.RecordRoute2 != nil
 	firstPath := int(m.first[HdrPath]) - 1
 	addPath := e.Path != nil || e.Path2 != nil
+	// Lines copied as they are lie end to end in b: a run of them goes
+	// out in one append, flushed before anything else is written.
+	rs, re := 0, 0
 	for i := range m.hdrs {
 		h := &m.hdrs[i]
+		if !(i == firstRR && addRR) && !(i == firstPath && addPath) && !(editRoutes && h.id == HdrRoute) &&
+			i != viaHdr && i != contactHdr && !(i == mfHdr && e.MaxForwards) && !(i == lastRoute && e.AppendRoute != nil) {
+			if h.line.off != re {
+				dst = appendRun(dst, b, rs, re)
+				rs = h.line.off
+			}
+			re = h.line.end
+			continue
+		}
+		dst = appendRun(dst, b, rs, re)
+		rs, re = 0, 0
 		if i == firstRR && addRR {
 			dst = m.appendRecordRoutes(dst, e)
 		}
@@ -104,6 +121,7 @@ func (m *Message) AppendForward(dst []byte, e *Edits) []byte {
 			dst = appendHeader(dst, "Route: ", e.AppendRoute)
 		}
 	}
+	dst = appendRun(dst, b, rs, re)
 	if e.MaxForwards && mfHdr < 0 {
 		dst = append(dst, "Max-Forwards: 70\r\n"...)
 	}
@@ -281,6 +299,15 @@ func appendHeader(dst []byte, name string, value []byte) []byte {
 
 // appendLine copies a header line, adding CRLF when it lacks a terminator
 // (the last line of a datagram that ends without the blank line).
+// appendRun appends the header lines b[rs:re] (none when rs == re): only
+// the last can lack its line terminator, the one appendLine adds.
+func appendRun(dst, b []byte, rs, re int) []byte {
+	if rs == re {
+		return dst
+	}
+	return appendLine(dst, b[rs:re])
+}
+
 func appendLine(dst, line []byte) []byte {
 	dst = append(dst, line...)
 	return endLine(dst)

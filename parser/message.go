@@ -1,6 +1,10 @@
 package parser
 
-import "bytes"
+import (
+	"bytes"
+	"encoding/binary"
+	"math/bits"
+)
 
 // Limits bounds what Parse and Frame accept. Zero fields mean the defaults.
 type Limits struct {
@@ -267,7 +271,7 @@ func (m *Message) parseStatusLine(b []byte, i, e int) error {
 // checkVersion accepts "SIP/2.0" and answers 505 for another well-formed
 // SIP-Version ("SIP" "/" 1*DIGIT "." 1*DIGIT, RFC 3261 §7.1).
 func checkVersion(v []byte) error {
-	if len(v) == 7 && equalFold(v[:4], "sip/") && v[4] == '2' && v[5] == '.' && v[6] == '0' {
+	if len(v) == 7 && (string(v) == "SIP/2.0" || equalFold(v[:4], "sip/") && v[4] == '2' && v[5] == '.' && v[6] == '0') {
 		return nil
 	}
 	if len(v) < 7 || !equalFold(v[:4], "sip/") {
@@ -318,10 +322,31 @@ func checkRequestURI(u []byte) error {
 // checkSIPHost checks what follows "sip:" in a Request-URI: a host part
 // after the user part, with no headers.
 func checkSIPHost(rest []byte) error {
-	if at := bytes.IndexByte(rest, '@'); at >= 0 {
-		rest = rest[at+1:]
+	// One word-at-a-time pass finds the first "@" and the last "?": the
+	// host part is what follows that "@" (or all of rest), and no "?" may
+	// lie in it.
+	at, q := -1, -1
+	i := 0
+	for ; i+8 <= len(rest); i += 8 {
+		x := binary.LittleEndian.Uint64(rest[i:])
+		if m := byteEq(x, '@'); m != 0 && at < 0 {
+			at = i + bits.TrailingZeros64(m)>>3
+		}
+		if m := byteEq(x, '?'); m != 0 {
+			q = i + (63-bits.LeadingZeros64(m))>>3
+		}
 	}
-	if len(rest) == 0 || bytes.IndexByte(rest, '?') >= 0 {
+	for ; i < len(rest); i++ {
+		switch rest[i] {
+		case '@':
+			if at < 0 {
+				at = i
+			}
+		case '?':
+			q = i
+		}
+	}
+	if at+1 >= len(rest) || q > at {
 		return ErrMalformedRequestURI
 	}
 	return nil
@@ -549,6 +574,12 @@ func (m *Message) parseCSeq(b []byte, v span) error {
 	if i == v.off {
 		return ErrMalformedCSeq
 	}
+	if mn := m.methodName; mn.end > mn.off && i < v.end && b[i] == ' ' && mn.end-mn.off == v.end-i-1 && string(b[mn.off:mn.end]) == string(b[i+1:v.end]) {
+		// One SP and the request's own method, the usual case: a
+		// token already (the Request-Line's), so nothing to scan.
+		m.cseqNum, m.cseqName, m.cseqMethod = uint32(n), span{i + 1, v.end}, m.method
+		return nil
+	}
 	j := skipWS(b, i, v.end)
 	if j == i {
 		return ErrMalformedCSeq
@@ -570,13 +601,23 @@ func (m *Message) parseCSeq(b []byte, v span) error {
 // parseFromTo checks a From or To value (name-addr or addr-spec followed by
 // parameters) and returns the span of its tag parameter.
 func parseFromTo(b []byte, v span, bad *Error) (tag span, err error) {
-	na, ok := parseNameAddr(b, v.off, v.end)
+	_, _, i, end, _, ok := nameAddrSpans(b, v.off, v.end)
 	if !ok {
 		return span{}, bad
 	}
-	for i := na.params.off; i < na.params.end; {
-		name, val, next, ok := nextParam(b, i, na.params.end)
-		if !ok || (next < na.params.end && b[next] != ';') {
+	for i < end {
+		if end-i > 5 && string(b[i:i+5]) == ";tag=" && isParamValue[b[i+5]] {
+			// The tag as nearly everyone writes it: nextParam would
+			// find the same spans.
+			j := scanParamValue(b, i+6, end)
+			tag = span{i + 5, j}
+			if i = skipWS(b, j, end); i < end && b[i] != ';' {
+				return span{}, bad
+			}
+			continue
+		}
+		name, val, next, ok := nextParam(b, i, end)
+		if !ok || (next < end && b[next] != ';') {
 			return span{}, bad
 		}
 		if equalFold(b[name.off:name.end], "tag") {

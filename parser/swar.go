@@ -55,3 +55,10 @@ func isWordChars(v []byte) bool {
 	}
 	return true
 }
+
+// byteEq flags exactly the bytes of x equal to c: no borrow crosses a
+// byte, so every flag is true, not only the lowest.
+func byteEq(x uint64, c byte) uint64 {
+	y := x ^ (uint64(c) * ones)
+	return ^((y&low7s + low7s) | y) & highs
+}

@@ -71,3 +71,36 @@ func TestKnownName(t *testing.T) {
 		}
 	}
 }
+
+func TestByteEq(t *testing.T) {
+	for _, in := range swarInputs() {
+		for len(in) >= 8 {
+			x := uint64(in[0]) | uint64(in[1])<<8 | uint64(in[2])<<16 | uint64(in[3])<<24 |
+				uint64(in[4])<<32 | uint64(in[5])<<40 | uint64(in[6])<<48 | uint64(in[7])<<56
+			for _, c := range []byte{'@', '?', 0, 0x7f, 0x80, 0xff, 'a'} {
+				m := byteEq(x, c)
+				for k := range 8 {
+					if got, want := m>>(8*k+7)&1 == 1, in[k] == c; got != want {
+						t.Errorf("byteEq(%q, %q) byte %d = %v, want %v", in[:8], c, k, got, want)
+					}
+				}
+			}
+			in = in[8:]
+		}
+	}
+}
+
+func TestCheckSIPHostAgrees(t *testing.T) {
+	seeds := []string{"bob@pbx.example.com;transport=udp", "pbx.example.com", "a?b@host", "a@b?c", "@", "a@", "", "?",
+		"user@host@x?y", "alice:secret@[2001:db8::1]:5060;lr", "x@yyyyyyyyyyyyyyyyyy?", "????????@h", "@@@@@@@@@@@@"}
+	for _, s := range seeds {
+		for i := 0; i <= len(s); i++ {
+			for _, c := range []byte("@?a\x00\xc0") {
+				b := []byte(s[:i] + string(c) + s[i:])
+				if got, want := checkSIPHost(b), refCheckSIPHost(b); got != want {
+					t.Errorf("checkSIPHost(%q) = %v, reference %v", b, got, want)
+				}
+			}
+		}
+	}
+}

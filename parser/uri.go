@@ -206,18 +206,26 @@ type nameAddr struct {
 // brackets (RFC 4475 §3.1.2.14); an unquoted display name is tokens only
 // (RFC 4475 §3.1.2.15); quotes must balance (RFC 4475 §3.1.2.6).
 func parseNameAddr(b []byte, s, e int) (na nameAddr, ok bool) {
+	na.uri.off, na.uri.end, na.params.off, na.params.end, na.angle, ok = nameAddrSpans(b, s, e)
+	return na, ok
+}
+
+// nameAddrSpans is parseNameAddr with scalar results, for the hot path:
+// a struct result is copied with wide loads that stall on the narrower
+// stores that built it.
+func nameAddrSpans(b []byte, s, e int) (uriOff, uriEnd, paramsOff, paramsEnd int, angle, ok bool) {
 	i := skipWS(b, s, e)
 	if i >= e {
-		return na, false
+		return 0, 0, 0, 0, false, false
 	}
 	if b[i] == '"' {
 		j := skipQuoted(b, i, e)
 		if j < 0 {
-			return na, false
+			return 0, 0, 0, 0, false, false
 		}
 		i = skipWS(b, j, e)
 		if i >= e || b[i] != '<' {
-			return na, false
+			return 0, 0, 0, 0, false, false
 		}
 	} else {
 		k := i
@@ -233,41 +241,41 @@ func parseNameAddr(b []byte, s, e int) (na nameAddr, ok bool) {
 		i++
 		j := bytes.IndexByte(b[i:e], '>')
 		if j <= 0 {
-			return na, false
+			return 0, 0, 0, 0, false, false
 		}
 		j += i
 		if isWS[b[i]] || isWS[b[j-1]] {
-			return na, false
+			return 0, 0, 0, 0, false, false
 		}
-		na.uri, na.angle = span{i, j}, true
+		uriOff, uriEnd, angle = i, j, true
 		rest = j + 1
 	} else {
 		j := i
 		for j < e && !isWS[b[j]] && b[j] != ';' {
 			switch b[j] {
 			case '?', ',', '<', '>', '"':
-				return na, false
+				return 0, 0, 0, 0, false, false
 			}
 			j++
 		}
 		c := bytes.IndexByte(b[i:j], ':')
 		if c <= 0 || !isAlpha[b[i]] {
-			return na, false
+			return 0, 0, 0, 0, false, false
 		}
 		for _, ch := range b[i : i+c] {
 			if !isSchemeChar[ch] {
-				return na, false
+				return 0, 0, 0, 0, false, false
 			}
 		}
-		na.uri = span{i, j}
+		uriOff, uriEnd = i, j
 		rest = j
 	}
 	k := skipWS(b, rest, e)
 	if k < e {
 		if b[k] != ';' {
-			return na, false
+			return 0, 0, 0, 0, false, false
 		}
-		na.params = span{k, e}
+		paramsOff, paramsEnd = k, e
 	}
-	return na, true
+	return uriOff, uriEnd, paramsOff, paramsEnd, angle, true
 }

@@ -58,9 +58,23 @@ func (s *viaSpans) fill(v *Via, b []byte) {
 	}
 }
 
+// scanToken returns the index of the first byte of b[i:e] that is not a
+// token character, or e.
 func scanToken(b []byte, i, e int) int {
 	for _, c := range b[i:e] {
 		if !isToken[c] {
+			break
+		}
+		i++
+	}
+	return i
+}
+
+// scanParamValue returns the index of the first byte of b[i:e] that
+// cannot stand in an unquoted gen-value, or e.
+func scanParamValue(b []byte, i, e int) int {
+	for _, c := range b[i:e] {
+		if !isParamValue[c] {
 			break
 		}
 		i++
@@ -103,8 +117,11 @@ func parseVia(v *viaSpans, b []byte, s, e int) (vs, ve, next int, ok bool) {
 		i = skipWS(b, i+1, e)
 	}
 	k := i
-	i = scanToken(b, i, e)
-	if i == k {
+	if e-i > 4 && b[i+3] == ' ' && isToken[b[i]] && isToken[b[i+1]] && isToken[b[i+2]] {
+		// "UDP", "TCP", "TLS", "WSS" and one SP: the token ends
+		// where a scan would stop, without the scan's exit branch.
+		i += 3
+	} else if i = scanToken(b, i, e); i == k {
 		return vs, ve, i, false
 	}
 	v.transport = span{k, i}
@@ -122,6 +139,20 @@ func parseVia(v *viaSpans, b []byte, s, e int) (vs, ve, next int, ok bool) {
 	i = skipWS(b, hpEnd, e)
 	ps := i
 	for i < e && b[i] == ';' {
+		// The parameters every top Via carries, spelled as sent, are
+		// matched whole; anything else goes through nextParam, which
+		// finds the same spans for these.
+		if e-i > 8 && string(b[i:i+8]) == ";branch=" && isParamValue[b[i+8]] {
+			j := scanParamValue(b, i+9, e)
+			v.branch = span{i + 8, j}
+			ve, i = j, skipWS(b, j, e)
+			continue
+		}
+		if e-i >= 6 && string(b[i:i+6]) == ";rport" && (e-i == 6 || b[i+6] == ';' || b[i+6] == ',') {
+			v.rportName = span{i + 1, i + 6}
+			ve, i = i+6, i+6
+			continue
+		}
 		name, val, pe, ok := nextParam(b, i, e)
 		if !ok || !v.param(b, name, val) {
 			return vs, ve, pe, false
@@ -220,12 +251,16 @@ func parseHostPort(b []byte, i, e int, lws bool) (host span, port uint16, next i
 		if lws {
 			k = skipWS(b, k, e)
 		}
+		// port = 1*DIGIT, at most 65535: converted as it is scanned.
 		d := k
+		n := 0
 		for k < e && isDigit[b[k]] {
+			if n = n*10 + int(b[k]-'0'); n > 65535 {
+				return host, 0, i, false
+			}
 			k++
 		}
-		n, ok := parseUint(b[d:k], 65535)
-		if !ok {
+		if k == d {
 			return host, 0, i, false
 		}
 		return host, uint16(n), k, true
@@ -261,12 +296,7 @@ func nextParam(b []byte, i, e int) (name, val span, next int, ok bool) {
 				return name, val, e, false
 			}
 		} else {
-			for _, c := range b[j:e] {
-				if !isParamValue[c] {
-					break
-				}
-				j++
-			}
+			j = scanParamValue(b, j, e)
 		}
 		if j == vs {
 			return name, val, j, false
