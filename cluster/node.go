@@ -116,12 +116,13 @@ func New(cfg Config) (*Node, error) {
 	mc.Name = cfg.Name
 	mc.BindAddr = cfg.Bind.Addr().String()
 	mc.BindPort = int(cfg.Bind.Port())
+	// Without Advertise, memberlist advertises the bind address (a private
+	// address of the host for an unspecified one) and port (the bound one
+	// for port 0).
+	mc.AdvertisePort = mc.BindPort
 	if cfg.Advertise.IsValid() {
 		mc.AdvertiseAddr = cfg.Advertise.Addr().String()
 		mc.AdvertisePort = int(cfg.Advertise.Port())
-	} else if !cfg.Bind.Addr().IsUnspecified() {
-		mc.AdvertiseAddr = mc.BindAddr
-		mc.AdvertisePort = 0 // the bound port
 	}
 	if len(cfg.Keys) > 0 {
 		kr, err := memberlist.NewKeyring(cfg.Keys, cfg.Keys[0])
