@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -88,6 +89,7 @@ func startMembers(t *testing.T, n int, backends []*backend) []*member {
 			fmt.Fprintf(&b, "      - {address: %s}\n", be.url())
 		}
 		fmt.Fprintf(&b, "admin:\n  listen: %s\n", m.admin)
+		fmt.Fprintf(&b, "engine:\n  branch_secret: secret-of-%s-0123456789\n", m.name)
 		fmt.Fprintf(&b, "cluster:\n  enabled: true\n  name: %s\n  bind: %s\n  key: %s\n  join: [%s]\n", m.name, gossip[i], clusterKey, strings.Join(gossip, ", "))
 		path := filepath.Join(t.TempDir(), "siplb.yaml")
 		writeFileAtomic(t, path, []byte(b.String()))
@@ -210,6 +212,39 @@ func TestClusterSameDecisionEverywhere(t *testing.T) {
 		}
 	}
 	t.Logf("probing: %v", own)
+	var out, errb bytes.Buffer
+	if code := run([]string{"ctl", "--admin", ms[0].admin, "cluster"}, &out, &errb); code != ctlOK {
+		t.Fatalf("ctl cluster: exit %d: %s", code, errb.String())
+	}
+	for _, want := range []string{"cluster member lb-1", "lb-1 (self)", "lb-3", "alive", "PROBED BY", "ring", "lb-2"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("ctl cluster does not show %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "secret-of-") {
+		t.Errorf("ctl cluster shows branch secrets:\n%s", out.String())
+	}
+	// Each member verifies the others' secrets (their rings came over
+	// gossip): three ring facts everywhere.
+	for _, m := range ms {
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			ci, err := clusterOf(m.admin)
+			rings := 0
+			for _, f := range ci.Facts {
+				if f.Kind == "ring" {
+					rings++
+				}
+			}
+			if err == nil && rings == 3 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d ring facts after 3s, want 3 (err %v)", m.name, rings, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 
 	// Probing is split: each backend hears about one probe a second, not
 	// one from each member.
