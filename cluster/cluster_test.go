@@ -326,3 +326,30 @@ func TestWrongKeyDoesNotJoin(t *testing.T) {
 		t.Errorf("members after a foreign join = %v", m)
 	}
 }
+
+// A member that joins late learns every fact held (push-pull at the join),
+// not only those broadcast after it came.
+func TestLateJoinerLearnsFacts(t *testing.T) {
+	nodes, _ := startNodes(t, 2, nil)
+	waitFor(t, 10*time.Second, "2 members", func() bool { return len(nodes[1].Members()) == 2 })
+	nodes[0].Publish(Fact{Kind: State, Key: "127.0.0.1:5070", State: "disabled"})
+	nodes[1].Publish(Fact{Kind: Health, Key: "127.0.0.1:5071", Up: false, Reason: "3 probes unanswered"})
+	time.Sleep(300 * time.Millisecond) // the broadcasts are spent
+	rec := &recorder{}
+	late, err := New(Config{Name: "lb-late", Bind: netip.MustParseAddrPort("127.0.0.1:0"), Join: []string{nodes[1].Addr().String()}, OnFact: rec.add, tune: fast})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { late.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done; late.Shutdown() }()
+	waitFor(t, 5*time.Second, "facts at the late member", func() bool {
+		s, ok1 := rec.last(State, "127.0.0.1:5070")
+		h, ok2 := rec.last(Health, "127.0.0.1:5071")
+		return ok1 && ok2 && s.State == "disabled" && !h.Up && h.Origin == "lb-2"
+	})
+	if f, _ := late.Fact(State, "127.0.0.1:5070"); f.Origin != "lb-1" || f.Version == 0 {
+		t.Errorf("late member holds %+v", f)
+	}
+}
