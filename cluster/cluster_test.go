@@ -353,3 +353,23 @@ func TestLateJoinerLearnsFacts(t *testing.T) {
 		t.Errorf("late member holds %+v", f)
 	}
 }
+
+// PeerSecrets puts the live members' secrets first, then the gone ones',
+// newest first; never this member's own.
+func TestPeerSecretsOrder(t *testing.T) {
+	n := &Node{cfg: Config{Name: "lb-1"}, facts: newStore()}
+	live := []string{"lb-1", "lb-3"}
+	n.live.Store(&live)
+	for _, f := range []Fact{
+		{Kind: Ring, Key: "lb-1", Origin: "lb-1", Version: 9, Secrets: []string{"own"}},
+		{Kind: Ring, Key: "lb-0", Origin: "lb-0", Version: 2, Secrets: []string{"gone-old"}},
+		{Kind: Ring, Key: "lb-2", Origin: "lb-2", Version: 5, Secrets: []string{"gone-new", "shared"}},
+		{Kind: Ring, Key: "lb-3", Origin: "lb-3", Version: 1, Secrets: []string{"live", "shared"}},
+	} {
+		n.facts.merge(f)
+	}
+	want := []string{"live", "shared", "gone-new", "gone-old"}
+	if got := n.PeerSecrets(); !slices.Equal(got, want) {
+		t.Errorf("PeerSecrets = %q, want %q", got, want)
+	}
+}

@@ -22,6 +22,8 @@ const (
 	DefaultRejoinInterval = 30 * time.Second // Join again while running, to heal a partition that outlived memberlist's memory of the dead
 	aloneRetry            = 2 * time.Second  // Join again while no other member is known
 	leaveTimeout          = 2 * time.Second
+	deadReclaim           = 30 * time.Second
+	maxSeen               = 256 // members remembered for Status, the gone ones dropped oldest first
 )
 
 // ErrNoName is a Config without a Name.
@@ -135,6 +137,10 @@ func New(cfg Config) (*Node, error) {
 	mc.Delegate = (*delegate)(n)
 	mc.Events = (*events)(n)
 	mc.Logger = log.New(logWriter{n.log}, "", 0)
+	// A member that comes back under its name at another address (a
+	// restarted pod of a StatefulSet) is taken once the old one has been
+	// dead this long; memberlist's default (0) refuses it for good.
+	mc.DeadNodeReclaimTime = deadReclaim
 	if cfg.tune != nil {
 		cfg.tune(mc)
 	}
@@ -227,14 +233,34 @@ func (n *Node) Facts() []Fact {
 	return f
 }
 
-// PeerSecrets returns the secrets of the other members' Ring facts,
-// each once, in the order of the members' names.
+// PeerSecrets returns the secrets of the other members' Ring facts, each
+// once: those of live members first, then those of members gone (whose
+// tokens may still be in dialogs), newest ring first, so that a bound on
+// them (the caller's) drops the oldest.
 func (n *Node) PeerSecrets() []string {
-	var out []string
+	live := *n.live.Load()
+	var rings []Fact
 	for _, f := range n.Facts() {
-		if f.Kind != Ring || f.Key == n.cfg.Name {
-			continue
+		if f.Kind == Ring && f.Key != n.cfg.Name {
+			rings = append(rings, f)
 		}
+	}
+	slices.SortStableFunc(rings, func(a, b Fact) int {
+		al, bl := slices.Contains(live, a.Key), slices.Contains(live, b.Key)
+		switch {
+		case al != bl && al:
+			return -1
+		case al != bl:
+			return 1
+		case a.Version != b.Version && a.Version > b.Version:
+			return -1
+		case a.Version != b.Version:
+			return 1
+		}
+		return 0
+	})
+	var out []string
+	for _, f := range rings {
 		for _, s := range f.Secrets {
 			if !slices.Contains(out, s) {
 				out = append(out, s)
@@ -336,6 +362,22 @@ func (n *Node) membersChanged() {
 	}
 }
 
+// forgetOldestGone drops the member dead or left the longest from seen;
+// false if none is. Called with n.mu.
+func (n *Node) forgetOldestGone() bool {
+	oldest := ""
+	for name, m := range n.seen {
+		if (m.State == "dead" || m.State == "left") && (oldest == "" || m.Since.Before(n.seen[oldest].Since)) {
+			oldest = name
+		}
+	}
+	if oldest == "" {
+		return false
+	}
+	delete(n.seen, oldest)
+	return true
+}
+
 // delegate is memberlist's view of a Node: the facts.
 type delegate Node
 
@@ -396,6 +438,8 @@ func (e *events) note(m *memberlist.Node, state string) {
 		mem.Since = time.Now()
 	}
 	n.seen[m.Name] = mem
+	for len(n.seen) > maxSeen && n.forgetOldestGone() {
+	}
 	n.mu.Unlock()
 	if m.Name != n.cfg.Name && (!ok || prev.State != state) {
 		n.log.Info("cluster member "+state, "member", m.Name, "address", m.Address())
