@@ -142,6 +142,7 @@ type healthTarget struct {
 	// remote: another cluster member probes t (SetCluster's owner said so
 	// at the last round); its verdicts come through ApplyVerdict.
 	remote bool
+
 	// seen is 1 when Observe reported a final non-5xx response since the
 	// first probe of the current run of failures was sent (or, with no
 	// failure, since the last probe was sent).

