@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -223,6 +224,17 @@ func TestClusterSameDecisionEverywhere(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "secret-of-") {
 		t.Errorf("ctl cluster shows branch secrets:\n%s", out.String())
+	}
+	resp, err := http.Get("http://" + ms[0].admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`siplb_cluster_members{state="alive"} 3`, "siplb_cluster_facts_refused_total 0", "siplb_cluster_backends_probed "} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 	// Each member verifies the others' secrets (their rings came over
 	// gossip): three ring facts everywhere.
