@@ -6,7 +6,7 @@ BIN      ?= bin
 LDFLAGS  := -ldflags "-X main.version=$(VERSION)"
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build test bench bench-flood fuzz lint demo deps clean
+.PHONY: all build test bench bench-flood fuzz lint demo demo-cluster deps clean
 
 all: build
 
@@ -40,6 +40,9 @@ lint:
 
 demo: build
 	scripts/demo.sh
+
+demo-cluster: build
+	scripts/demo-cluster.sh
 
 clean:
 	rm -rf $(BIN)

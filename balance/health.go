@@ -90,6 +90,11 @@ type Checker struct {
 
 	wake chan struct{} // a Reconfigure or a hint asks Run for a round now
 
+	// Set by SetCluster before Run (health_cluster.go): owner says whether
+	// this instance probes an address; onVerdict hears each mark it makes.
+	owner     func(netip.AddrPort) bool
+	onVerdict func(Verdict)
+
 	hints hintCounts
 
 	// Owned by the goroutine of Run.
@@ -134,6 +139,11 @@ type healthTarget struct {
 	hintProbe time.Time // when a hint last started a probe
 
 	run atomic.Int32 // consecutive 5xx reported by Observe
+
+	// remote: another cluster member probes t (SetCluster's owner said so
+	// at the last round); its verdicts come through ApplyVerdict.
+	remote bool
+
 	// seen is 1 when Observe reported a final non-5xx response since the
 	// first probe of the current run of failures was sent (or, with no
 	// failure, since the last probe was sent).
@@ -242,6 +252,9 @@ func (c *Checker) step(now time.Time) time.Time {
 	c.out = c.out[:0]
 	c.batch = c.batch[:0]
 	for _, t := range c.targets {
+		if c.skipRemote(t, now) {
+			continue
+		}
 		if t.pending != 0 && !now.Before(t.deadline) {
 			c.unanswered(t)
 		}
@@ -437,6 +450,9 @@ type BackendHealth struct {
 	// RTT is every answered probe's round trip: an EWMA and a histogram
 	// (RTTBuckets' upper bounds).
 	RTT RTTStats
+	// Remote: another cluster member probes this backend; Up, Reason and
+	// Since are its last verdict (SetCluster).
+	Remote bool
 }
 
 // Status returns the health of every probed backend, in no particular order.
@@ -453,7 +469,7 @@ func (c *Checker) Status() []BackendHealth {
 		out = append(out, BackendHealth{
 			Addr: t.addr, Pool: t.pool, Up: t.up, Reason: t.reason, Since: t.since,
 			Failures: t.fails, Successes: t.oks, Failing: failing, Excused: t.excused,
-			LastRTT: t.lastRTT, LastReply: t.lastReply, RTT: t.rtt.RTTStats,
+			LastRTT: t.lastRTT, LastReply: t.lastReply, RTT: t.rtt.RTTStats, Remote: t.remote,
 		})
 	}
 	return out
@@ -530,6 +546,7 @@ func (c *Checker) succeed(t *healthTarget) {
 	t.since = time.Now()
 	c.bal.SetHealth(t.addr, true)
 	c.log.Info("backend up", "pool", t.pool, "backend", t.addr, "reason", t.reason)
+	c.verdict(t)
 }
 
 // unanswered records that the probe in flight of t went unanswered by its
@@ -597,6 +614,7 @@ func (c *Checker) markDown(t *healthTarget, at time.Time, reason string) {
 	t.next = at.Add(t.cfg.DownInterval)
 	c.bal.SetHealth(t.addr, false)
 	c.log.Warn("backend down", "pool", t.pool, "backend", t.addr, "reason", reason)
+	c.verdict(t)
 }
 
 // settle ends the probe in flight of t, if any; a reply to it that comes

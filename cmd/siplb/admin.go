@@ -68,6 +68,9 @@ func startAdmin(ctx context.Context, cfg AdminConfig, ctl *control, srv *engine.
 func (a *adminServer) handler() http.Handler {
 	mux := http.NewServeMux()
 	reg := newMetricsRegistry(metricsSource{stats: a.stats, table: a.bal.Table, health: a.health, reloads: a.ctl.reloads})
+	if a.ctl.cluster != nil {
+		reg.MustRegister(newClusterCollector(a.ctl.cluster, a.bal.Table)) // cluster_metrics.go
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	mux.HandleFunc("GET /backends", func(w http.ResponseWriter, _ *http.Request) {
 		var health []balance.BackendHealth

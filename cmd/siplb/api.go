@@ -29,6 +29,7 @@ import (
 //	GET  /api/v1/route?pool=P&callid=X                   the backend a new call with that key gets
 //	GET  /api/v1/stats                                   the engine's totals, for rates (the status page)
 //	POST /api/v1/reload                                  what SIGHUP does; 200 with the changes or 422
+//	GET  /api/v1/cluster                                 members, who probes what, the shared facts and their versions
 
 // apiError is the body of every answer that is not a success.
 type apiError struct {
@@ -171,6 +172,7 @@ func (a *adminServer) apiRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/stats", a.statsTotals)
 	mux.HandleFunc("POST /api/v1/reload", a.reload)
 	mux.HandleFunc("POST /api/v1/upgrade", a.upgrade)
+	mux.HandleFunc("GET /api/v1/cluster", a.clusterRoute)
 }
 
 // pools describes the current Table with the Checker's view of each member.
@@ -271,6 +273,7 @@ func (a *adminServer) act(w http.ResponseWriter, pool, addr, action string) {
 			writeError(w, http.StatusConflict, fmt.Sprintf("backend %s: %v", ap, err))
 			return
 		}
+		a.ctl.cluster.publishState(ap, st) // every member takes it (no-op outside a cluster)
 		m := actionMember{Address: ap.String(), Changed: changed}
 		if b, ok := a.bal.Table().Lookup(ap); ok {
 			m.State = b.State.String()

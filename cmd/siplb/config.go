@@ -37,6 +37,10 @@ type Config struct {
 	// Security is the edge defences: flood detector, scanner filter,
 	// stateless-reply limits, trusted sources (on by default).
 	Security guard.Config `yaml:"security"`
+	// Cluster makes this instance a member of a cluster of siplb instances
+	// that share health, drains and key rings (cluster_config.go; off by
+	// default).
+	Cluster ClusterConfig `yaml:"cluster"`
 }
 
 // ListenConfig is one leg.
@@ -339,6 +343,9 @@ func (c *Config) setDefaults() {
 	if c.Shutdown.Idle == 0 {
 		c.Shutdown.Idle = defaultDrainIdle
 	}
+	if c.Cluster.Enabled {
+		c.Cluster.setDefaults()
+	}
 }
 
 // validationError is a bad value at a key path such as "pools[0].backends[1].address".
@@ -562,6 +569,9 @@ func (c *Config) Validate() error {
 	}
 	if sd.Idle < 0 {
 		return invalid("shutdown.idle", "must not be negative, got %s", sd.Idle)
+	}
+	if err := c.Cluster.validate(); err != nil {
+		return err
 	}
 	return c.checkReach()
 }

@@ -32,6 +32,9 @@ type control struct {
 	// token, once set, is the admin token in force: a reload changes it
 	// (admin.token, admin.token_file) without restarting the listener.
 	token atomic.Pointer[string]
+	// cluster is this instance's cluster membership (cluster.go); nil when
+	// cluster.enabled is false. Set before the control is shared.
+	cluster *clusterRuntime
 
 	ready      atomic.Bool  // set by serve once the data path runs; cleared while draining
 	readySince atomic.Int64 // UnixNano of the first SetReady(true); 0 before
@@ -120,7 +123,8 @@ func (c *control) readiness(health []balance.BackendHealth, now time.Time) (bool
 	}
 	settled := 0
 	for _, h := range health {
-		if h.Failures+h.Successes > 0 || !h.Since.IsZero() {
+		// A backend another cluster member probes has its verdict from it.
+		if h.Remote || h.Failures+h.Successes > 0 || !h.Since.IsZero() {
 			settled++
 		}
 	}

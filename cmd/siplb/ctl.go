@@ -35,6 +35,7 @@ commands:
   route POOL KEY                    the backend a new call with KEY (its Call-ID for hash-callid,
                                     From or To user, Request-URI) reaches now
   reload                            reload the configuration, as SIGHUP does
+  cluster                           cluster members, who probes which backend, shared facts
 
 The token may also come from SIPLB_ADMIN_TOKEN. Exit codes: 0 done, 1 the API
 refused or failed, 2 usage, 3 the admin listener cannot be reached.
@@ -105,6 +106,11 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 			return c.usage("reload takes no operands")
 		}
 		return c.reload()
+	case "cluster":
+		if len(operands) != 0 {
+			return c.usage("cluster takes no operands")
+		}
+		return c.clusterCmd()
 	}
 	return c.usage(fmt.Sprintf("unknown command %q", cmd))
 }

@@ -268,6 +268,15 @@ func serveWith(ctx context.Context, cfg *Config, o serveOptions) error {
 	defer secrets.stop()
 
 	ctl := newControl(b.bal, nil)
+	if cfg.Cluster.Enabled {
+		// Before the Checker runs: it probes only what this member owns.
+		cl, err := startCluster(ctx, cfg.Cluster, b.bal, checker, secrets, log)
+		if err != nil {
+			return withLine(o.doc, err)
+		}
+		defer cl.stop()
+		ctl.cluster = cl
+	}
 	rl := &reloader{path: o.configPath, over: o.over, bal: b.bal, checker: checker, secrets: secrets,
 		stores: b.stores, ctl: ctl, level: o.level, log: log}
 	rl.running.Store(&running)

@@ -24,6 +24,12 @@ type rotation struct {
 	retiring map[string]time.Time // replaced secrets → end of their grace
 	timer    *time.Timer
 	stopped  bool // stop was called: a timer that fired meanwhile publishes nothing
+
+	// The cluster's part (cluster.go): peers are the other members'
+	// secrets, which verify here too; shared, when set, is told this
+	// instance's own ring (cur, then what verifies) at each publish.
+	peers  []string
+	shared func(ring []string)
 }
 
 func newRotation(fwd *engine.Forwarder, cur string, prev []string, log *slog.Logger) *rotation {
@@ -64,7 +70,16 @@ func (r *rotation) publish(now time.Time) {
 			next = end
 		}
 	}
+	own := append([]string{r.cur}, verify...)
+	for _, s := range r.peers {
+		if s != r.cur && !slices.Contains(verify, s) {
+			verify = append(verify, s)
+		}
+	}
 	r.fwd.SetSecrets(r.cur, verify...)
+	if r.shared != nil {
+		r.shared(own)
+	}
 	if r.timer != nil {
 		r.timer.Stop()
 		r.timer = nil
@@ -77,6 +92,33 @@ func (r *rotation) publish(now time.Time) {
 				r.publish(time.Now())
 			}
 		})
+	}
+}
+
+// share tells fn this instance's ring now and at every change.
+func (r *rotation) share(fn func(ring []string)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.shared = fn
+	r.publish(time.Now())
+}
+
+// maxPeerSecrets bounds the other members' secrets that verify here: each
+// is tried on a token that the ones before it failed.
+const maxPeerSecrets = 32
+
+// setPeers makes the other cluster members' secrets verify here too, so a
+// token another instance minted (a dialog that moved to this one) is
+// trusted after either side rotated.
+func (r *rotation) setPeers(peers []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if slices.Equal(peers, r.peers) {
+		return
+	}
+	r.peers = slices.Clone(peers[:min(len(peers), maxPeerSecrets)])
+	if !r.stopped {
+		r.publish(time.Now())
 	}
 }
 
