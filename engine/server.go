@@ -105,6 +105,7 @@ type loopState struct {
 	backoff map[netip.AddrPort]dialBackoff
 	dirty   []*streamConn // connections with writes gathered in this event
 	conns   map[*streamConn]struct{}
+	mail    mailbox // stream writes from outside the loop (mailbox.go)
 }
 
 // NewServer returns a server for f's legs with the given loops (0: one per
@@ -492,6 +493,7 @@ func (s *Server) loopOf(el gnet.EventLoop) *loopState {
 		backoff: make(map[netip.AddrPort]dialBackoff),
 		conns:   make(map[*streamConn]struct{}),
 	}
+	s.newMailbox(ls)
 	s.byLoop[el] = ls
 	s.all = append(s.all, ls)
 	return ls
