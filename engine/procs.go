@@ -24,7 +24,9 @@ import (
 // (a parked P runs no thread); under load the loops are in the kernel most
 // of the time, so the extra Ps add no contention that the loops did not
 // already cause. An operator's GOMAXPROCS (the environment variable) is left
-// as it is.
+// as it is. While a reservation holds, the runtime no longer follows a change
+// of the CPU limit (runtime.GOMAXPROCS turns that off); the default comes
+// back when the last server stops.
 
 // procs is the process-wide reservation: GOMAXPROCS is one per process.
 var procs struct {
