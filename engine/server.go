@@ -112,6 +112,7 @@ type loopState struct {
 	backoff map[netip.AddrPort]dialBackoff
 	dirty   []*streamConn // connections with writes gathered in this event
 	conns   map[*streamConn]struct{}
+	mail    mailbox // stream writes from outside the loop (mailbox.go)
 }
 
 // NewServer returns a server for f's legs with the given loops (0: one per
@@ -216,6 +217,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if len(addrs) == 0 {
 		addrs = append(addrs, idleListener)
 	}
+	defer reserveProcs(s.loops)() // the loops' waits must not hold every P (procs.go)
 	done := make(chan error, 1)
 	go func() {
 		done <- gnet.Rotate(s, addrs,
@@ -499,6 +501,7 @@ func (s *Server) loopOf(el gnet.EventLoop) *loopState {
 		backoff: make(map[netip.AddrPort]dialBackoff),
 		conns:   make(map[*streamConn]struct{}),
 	}
+	s.newMailbox(ls)
 	s.byLoop[el] = ls
 	s.all = append(s.all, ls)
 	return ls

@@ -291,8 +291,8 @@ func wholeLines(b []byte) []byte {
 }
 
 // write sends out on sc: directly when the current loop owns it, else as a
-// pooled copy queued to its loop or to its TLS writer. loop is nil on a
-// goroutine outside the loops.
+// pooled copy posted to its loop's mailbox (mailbox.go) or queued to its
+// TLS or WebSocket writer. loop is nil on a goroutine outside the loops.
 func (s *Server) write(loop *loopState, cnt *Counters, sc *streamConn, out []byte) {
 	sc.tx.carry(out, s.now.Load())
 	if sc.tls != nil {
@@ -308,22 +308,20 @@ func (s *Server) write(loop *loopState, cnt *Counters, sc *streamConn, out []byt
 		return
 	}
 	if loop != nil && sc.loop == loop {
-		sc.lastUsed = s.now.Load()
-		sc.wbuf = pool.AppendBytes(sc.wbuf, out)
-		if !sc.dirty {
-			sc.dirty = true
-			loop.dirty = append(loop.dirty, sc)
-		}
+		s.gather(loop, sc, out)
 		return
 	}
-	b := pool.Copy(out)
-	err := sc.c.AsyncWrite(b.B, func(gnet.Conn, error) error {
-		pool.PutBuffer(b)
-		return nil
-	})
-	if err != nil {
-		pool.PutBuffer(b)
-		cnt.Drops[DropSendError].Add(1)
+	s.post(sc.loop, cnt, mail{b: pool.Copy(out), conn: sc.id})
+}
+
+// gather appends out to what sc, owned by loop, sends at the end of the
+// loop's event (flush).
+func (s *Server) gather(loop *loopState, sc *streamConn, out []byte) {
+	sc.lastUsed = s.now.Load()
+	sc.wbuf = pool.AppendBytes(sc.wbuf, out)
+	if !sc.dirty {
+		sc.dirty = true
+		loop.dirty = append(loop.dirty, sc)
 	}
 }
 
@@ -389,16 +387,7 @@ func (s *Server) sendStreamOutside(cnt *Counters, leg *Leg, dst netip.AddrPort, 
 		s.outMu.Unlock()
 		return
 	}
-	err := loop.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		s.sendStream(loop, leg, dst, b.B)
-		loop.flush()
-		pool.PutBuffer(b)
-		return nil
-	}))
-	if err != nil {
-		pool.PutBuffer(b)
-		cnt.Drops[DropSendError].Add(1)
-	}
+	s.post(loop, cnt, mail{b: b, leg: leg, dst: dst})
 }
 
 // dial opens a TCP connection within the connect timeout and enrolls it

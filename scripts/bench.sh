@@ -13,6 +13,9 @@
 #      -transport tcp straight to sipecho's TCP port, through siplb with a
 #      TCP listener and TCP backends, and through Kamailio with TCP on
 #      (targets direct_tcp, siplb_tcp, kamailio_tcp);
+#   3b. across transports (CROSS_SCENARIOS, open loop by default): a TCP
+#      client through siplb to UDP backends (target siplb_cross_tcp), beside
+#      siplb_tcp (TCP to TCP) at the same rate: what crossing costs;
 #   4. siplb with --udp-io gnet (target siplb_gnet) beside the default
 #      batched UDP path, for GNET_SCENARIOS;
 #   5. siplb with its edge defences off (target siplb_open: no flood
@@ -41,9 +44,11 @@ BENCHTIME=${BENCHTIME:-200ms}      # -benchtime of the micro-benchmarks
 TCP_SCENARIOS=${TCP_SCENARIOS-call} # scenarios also run over TCP; empty: none
 TCP_TARGETS=${TCP_TARGETS:-direct siplb kamailio} # targets over TCP (as direct_tcp, siplb_tcp, kamailio_tcp)
 TCP_MODES=${TCP_MODES:-sat}        # sat (closed loop), rate (open loop at RATE_SHARE of siplb_tcp's), or both
+CROSS_SCENARIOS=${CROSS_SCENARIOS-call} # scenarios run TCP client -> siplb -> UDP backends (siplb_cross_tcp); empty: none
+CROSS_MODES=${CROSS_MODES:-rate}   # rate (open loop at RATE_SHARE of siplb_tcp's saturation, beside siplb_tcp at it), sat, or both
 GNET_SCENARIOS=${GNET_SCENARIOS-options} # scenarios also run on siplb --udp-io gnet; empty: none
 DEFENCE_SCENARIOS=${DEFENCE_SCENARIOS-options call} # scenarios also run on siplb with its defences off (siplb_open); empty: none
-PORT_BASE=${PORT_BASE:-25060}      # siplb +0, relay +1, kamailio +2, siplb_gnet +3, siplb_tcp +4, kamailio_tcp +5, siplb_open +6, sipecho +10..+12
+PORT_BASE=${PORT_BASE:-25060}      # siplb +0, relay +1, kamailio +2, siplb_gnet +3, siplb_tcp +4, kamailio_tcp +5, siplb_open +6, siplb_cross_tcp +7 (its UDP leg +8), sipecho +10..+12
 RESULTS=${RESULTS:-benchmarks/results}
 GO=${GO:-go}
 
@@ -92,7 +97,7 @@ fi
 	echo "go: $($GO version)"
 	echo "siplb: $("$BIN/siplb" --version 2>&1 | head -1)"
 	if [ -n "$kam" ]; then echo "kamailio: $("$kam" -v 2>&1 | head -1)"; else echo "kamailio: not available"; fi
-	echo "settings: SAT_DURATION=$SAT_DURATION RATE_DURATION=$RATE_DURATION WINDOW=$WINDOW SOCKETS=$SOCKETS RATE_SHARE=$RATE_SHARE LOOPS=$LOOPS KAM_CHILDREN=$KAM_CHILDREN TCP_SCENARIOS=\"$TCP_SCENARIOS\" TCP_MODES=\"$TCP_MODES\" GNET_SCENARIOS=\"$GNET_SCENARIOS\" DEFENCE_SCENARIOS=\"$DEFENCE_SCENARIOS\""
+	echo "settings: SAT_DURATION=$SAT_DURATION RATE_DURATION=$RATE_DURATION WINDOW=$WINDOW SOCKETS=$SOCKETS RATE_SHARE=$RATE_SHARE LOOPS=$LOOPS KAM_CHILDREN=$KAM_CHILDREN TCP_SCENARIOS=\"$TCP_SCENARIOS\" TCP_MODES=\"$TCP_MODES\" CROSS_SCENARIOS=\"$CROSS_SCENARIOS\" CROSS_MODES=\"$CROSS_MODES\" GNET_SCENARIOS=\"$GNET_SCENARIOS\" DEFENCE_SCENARIOS=\"$DEFENCE_SCENARIOS\""
 } | tee "$out/machine.txt"
 
 if [ "$MICRO" = 1 ]; then
@@ -105,7 +110,8 @@ fi
 h=127.0.0.1
 be=("$h:$((PORT_BASE + 10))" "$h:$((PORT_BASE + 11))" "$h:$((PORT_BASE + 12))")
 declare -A addr=([direct]="${be[0]}" [siplb]="$h:$PORT_BASE" [relay]="$h:$((PORT_BASE + 1))" [kamailio]="$h:$((PORT_BASE + 2))"
-	[siplb_gnet]="$h:$((PORT_BASE + 3))" [direct_tcp]="${be[0]}" [siplb_tcp]="$h:$((PORT_BASE + 4))" [kamailio_tcp]="$h:$((PORT_BASE + 5))" [siplb_open]="$h:$((PORT_BASE + 6))")
+	[siplb_gnet]="$h:$((PORT_BASE + 3))" [direct_tcp]="${be[0]}" [siplb_tcp]="$h:$((PORT_BASE + 4))" [kamailio_tcp]="$h:$((PORT_BASE + 5))" [siplb_open]="$h:$((PORT_BASE + 6))"
+	[siplb_cross_tcp]="$h:$((PORT_BASE + 7))")
 tcp_targets=()
 if [ -n "$TCP_SCENARIOS" ]; then
 	for t in $TCP_TARGETS; do tcp_targets+=("${t}_tcp"); done
@@ -203,6 +209,14 @@ fi
 if wants siplb_tcp; then
 	start_siplb_variant siplb_tcp "$(siplb_yaml tcp "${addr[siplb_tcp]}")"
 fi
+# siplb_cross_tcp: a TCP listener in front of the UDP backends, with a UDP
+# listener for the datagrams to leave by (and their answers to come back to).
+siplb_cross_yaml() {
+	siplb_yaml udp "$h:$((PORT_BASE + 8))" | sed "s|^  - address: udp://$h:$((PORT_BASE + 8))\$|&\n  - address: tcp://${addr[siplb_cross_tcp]}|"
+}
+if [ -n "$CROSS_SCENARIOS" ]; then
+	start_siplb_variant siplb_cross_tcp "$(siplb_cross_yaml)"
+fi
 if [ -n "$kam" ]; then
 	for b in "${be[@]}"; do echo "1 sip:$b"; done >"$rundir/dispatcher.list"
 	# -DD -E: in the foreground, logging to stderr, so $! is the main
@@ -225,6 +239,7 @@ alive() { # target transport: its process runs and it answers one OPTIONS
 	[ "$proc" = direct ] && proc=sipecho
 	[ "$t" = siplb_tcp ] && proc=siplb_tcp
 	[ "$t" = kamailio_tcp ] && proc=kamailio_tcp
+	[ "$t" = siplb_cross_tcp ] && proc=siplb_cross_tcp
 	if [ -z "${pid[$proc]:-}" ] || ! kill -0 "${pid[$proc]}" 2>/dev/null; then
 		[ "${t%_tcp}" = kamailio ] && [ -z "$kam" ] && return 1
 		warn "$t is not running (see $out/$proc.log); its rows are left out"
@@ -243,6 +258,8 @@ open_up=()
 [ -n "$DEFENCE_SCENARIOS" ] && alive siplb_open udp && open_up=(siplb_open)
 tcp_up=()
 for t in "${tcp_targets[@]}"; do alive "$t" tcp && tcp_up+=("$t"); done
+cross_up=()
+[ -n "$CROSS_SCENARIOS" ] && alive siplb_cross_tcp tcp && cross_up=(siplb_cross_tcp)
 [ ${#up[@]} -gt 0 ] || { warn "no target answers"; exit 1; }
 
 # ---- CPU accounting: user+system ticks of a process and its descendants.
@@ -262,7 +279,7 @@ ticks() { # pid: utime+stime of the tree, in ticks
 	echo "$sum"
 }
 procs=()
-for p in sipecho relay siplb siplb_gnet siplb_open siplb_tcp kamailio kamailio_tcp; do
+for p in sipecho relay siplb siplb_gnet siplb_open siplb_tcp siplb_cross_tcp kamailio kamailio_tcp; do
 	[ -n "${pid[$p]:-}" ] && procs+=("$p")
 done
 
@@ -338,6 +355,35 @@ if [ ${#tcp_up[@]} -gt 0 ]; then
 			rate=$(awk -v s="$sat" -v f="$RATE_SHARE" 'BEGIN { r = s * f; if (r < 100) r = 100; printf "%.0f", r }')
 			say "$sc over TCP: open loop at $rate/s ($RATE_SHARE of siplb_tcp's saturation), $RATE_DURATION per target"
 			for t in "${tcp_up[@]}"; do
+				measure "$t" "$sc" rate -rate "$rate" -duration "$RATE_DURATION"
+			done
+		fi
+	done
+fi
+
+# ---- Across transports: a TCP client to UDP backends (siplb_cross_tcp),
+# beside TCP to TCP (siplb_tcp) at the same open-loop rate.
+if [ ${#cross_up[@]} -gt 0 ]; then
+	for sc in $CROSS_SCENARIOS; do
+		if in_list sat "$CROSS_MODES"; then
+			say "$sc, TCP client to UDP backends: closed loop, window $WINDOW, $SAT_DURATION"
+			measure siplb_cross_tcp "$sc" sat -window "$WINDOW" -duration "$SAT_DURATION"
+		fi
+		if in_list rate "$CROSS_MODES"; then
+			ref=siplb_tcp
+			sat=$(sat_rate siplb_tcp)
+			if ! awk -v s="$sat" 'BEGIN { exit !(s > 0) }'; then
+				ref=siplb_cross_tcp
+				sat=$(sat_rate siplb_cross_tcp)
+			fi
+			rate=$(awk -v s="$sat" -v f="$RATE_SHARE" 'BEGIN { r = s * f; if (r < 100) r = 100; printf "%.0f", r }')
+			# siplb_tcp at this rate already ran when TCP_MODES has rate.
+			targets=(siplb_cross_tcp)
+			if [[ " ${tcp_up[*]} " == *" siplb_tcp "* ]] && ! { in_list rate "$TCP_MODES" && in_list "$sc" "$TCP_SCENARIOS"; }; then
+				targets=(siplb_tcp siplb_cross_tcp)
+			fi
+			say "$sc, TCP client to UDP backends: open loop at $rate/s ($RATE_SHARE of $ref's saturation), $RATE_DURATION per target: ${targets[*]}"
+			for t in "${targets[@]}"; do
 				measure "$t" "$sc" rate -rate "$rate" -duration "$RATE_DURATION"
 			done
 		fi

@@ -3,6 +3,7 @@
 // CPU of every process), the ratios siplb/Kamailio and siplb/relay checked
 // against siplb's targets, siplb's UDP I/O paths side by side, the cost of
 // its edge defences (siplb against siplb_open) checked against its budget,
+// cross-transport forwarding (TCP client, UDP backends) against TCP to TCP,
 // warnings (a saturated sipload, lost units), and
 // plots (throughput.svg, cpu.svg, latency-SCENARIO.svg) in the same folder.
 //
@@ -37,9 +38,10 @@ import (
 // Targets in the order of the table: over UDP, siplb with gnet's UDP path
 // (siplb_gnet, against the default batched path), siplb with its edge
 // defences off (siplb_open, against the default, which has them on), then
-// over TCP (_tcp).
+// over TCP (_tcp); siplb_cross_tcp is a TCP client in front of UDP
+// backends (cross-transport, against siplb_tcp's TCP backends).
 var (
-	targetOrder = []string{"direct", "relay", "siplb", "siplb_gnet", "siplb_open", "kamailio", "direct_tcp", "siplb_tcp", "kamailio_tcp"}
+	targetOrder = []string{"direct", "relay", "siplb", "siplb_gnet", "siplb_open", "kamailio", "direct_tcp", "siplb_tcp", "siplb_cross_tcp", "kamailio_tcp"}
 	modeOrder   = []string{"sat", "rate"}
 )
 
@@ -47,7 +49,7 @@ var (
 // files); direct and direct_tcp have none.
 var processOf = map[string]string{
 	"relay": "relay", "siplb": "siplb", "siplb_gnet": "siplb_gnet", "siplb_open": "siplb_open", "kamailio": "kamailio",
-	"siplb_tcp": "siplb_tcp", "kamailio_tcp": "kamailio_tcp",
+	"siplb_tcp": "siplb_tcp", "kamailio_tcp": "kamailio_tcp", "siplb_cross_tcp": "siplb_cross_tcp",
 }
 
 // backendProcess is the backend emulator's name in the .cpu files.

@@ -99,7 +99,7 @@ func TestReport(t *testing.T) {
 				"| options | 2.50× ✓ | 0.91× ✓ | 0.83× | 6.00× | 1.25× | +500 µs at 5000/s ✓ |",
 				"| call | 1.50× ✗ MISS | - | - | 2.25× | - | +1600 µs at 5000/s ✗ MISS |",
 			},
-			notWant: []string{"Warnings:", "over TCP", "batch (default) against gnet", "edge defences"},
+			notWant: []string{"Warnings:", "over TCP", "batch (default) against gnet", "edge defences", "across transports"},
 		},
 		{
 			name: "tcp rows and udp i/o",
@@ -146,6 +146,28 @@ func TestReport(t *testing.T) {
 				"| options | 2.50× ✓ | 0.91× ✓ | 0.83× | 6.00× | 1.25× | +500 µs at 5000/s ✓ |",
 			},
 			notWant: []string{"| register | 9000", "batch (default) against gnet"},
+		},
+		{
+			name: "across transports",
+			fs: append(slices.Clone(full),
+				// TCP→UDP p99 1000 µs, TCP→TCP 950 µs: +50 µs, within the
+				// target; 0.25 s of CPU over 1000 calls, 250 µs a call.
+				withCPU(open("siplb_cross_tcp", "call", 1000), "siplb_cross_tcp 0.25 0.2\n"),
+				withCPU(open("siplb_tcp", "call", 950), "siplb_tcp 0.2 0.2\n"),
+				// OPTIONS: +400 µs, over it.
+				open("siplb_cross_tcp", "options", 1300),
+				open("siplb_tcp", "options", 900),
+				// REGISTER: no TCP→TCP run to compare with.
+				open("siplb_cross_tcp", "register", 900),
+			),
+			want: []string{
+				"| open 5000/s | siplb_cross_tcp | 5000 | 60.0 | 1000 | 2000 | 0 | 0 | 125% | - | 20% | 250.0 |",
+				"### siplb across transports: TCP client to UDP backends against TCP to TCP",
+				"(target ≤ 100 µs)",
+				"| options | 5000/s | 60.0 | 60.0 | 1300 | 900 | +400 µs ✗ MISS | - | - |",
+				"| call | 5000/s | 60.0 | 60.0 | 1000 | 950 | +50 µs ✓ | 250.0 | 200.0 |",
+			},
+			notWant: []string{"| register | 5000/s"},
 		},
 		{
 			name: "edge defences without cpu figures",

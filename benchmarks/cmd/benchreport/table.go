@@ -14,6 +14,12 @@ const (
 	wantAddedP99us = 1000.0
 )
 
+// wantCrossP99us is the most a TCP client's p99 in front of UDP backends
+// (siplb_cross_tcp) may exceed the same client's in front of TCP backends
+// (siplb_tcp) at the same open-loop rate (issue 15): crossing transports
+// must cost no more than staying on one.
+const wantCrossP99us = 100.0
+
 // wantDefenceCost is the most siplb's edge defences (flood detector, scanner
 // filter) may add to its CPU per message, as a share: siplb against
 // siplb_open, the same configuration with them off.
@@ -189,6 +195,32 @@ func writeRatios(w io.Writer, rep *report) {
 	}
 	writeUDPIO(w, rep)
 	writeDefences(w, rep)
+	writeCross(w, rep)
+}
+
+// writeCross writes siplb with a TCP client in front of UDP backends
+// (siplb_cross_tcp) against TCP backends (siplb_tcp), at the open-loop rate
+// of the scenarios that ran both, checked against wantCrossP99us; nothing
+// when none did.
+func writeCross(w io.Writer, rep *report) {
+	header := false
+	for _, sc := range rep.Scenarios {
+		x, t := rep.Runs[key{"siplb_cross_tcp", sc, "rate"}], rep.Runs[key{"siplb_tcp", sc, "rate"}]
+		if x == nil || t == nil || x.Res.Completed == 0 || t.Res.Completed == 0 {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "\n### siplb across transports: TCP client to UDP backends against TCP to TCP")
+			fmt.Fprintln(w)
+			fmt.Fprintf(w, "| scenario | open-loop rate | p50 µs TCP→UDP | p50 µs TCP→TCP | p99 µs TCP→UDP | p99 µs TCP→TCP | p99 TCP→UDP − TCP→TCP (target ≤ %.0f µs) | CPU µs/unit TCP→UDP | CPU µs/unit TCP→TCP |\n", wantCrossP99us)
+			fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+			header = true
+		}
+		d := x.Res.Latency.P99 - t.Res.Latency.P99
+		fmt.Fprintf(w, "| %s | %.0f/s | %s | %s | %s | %s | %+.0f µs%s | %s | %s |\n", sc, x.Res.Rate,
+			us(x.Res.Latency.P50), us(t.Res.Latency.P50), us(x.Res.Latency.P99), us(t.Res.Latency.P99),
+			d, verdict(true, d <= wantCrossP99us), micros(x.fwdMicros()), micros(t.fwdMicros()))
+	}
 }
 
 // writeUDPIO writes siplb's default batched UDP path (recvmmsg/sendmmsg)
