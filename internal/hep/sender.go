@@ -144,24 +144,29 @@ func (s *Sender) LocalAddr() netip.AddrPort {
 // it needs from in and out and keeps neither. It allocates nothing once
 // every slot has been used once.
 func (s *Sender) Capture(in, out *Packet) {
-	need, frames := 0, uint64(0)
+	nIn, nOut, frames := 0, 0, uint64(0)
 	if in != nil {
-		if n := s.enc.Len(in); n > MaxFrame {
+		if nIn = s.enc.Len(in); nIn > MaxFrame {
 			s.tooLarge.Add(1)
 			in = nil
 		} else {
-			need += n
 			frames++
 		}
 	}
 	if out != nil {
-		if n := s.enc.Len(out); n > MaxFrame {
+		if nOut = s.enc.Len(out); nOut > MaxFrame {
 			s.tooLarge.Add(1)
 			out = nil
 		} else {
-			need += n
 			frames++
 		}
+	}
+	need := 0
+	if in != nil {
+		need += nIn
+	}
+	if out != nil {
+		need += nOut
 	}
 	if frames == 0 {
 		return
@@ -182,10 +187,10 @@ func (s *Sender) Capture(in, out *Packet) {
 	}
 	b := sl.buf[:0]
 	if in != nil {
-		b = s.enc.Append(b, in)
+		b = s.enc.appendFrame(b, in, nIn)
 	}
 	if out != nil {
-		b = s.enc.Append(b, out)
+		b = s.enc.appendFrame(b, out, nOut)
 	}
 	sl.buf = b
 	s.queue <- sl
