@@ -224,4 +224,3 @@ func startSender(tb testing.TB, queue int) *hep.Sender {
 	tb.Cleanup(func() { cancel(); <-done })
 	return s
 }
-
