@@ -226,7 +226,12 @@ func serveWith(ctx context.Context, cfg *Config, o serveOptions) error {
 	srv := engine.NewServerWith(b.fwd, engine.Options{Loops: cfg.Engine.Loops, Limits: cfg.Streams, Log: dataLog, GnetUDP: cfg.Engine.UDPIO == "gnet",
 		Unreachable: func(a netip.AddrPort, h balance.Hint) { checker.Unreachable(a, h) }})
 	tr, sentBy, prefix := b.fwd.ProbeIdentity()
-	checker = balance.NewChecker(b.bal, cfg.health(), balance.ProbeIdentity{Transport: tr, SentBy: sentBy, BranchPrefix: prefix}, srv, log)
+	capture, err := startCapture(ctx, &cfg.Capture, b.fwd, log)
+	if err != nil {
+		return withLine(o.doc, err)
+	}
+	checker = balance.NewChecker(b.bal, cfg.health(), balance.ProbeIdentity{Transport: tr, SentBy: sentBy, BranchPrefix: prefix},
+		newProbeCapture(srv, capture, b.fwd.Legs()), log)
 	b.fwd.SetProbes(checker)
 	b.fwd.SetObserver(checker)
 	secrets := newRotation(b.fwd, b.ec.BranchSecret, b.ec.PreviousSecrets, log)
@@ -240,7 +245,7 @@ func serveWith(ctx context.Context, cfg *Config, o serveOptions) error {
 	ctl.notify = o.notify
 	var adminFailed <-chan error // nil (never ready) without an admin listener
 	if cfg.Admin.Listen != "" {
-		stopAdmin, failed, err := startAdmin(ctx, cfg.Admin, ctl, srv, b.bal, checker, log)
+		stopAdmin, failed, err := startAdmin(ctx, cfg.Admin, ctl, srv, b.bal, checker, captureStats(capture), log)
 		if err != nil {
 			return err
 		}
