@@ -189,6 +189,7 @@ func writeRatios(w io.Writer, rep *report) {
 	}
 	writeUDPIO(w, rep)
 	writeDefences(w, rep)
+	writeCapture(w, rep)
 }
 
 // writeUDPIO writes siplb's default batched UDP path (recvmmsg/sendmmsg)
