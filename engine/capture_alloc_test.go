@@ -4,6 +4,8 @@ package engine
 
 import (
 	"testing"
+
+	"github.com/siplb/siplb/internal/hep"
 )
 
 // With capture on (a real hep.Sender), forwarding a request and routing
@@ -11,7 +13,7 @@ import (
 // or dropped for a full queue.
 func TestCaptureAllocs(t *testing.T) {
 	f := newTestForwarder(t)
-	f.SetCapture(startSender(t, 16))
+	f.SetCapture(startSender(t, hep.Config{Collector: discardSink(t), QueueSize: 16}))
 	s := f.NewScratch()
 	leg := f.Legs()[0]
 	inv := invite("alloc@x", "z9hG4bKalloc")

@@ -2,6 +2,9 @@ package engine
 
 import (
 	"bytes"
+	"io"
+	"net"
+	"net/netip"
 	"runtime"
 	"testing"
 
@@ -12,7 +15,9 @@ import (
 )
 
 // BenchmarkProcessCapture is BenchmarkProcess's request and response with
-// capture off and on (a hep.Sender to a local socket nobody reads). Besides
+// capture off and on: a hep.Sender over UDP to a local socket nobody reads
+// (udp), or over TCP to a local collector that reads and discards (tcp,
+// whose reading is this process's CPU too). Besides
 // ns/op, which a loaded machine inflates, it reports CPU time: thread-ns/op
 // is the benchmark's own thread (the data path's cost: Process, and with
 // capture on the encoding and queueing), process-ns/op the whole process
@@ -20,11 +25,16 @@ import (
 // kernel). dropped/frame is the share of frames the sender dropped because
 // the loop outran it: a dropped frame costs the data path less.
 func BenchmarkProcessCapture(b *testing.B) {
-	for _, mode := range []string{"off", "on"} {
+	for _, mode := range []string{"off", "udp", "tcp"} {
 		f := newTestForwarder(b)
 		var snd *hep.Sender
-		if mode == "on" {
-			snd = startSender(b, 0)
+		switch mode {
+		case "udp":
+			snd = startSender(b, hep.Config{Collector: discardSink(b)})
+		case "tcp":
+			snd = startSender(b, hep.Config{Collector: tcpSink(b), Transport: "tcp"})
+		}
+		if snd != nil {
 			f.SetCapture(snd)
 		}
 		s := f.NewScratch()
@@ -99,4 +109,23 @@ func (c *cpuClock) report(b *testing.B, s *hep.Sender) {
 	if total := st.Sent + st.Dropped; total > 0 {
 		b.ReportMetric(float64(st.Dropped)/float64(total), "dropped/frame")
 	}
+}
+
+// tcpSink is a TCP collector on 127.0.0.1 that reads and discards.
+func tcpSink(b *testing.B) netip.AddrPort {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).AddrPort()
 }

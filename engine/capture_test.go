@@ -211,10 +211,12 @@ func discardSink(tb testing.TB) netip.AddrPort {
 	return c.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
-// startSender runs a hep.Sender to a discardSink until the test ends.
-func startSender(tb testing.TB, queue int) *hep.Sender {
+// startSender runs a hep.Sender of cfg (capture id 1, password pw) until
+// the test ends.
+func startSender(tb testing.TB, cfg hep.Config) *hep.Sender {
 	tb.Helper()
-	s, err := hep.NewSender(hep.Config{Collector: discardSink(tb), CaptureID: 1, Password: "pw", QueueSize: queue})
+	cfg.CaptureID, cfg.Password = 1, "pw"
+	s, err := hep.NewSender(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}

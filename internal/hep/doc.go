@@ -11,10 +11,13 @@
 // allocates nothing.
 //
 // Sender carries frames off the data path (sender.go): Capture encodes
-// into a pooled slot, of fixed capacity, and queues it without ever
+// into a pooled slot, of fixed capacity, from a per-family template of the
+// chunks every frame has (template.go), and queues it without ever
 // blocking; when no slot is free the messages are dropped and counted. One
-// goroutine (Run) sends the queued frames over UDP, up to 64 a system call
-// where the platform has sendmmsg.
+// goroutine (Run) sends the queued frames: over UDP one frame a datagram,
+// up to 64 a system call where the platform has sendmmsg; over TCP
+// (stream.go) a batch a writev on one connection, opened again after a
+// backoff when it breaks.
 //
 // Concurrency: an Encoder is immutable; a Sender's Capture may be called
 // from any number of goroutines at once, and Run from one.

@@ -100,11 +100,7 @@ func (e *Encoder) Len(p *Packet) int {
 // cannot be written (its length fields would wrap), and Append returns dst
 // unchanged.
 func (e *Encoder) Append(dst []byte, p *Packet) []byte {
-	return e.appendFrame(dst, p, e.Len(p))
-}
-
-// appendFrame is Append given the frame's length n (Len).
-func (e *Encoder) appendFrame(dst []byte, p *Packet, n int) []byte {
+	n := e.Len(p)
 	if n > 0xffff {
 		return dst
 	}

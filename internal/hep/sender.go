@@ -43,6 +43,7 @@ var (
 	ErrNoCollector = errors.New("hep: collector address is not a specific IP and port")
 	ErrAuthKey     = errors.New("hep: auth key longer than 255 bytes")
 	ErrQueueSize   = errors.New("hep: queue size out of range")
+	ErrTransport   = errors.New("hep: transport is neither udp nor tcp")
 )
 
 // Config configures a Sender. The zero value of each field but Collector
@@ -52,12 +53,16 @@ type Config struct {
 	CaptureID uint32         // the capture agent id of every frame (default 0)
 	Password  string         // the auth key chunk; empty: none
 	QueueSize int            // slots queued for Run (default DefaultQueueSize, at most MaxQueueSize)
+	// Transport is "udp" (the default: one frame a datagram) or "tcp" (a
+	// stream of frames, many a write; reconnected when it breaks).
+	Transport string
 }
 
 // Stats counts a Sender's frames. Dropped are frames not queued since no
 // slot was free (the collector, or Run, is slower than the traffic);
 // TooLarge those whose frame would exceed MaxFrame; SendErrors those the
-// socket refused (a collector that is down answers ICMP port unreachable).
+// socket refused (over UDP, a collector that is down answers ICMP port
+// unreachable) or that went while a TCP connection was down or broke.
 type Stats struct {
 	Sent, Dropped, TooLarge, SendErrors uint64
 }
@@ -65,11 +70,13 @@ type Stats struct {
 // Sender mirrors messages to a collector off the data path. Capture is
 // safe for concurrent use; Run sends what Capture queues.
 type Sender struct {
-	enc   Encoder
-	conn  *net.UDPConn
-	queue chan *slot // what Run sends; its capacity is every slot, so a send never blocks
-	small chan *slot // free slots of smallSlot bytes
-	large chan *slot // free slots of largeSlot bytes
+	enc    Encoder
+	tpl    *template     // enc's frames, written fast (template.go)
+	conn   *net.UDPConn  // over UDP
+	stream *streamWriter // over TCP (stream.go)
+	queue  chan *slot    // what Run sends; its capacity is every slot, so a send never blocks
+	small  chan *slot    // free slots of smallSlot bytes
+	large  chan *slot    // free slots of largeSlot bytes
 
 	sent, dropped, tooLarge, sendErrors atomic.Uint64
 
@@ -83,12 +90,14 @@ type Sender struct {
 
 // slot is one queued Capture call: its frames, back to back.
 type slot struct {
-	buf   []byte // made on the slot's first use, of its class's capacity
-	large bool
+	buf    []byte // made on the slot's first use, of its class's capacity
+	frames int    // in buf
+	large  bool
 }
 
-// NewSender opens a UDP socket to cfg.Collector and returns a Sender that
-// queues cfg.QueueSize slots. Call Run to send.
+// NewSender returns a Sender to cfg.Collector that queues cfg.QueueSize
+// slots, with its UDP socket open; over TCP, Run connects. Call Run to
+// send.
 func NewSender(cfg Config) (*Sender, error) {
 	c := cfg.Collector
 	if !c.IsValid() || c.Addr().IsUnspecified() || c.Port() == 0 {
@@ -104,14 +113,12 @@ func NewSender(cfg Config) (*Sender, error) {
 	if n < 0 || n > MaxQueueSize {
 		return nil, ErrQueueSize
 	}
-	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(c))
-	if err != nil {
-		return nil, fmt.Errorf("hep: collector %s: %w", c, err)
+	if cfg.Transport != "" && cfg.Transport != "udp" && cfg.Transport != "tcp" {
+		return nil, ErrTransport
 	}
 	nLarge := max(minLarge, n/largeEvery)
 	s := &Sender{
 		enc:   Encoder{CaptureID: cfg.CaptureID, AuthKey: []byte(cfg.Password)},
-		conn:  conn,
 		queue: make(chan *slot, n+nLarge),
 		small: make(chan *slot, n),
 		large: make(chan *slot, nLarge),
@@ -119,23 +126,27 @@ func NewSender(cfg Config) (*Sender, error) {
 		wake:  make(chan struct{}, 1),
 	}
 	s.wakeAt = max(1, cap(s.queue)/4)
+	s.tpl = newTemplate(s.enc)
 	for range n {
 		s.small <- &slot{}
 	}
 	for range nLarge {
 		s.large <- &slot{large: true}
 	}
+	if cfg.Transport == "tcp" {
+		s.stream = &streamWriter{addr: c}
+		return s, nil
+	}
+	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(c))
+	if err != nil {
+		return nil, fmt.Errorf("hep: collector %s: %w", c, err)
+	}
 	if err := s.out.init(conn); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("hep: collector %s: %w", c, err)
 	}
+	s.conn = conn
 	return s, nil
-}
-
-// LocalAddr is the address of the Sender's socket (the source of every
-// frame).
-func (s *Sender) LocalAddr() netip.AddrPort {
-	return s.conn.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
 // Capture queues the frames of in and, unless nil, out (the message sent
@@ -187,12 +198,12 @@ func (s *Sender) Capture(in, out *Packet) {
 	}
 	b := sl.buf[:0]
 	if in != nil {
-		b = s.enc.appendFrame(b, in, nIn)
+		b = s.tpl.appendFrame(b, in, nIn)
 	}
 	if out != nil {
-		b = s.enc.appendFrame(b, out, nOut)
+		b = s.tpl.appendFrame(b, out, nOut)
 	}
-	sl.buf = b
+	sl.buf, sl.frames = b, int(frames)
 	s.queue <- sl
 	if len(s.queue) >= s.wakeAt && s.sleeping.Load() {
 		select {
@@ -209,7 +220,8 @@ func slotCap(large bool) int {
 	return smallSlot
 }
 
-// Run sends the queued frames until ctx is done, then closes the socket.
+// Run sends the queued frames until ctx is done, then closes the socket
+// (the connection, over TCP).
 // Call it once. It returns ctx's cause.
 //
 // Run polls the queue rather than waiting on it: a Capture that woke a
@@ -218,7 +230,7 @@ func slotCap(large bool) int {
 // pollIdle after idleRounds empty polls; a Capture wakes it early only when
 // the queue is a quarter full and Run sleeps.
 func (s *Sender) Run(ctx context.Context) error {
-	defer s.conn.Close()
+	defer s.close()
 	t := time.NewTimer(pollBusy)
 	defer t.Stop()
 	done := ctx.Done()
@@ -259,7 +271,7 @@ const (
 // drain sends what the queue holds, maxBatch slots a send, and reports
 // whether there was anything.
 func (s *Sender) drain() bool {
-	any := false
+	sent := false
 	for {
 	fill:
 		for len(s.batch) < maxBatch {
@@ -271,15 +283,30 @@ func (s *Sender) drain() bool {
 			}
 		}
 		if len(s.batch) == 0 {
-			return any
+			return sent
 		}
-		any = true
+		sent = true
 		s.flush()
 	}
 }
 
+func (s *Sender) close() {
+	if s.stream != nil {
+		s.stream.close()
+		return
+	}
+	s.conn.Close()
+}
+
 // flush sends the frames of the batch's slots and frees the slots.
 func (s *Sender) flush() {
+	if s.stream != nil {
+		sent, failed := s.stream.write(s.batch)
+		s.sent.Add(uint64(sent))
+		s.sendErrors.Add(uint64(failed))
+		s.free()
+		return
+	}
 	s.out.reset()
 	for _, sl := range s.batch {
 		for b := sl.buf; len(b) >= frameHeaderLen; {
@@ -294,6 +321,11 @@ func (s *Sender) flush() {
 	sent, failed := s.out.write()
 	s.sent.Add(uint64(sent))
 	s.sendErrors.Add(uint64(failed))
+	s.free()
+}
+
+// free gives the batch's slots back and empties it.
+func (s *Sender) free() {
 	for _, sl := range s.batch {
 		if sl.large {
 			s.large <- sl

@@ -44,7 +44,7 @@ func newTestSender(t testing.TB, cfg Config) *Sender {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.conn.Close() })
+	t.Cleanup(func() { s.close() })
 	return s
 }
 
