@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net/netip"
@@ -20,13 +21,13 @@ func startCapture(ctx context.Context, cfg *CaptureConfig, fwd *engine.Forwarder
 	if !on {
 		return nil, nil
 	}
-	s, err := hep.NewSender(hep.Config{Collector: addr, CaptureID: cfg.CaptureID, Password: cfg.Password, QueueSize: cfg.QueueSize})
+	s, err := hep.NewSender(hep.Config{Collector: addr, CaptureID: cfg.CaptureID, Password: cfg.Password, QueueSize: cfg.QueueSize, Transport: cfg.Transport})
 	if err != nil {
 		return nil, invalid("capture.hep", "%v", err)
 	}
 	fwd.SetCapture(s)
 	go s.Run(ctx)
-	log.Info("capturing to a HEP collector", "collector", addr.String(), "capture_id", cfg.CaptureID, "queue_size", cfg.QueueSize)
+	log.Info("capturing to a HEP collector", "collector", addr.String(), "transport", cmp.Or(cfg.Transport, "udp"), "capture_id", cfg.CaptureID, "queue_size", cfg.QueueSize)
 	return s, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strings"
@@ -28,6 +29,7 @@ func TestCaptureConfigErrors(t *testing.T) {
 		{"capture id without hep", "  capture_id: 7\n", "line 8: capture.capture_id: set without capture.hep"},
 		{"password without hep", "  password: x\n", "capture.password: set without capture.hep"},
 		{"unknown key", "  hep: 127.0.0.1:9060\n  agent: 1\n", "line 9: field agent not found"},
+		{"unknown transport", "  hep: 127.0.0.1:9060\n  transport: sctp\n", `line 9: capture.transport: want udp or tcp, got "sctp"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -76,21 +78,76 @@ func (f hepFrame) endpoints() (src, dst netip.AddrPort) {
 	return netip.AddrPortFrom(sa, binary.BigEndian.Uint16(f[7])), netip.AddrPortFrom(da, binary.BigEndian.Uint16(f[8]))
 }
 
-// siplb serving in-process with capture.hep mirrors a call (each message
-// in and out, with the real addresses and the Call-ID) and its health
-// probes to a collector, and counts what it sent.
-func TestCaptureEndToEnd(t *testing.T) {
-	col, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+// collector is a HEP collector on 127.0.0.1 over udp or tcp; next returns
+// the next frame's bytes, false after a timeout or a close.
+type collector struct {
+	addr string
+	next func(deadline time.Time) ([]byte, bool)
+}
+
+func startCollector(t *testing.T, transport string) collector {
+	t.Helper()
+	if transport == "udp" {
+		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		buf := make([]byte, 1<<16)
+		return collector{addr: c.LocalAddr().String(), next: func(d time.Time) ([]byte, bool) {
+			c.SetReadDeadline(d)
+			n, err := c.Read(buf)
+			return buf[:n], err == nil
+		}}
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer col.Close()
+	t.Cleanup(func() { ln.Close() })
+	var conn net.Conn
+	return collector{addr: ln.Addr().String(), next: func(d time.Time) ([]byte, bool) {
+		if conn == nil {
+			ln.(*net.TCPListener).SetDeadline(d)
+			c, err := ln.Accept()
+			if err != nil {
+				return nil, false
+			}
+			conn = c
+			t.Cleanup(func() { c.Close() })
+		}
+		conn.SetReadDeadline(d)
+		head := make([]byte, 6)
+		if _, err := io.ReadFull(conn, head); err != nil {
+			return nil, false
+		}
+		n := int(binary.BigEndian.Uint16(head[4:]))
+		if n < 6 {
+			return head, true // not a frame: decodeHEP says so
+		}
+		b := append(head, make([]byte, n-6)...)
+		_, err := io.ReadFull(conn, b[6:])
+		return b, err == nil
+	}}
+}
+
+// siplb serving in-process with capture.hep mirrors a call (each message
+// in and out, with the real addresses and the Call-ID) and its health
+// probes to a collector, over UDP or TCP, and counts what it sent.
+func TestCaptureEndToEnd(t *testing.T) {
+	for _, transport := range []string{"udp", "tcp"} {
+		t.Run(transport, func(t *testing.T) { testCaptureEndToEnd(t, transport) })
+	}
+}
+
+func testCaptureEndToEnd(t *testing.T, transport string) {
+	col := startCollector(t, transport)
 	be := startBackend(t, "A")
 	lbAddr := netip.AddrPortFrom(netip.MustParseAddrPort("127.0.0.1:0").Addr(), uint16(freeUDPPort(t)))
 	adminAddr := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
 	cfg := yamlConfig{listen: lbAddr, admin: adminAddr, health: "{interval: 200ms, timeout: 100ms}",
 		backends: []string{"{address: " + be.url() + "}"}}
-	y := string(cfg.bytes()) + fmt.Sprintf("capture:\n  hep: %s\n  capture_id: 2001\n  password: s3cret\n", col.LocalAddr())
+	y := string(cfg.bytes()) + fmt.Sprintf("capture:\n  hep: %s\n  transport: %s\n  capture_id: 2001\n  password: s3cret\n", col.addr, transport)
 	startServe(t, []byte(y))
 	cl := newClient(t, lbAddr)
 	waitServing(t, cl)
@@ -105,17 +162,15 @@ func TestCaptureEndToEnd(t *testing.T) {
 	// and a probe from siplb to the backend.
 	type seen struct{ inviteIn, inviteOut, okIn, okOut, probe bool }
 	var got seen
-	buf := make([]byte, 1<<16)
 	deadline := time.Now().Add(5 * time.Second)
 	for got != (seen{true, true, true, true, true}) && time.Now().Before(deadline) {
-		col.SetReadDeadline(deadline)
-		n, err := col.Read(buf)
-		if err != nil {
+		b, ok := col.next(deadline)
+		if !ok {
 			break
 		}
-		f, ok := decodeHEP(buf[:n])
+		f, ok := decodeHEP(b)
 		if !ok {
-			t.Fatalf("collector got a datagram that is not a HEPv3 frame: %q", buf[:min(n, 64)])
+			t.Fatalf("collector got something that is not a HEPv3 frame: %q", b[:min(len(b), 64)])
 		}
 		if binary.BigEndian.Uint32(f[12]) != 2001 || string(f[14]) != "s3cret" || f[11][0] != 1 || f[2][0] != 17 {
 			t.Errorf("frame: capture id %x, auth key %q, proto type %v, ip proto %v; want 2001, s3cret, SIP (1), UDP (17)", f[12], f[14], f[11], f[2])

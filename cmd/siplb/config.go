@@ -796,6 +796,7 @@ func (c *Config) engineConfig() (engine.Config, []*siptls.Store, error) {
 // HEP is set.
 type CaptureConfig struct {
 	HEP       string `yaml:"hep"`        // IP:PORT of the collector (default: off)
+	Transport string `yaml:"transport"`  // udp (default: a frame a datagram) or tcp (a stream, reconnected)
 	CaptureID uint32 `yaml:"capture_id"` // capture agent id in every frame, Homer's node id (default 0)
 	Password  string `yaml:"password"`   // the collector's auth key, sent in every frame (default: none; at most 255 bytes)
 	// QueueSize is how many messages (with what siplb sent for each) wait
@@ -822,6 +823,8 @@ func (c *CaptureConfig) validate() error {
 			return invalid("capture.password", "set without capture.hep")
 		case c.QueueSize != 0:
 			return invalid("capture.queue_size", "set without capture.hep")
+		case c.Transport != "":
+			return invalid("capture.transport", "set without capture.hep")
 		}
 		return nil
 	}
@@ -831,6 +834,9 @@ func (c *CaptureConfig) validate() error {
 	}
 	if ap.Addr().IsUnspecified() || ap.Port() == 0 || ap.Addr().Zone() != "" {
 		return invalid("capture.hep", "want a specific IP (no zone) and a port other than 0, got %s", ap)
+	}
+	if c.Transport != "" && c.Transport != "udp" && c.Transport != "tcp" {
+		return invalid("capture.transport", "want udp or tcp, got %q", c.Transport)
 	}
 	if len(c.Password) > hep.MaxAuthKey {
 		return invalid("capture.password", "at most %d bytes, got %d", hep.MaxAuthKey, len(c.Password))
