@@ -47,6 +47,7 @@ TCP_MODES=${TCP_MODES:-sat}        # sat (closed loop), rate (open loop at RATE_
 GNET_SCENARIOS=${GNET_SCENARIOS-options} # scenarios also run on siplb --udp-io gnet; empty: none
 DEFENCE_SCENARIOS=${DEFENCE_SCENARIOS-options call} # scenarios also run on siplb with its defences off (siplb_open); empty: none
 CAPTURE_SCENARIOS=${CAPTURE_SCENARIOS-options call} # scenarios also run on siplb with capture.hep on (siplb_capture); empty: none
+CAPTURE_TRANSPORT=${CAPTURE_TRANSPORT:-udp} # siplb_capture's capture.transport: udp or tcp
 PORT_BASE=${PORT_BASE:-25060}      # siplb +0, relay +1, kamailio +2, siplb_gnet +3, siplb_tcp +4, kamailio_tcp +5, siplb_open +6, siplb_capture +7, hepsink +8, sipecho +10..+12
 RESULTS=${RESULTS:-benchmarks/results}
 GO=${GO:-go}
@@ -96,7 +97,7 @@ fi
 	echo "go: $($GO version)"
 	echo "siplb: $("$BIN/siplb" --version 2>&1 | head -1)"
 	if [ -n "$kam" ]; then echo "kamailio: $("$kam" -v 2>&1 | head -1)"; else echo "kamailio: not available"; fi
-	echo "settings: SAT_DURATION=$SAT_DURATION RATE_DURATION=$RATE_DURATION WINDOW=$WINDOW SOCKETS=$SOCKETS RATE_SHARE=$RATE_SHARE LOOPS=$LOOPS KAM_CHILDREN=$KAM_CHILDREN TCP_SCENARIOS=\"$TCP_SCENARIOS\" TCP_MODES=\"$TCP_MODES\" GNET_SCENARIOS=\"$GNET_SCENARIOS\" DEFENCE_SCENARIOS=\"$DEFENCE_SCENARIOS\" CAPTURE_SCENARIOS=\"$CAPTURE_SCENARIOS\""
+	echo "settings: SAT_DURATION=$SAT_DURATION RATE_DURATION=$RATE_DURATION WINDOW=$WINDOW SOCKETS=$SOCKETS RATE_SHARE=$RATE_SHARE LOOPS=$LOOPS KAM_CHILDREN=$KAM_CHILDREN TCP_SCENARIOS=\"$TCP_SCENARIOS\" TCP_MODES=\"$TCP_MODES\" GNET_SCENARIOS=\"$GNET_SCENARIOS\" DEFENCE_SCENARIOS=\"$DEFENCE_SCENARIOS\" CAPTURE_SCENARIOS=\"$CAPTURE_SCENARIOS\" CAPTURE_TRANSPORT=$CAPTURE_TRANSPORT"
 } | tee "$out/machine.txt"
 
 if [ "$MICRO" = 1 ]; then
@@ -210,7 +211,7 @@ if [ -n "$CAPTURE_SCENARIOS" ]; then
 	# to hepsink (its count of frames is in hepsink.log at the end).
 	start hepsink "$BIN/hepsink" -listen "${addr[hepsink]}"
 	start_siplb_variant siplb_capture "$(siplb_yaml udp "${addr[siplb_capture]}")
-$(printf 'capture:\n  hep: %s\n  capture_id: 2001\n' "${addr[hepsink]}")"
+$(printf 'capture:\n  hep: %s\n  transport: %s\n  capture_id: 2001\n' "${addr[hepsink]}" "$CAPTURE_TRANSPORT")"
 fi
 if wants siplb_tcp; then
 	start_siplb_variant siplb_tcp "$(siplb_yaml tcp "${addr[siplb_tcp]}")"
