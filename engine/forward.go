@@ -333,6 +333,7 @@ func (f *Forwarder) ProcessConn(s *Scratch, b []byte, src netip.AddrPort, in *Le
 	return f.processConn(s, b, src, in, conn)
 }
 
+// processConn is ProcessConn's work; processCaptured wraps it when capture is on.
 func (f *Forwarder) processConn(s *Scratch, b []byte, src netip.AddrPort, in *Leg, conn pool.ConnID) Result {
 	s.inConn = conn
 	if d := f.admit(s, src, in); d != DropNone {
