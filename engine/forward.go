@@ -94,6 +94,7 @@ type Forwarder struct {
 	limits      parser.Limits
 	probes      ProbeHandler
 	observer    Observer
+	capture     Capture // mirrors messages to a collector (capture.go); nil: off
 	resolver    *balance.Resolver
 	proxy       parser.URI // OutgoingProxy parsed; Host nil when none
 	proxyRaw    []byte
@@ -271,6 +272,8 @@ type Scratch struct {
 
 	inConn pool.ConnID // the connection the message being processed came in on
 
+	capture captured // the packets handed to Forwarder.capture (capture.go)
+
 	out     []byte
 	rr      []byte
 	path    []byte // the Path values added to a REGISTER
@@ -327,6 +330,14 @@ func (f *Forwarder) Process(s *Scratch, b []byte, src netip.AddrPort, in *Leg) R
 // ProcessConn is Process for a message that came in on the TCP/TLS
 // connection conn.
 func (f *Forwarder) ProcessConn(s *Scratch, b []byte, src netip.AddrPort, in *Leg, conn pool.ConnID) Result {
+	if f.capture != nil {
+		return f.processCaptured(s, b, src, in, conn)
+	}
+	return f.processConn(s, b, src, in, conn)
+}
+
+// processConn is ProcessConn's work; processCaptured wraps it when capture is on.
+func (f *Forwarder) processConn(s *Scratch, b []byte, src netip.AddrPort, in *Leg, conn pool.ConnID) Result {
 	s.inConn = conn
 	if d := f.admit(s, src, in); d != DropNone {
 		return Result{Drop: d}

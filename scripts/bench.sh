@@ -21,7 +21,10 @@
 #   5. siplb with its edge defences off (target siplb_open: no flood
 #      detector, no scanner filter) beside the default siplb, which keeps
 #      them on, for DEFENCE_SCENARIOS: what the defences cost per message;
-#   6. the table, ratios and plots (benchreport) in benchmarks/results/RUN/.
+#   6. siplb with capture.hep on (target siplb_capture), mirroring every
+#      message as HEPv3 to hepsink, a collector that counts and discards,
+#      beside the default siplb, for CAPTURE_SCENARIOS: what capture costs;
+#   7. the table, ratios and plots (benchreport) in benchmarks/results/RUN/.
 # Every process is started here and stopped by its PID; traffic stays on
 # 127.0.0.1. The defaults take about three minutes; the knobs below make
 # longer runs.
@@ -48,7 +51,9 @@ CROSS_SCENARIOS=${CROSS_SCENARIOS-call} # scenarios run TCP client -> siplb -> U
 CROSS_MODES=${CROSS_MODES:-rate}   # rate (open loop at RATE_SHARE of siplb_tcp's saturation, beside siplb_tcp at it), sat, or both
 GNET_SCENARIOS=${GNET_SCENARIOS-options} # scenarios also run on siplb --udp-io gnet; empty: none
 DEFENCE_SCENARIOS=${DEFENCE_SCENARIOS-options call} # scenarios also run on siplb with its defences off (siplb_open); empty: none
-PORT_BASE=${PORT_BASE:-25060}      # siplb +0, relay +1, kamailio +2, siplb_gnet +3, siplb_tcp +4, kamailio_tcp +5, siplb_open +6, siplb_cross_tcp +7 (its UDP leg +8), sipecho +10..+12
+CAPTURE_SCENARIOS=${CAPTURE_SCENARIOS-options call} # scenarios also run on siplb with capture.hep on (siplb_capture); empty: none
+CAPTURE_TRANSPORT=${CAPTURE_TRANSPORT:-udp} # siplb_capture's capture.transport: udp or tcp
+PORT_BASE=${PORT_BASE:-25060}      # siplb +0, relay +1, kamailio +2, siplb_gnet +3, siplb_tcp +4, kamailio_tcp +5, siplb_open +6, siplb_cross_tcp +7 (its UDP leg +8), sipecho +10..+12, siplb_capture +13, hepsink +14
 RESULTS=${RESULTS:-benchmarks/results}
 GO=${GO:-go}
 
@@ -97,7 +102,7 @@ fi
 	echo "go: $($GO version)"
 	echo "siplb: $("$BIN/siplb" --version 2>&1 | head -1)"
 	if [ -n "$kam" ]; then echo "kamailio: $("$kam" -v 2>&1 | head -1)"; else echo "kamailio: not available"; fi
-	echo "settings: SAT_DURATION=$SAT_DURATION RATE_DURATION=$RATE_DURATION WINDOW=$WINDOW SOCKETS=$SOCKETS RATE_SHARE=$RATE_SHARE LOOPS=$LOOPS KAM_CHILDREN=$KAM_CHILDREN TCP_SCENARIOS=\"$TCP_SCENARIOS\" TCP_MODES=\"$TCP_MODES\" CROSS_SCENARIOS=\"$CROSS_SCENARIOS\" CROSS_MODES=\"$CROSS_MODES\" GNET_SCENARIOS=\"$GNET_SCENARIOS\" DEFENCE_SCENARIOS=\"$DEFENCE_SCENARIOS\""
+	echo "settings: SAT_DURATION=$SAT_DURATION RATE_DURATION=$RATE_DURATION WINDOW=$WINDOW SOCKETS=$SOCKETS RATE_SHARE=$RATE_SHARE LOOPS=$LOOPS KAM_CHILDREN=$KAM_CHILDREN TCP_SCENARIOS=\"$TCP_SCENARIOS\" TCP_MODES=\"$TCP_MODES\" CROSS_SCENARIOS=\"$CROSS_SCENARIOS\" CROSS_MODES=\"$CROSS_MODES\" GNET_SCENARIOS=\"$GNET_SCENARIOS\" DEFENCE_SCENARIOS=\"$DEFENCE_SCENARIOS\" CAPTURE_SCENARIOS=\"$CAPTURE_SCENARIOS\" CAPTURE_TRANSPORT=$CAPTURE_TRANSPORT"
 } | tee "$out/machine.txt"
 
 if [ "$MICRO" = 1 ]; then
@@ -111,7 +116,7 @@ h=127.0.0.1
 be=("$h:$((PORT_BASE + 10))" "$h:$((PORT_BASE + 11))" "$h:$((PORT_BASE + 12))")
 declare -A addr=([direct]="${be[0]}" [siplb]="$h:$PORT_BASE" [relay]="$h:$((PORT_BASE + 1))" [kamailio]="$h:$((PORT_BASE + 2))"
 	[siplb_gnet]="$h:$((PORT_BASE + 3))" [direct_tcp]="${be[0]}" [siplb_tcp]="$h:$((PORT_BASE + 4))" [kamailio_tcp]="$h:$((PORT_BASE + 5))" [siplb_open]="$h:$((PORT_BASE + 6))"
-	[siplb_cross_tcp]="$h:$((PORT_BASE + 7))")
+	[siplb_cross_tcp]="$h:$((PORT_BASE + 7))" [siplb_capture]="$h:$((PORT_BASE + 13))" [hepsink]="$h:$((PORT_BASE + 14))")
 tcp_targets=()
 if [ -n "$TCP_SCENARIOS" ]; then
 	for t in $TCP_TARGETS; do tcp_targets+=("${t}_tcp"); done
@@ -206,6 +211,13 @@ fi
 if [ -n "$DEFENCE_SCENARIOS" ]; then
 	start_siplb_variant siplb_open "$(siplb_yaml udp "${addr[siplb_open]}" "" "$security_off")"
 fi
+if [ -n "$CAPTURE_SCENARIOS" ]; then
+	# siplb_capture: siplb as the default one, and every message mirrored
+	# to hepsink (its count of frames is in hepsink.log at the end).
+	start hepsink "$BIN/hepsink" -listen "${addr[hepsink]}"
+	start_siplb_variant siplb_capture "$(siplb_yaml udp "${addr[siplb_capture]}")
+$(printf 'capture:\n  hep: %s\n  transport: %s\n  capture_id: 2001\n' "${addr[hepsink]}" "$CAPTURE_TRANSPORT")"
+fi
 if wants siplb_tcp; then
 	start_siplb_variant siplb_tcp "$(siplb_yaml tcp "${addr[siplb_tcp]}")"
 fi
@@ -256,6 +268,8 @@ gnet_up=()
 [ -n "$GNET_SCENARIOS" ] && alive siplb_gnet udp && gnet_up=(siplb_gnet)
 open_up=()
 [ -n "$DEFENCE_SCENARIOS" ] && alive siplb_open udp && open_up=(siplb_open)
+capture_up=()
+[ -n "$CAPTURE_SCENARIOS" ] && alive siplb_capture udp && capture_up=(siplb_capture)
 tcp_up=()
 for t in "${tcp_targets[@]}"; do alive "$t" tcp && tcp_up+=("$t"); done
 cross_up=()
@@ -279,7 +293,7 @@ ticks() { # pid: utime+stime of the tree, in ticks
 	echo "$sum"
 }
 procs=()
-for p in sipecho relay siplb siplb_gnet siplb_open siplb_tcp siplb_cross_tcp kamailio kamailio_tcp; do
+for p in sipecho relay siplb siplb_gnet siplb_open siplb_capture hepsink siplb_tcp siplb_cross_tcp kamailio kamailio_tcp; do
 	[ -n "${pid[$p]:-}" ] && procs+=("$p")
 done
 
@@ -318,6 +332,8 @@ for sc in $SCENARIOS; do
 		# siplb_open runs right after siplb, so the two see the same load
 		# from the rest of the machine as nearly as one run allows.
 		[ "$t" = siplb ] && in_list "$sc" "$DEFENCE_SCENARIOS" && targets+=("${open_up[@]}")
+		# siplb_capture likewise.
+		[ "$t" = siplb ] && in_list "$sc" "$CAPTURE_SCENARIOS" && targets+=("${capture_up[@]}")
 	done
 	in_list "$sc" "$GNET_SCENARIOS" && targets+=("${gnet_up[@]}")
 	say "$sc: closed loop, window $WINDOW, $SAT_DURATION per target: ${targets[*]}"

@@ -16,6 +16,7 @@ import (
 
 	"github.com/siplb/siplb/balance"
 	"github.com/siplb/siplb/engine"
+	"github.com/siplb/siplb/internal/hep"
 )
 
 // adminServer is what the admin listener serves from: the Balancer, the
@@ -24,6 +25,7 @@ type adminServer struct {
 	bal    *balance.Balancer
 	stats  func() engine.Snapshot
 	health func() []balance.BackendHealth // nil: no health checker
+	hep    func() hep.Stats               // nil: capture off
 	ctl    *control
 	token  string // bearer token of /api/v1 and /debug/pprof; "" for none
 	log    *slog.Logger
@@ -34,7 +36,7 @@ type adminServer struct {
 // pprof. It stops answering ready when ctx is done. The returned func shuts
 // it down; if serving fails after the start, the error is sent on failed
 // (buffered).
-func startAdmin(ctx context.Context, cfg AdminConfig, ctl *control, srv *engine.Server, bal *balance.Balancer, checker *balance.Checker, log *slog.Logger) (stop func(), failed <-chan error, err error) {
+func startAdmin(ctx context.Context, cfg AdminConfig, ctl *control, srv *engine.Server, bal *balance.Balancer, checker *balance.Checker, capture func() hep.Stats, log *slog.Logger) (stop func(), failed <-chan error, err error) {
 	token, err := cfg.token()
 	if err != nil {
 		return nil, nil, err
@@ -44,7 +46,7 @@ func startAdmin(ctx context.Context, cfg AdminConfig, ctl *control, srv *engine.
 	if err != nil {
 		return nil, nil, fmt.Errorf("admin.listen: %w", err)
 	}
-	a := &adminServer{bal: bal, stats: srv.Stats, health: checker.Status, ctl: ctl, token: token, log: log}
+	a := &adminServer{bal: bal, stats: srv.Stats, health: checker.Status, hep: capture, ctl: ctl, token: token, log: log}
 	context.AfterFunc(ctx, func() { ctl.stopping.Store(true) })
 	hs := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10}
 	fail := make(chan error, 1)
@@ -67,7 +69,7 @@ func startAdmin(ctx context.Context, cfg AdminConfig, ctl *control, srv *engine.
 // set, and the API refuses cross-origin browser requests.
 func (a *adminServer) handler() http.Handler {
 	mux := http.NewServeMux()
-	reg := newMetricsRegistry(metricsSource{stats: a.stats, table: a.bal.Table, health: a.health, reloads: a.ctl.reloads})
+	reg := newMetricsRegistry(metricsSource{stats: a.stats, table: a.bal.Table, health: a.health, reloads: a.ctl.reloads, capture: a.hep})
 	if a.ctl.cluster != nil {
 		reg.MustRegister(newClusterCollector(a.ctl.cluster, a.bal.Table)) // cluster_metrics.go
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/siplb/siplb/balance"
 	"github.com/siplb/siplb/engine"
 	"github.com/siplb/siplb/internal/guard"
+	"github.com/siplb/siplb/internal/hep"
 	"github.com/siplb/siplb/parser"
 	"github.com/siplb/siplb/pool"
 	siptls "github.com/siplb/siplb/tls"
@@ -41,6 +42,9 @@ type Config struct {
 	// that share health, drains and key rings (cluster_config.go; off by
 	// default).
 	Cluster ClusterConfig `yaml:"cluster"`
+
+	// Capture mirrors every SIP message to a Homer collector (HEPv3).
+	Capture CaptureConfig `yaml:"capture"`
 }
 
 // ListenConfig is one leg.
@@ -573,6 +577,9 @@ func (c *Config) Validate() error {
 	if err := c.Cluster.validate(); err != nil {
 		return err
 	}
+	if err := c.Capture.validate(); err != nil {
+		return err
+	}
 	return c.checkReach()
 }
 
@@ -833,4 +840,60 @@ func (p *PoolConfig) admission(pc *balance.PoolConfig) {
 	pc.MaxCPS = p.MaxCPS
 	pc.DisableReplacesAffinity = p.ReplacesAffinity != nil && !*p.ReplacesAffinity
 	pc.DisableOverloadControl = p.OverloadControl != nil && !*p.OverloadControl
+}
+
+// CaptureConfig mirrors every SIP message siplb receives and sends, as
+// HEPv3 over UDP, to a capture server (Homer's heplify-server). Off unless
+// HEP is set.
+type CaptureConfig struct {
+	HEP       string `yaml:"hep"`        // IP:PORT of the collector (default: off)
+	Transport string `yaml:"transport"`  // udp (default: a frame a datagram) or tcp (a stream, reconnected)
+	CaptureID uint32 `yaml:"capture_id"` // capture agent id in every frame, Homer's node id (default 0)
+	Password  string `yaml:"password"`   // the collector's auth key, sent in every frame (default: none; at most 255 bytes)
+	// QueueSize is how many messages (with what siplb sent for each) wait
+	// for the sender; more are dropped and counted (default 1024, at most
+	// 65536).
+	QueueSize int `yaml:"queue_size"`
+}
+
+// collector returns the collector's address, false when capture is off.
+func (c *CaptureConfig) collector() (netip.AddrPort, bool) {
+	if c.HEP == "" {
+		return netip.AddrPort{}, false
+	}
+	ap, err := netip.ParseAddrPort(c.HEP)
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), err == nil
+}
+
+func (c *CaptureConfig) validate() error {
+	if c.HEP == "" {
+		switch {
+		case c.CaptureID != 0:
+			return invalid("capture.capture_id", "set without capture.hep")
+		case c.Password != "":
+			return invalid("capture.password", "set without capture.hep")
+		case c.QueueSize != 0:
+			return invalid("capture.queue_size", "set without capture.hep")
+		case c.Transport != "":
+			return invalid("capture.transport", "set without capture.hep")
+		}
+		return nil
+	}
+	ap, err := netip.ParseAddrPort(c.HEP)
+	if err != nil {
+		return invalid("capture.hep", "want the collector's IP:PORT: %v", err)
+	}
+	if ap.Addr().IsUnspecified() || ap.Port() == 0 || ap.Addr().Zone() != "" {
+		return invalid("capture.hep", "want a specific IP (no zone) and a port other than 0, got %s", ap)
+	}
+	if c.Transport != "" && c.Transport != "udp" && c.Transport != "tcp" {
+		return invalid("capture.transport", "want udp or tcp, got %q", c.Transport)
+	}
+	if len(c.Password) > hep.MaxAuthKey {
+		return invalid("capture.password", "at most %d bytes, got %d", hep.MaxAuthKey, len(c.Password))
+	}
+	if c.QueueSize < 0 || c.QueueSize > hep.MaxQueueSize {
+		return invalid("capture.queue_size", "must be between 1 and %d (0: %d), got %d", hep.MaxQueueSize, hep.DefaultQueueSize, c.QueueSize)
+	}
+	return nil
 }

@@ -261,7 +261,12 @@ func serveWith(ctx context.Context, cfg *Config, o serveOptions) error {
 		Unreachable: func(a netip.AddrPort, h balance.Hint) { checker.Unreachable(a, h) },
 		Listen:      o.upg.engineListen(), ListenPacket: o.upg.engineListenPacket()})
 	tr, sentBy, prefix := b.fwd.ProbeIdentity()
-	checker = balance.NewChecker(b.bal, cfg.health(), balance.ProbeIdentity{Transport: tr, SentBy: sentBy, BranchPrefix: prefix}, srv, log)
+	capture, err := startCapture(ctx, &cfg.Capture, b.fwd, log)
+	if err != nil {
+		return withLine(o.doc, err)
+	}
+	checker = balance.NewChecker(b.bal, cfg.health(), balance.ProbeIdentity{Transport: tr, SentBy: sentBy, BranchPrefix: prefix},
+		newProbeCapture(srv, capture, b.fwd.Legs()), log)
 	b.fwd.SetProbes(checker)
 	b.fwd.SetObserver(checker)
 	secrets := newRotation(b.fwd, b.ec.BranchSecret, b.ec.PreviousSecrets, log)
@@ -294,7 +299,7 @@ func serveWith(ctx context.Context, cfg *Config, o serveOptions) error {
 	var adminFailed <-chan error // nil (never ready) without an admin listener
 	closeAdmin := func() {}
 	if cfg.Admin.Listen != "" {
-		stopAdmin, failed, err := startAdmin(ctx, cfg.Admin, ctl, srv, b.bal, checker, log)
+		stopAdmin, failed, err := startAdmin(ctx, cfg.Admin, ctl, srv, b.bal, checker, captureStats(capture), log)
 		if err != nil {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/siplb/siplb/balance"
 	"github.com/siplb/siplb/engine"
+	"github.com/siplb/siplb/internal/hep"
 )
 
 // The metrics of /metrics are exposed through prometheus/client_golang: a
@@ -27,6 +28,7 @@ type metricsSource struct {
 	table   func() *balance.Table
 	health  func() []balance.BackendHealth // nil: no health checker
 	reloads *reloadStats                   // nil: no reloads to report
+	capture func() hep.Stats               // nil: capture off
 }
 
 // replyStatuses are the statuses siplb answers with itself (engine's list,
@@ -94,6 +96,8 @@ type siplbCollector struct {
 	reloadLast     *prometheus.Desc
 	buildInfo      *prometheus.Desc
 	admission      admissionMetrics
+	captureSent    *prometheus.Desc
+	captureDropped *prometheus.Desc
 }
 
 func newSiplbCollector(src metricsSource) *siplbCollector {
@@ -118,6 +122,8 @@ func newSiplbCollector(src metricsSource) *siplbCollector {
 		reloadLast:     prometheus.NewDesc("siplb_config_last_reload_success_timestamp_seconds", "When the configuration was last loaded successfully (at start or by a reload).", nil, nil),
 		buildInfo:      prometheus.NewDesc("siplb_build_info", "The siplb build: always 1.", []string{"version", "goversion"}, nil),
 		admission:      newAdmissionMetrics(),
+		captureSent:    prometheus.NewDesc("siplb_capture_sent_total", "HEP frames sent to the capture.hep collector.", nil, nil),
+		captureDropped: prometheus.NewDesc("siplb_capture_dropped_total", "HEP frames not sent, by reason: queue_full, too_large (over 65507 bytes), send_error (refused by the socket: the collector is down).", []string{"reason"}, nil),
 	}
 	for i, sc := range snapshotCounters {
 		c.counters[i] = prometheus.NewDesc(sc.name, sc.help, nil, nil)
@@ -131,7 +137,7 @@ func (c *siplbCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	for _, d := range []*prometheus.Desc{c.drops, c.replies, c.conns, c.connsBy, c.streamBytes, c.closed, c.backendUp, c.backendState,
-		c.backendHealthy, c.probeRTT, c.probeRTTEWMA, c.probeRTTHist, c.beRequests, c.beResponses, c.reloads, c.reloadOK, c.reloadLast, c.buildInfo} {
+		c.backendHealthy, c.probeRTT, c.probeRTTEWMA, c.probeRTTHist, c.beRequests, c.beResponses, c.reloads, c.reloadOK, c.reloadLast, c.buildInfo, c.captureSent, c.captureDropped} {
 		ch <- d
 	}
 	c.admission.describe(ch)
@@ -233,6 +239,13 @@ func (c *siplbCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	gauge(c.buildInfo, 1, version, runtime.Version())
+	if c.src.capture != nil {
+		st := c.src.capture()
+		counter(c.captureSent, st.Sent)
+		counter(c.captureDropped, st.Dropped, "queue_full")
+		counter(c.captureDropped, st.TooLarge, "too_large")
+		counter(c.captureDropped, st.SendErrors, "send_error")
+	}
 }
 
 func knownReply(status int) bool {

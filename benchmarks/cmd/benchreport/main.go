@@ -41,14 +41,14 @@ import (
 // over TCP (_tcp); siplb_cross_tcp is a TCP client in front of UDP
 // backends (cross-transport, against siplb_tcp's TCP backends).
 var (
-	targetOrder = []string{"direct", "relay", "siplb", "siplb_gnet", "siplb_open", "kamailio", "direct_tcp", "siplb_tcp", "siplb_cross_tcp", "kamailio_tcp"}
+	targetOrder = []string{"direct", "relay", "siplb", "siplb_gnet", "siplb_open", "siplb_capture", "kamailio", "direct_tcp", "siplb_tcp", "siplb_cross_tcp", "kamailio_tcp"}
 	modeOrder   = []string{"sat", "rate"}
 )
 
 // processOf is the forwarding process of a target (its name in the .cpu
 // files); direct and direct_tcp have none.
 var processOf = map[string]string{
-	"relay": "relay", "siplb": "siplb", "siplb_gnet": "siplb_gnet", "siplb_open": "siplb_open", "kamailio": "kamailio",
+	"relay": "relay", "siplb": "siplb", "siplb_gnet": "siplb_gnet", "siplb_open": "siplb_open", "siplb_capture": "siplb_capture", "kamailio": "kamailio",
 	"siplb_tcp": "siplb_tcp", "kamailio_tcp": "kamailio_tcp", "siplb_cross_tcp": "siplb_cross_tcp",
 }
 

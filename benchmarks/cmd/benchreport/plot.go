@@ -33,7 +33,7 @@ func writePlots(rep *report, dir string) ([]string, error) {
 	errs = append(errs, err)
 	save(p, "throughput.svg", 7*vg.Inch)
 	p, err = barPlot(rep, "Forwarder CPU per unit at saturation", "µs of CPU per transaction or call",
-		[]string{"relay", "siplb", "siplb_gnet", "siplb_open", "kamailio", "siplb_tcp", "siplb_cross_tcp", "kamailio_tcp"}, (*run).fwdMicros)
+		[]string{"relay", "siplb", "siplb_gnet", "siplb_open", "siplb_capture", "kamailio", "siplb_tcp", "siplb_cross_tcp", "kamailio_tcp"}, (*run).fwdMicros)
 	errs = append(errs, err)
 	save(p, "cpu.svg", 7*vg.Inch)
 	for _, sc := range rep.Scenarios {

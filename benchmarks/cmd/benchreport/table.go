@@ -196,6 +196,7 @@ func writeRatios(w io.Writer, rep *report) {
 	writeUDPIO(w, rep)
 	writeDefences(w, rep)
 	writeCross(w, rep)
+	writeCapture(w, rep)
 }
 
 // writeCross writes siplb with a TCP client in front of UDP backends
