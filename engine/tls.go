@@ -5,11 +5,16 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
-	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/siplb/siplb/balance"
 	"github.com/siplb/siplb/parser"
@@ -19,10 +24,15 @@ import (
 
 // TLS streams are not served by gnet (it has no TLS): each connection has a
 // reader goroutine, which frames and forwards with a Scratch borrowed from a
-// small set, and a writer goroutine fed through a bounded queue, so a slow
-// peer never blocks an event loop.
+// small set, and a writer goroutine while there is something to write, so a
+// slow peer never blocks an event loop. An idle connection holds no buffer
+// of siplb's: its reader waits for the socket to become readable with
+// nothing borrowed and on a short stack (tlsWire.wait), then reads into a
+// pooled buffer until crypto/tls and the socket have nothing more
+// (errWouldBlock) and gives the buffer back; the write queue's array is
+// pooled too (sendQueue).
 
-// tlsQueue bounds the writes waiting for one TLS connection.
+// tlsQueue bounds the writes waiting for one TLS or WebSocket connection.
 const tlsQueue = 256
 
 // tlsReadSize is the read call's buffer on a TLS connection.
@@ -32,70 +42,297 @@ const tlsReadSize = 4 << 10
 // is cut off.
 const tlsWriteTimeout = 10 * time.Second
 
+// sendQueue is the bounded queue of writes to a connection that goroutines
+// serve (TLS, WebSocket). A writer goroutine runs only while something is
+// queued, and the queue's array comes from a pool while it is not empty,
+// so an idle connection holds neither. Safe for concurrent use.
+type sendQueue struct {
+	mu      sync.Mutex
+	q       *[]*pool.Buffer // nil while empty
+	writing bool            // a writer owns the queue's output
+	closed  bool
+}
+
+// sendArrays are the queues' arrays.
+var sendArrays = sync.Pool{New: func() any {
+	a := make([]*pool.Buffer, 0, 16)
+	return &a
+}}
+
+// push queues b. It reports whether b was taken (false when the queue is
+// closed or full: b is then released), and whether the caller must start
+// a writer, which then calls take until it returns nil.
+func (q *sendQueue) push(b *pool.Buffer) (ok, start bool) {
+	q.mu.Lock()
+	if q.closed || (q.q != nil && len(*q.q) >= tlsQueue) {
+		q.mu.Unlock()
+		pool.PutBuffer(b)
+		return false, false
+	}
+	if q.q == nil {
+		q.q = sendArrays.Get().(*[]*pool.Buffer)
+	}
+	*q.q = append(*q.q, b)
+	start = !q.writing
+	q.writing = true
+	q.mu.Unlock()
+	return true, start
+}
+
+// take hands the writer all that is queued, to give back with
+// putSendArray; nil when nothing is: the writer must then end.
+func (q *sendQueue) take() *[]*pool.Buffer {
+	q.mu.Lock()
+	a := q.q
+	q.q = nil
+	if a == nil {
+		q.writing = false
+	}
+	q.mu.Unlock()
+	return a
+}
+
+// close refuses every later push and releases what is queued.
+func (q *sendQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	a := q.q
+	q.q = nil
+	q.mu.Unlock()
+	if a != nil {
+		putSendArray(a)
+	}
+}
+
+// putSendArray releases the buffers of a, and a.
+func putSendArray(a *[]*pool.Buffer) {
+	for _, b := range *a {
+		if b != nil {
+			pool.PutBuffer(b)
+		}
+	}
+	clear(*a)
+	*a = (*a)[:0]
+	sendArrays.Put(a)
+}
+
+// writeSink is where a writer sends: one message at a time, and the close of
+// the connection when a send fails.
+type writeSink interface {
+	send(b []byte) error
+	close()
+}
+
+// writeQueued is a writer: it sends what q holds to k until q is empty,
+// or closes k when a send fails.
+func writeQueued(q *sendQueue, k writeSink) {
+	for {
+		a := q.take()
+		if a == nil {
+			return
+		}
+		var err error
+		for i, b := range *a {
+			if err == nil {
+				err = k.send(b.B)
+			}
+			pool.PutBuffer(b)
+			(*a)[i] = nil
+		}
+		putSendArray(a)
+		if err != nil {
+			k.close()
+			for a := q.take(); a != nil; a = q.take() { // pushed before close refused them
+				putSendArray(a)
+			}
+			return
+		}
+	}
+}
+
 type tlsStream struct {
-	conn    *tls.Conn
-	out     chan *pool.Buffer
-	closed  atomic.Bool
-	writing atomic.Bool // a writer goroutine is draining out
-	once    sync.Once
-	done    chan struct{}
+	conn *tls.Conn
+	q    sendQueue
+	once sync.Once
 }
 
 func newTLSStream(c *tls.Conn) *tlsStream {
-	return &tlsStream{conn: c, out: make(chan *pool.Buffer, tlsQueue), done: make(chan struct{})}
+	return &tlsStream{conn: c}
 }
 
 // enqueue hands b to the writer; false when the connection is closed or its
 // queue is full (b is then released).
 func (t *tlsStream) enqueue(b *pool.Buffer) bool {
-	if t.closed.Load() {
-		pool.PutBuffer(b)
-		return false
+	ok, start := t.q.push(b)
+	if start {
+		go t.write()
 	}
-	select {
-	case t.out <- b:
-	default:
-		pool.PutBuffer(b)
-		return false
-	}
-	// A writer runs only while there is something to write, so an idle
-	// connection holds one goroutine (its reader), not two.
-	if t.writing.CompareAndSwap(false, true) {
-		go t.writer()
-	}
-	return true
+	return ok
 }
 
-func (t *tlsStream) writer() {
-	for {
-		select {
-		case <-t.done:
-			return
-		case b := <-t.out:
-			t.conn.SetWriteDeadline(time.Now().Add(tlsWriteTimeout))
-			_, err := t.conn.Write(b.B)
-			pool.PutBuffer(b)
-			if err != nil {
-				t.close()
-				return
-			}
-		default:
-			t.writing.Store(false)
-			// A message queued after the check above and before the store
-			// would wait for the next enqueue: look once more.
-			if len(t.out) == 0 || !t.writing.CompareAndSwap(false, true) {
-				return
-			}
-		}
-	}
+// write is the writer (a method value with only its receiver starts
+// without an allocation, unlike a call with arguments).
+func (t *tlsStream) write() { writeQueued(&t.q, t) }
+
+func (t *tlsStream) send(b []byte) error {
+	t.conn.SetWriteDeadline(time.Now().Add(tlsWriteTimeout))
+	_, err := t.conn.Write(b)
+	return err
 }
 
 func (t *tlsStream) close() {
 	t.once.Do(func() {
-		t.closed.Store(true)
-		close(t.done)
+		t.q.close()
 		t.conn.Close()
 	})
+}
+
+// errWouldBlock is what a read on a tlsWire that must not wait returns when
+// there is nothing to read. It is temporary (a net.Error), so crypto/tls
+// keeps the connection usable and the bytes of a partial record it has.
+var errWouldBlock net.Error = wouldBlock{}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "nothing to read now" }
+func (wouldBlock) Timeout() bool   { return false }
+func (wouldBlock) Temporary() bool { return true }
+
+// tlsWire is the connection under an inbound TLS one: the handshake reads
+// it as it would its TCP connection (or a sniffConn over it), and its
+// reader, once the connection is established, reads it without waiting
+// (nowait) and waits for it to become readable apart (wait), so that what
+// it borrows to read is given back whenever crypto/tls has nothing left.
+// Only the reader goroutine reads it.
+type tlsWire struct {
+	net.Conn // reads while !nowait, writes, deadlines, close
+	rc       syscall.RawConn
+	nowait   bool
+
+	// The TLS records (RFC 8446 §5.1) of what crypto/tls was given: it
+	// reads only while it lacks bytes of the record it assembles, having
+	// consumed every record before it, so bytes given past that record's
+	// end (extra) are records it holds unread.
+	hdr   [5]byte
+	hdrN  int // bytes of the next record's header seen
+	left  int // bytes of the current record's fragment still to come
+	extra bool
+
+	p      []byte // the read in progress, for readNow
+	n      int
+	err    error
+	woken  bool    // wait's readable has been called once
+	peek   [1]byte // readable's
+	readFn func(fd uintptr) bool
+	waitFn func(fd uintptr) bool
+}
+
+// newTLSWire returns the wire over tc that reads through inner while
+// waiting; nil when tc has no file descriptor to read apart.
+func newTLSWire(inner net.Conn, tc *net.TCPConn) *tlsWire {
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	w := &tlsWire{Conn: inner, rc: rc}
+	w.readFn, w.waitFn = w.readNow, w.readable
+	return w
+}
+
+func (w *tlsWire) Read(p []byte) (int, error) {
+	if !w.nowait {
+		n, err := w.Conn.Read(p)
+		w.extra = w.track(p[:n])
+		return n, err
+	}
+	w.p, w.n, w.err = p, 0, nil
+	err := w.rc.Read(w.readFn)
+	w.p = nil
+	if err != nil {
+		w.extra = false
+		return 0, err // a deadline passed (Drain), or the connection is closed
+	}
+	w.extra = w.track(p[:w.n])
+	return w.n, w.err
+}
+
+// track follows the record framing over b, the next bytes given to
+// crypto/tls, and reports whether b goes on past the end of the record
+// it begins in or continues.
+func (w *tlsWire) track(b []byte) bool {
+	for len(b) > 0 {
+		if w.hdrN < len(w.hdr) {
+			k := copy(w.hdr[w.hdrN:], b)
+			w.hdrN += k
+			b = b[k:]
+			if w.hdrN < len(w.hdr) {
+				return false
+			}
+			w.left = int(w.hdr[3])<<8 | int(w.hdr[4])
+		}
+		k := min(w.left, len(b))
+		w.left -= k
+		b = b[k:]
+		if w.left == 0 {
+			w.hdrN = 0
+			if len(b) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// buffered reports whether crypto/tls may hold bytes it has not returned,
+// after a read that returned n bytes into a buffer of size.
+func (w *tlsWire) buffered(n, size int) bool {
+	return w.extra || n == size
+}
+
+// readNow reads once, without waiting, into w.p.
+func (w *tlsWire) readNow(fd uintptr) bool {
+	for {
+		n, err := unix.Read(int(fd), w.p)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			w.err = errWouldBlock
+		case err != nil:
+			w.err = os.NewSyscallError("read", err)
+		case n == 0 && len(w.p) > 0:
+			w.err = io.EOF
+		default:
+			w.n = n
+		}
+		return true
+	}
+}
+
+// wait returns when the socket has bytes (or an end) to read, the read
+// deadline passes, or the connection is closed, with nothing borrowed.
+func (w *tlsWire) wait() error {
+	w.woken = false
+	return w.rc.Read(w.waitFn)
+}
+
+// readable is wait's test: the first call looks (a read since the last
+// wait may have left bytes that no new readiness will announce), a later
+// one follows a readiness event.
+func (w *tlsWire) readable(fd uintptr) bool {
+	if w.woken {
+		return true
+	}
+	w.woken = true
+	for {
+		// unix.Recvfrom would allocate its address.
+		_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&w.peek[0])), 1,
+			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		return errno != unix.EAGAIN // bytes, the end, or an error: the read sees it
+	}
 }
 
 // tlsHub holds the outgoing TLS connections by destination and the
@@ -154,7 +391,12 @@ func (s *Server) startTLS(ctx context.Context) error {
 		cfg := l.tls.ServerConfig()
 		as = append(as, s.newAcceptor(l, ln, func(c *net.TCPConn, o connOrigin) error {
 			raw := o.conn(c, &s.streams)
-			go s.serveTLS(ctx, l, raw, tls.Server(raw, cfg), netip.AddrPort{}, o.peer)
+			var under net.Conn = raw
+			w := newTLSWire(raw, c)
+			if w != nil {
+				under = w
+			}
+			go s.serveTLS(ctx, l, raw, w, tls.Server(under, cfg), netip.AddrPort{}, o.peer)
 			return nil
 		}))
 	}
@@ -174,9 +416,10 @@ func (s *Server) startTLS(ctx context.Context) error {
 // serveTLS runs one TLS connection over raw: inbound when dest is zero (the
 // handshake is done here, bounded by the connect timeout and charged to the
 // memory budget while it lasts), else an outgoing one already handshaken to
-// dest. peer is an inbound connection's source as a PROXY header named it;
-// zero: its own remote address.
-func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, tc *tls.Conn, dest, peer netip.AddrPort) {
+// dest. wire, when not nil, is what tc reads (readStream). peer is an
+// inbound connection's source as a PROXY header named it; zero: its own
+// remote address.
+func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, wire *tlsWire, tc *tls.Conn, dest, peer netip.AddrPort) {
 	inbound := !dest.IsValid()
 	if !peer.IsValid() {
 		ra, _ := tc.RemoteAddr().(*net.TCPAddr)
@@ -233,17 +476,6 @@ func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, tc *tls.C
 		return
 	}
 	sc.id = id
-	defer func() {
-		s.reg.Remove(id, peer.Addr(), inbound)
-		if !inbound {
-			s.tls.mu.Lock()
-			if s.tls.dests[dest] == sc {
-				delete(s.tls.dests, dest)
-			}
-			s.tls.mu.Unlock()
-		}
-		ts.close()
-	}()
 	if !inbound {
 		s.tls.mu.Lock()
 		s.tls.dests[dest] = sc
@@ -257,25 +489,58 @@ func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, tc *tls.C
 			}
 		}
 	}
-	s.readStream(ctx, sc, tc, raw)
+	// A goroutine of its own, which starts on a small stack, reads the
+	// established connection; this one, grown by the handshake, ends.
+	go s.runTLS(ctx, sc, tc, raw, wire)
+}
+
+// runTLS reads an established TLS connection (readStream) and forgets it
+// once it ends.
+func (s *Server) runTLS(ctx context.Context, sc *streamConn, tc *tls.Conn, raw net.Conn, wire *tlsWire) {
+	defer s.endTLS(sc)
+	s.readStream(ctx, sc, tc, raw, wire)
+}
+
+// endTLS takes a TLS connection that ended out of the registry and the
+// outgoing connections, and closes it.
+func (s *Server) endTLS(sc *streamConn) {
+	s.reg.Remove(sc.id, sc.peer.Addr(), sc.inbound)
+	if !sc.inbound {
+		s.tls.mu.Lock()
+		if s.tls.dests[sc.dest] == sc {
+			delete(s.tls.dests, sc.dest)
+		}
+		s.tls.mu.Unlock()
+	}
+	sc.tls.close()
 }
 
 // readStream frames and forwards what a TLS peer sends until it closes, goes
 // idle, or dawdles over a header. The read call's buffer is small (crypto/tls
-// buffers a record itself); items complete in a read are framed in it, and
-// a partial message moves to sc's holder, charged to the memory budget,
-// until it is complete.
-func (s *Server) readStream(ctx context.Context, sc *streamConn, c *tls.Conn, raw net.Conn) {
-	tmp := make([]byte, min(s.lim.ReadSize, tlsReadSize))
-	lim := s.f.limits
+// buffers a record itself) and borrowed only while there is something to
+// read (wire's; without a wire it is held while the connection lasts);
+// items complete in a read are framed in it, and a partial message moves
+// to sc's holder, charged to the memory budget, until it is complete.
+func (s *Server) readStream(ctx context.Context, sc *streamConn, c *tls.Conn, raw net.Conn, wire *tlsWire) {
+	size := min(s.lim.ReadSize, tlsReadSize)
+	// Borrowed while reading. The first read does not wait when crypto/tls
+	// read records after the handshake's with its last one.
+	var buf *[]byte
+	if wire == nil || wire.extra {
+		buf = pool.GetBytes(size)
+	}
 	h := &sc.h
 	defer func() {
+		if buf != nil {
+			pool.PutBytes(buf)
+		}
 		if s.mem.enter(h) {
 			s.mem.release(h)
 		}
 	}()
 	partial := false       // read in sc's turn: the evictor may take h while the reader waits
 	var deadline time.Time // of the idle expiry or the header deadline; zero after a read
+	var set time.Time      // the read deadline last set
 	for ctx.Err() == nil {
 		if deadline.IsZero() {
 			wait := s.lim.IdleTimeout(s.reg.Len())
@@ -285,12 +550,38 @@ func (s *Server) readStream(ctx context.Context, sc *streamConn, c *tls.Conn, ra
 			deadline = time.Now().Add(wait)
 		}
 		draining := s.draining.Load()
-		c.SetReadDeadline(s.tlsReadDeadline(deadline, draining))
+		if d := s.tlsReadDeadline(deadline, draining); draining || !d.Equal(set) {
+			c.SetReadDeadline(d)
+			set = d
+		}
 		if !draining && s.draining.Load() {
 			// Drain may have set its wake-up before the deadline above.
-			c.SetReadDeadline(s.tlsReadDeadline(deadline, true))
+			set = s.tlsReadDeadline(deadline, true)
+			c.SetReadDeadline(set)
 		}
-		n, err := c.Read(tmp)
+		var n int
+		var err error
+		switch {
+		case wire == nil:
+			if buf == nil {
+				buf = pool.GetBytes(size)
+			}
+			n, err = c.Read((*buf)[:cap(*buf)])
+		case buf == nil:
+			// Idle: wait with nothing borrowed, then read what came.
+			if err = wire.wait(); err == nil {
+				buf = pool.GetBytes(size)
+				n, err = tlsReadNow(c, wire, *buf)
+			}
+		default:
+			n, err = tlsReadNow(c, wire, *buf)
+		}
+		if err == errWouldBlock {
+			// crypto/tls and the socket are empty: the buffer goes back.
+			pool.PutBytes(buf)
+			buf = nil
+			continue
+		}
 		if !s.mem.enter(h) {
 			return // evicted by the budget, which counted it and closed raw
 		}
@@ -304,6 +595,7 @@ func (s *Server) readStream(ctx context.Context, sc *streamConn, c *tls.Conn, ra
 					return
 				}
 				s.mem.leave(h)
+				set = time.Time{} // Drain set one of its own
 				continue
 			}
 			if timeout {
@@ -316,26 +608,51 @@ func (s *Server) readStream(ctx context.Context, sc *streamConn, c *tls.Conn, ra
 			return
 		}
 		deadline = time.Time{}
-		data := tmp[:n]
-		for {
-			frame, kind, err := s.mem.nextFrame(h, &data, lim, s.maxMsg)
-			if err != nil {
-				s.tlsBroken(sc, c, raw, frame, err)
-				return
-			}
-			if frame == nil {
-				break
-			}
-			switch kind {
-			case parser.FramePing:
-				sc.tls.enqueue(pool.Copy(pong))
-			case parser.FrameMessage:
-				sc.tx.carry(frame, s.now.Load())
-				s.forwardTLS(sc, frame)
-			}
+		if !s.tlsFrames(sc, c, raw, (*buf)[:n]) {
+			return
+		}
+		if wire != nil && !wire.buffered(n, cap(*buf)) {
+			// Nothing left to read without waiting: the buffer goes back.
+			pool.PutBytes(buf)
+			buf = nil
 		}
 		partial = h.heldLen() > 0
 		s.mem.leave(h)
+	}
+}
+
+// tlsReadNow reads c into b without waiting: errWouldBlock when crypto/tls
+// has nothing buffered and the socket nothing to read.
+func tlsReadNow(c *tls.Conn, wire *tlsWire, b []byte) (int, error) {
+	wire.nowait = true
+	n, err := c.Read(b[:cap(b)])
+	wire.nowait = false
+	if err == errWouldBlock && n > 0 {
+		// Data, then a partial alert record: the next read says so again.
+		err = nil
+	}
+	return n, err
+}
+
+// tlsFrames frames and forwards data, read from sc, in sc's turn; false
+// when the stream is broken and must be closed.
+func (s *Server) tlsFrames(sc *streamConn, c *tls.Conn, raw net.Conn, data []byte) bool {
+	for {
+		frame, kind, err := s.mem.nextFrame(&sc.h, &data, s.f.limits, s.maxMsg)
+		if err != nil {
+			s.tlsBroken(sc, c, raw, frame, err)
+			return false
+		}
+		if frame == nil {
+			return true
+		}
+		switch kind {
+		case parser.FramePing:
+			sc.tls.enqueue(pool.Copy(pong))
+		case parser.FrameMessage:
+			sc.tx.carry(frame, s.now.Load())
+			s.forwardTLS(sc, frame)
+		}
 	}
 }
 
@@ -441,5 +758,5 @@ func (s *Server) dialTLS(meta *dialMeta) {
 		s.dropPending(&s.streams, meta, DropConnectFailed)
 		return
 	}
-	s.serveTLS(ctx, meta.leg, c.NetConn(), c, meta.dest, netip.AddrPort{})
+	s.serveTLS(ctx, meta.leg, c.NetConn(), nil, c, meta.dest, netip.AddrPort{})
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -14,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -296,5 +298,206 @@ func TestTLSBackendCertTrusted(t *testing.T) {
 	}
 	if ms := uas.methods("nocert"); len(ms) != 1 {
 		t.Errorf("the client's request did not go to the pool: %v", ms)
+	}
+}
+
+// BenchmarkTLSRoundTrip measures one SIP message over a TLS leg and its
+// answer, client and siplb in one process: an OPTIONS to siplb itself, read
+// by the connection's reader (which borrows its buffer for the read and
+// gives it back once crypto/tls and the socket are empty), answered with a
+// stateless 200 that a writer sends. allocs/op counts both ends.
+func BenchmarkTLSRoundTrip(b *testing.B) {
+	pki := newTestPKI(&testing.T{})
+	store, err := siptls.NewStore(siptls.Config{CertFile: pki.certFile, KeyFile: pki.keyFile, CAFile: pki.caFile})
+	if err != nil {
+		b.Fatal(err)
+	}
+	legs := []LegConfig{
+		{Transport: balance.TLS, Addr: netip.MustParseAddrPort("127.0.0.1:0"), TLS: store},
+		{Transport: balance.UDP, Addr: netip.MustParseAddrPort("127.0.0.1:0")},
+	}
+	if err := ResolvePorts(legs); err != nil {
+		b.Fatal(err)
+	}
+	bal, err := balance.New([]balance.PoolConfig{{Name: "farm", Backends: []balance.BackendConfig{{Addr: netip.MustParseAddrPort("127.0.0.1:9")}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, err := NewForwarder(Config{Legs: legs}, bal)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := NewServerWith(f, Options{Loops: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Run(ctx) }()
+	defer func() { cancel(); <-errc }()
+	<-srv.Ready()
+	addr := legs[0].Addr.String()
+	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pki.pool, ServerName: "127.0.0.1"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	msg := sip("OPTIONS sip:"+addr+";transport=tls SIP/2.0",
+		"Via: SIP/2.0/TLS "+c.LocalAddr().String()+";branch=z9hG4bK-bench;rport", "Max-Forwards: 70",
+		"From: <sip:a@example.com>;tag=f", "To: <sip:"+addr+">", "Call-ID: bench@x",
+		"CSeq: 1 OPTIONS", "Content-Length: 0")
+	buf := make([]byte, 4096)
+	want := []byte("SIP/2.0 200 OK")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		if _, err := c.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+		n, err := c.Read(buf)
+		if err != nil || !bytes.HasPrefix(buf[:n], want) {
+			b.Fatalf("got %q, %v", buf[:n], err)
+		}
+	}
+}
+
+// tlsRecord is a TLS record header and a fragment of n bytes.
+func tlsRecord(n int) []byte {
+	return append([]byte{23, 3, 3, byte(n >> 8), byte(n)}, bytes.Repeat([]byte{'x'}, n)...)
+}
+
+// tlsWire.track tells, for each read crypto/tls makes, whether it was
+// given bytes past the record it assembles (records it holds unread).
+func TestTLSWireTrack(t *testing.T) {
+	two := append(tlsRecord(3), tlsRecord(4)...)
+	cases := []struct {
+		name  string
+		reads [][]byte // what each read gives, in order
+		extra []bool   // track's answer for each
+	}{
+		{"one record whole", [][]byte{tlsRecord(10)}, []bool{false}},
+		{"two records in one read", [][]byte{two}, []bool{true}},
+		{"a record and a part of the next", [][]byte{two[:9]}, []bool{true}},
+		{"a record and a part of the next header", [][]byte{two[:10]}, []bool{true}},
+		{"header split", [][]byte{two[:2], two[2:8], two[8:]}, []bool{false, false, false}},
+		{"fragment split, then the rest and the next", [][]byte{two[:6], two[6:]}, []bool{false, true}},
+		{"record by record", [][]byte{two[:8], two[8:]}, []bool{false, false}},
+		{"empty record then another", [][]byte{append(tlsRecord(0), tlsRecord(1)...)}, []bool{true}},
+		{"byte by byte", func() [][]byte {
+			var r [][]byte
+			for i := range two {
+				r = append(r, two[i:i+1])
+			}
+			return r
+		}(), make([]bool, len(two))},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var w tlsWire
+			for i, b := range c.reads {
+				if got := w.track(b); got != c.extra[i] {
+					t.Errorf("read %d (%d bytes): extra %v, want %v", i, len(b), got, c.extra[i])
+				}
+			}
+		})
+	}
+}
+
+// heldWrites is a client's connection that gathers writes while hold is
+// set, to send them as one.
+type heldWrites struct {
+	net.Conn
+	hold bool
+	buf  []byte
+}
+
+func (h *heldWrites) Write(b []byte) (int, error) {
+	if h.hold {
+		h.buf = append(h.buf, b...)
+		return len(b), nil
+	}
+	return h.Conn.Write(b)
+}
+
+// A TLS client's records that reach siplb together, or split anywhere, are
+// all read: several in one TCP write (crypto/tls holds the later ones after
+// returning the first), a message over two records, a record over two
+// writes, and pings; each message is answered.
+func TestTLSRecordsTogetherAndSplit(t *testing.T) {
+	pki := newTestPKI(t)
+	store, err := siptls.NewStore(siptls.Config{CertFile: pki.certFile, KeyFile: pki.keyFile, CAFile: pki.caFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	legs := []LegConfig{
+		{Transport: balance.TLS, Addr: netip.MustParseAddrPort("127.0.0.1:0"), TLS: store},
+		{Transport: balance.UDP, Addr: netip.MustParseAddrPort("127.0.0.1:0")},
+	}
+	startLegs(t, legs, balance.BackendConfig{Addr: netip.MustParseAddrPort("127.0.0.1:9")})
+	addr := legs[0].Addr.String()
+	options := func(c net.Conn, i int) []byte {
+		return sip("OPTIONS sip:"+addr+";transport=tls SIP/2.0",
+			"Via: SIP/2.0/TLS "+c.LocalAddr().String()+";branch=z9hG4bK-rec"+strconv.Itoa(i)+";rport", "Max-Forwards: 70",
+			"From: <sip:a@example.com>;tag=f", "To: <sip:"+addr+">", "Call-ID: rec"+strconv.Itoa(i)+"@x",
+			"CSeq: 1 OPTIONS", "Content-Length: 0")
+	}
+	cases := []struct {
+		name string
+		send func(c *tls.Conn, hw *heldWrites) int // returns the number of answers due
+	}{
+		{"three records in one write", func(c *tls.Conn, hw *heldWrites) int {
+			hw.hold = true
+			for i := range 3 {
+				c.Write(options(hw, i))
+			}
+			hw.hold = false
+			hw.Write(hw.buf)
+			return 3
+		}},
+		{"a message over two records, with a ping between messages", func(c *tls.Conn, hw *heldWrites) int {
+			m := options(hw, 1)
+			hw.hold = true
+			c.Write(m[:20])
+			c.Write(m[20:])
+			c.Write([]byte("\r\n\r\n"))
+			c.Write(options(hw, 2))
+			hw.hold = false
+			hw.Write(hw.buf)
+			return 2
+		}},
+		{"records over many writes", func(c *tls.Conn, hw *heldWrites) int {
+			hw.hold = true
+			c.Write(options(hw, 1))
+			c.Write(options(hw, 2))
+			hw.hold = false
+			for b := hw.buf; len(b) > 0; {
+				k := min(len(b), 7)
+				hw.Write(b[:k])
+				b = b[k:]
+				time.Sleep(time.Millisecond)
+			}
+			return 2
+		}},
+	}
+	for _, cs := range cases {
+		t.Run(cs.name, func(t *testing.T) {
+			raw, err := net.Dial("tcp4", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hw := &heldWrites{Conn: raw}
+			c := tls.Client(hw, &tls.Config{RootCAs: pki.pool, ServerName: "127.0.0.1"})
+			defer c.Close()
+			if err := c.Handshake(); err != nil {
+				t.Fatal(err)
+			}
+			want := cs.send(c, hw)
+			got := readResponses(t, c, want, 5*time.Second)
+			if len(got) != want {
+				t.Fatalf("%d answers, want %d: %q", len(got), want, got)
+			}
+			for _, m := range got {
+				if !bytes.HasPrefix(m, []byte("SIP/2.0 200 OK\r\n")) {
+					t.Errorf("answer %q", m)
+				}
+			}
+		})
 	}
 }

@@ -66,13 +66,11 @@ const wsReadSize = 4 << 10
 
 // wsStream is the write side and the state of one WebSocket connection.
 type wsStream struct {
-	conn    *websocket.Conn
-	raw     net.Conn // the TCP connection under it: deadlines, and closing it ends everything at once
-	out     chan *pool.Buffer
-	open    atomic.Bool // upgraded and not closed: enqueue takes messages
-	writing atomic.Bool // a writer goroutine is draining out
-	once    sync.Once
-	done    chan struct{}
+	conn *websocket.Conn
+	raw  net.Conn // the TCP connection under it: deadlines, and closing it ends everything at once
+	q    sendQueue
+	open atomic.Bool // upgraded and not closed: enqueue takes messages
+	once sync.Once
 
 	seen     atomic.Uint64              // messages, pings and pongs received: what the idle ping looks at
 	ping     atomic.Pointer[time.Timer] // the idle ping's timer
@@ -86,54 +84,33 @@ func (w *wsStream) enqueue(b *pool.Buffer) bool {
 		pool.PutBuffer(b)
 		return false
 	}
-	select {
-	case w.out <- b:
-	default:
-		pool.PutBuffer(b)
-		return false
+	ok, start := w.q.push(b)
+	if start {
+		go writeQueued(&w.q, w)
 	}
-	if w.writing.CompareAndSwap(false, true) {
-		go w.writer()
-	}
-	return true
+	return ok
 }
 
-// writer sends what is queued, each SIP message as one WebSocket message:
-// text when it is UTF-8, else binary (RFC 7118 §5.1).
-func (w *wsStream) writer() {
-	for {
-		select {
-		case <-w.done:
-			return
-		case b := <-w.out:
-			typ := websocket.MessageText
-			if !utf8.Valid(b.B) {
-				typ = websocket.MessageBinary
-			}
-			w.raw.SetWriteDeadline(time.Now().Add(tlsWriteTimeout))
-			err := w.conn.Write(context.Background(), typ, b.B)
-			// The library writes pings, pongs and closes with no deadline
-			// of its own: a stale one would fail them once it passed.
-			w.raw.SetWriteDeadline(time.Time{})
-			pool.PutBuffer(b)
-			if err != nil {
-				w.close()
-				return
-			}
-		default:
-			w.writing.Store(false)
-			if len(w.out) == 0 || !w.writing.CompareAndSwap(false, true) {
-				return
-			}
-		}
+// send writes one SIP message as one WebSocket message: text when it is
+// UTF-8, else binary (RFC 7118 §5.1).
+func (w *wsStream) send(b []byte) error {
+	typ := websocket.MessageText
+	if !utf8.Valid(b) {
+		typ = websocket.MessageBinary
 	}
+	w.raw.SetWriteDeadline(time.Now().Add(tlsWriteTimeout))
+	err := w.conn.Write(context.Background(), typ, b)
+	// The library writes pings, pongs and closes with no deadline of its
+	// own: a stale one would fail them once it passed.
+	w.raw.SetWriteDeadline(time.Time{})
+	return err
 }
 
 // close ends the connection at once: its reader, writer and pings fail.
 func (w *wsStream) close() {
 	w.once.Do(func() {
 		w.open.Store(false)
-		close(w.done)
+		w.q.close()
 		if t := w.ping.Load(); t != nil {
 			t.Stop()
 		}
@@ -349,7 +326,7 @@ func (wl *wsLeg) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "the sip WebSocket subprotocol is required (RFC 7118)", http.StatusBadRequest)
 		return
 	}
-	ws := &wsStream{raw: wc.tcp, out: make(chan *pool.Buffer, tlsQueue), done: make(chan struct{})}
+	ws := &wsStream{raw: wc.tcp}
 	sc.ws = ws
 	id, err := s.reg.Add(sc, sc.peer.Addr(), true)
 	if err != nil {
