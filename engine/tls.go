@@ -341,9 +341,37 @@ type tlsHub struct {
 	mu      sync.Mutex
 	dests   map[netip.AddrPort]*streamConn
 	dialing map[netip.AddrPort]*dialMeta
+	shaking map[netip.Addr]int // inbound TLS handshakes and WebSocket upgrades in flight, by source
 
 	scratch chan *Scratch
 	all     []*Scratch
+}
+
+// startShake counts an inbound connection from ip that is not in the
+// registry yet (a TLS handshake or a WebSocket upgrade in flight) against
+// its source's cap, with those that are: false, counting nothing, when the
+// source is at max_per_ip. endShake ends what a true started.
+func (s *Server) startShake(ip netip.Addr) bool {
+	h := s.tls
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := h.shaking[ip]
+	if n+s.reg.FromIP(ip) >= s.lim.MaxConnsPerIP {
+		return false
+	}
+	h.shaking[ip] = n + 1
+	return true
+}
+
+func (s *Server) endShake(ip netip.Addr) {
+	h := s.tls
+	h.mu.Lock()
+	if n := h.shaking[ip] - 1; n > 0 {
+		h.shaking[ip] = n
+	} else {
+		delete(h.shaking, ip)
+	}
+	h.mu.Unlock()
 }
 
 // tlsScratches is how many TLS readers forward at the same instant; the
@@ -354,6 +382,7 @@ func newTLSHub(f *Forwarder) *tlsHub {
 	h := &tlsHub{
 		dests:   make(map[netip.AddrPort]*streamConn),
 		dialing: make(map[netip.AddrPort]*dialMeta),
+		shaking: make(map[netip.Addr]int),
 		scratch: make(chan *Scratch, tlsScratches),
 	}
 	for range tlsScratches {
@@ -431,12 +460,21 @@ func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, wire *tls
 	// without waiting to send a close_notify to a peer that may not read.
 	sc.h.kill = func() { raw.Close() }
 	if inbound {
+		// Counted against the source's cap while it shakes hands, or one
+		// source could hold max_connections handshakes.
+		if !s.startShake(peer.Addr()) {
+			s.streams.ConnsRefused.Add(1)
+			raw.Close()
+			return
+		}
 		if !s.mem.holdHandshake(&sc.h) {
+			s.endShake(peer.Addr())
 			s.streams.BudgetCloses.Add(1)
 			raw.Close()
 			return
 		}
 		_, err := siptls.Handshake(ctx, tc, s.lim.ConnectTimeout)
+		s.endShake(peer.Addr())
 		if !s.mem.enter(&sc.h) {
 			raw.Close()
 			return // evicted, and counted, while it was shaking hands

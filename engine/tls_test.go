@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"net/netip"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/siplb/siplb/balance"
 	"github.com/siplb/siplb/parser"
+	"github.com/siplb/siplb/pool"
 	siptls "github.com/siplb/siplb/tls"
 )
 
@@ -499,5 +501,75 @@ func TestTLSRecordsTogetherAndSplit(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Handshakes in flight count against max_per_ip with the connections
+// established: a source holding its cap in stalled handshakes gets no more
+// (refused and counted), and gets one again when a stalled one goes.
+func TestTLSHandshakesCountAgainstPerIPCap(t *testing.T) {
+	const perIP = 3
+	pki := newTestPKI(t)
+	store, err := siptls.NewStore(siptls.Config{CertFile: pki.certFile, KeyFile: pki.keyFile, CAFile: pki.caFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	legs := []LegConfig{
+		{Transport: balance.TLS, Addr: netip.MustParseAddrPort("127.0.0.1:0"), TLS: store},
+		{Transport: balance.UDP, Addr: netip.MustParseAddrPort("127.0.0.1:0")},
+	}
+	bal, err := balance.New([]balance.PoolConfig{{Name: "farm", Backends: []balance.BackendConfig{{Addr: netip.MustParseAddrPort("127.0.0.1:9")}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ResolvePorts(legs); err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewForwarder(Config{Legs: legs}, bal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := runServerT(t, NewServerWith(f, Options{Loops: 1, Limits: pool.Limits{MaxConnsPerIP: perIP}}))
+	addr := legs[0].Addr.String()
+	cfg := &tls.Config{RootCAs: pki.pool, ServerName: "127.0.0.1"}
+	stalled := make([]net.Conn, perIP)
+	for i := range stalled {
+		c, err := net.Dial("tcp4", addr) // never says hello
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		stalled[i] = c
+	}
+	if !waitFor(5*time.Second, func() bool { return srv.Stats().StreamBytes == perIP*tlsHandshakeCharge }) {
+		t.Fatalf("StreamBytes %d: want %d handshakes in flight", srv.Stats().StreamBytes, perIP)
+	}
+	refused := srv.Stats().ConnsRefused
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	if c, err := tls.DialWithDialer(d, "tcp4", addr, cfg); err == nil {
+		// A handshake that succeeded: the server must then have closed it.
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("a connection over the cap (in handshakes) is served: read %v", err)
+		}
+		c.Close()
+	}
+	if got := srv.Stats().ConnsRefused; got != refused+1 {
+		t.Errorf("ConnsRefused %d, want %d", got, refused+1)
+	}
+	stalled[0].Close()
+	if !waitFor(5*time.Second, func() bool { return srv.Stats().StreamBytes == (perIP-1)*tlsHandshakeCharge }) {
+		t.Fatalf("StreamBytes %d after a stalled handshake went", srv.Stats().StreamBytes)
+	}
+	c, err := tls.DialWithDialer(d, "tcp4", addr, cfg)
+	if err != nil {
+		t.Fatalf("under the cap again: %v", err)
+	}
+	defer c.Close()
+	c.Write(sip("OPTIONS sip:"+addr+";transport=tls SIP/2.0",
+		"Via: SIP/2.0/TLS "+c.LocalAddr().String()+";branch=z9hG4bK-cap;rport", "Max-Forwards: 70",
+		"From: <sip:a@example.com>;tag=f", "To: <sip:"+addr+">", "Call-ID: cap@x", "CSeq: 1 OPTIONS", "Content-Length: 0"))
+	if got := readResponses(t, c, 1, 5*time.Second); len(got) != 1 || !bytes.HasPrefix(got[0], []byte("SIP/2.0 200 OK")) {
+		t.Errorf("under the cap again: got %q", got)
 	}
 }

@@ -123,8 +123,16 @@ func (w *wsStream) close() {
 // it, and its streamConn, whose holder carries the upgrade's charge.
 type wsConn struct {
 	net.Conn
-	tcp *net.TCPConn
-	sc  *streamConn
+	tcp     *net.TCPConn
+	sc      *streamConn
+	shaking atomic.Bool // counted by startShake until ServeHTTP or a close
+}
+
+// endShake ends c's count among its source's connections in flight, once.
+func (wl *wsLeg) endShake(c *wsConn) {
+	if c.shaking.CompareAndSwap(true, false) {
+		wl.s.endShake(c.sc.peer.Addr())
+	}
 }
 
 type wsConnKey struct{}
@@ -218,11 +226,19 @@ func (wl *wsLeg) take(c *net.TCPConn, cfg *tls.Config, o connOrigin) error {
 		sc.peer = netip.AddrPortFrom(p.Addr().Unmap(), p.Port())
 	}
 	sc.h.kill = func() { c.Close() }
+	// Counted against the source's cap until the upgrade is read, or one
+	// source could hold max_connections of them.
+	if !s.startShake(sc.peer.Addr()) {
+		s.streams.ConnsRefused.Add(1)
+		c.Close()
+		return nil
+	}
 	charge := int64(wsUpgradeCharge)
 	if cfg != nil {
 		charge += tlsHandshakeCharge
 	}
 	if !s.mem.reserve(&sc.h, charge) {
+		s.endShake(sc.peer.Addr())
 		s.streams.BudgetCloses.Add(1)
 		c.Close()
 		return nil
@@ -231,16 +247,18 @@ func (wl *wsLeg) take(c *net.TCPConn, cfg *tls.Config, o connOrigin) error {
 	s.mem.leave(&sc.h)
 	raw := o.conn(c, &s.streams) // what reads c: net/http, or the TLS handshake
 	if cfg == nil {
-		wl.push(&wsConn{Conn: raw, tcp: c, sc: sc})
+		wl.push(newWSConn(raw, c, sc))
 		return nil
 	}
 	go func() {
 		tc, err := siptls.Handshake(wl.ctx, tls.Server(raw, cfg), s.lim.ConnectTimeout)
 		if !s.mem.enter(&sc.h) {
+			s.endShake(sc.peer.Addr())
 			c.Close()
 			return // evicted, and counted, while it was shaking hands
 		}
 		if err != nil {
+			s.endShake(sc.peer.Addr())
 			s.mem.release(&sc.h)
 			if !errors.Is(err, errUntrustedProxy) { // counted as a PROXY drop
 				s.streams.TLSHandshakeFailures.Add(1)
@@ -248,9 +266,16 @@ func (wl *wsLeg) take(c *net.TCPConn, cfg *tls.Config, o connOrigin) error {
 			return
 		}
 		s.mem.leave(&sc.h) // the charge stays until the upgrade is read
-		wl.push(&wsConn{Conn: tc, tcp: c, sc: sc})
+		wl.push(newWSConn(tc, c, sc))
 	}()
 	return nil
+}
+
+// newWSConn is a connection counted by startShake, for net/http.
+func newWSConn(c net.Conn, tcp *net.TCPConn, sc *streamConn) *wsConn {
+	wc := &wsConn{Conn: c, tcp: tcp, sc: sc}
+	wc.shaking.Store(true)
+	return wc
 }
 
 // push hands c to net/http's accept loop (Accept).
@@ -259,6 +284,7 @@ func (wl *wsLeg) push(c *wsConn) {
 	case wl.conns <- c:
 	case <-wl.done:
 		c.tcp.Close()
+		wl.endShake(c)
 		if wl.s.mem.enter(&c.sc.h) {
 			wl.s.mem.release(&c.sc.h)
 		}
@@ -290,7 +316,12 @@ func (wl *wsLeg) connState(c net.Conn, st http.ConnState) {
 	if st != http.StateClosed {
 		return
 	}
-	if wc, ok := c.(*wsConn); ok && wl.s.mem.enter(&wc.sc.h) {
+	wc, ok := c.(*wsConn)
+	if !ok {
+		return
+	}
+	wl.endShake(wc)
+	if wl.s.mem.enter(&wc.sc.h) {
 		wl.s.mem.release(&wc.sc.h)
 	}
 }
@@ -307,6 +338,7 @@ func (wl *wsLeg) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sc := wc.sc
+	wl.endShake(wc) // the registry counts it from here, or it is refused
 	if !s.mem.enter(&sc.h) {
 		return // evicted while the request was read: its connection is closed
 	}

@@ -594,3 +594,35 @@ func TestWSLegHeads(t *testing.T) {
 		t.Error("origins on a udp leg: no error")
 	}
 }
+
+// Upgrades in flight count against max_per_ip with the connections
+// established: a source holding its cap in stalled upgrades gets no more
+// (refused and counted), and gets one when a stalled one goes.
+func TestWSUpgradesCountAgainstPerIPCap(t *testing.T) {
+	const perIP = 2
+	lb := startWSLB(t, balance.WS, nil, pool.Limits{MaxConnsPerIP: perIP}, balance.BackendConfig{Addr: netip.MustParseAddrPort("127.0.0.1:9")})
+	stalled := make([]net.Conn, perIP)
+	for i := range stalled {
+		c, err := net.Dial("tcp4", lb.legs[0].Addr.String()) // never sends its request
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		stalled[i] = c
+	}
+	if !waitFor(5*time.Second, func() bool { return lb.srv.Stats().StreamBytes == perIP*wsUpgradeCharge }) {
+		t.Fatalf("StreamBytes %d: want %d upgrades in flight", lb.srv.Stats().StreamBytes, perIP)
+	}
+	refused := lb.srv.Stats().ConnsRefused
+	if _, _, err := lb.dial(t, "", "sip"); err == nil {
+		t.Error("an upgrade over the cap (in upgrades in flight) succeeded")
+	}
+	if got := lb.srv.Stats().ConnsRefused; got != refused+1 {
+		t.Errorf("ConnsRefused %d, want %d", got, refused+1)
+	}
+	stalled[0].Close()
+	if !waitFor(5*time.Second, func() bool { return lb.srv.Stats().StreamBytes == (perIP-1)*wsUpgradeCharge }) {
+		t.Fatalf("StreamBytes %d after a stalled upgrade went", lb.srv.Stats().StreamBytes)
+	}
+	lb.mustDial(t)
+}
