@@ -72,9 +72,12 @@ type wsStream struct {
 	open atomic.Bool // upgraded and not closed: enqueue takes messages
 	once sync.Once
 
+	sc       *streamConn
 	seen     atomic.Uint64              // messages, pings and pongs received: what the idle ping looks at
-	ping     atomic.Pointer[time.Timer] // the idle ping's timer
-	lastSeen uint64                     // seen at the last idle check; the timer's alone
+	ping     atomic.Pointer[time.Timer] // the idle timer: the ping, and a drain's looks
+	idleMu   sync.Mutex                 // held by the timer's run (wsIdle); a run that finds it held returns
+	lastSeen uint64                     // seen at the last idle check; under idleMu
+	pingAt   time.Time                  // when the idle ping's next check is due; under idleMu
 }
 
 // enqueue hands b to the writer; false when the connection is not open or
@@ -358,8 +361,9 @@ func (wl *wsLeg) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "the sip WebSocket subprotocol is required (RFC 7118)", http.StatusBadRequest)
 		return
 	}
-	ws := &wsStream{raw: wc.tcp}
+	ws := &wsStream{raw: wc.tcp, sc: sc}
 	sc.ws = ws
+	sc.tx.last.Store(s.now.Load())
 	id, err := s.reg.Add(sc, sc.peer.Addr(), true)
 	if err != nil {
 		s.streams.ConnsRefused.Add(1)
@@ -392,20 +396,58 @@ func (wl *wsLeg) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	stop := context.AfterFunc(wl.ctx, ws.close)
 	defer stop()
 	t := time.AfterFunc(time.Hour, func() { s.wsIdle(ws) })
+	ws.idleMu.Lock()
 	ws.ping.Store(t)
-	t.Reset(s.lim.IdleTimeout(s.reg.Len()))
+	s.wsRearm(ws)
+	ws.idleMu.Unlock()
 	s.readWS(sc, ws)
 }
 
-// wsIdle runs on the idle timer: a connection that received nothing since
-// the last run is pinged, and closed if no pong comes in time.
+// wsRearm sets the idle timer of ws, under idleMu: for the next idle
+// check, or sooner while the server drains (drainTick).
+func (s *Server) wsRearm(ws *wsStream) {
+	d := s.lim.IdleTimeout(s.reg.Len())
+	ws.pingAt = time.Now().Add(d)
+	if s.draining.Load() {
+		d = min(d, drainTick)
+	}
+	ws.ping.Load().Reset(d)
+}
+
+// wsDrainWake makes the idle timer of ws run now, for a drain's first look
+// (Drain).
+func wsDrainWake(ws *wsStream) {
+	if t := ws.ping.Load(); t != nil {
+		t.Reset(0)
+	}
+}
+
+// wsIdle runs on the idle timer: while the server drains, a connection
+// with no transaction open that carried nothing for the drain's Idle is
+// closed (going away, counted as expired); a connection that received
+// nothing since the last idle check is pinged, and closed if no pong comes
+// in time.
 func (s *Server) wsIdle(ws *wsStream) {
-	if !ws.open.Load() {
-		return
+	if !ws.open.Load() || !ws.idleMu.TryLock() {
+		return // closed, or a run in progress, which rearms the timer
+	}
+	defer ws.idleMu.Unlock()
+	if s.draining.Load() {
+		if s.drainIdleFor(ws.sc, s.now.Load()) {
+			s.streams.ConnsExpired.Add(1)
+			ws.open.Store(false)
+			ws.conn.Close(websocket.StatusGoingAway, "the server is going away")
+			ws.close()
+			return
+		}
+		if time.Now().Before(ws.pingAt) {
+			ws.ping.Load().Reset(drainTick)
+			return
+		}
 	}
 	if n := ws.seen.Load(); n != ws.lastSeen {
 		ws.lastSeen = n
-		ws.ping.Load().Reset(s.lim.IdleTimeout(s.reg.Len()))
+		s.wsRearm(ws)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.lim.HeaderDeadline)
@@ -419,7 +461,7 @@ func (s *Server) wsIdle(ws *wsStream) {
 		return
 	}
 	ws.lastSeen = ws.seen.Load()
-	ws.ping.Load().Reset(s.lim.IdleTimeout(s.reg.Len()))
+	s.wsRearm(ws)
 }
 
 // The ends of wsMessage that close the connection.
@@ -471,6 +513,7 @@ func (s *Server) readWS(sc *streamConn, ws *wsStream) {
 			ws.conn.Close(code, why)
 			return
 		}
+		sc.tx.carry(msg, s.now.Load())
 		s.forwardTLS(sc, msg)
 		s.mem.release(h)
 	}

@@ -626,3 +626,40 @@ func TestWSUpgradesCountAgainstPerIPCap(t *testing.T) {
 	}
 	lb.mustDial(t)
 }
+
+// A drain over WebSocket: new connections refused; a connection whose
+// transaction is answered is closed once it has carried nothing for the
+// drain's Idle, going away (1001), and counted as expired.
+func TestWSDrain(t *testing.T) {
+	uas := startWSUAS(t)
+	lb := startWSLB(t, balance.WS, nil, pool.Limits{}, balance.BackendConfig{Addr: uas.addr})
+	c := lb.mustDial(t)
+	via := "Via: SIP/2.0/WS " + wsHost + ";branch=z9hG4bK-"
+	wsSend(t, c, sip("REGISTER sip:example.com SIP/2.0", via+"drain;rport", "Max-Forwards: 70",
+		"From: <sip:alice@example.com>;tag=a", "To: <sip:alice@example.com>", "Call-ID: wsdrain@x",
+		"CSeq: 1 REGISTER", "Contact: <sip:alice@"+wsHost+";transport=ws>", "Expires: 600", "Content-Length: 0"))
+	if got := wsRecv(t, c, 5*time.Second); !bytes.HasPrefix(got, []byte("SIP/2.0 200 OK\r\n")) {
+		t.Fatalf("REGISTER: got %q", got)
+	}
+	expired := lb.srv.Stats().ConnsExpired
+	start := time.Now()
+	lb.srv.Drain(DrainOptions{Idle: 300 * time.Millisecond})
+	if _, _, err := lb.dial(t, "", "sip"); err == nil {
+		t.Fatal("a new WebSocket connection was accepted while draining")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _, err := c.Read(ctx)
+	if got := websocket.CloseStatus(err); got != websocket.StatusGoingAway {
+		t.Fatalf("read after the drain: %v (close status %d), want closed going away (1001)", err, got)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Errorf("closed %v after the drain began, want no sooner than its idle 300ms", d)
+	}
+	if got := lb.srv.Stats().ConnsExpired; got != expired+1 {
+		t.Errorf("ConnsExpired %d, want %d", got, expired+1)
+	}
+	if !waitFor(5*time.Second, func() bool { return lb.srv.Stats().Conns == 0 }) {
+		t.Errorf("%d connections open after the drain, want 0", lb.srv.Stats().Conns)
+	}
+}
