@@ -471,23 +471,33 @@ var (
 )
 
 // readWS reads messages until the connection ends, forwarding each SIP
-// message with a Scratch borrowed from the TLS readers' set.
+// message with a Scratch borrowed from the TLS readers' set. Its first
+// wsReadSize bytes are read into a pooled buffer borrowed from the start of
+// the message to the end of its forwarding: an idle connection holds none.
 func (s *Server) readWS(sc *streamConn, ws *wsStream) {
-	tmp := make([]byte, wsReadSize)
 	h := &sc.h
+	var tmp *[]byte // borrowed while a message is read and forwarded
 	defer func() {
+		if tmp != nil {
+			pool.PutBytes(tmp)
+		}
 		if s.mem.enter(h) {
 			s.mem.release(h)
 		}
 	}()
 	for {
+		if tmp != nil {
+			pool.PutBytes(tmp)
+			tmp = nil
+		}
 		typ, r, err := ws.conn.Reader(context.Background())
 		if err != nil {
 			return // closed by the peer, by siplb, or for a WebSocket protocol error (coder answered it)
 		}
 		ws.seen.Add(1)
 		ws.raw.SetReadDeadline(time.Now().Add(s.lim.HeaderDeadline))
-		msg, err := s.wsMessage(h, r, tmp, s.maxMsg)
+		tmp = pool.GetBytes(wsReadSize)
+		msg, err := s.wsMessage(h, r, (*tmp)[:wsReadSize], s.maxMsg)
 		if err != nil {
 			var ne net.Error
 			switch {
