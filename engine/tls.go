@@ -154,6 +154,8 @@ type tlsStream struct {
 	conn *tls.Conn
 	q    sendQueue
 	once sync.Once
+
+	charged int64 // charged to the memory budget (chargeConn); the reader's
 }
 
 func newTLSStream(c *tls.Conn) *tlsStream {
@@ -213,10 +215,11 @@ type tlsWire struct {
 	// reads only while it lacks bytes of the record it assembles, having
 	// consumed every record before it, so bytes given past that record's
 	// end (extra) are records it holds unread.
-	hdr   [5]byte
-	hdrN  int // bytes of the next record's header seen
-	left  int // bytes of the current record's fragment still to come
-	extra bool
+	hdr    [5]byte
+	hdrN   int // bytes of the next record's header seen
+	left   int // bytes of the current record's fragment still to come
+	extra  bool
+	maxRec int // the longest record fragment seen
 
 	p      []byte // the read in progress, for readNow
 	n      int
@@ -269,6 +272,7 @@ func (w *tlsWire) track(b []byte) bool {
 				return false
 			}
 			w.left = int(w.hdr[3])<<8 | int(w.hdr[4])
+			w.maxRec = max(w.maxRec, w.left)
 		}
 		k := min(w.left, len(b))
 		w.left -= k
@@ -489,6 +493,15 @@ func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, wire *tls
 		}
 	}
 	ts := newTLSStream(tc)
+	if !s.mem.chargeConn(tlsConnCharge) {
+		s.streams.BudgetCloses.Add(1)
+		ts.close()
+		if !inbound {
+			s.forgetDial(dest)
+		}
+		return
+	}
+	ts.charged = tlsConnCharge
 	sc.tls, sc.peer = ts, peer
 	sc.tx.last.Store(s.now.Load())
 	var id pool.ConnID
@@ -500,16 +513,10 @@ func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, wire *tls
 	}
 	if err != nil {
 		s.streams.ConnsRefused.Add(1)
+		s.mem.unchargeConn(ts.charged)
 		ts.close()
 		if !inbound {
-			// Forget the dial, or every later message to dest would wait for it.
-			s.tls.mu.Lock()
-			meta := s.tls.dialing[dest]
-			delete(s.tls.dialing, dest)
-			s.tls.mu.Unlock()
-			if meta != nil {
-				s.dropPending(&s.streams, meta, DropConnectFailed)
-			}
+			s.forgetDial(dest)
 		}
 		return
 	}
@@ -532,6 +539,18 @@ func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, wire *tls
 	go s.runTLS(ctx, sc, tc, raw, wire)
 }
 
+// forgetDial drops the dial to dest and what waits for it, or every later
+// message to dest would wait for it.
+func (s *Server) forgetDial(dest netip.AddrPort) {
+	s.tls.mu.Lock()
+	meta := s.tls.dialing[dest]
+	delete(s.tls.dialing, dest)
+	s.tls.mu.Unlock()
+	if meta != nil {
+		s.dropPending(&s.streams, meta, DropConnectFailed)
+	}
+}
+
 // runTLS reads an established TLS connection (readStream) and forgets it
 // once it ends.
 func (s *Server) runTLS(ctx context.Context, sc *streamConn, tc *tls.Conn, raw net.Conn, wire *tlsWire) {
@@ -551,6 +570,7 @@ func (s *Server) endTLS(sc *streamConn) {
 		s.tls.mu.Unlock()
 	}
 	sc.tls.close()
+	s.mem.unchargeConn(sc.tls.charged)
 }
 
 // readStream frames and forwards what a TLS peer sends until it closes, goes
@@ -646,6 +666,10 @@ func (s *Server) readStream(ctx context.Context, sc *streamConn, c *tls.Conn, ra
 			return
 		}
 		deadline = time.Time{}
+		if wire != nil && !s.tlsCharge(sc.tls, wire) {
+			s.streams.BudgetCloses.Add(1)
+			return
+		}
 		if !s.tlsFrames(sc, c, raw, (*buf)[:n]) {
 			return
 		}
@@ -657,6 +681,24 @@ func (s *Server) readStream(ctx context.Context, sc *streamConn, c *tls.Conn, ra
 		partial = h.heldLen() > 0
 		s.mem.leave(h)
 	}
+}
+
+// tlsCharge charges t for the largest record its peer has sent, which
+// crypto/tls's input buffer has grown to hold and keeps; false when it does
+// not fit in the budget.
+func (s *Server) tlsCharge(t *tlsStream, wire *tlsWire) bool {
+	if wire.maxRec <= tlsRecordCharged {
+		return true
+	}
+	want := int64(tlsConnCharge + wire.maxRec - tlsRecordCharged)
+	if want <= t.charged {
+		return true
+	}
+	if !s.mem.chargeConn(want - t.charged) {
+		return false
+	}
+	t.charged = want
+	return true
 }
 
 // tlsReadNow reads c into b without waiting: errWouldBlock when crypto/tls

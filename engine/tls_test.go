@@ -573,3 +573,62 @@ func TestTLSHandshakesCountAgainstPerIPCap(t *testing.T) {
 		t.Errorf("under the cap again: got %q", got)
 	}
 }
+
+// An established TLS connection is charged to the memory budget for the
+// buffers it keeps: tlsConnCharge, and more once its peer has sent a record
+// larger than that covers (crypto/tls keeps a buffer that holds it); all
+// given back when it closes.
+func TestTLSConnCharged(t *testing.T) {
+	pki := newTestPKI(t)
+	store, err := siptls.NewStore(siptls.Config{CertFile: pki.certFile, KeyFile: pki.keyFile, CAFile: pki.caFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	legs := []LegConfig{
+		{Transport: balance.TLS, Addr: netip.MustParseAddrPort("127.0.0.1:0"), TLS: store},
+		{Transport: balance.UDP, Addr: netip.MustParseAddrPort("127.0.0.1:0")},
+	}
+	srv := startLegs(t, legs, balance.BackendConfig{Addr: netip.MustParseAddrPort("127.0.0.1:9")})
+	addr := legs[0].Addr.String()
+	// Records as large as the writes: no small first records.
+	cfg := &tls.Config{RootCAs: pki.pool, ServerName: "127.0.0.1", DynamicRecordSizingDisabled: true}
+	c, err := tls.Dial("tcp4", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	options := func(body int) []byte {
+		return append(sip("OPTIONS sip:"+addr+";transport=tls SIP/2.0",
+			"Via: SIP/2.0/TLS "+c.LocalAddr().String()+";branch=z9hG4bK-charge"+strconv.Itoa(body)+";rport", "Max-Forwards: 70",
+			"From: <sip:a@example.com>;tag=f", "To: <sip:"+addr+">", "Call-ID: charge"+strconv.Itoa(body)+"@x",
+			"CSeq: 1 OPTIONS", "Content-Type: text/plain", "Content-Length: "+strconv.Itoa(body)), bytes.Repeat([]byte("b"), body)...)
+	}
+	ask := func(m []byte) {
+		t.Helper()
+		if _, err := c.Write(m); err != nil {
+			t.Fatal(err)
+		}
+		if got := readResponses(t, c, 1, 5*time.Second); len(got) != 1 || !bytes.HasPrefix(got[0], []byte("SIP/2.0 200 OK")) {
+			t.Fatalf("got %q", got)
+		}
+	}
+	ask(options(0))
+	if got := srv.Stats().StreamBytes; got != tlsConnCharge {
+		t.Errorf("StreamBytes %d with one idle TLS connection, want %d", got, tlsConnCharge)
+	}
+	big := options(10000)
+	ask(big)
+	// TLS 1.3: the fragment is the plaintext, its content type and a 16-byte tag.
+	want := int64(tlsConnCharge + len(big) + 17 - tlsRecordCharged)
+	if got := srv.Stats().StreamBytes; got != want {
+		t.Errorf("StreamBytes %d after a %d-byte record, want %d", got, len(big)+17, want)
+	}
+	ask(options(0))
+	if got := srv.Stats().StreamBytes; got != want {
+		t.Errorf("StreamBytes %d after a small record again, want %d (crypto/tls keeps its buffer)", got, want)
+	}
+	c.Close()
+	if !waitFor(5*time.Second, func() bool { return srv.Stats().StreamBytes == 0 }) {
+		t.Errorf("StreamBytes %d after the connection closed, want 0", srv.Stats().StreamBytes)
+	}
+}

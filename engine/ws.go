@@ -372,6 +372,16 @@ func (wl *wsLeg) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	sc.id = id
 	defer s.reg.Remove(id, sc.peer.Addr(), true)
+	charge := int64(wsConnCharge)
+	if wl.leg.Transport == balance.WSS {
+		charge += tlsConnCharge
+	}
+	if !s.mem.chargeConn(charge) {
+		s.streams.BudgetCloses.Add(1)
+		http.Error(rw, "over the memory budget", http.StatusServiceUnavailable)
+		return
+	}
+	defer s.mem.unchargeConn(charge)
 	conn, err := websocket.Accept(rw, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{wsSubprotocol},
 		InsecureSkipVerify: true, // the Origin was checked above, against listen[].origins

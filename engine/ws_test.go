@@ -432,8 +432,8 @@ func TestWSBudget(t *testing.T) {
 	if got := wsRecv(t, a, 5*time.Second); !bytes.HasPrefix(got, []byte("SIP/2.0 200 OK")) {
 		t.Fatalf("the completed message got %q", got)
 	}
-	if !waitFor(3*time.Second, func() bool { return lb.srv.Stats().StreamBytes == 0 }) {
-		t.Errorf("%d bytes charged after the message completed", lb.srv.Stats().StreamBytes)
+	if !waitFor(3*time.Second, func() bool { return lb.srv.Stats().StreamBytes == wsConnCharge }) {
+		t.Errorf("%d bytes charged after the message completed, want the connection's own %d", lb.srv.Stats().StreamBytes, wsConnCharge)
 	}
 
 	closes := lb.srv.Stats().BudgetCloses
