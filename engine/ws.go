@@ -66,11 +66,12 @@ const wsReadSize = 4 << 10
 
 // wsStream is the write side and the state of one WebSocket connection.
 type wsStream struct {
-	conn *websocket.Conn
-	raw  net.Conn // the TCP connection under it: deadlines, and closing it ends everything at once
-	q    sendQueue
-	open atomic.Bool // upgraded and not closed: enqueue takes messages
-	once sync.Once
+	conn    *websocket.Conn
+	raw     net.Conn // the TCP connection under it: deadlines, and closing it ends everything at once
+	q       sendQueue
+	open    atomic.Bool // upgraded and not closed: enqueue takes messages
+	once    sync.Once
+	writeFn func() // write, made once: a go statement calling it allocates nothing
 
 	sc       *streamConn
 	seen     atomic.Uint64              // messages, pings and pongs received: what the idle ping looks at
@@ -89,10 +90,13 @@ func (w *wsStream) enqueue(b *pool.Buffer) bool {
 	}
 	ok, start := w.q.push(b)
 	if start {
-		go writeQueued(&w.q, w)
+		go w.writeFn()
 	}
 	return ok
 }
+
+// write is the writer.
+func (w *wsStream) write() { writeQueued(&w.q, w) }
 
 // send writes one SIP message as one WebSocket message: text when it is
 // UTF-8, else binary (RFC 7118 §5.1).
@@ -362,6 +366,7 @@ func (wl *wsLeg) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws := &wsStream{raw: wc.tcp, sc: sc}
+	ws.writeFn = ws.write
 	sc.ws = ws
 	sc.tx.last.Store(s.now.Load())
 	id, err := s.reg.Add(sc, sc.peer.Addr(), true)
