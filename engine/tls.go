@@ -826,7 +826,15 @@ func (s *Server) sendTLS(cnt *Counters, leg *Leg, dst netip.AddrPort, out []byte
 
 func (s *Server) dialTLS(meta *dialMeta) {
 	ctx := context.Background()
-	c, err := siptls.Dial(ctx, "tcp", meta.dest.String(), meta.leg.tls, "", s.lim.ConnectTimeout)
+	var wire *tlsWire
+	var raw net.Conn
+	c, err := siptls.DialWith(ctx, "tcp", meta.dest.String(), meta.leg.tls, "", s.lim.ConnectTimeout, func(tc *net.TCPConn) net.Conn {
+		raw = tc
+		if wire = newTLSWire(tc, tc); wire != nil {
+			return wire
+		}
+		return tc
+	})
 	if err != nil {
 		s.log.Debug("tls connect failed", "dst", meta.dest, "err", err)
 		if s.onDrop != nil {
@@ -840,5 +848,8 @@ func (s *Server) dialTLS(meta *dialMeta) {
 		s.dropPending(&s.streams, meta, DropConnectFailed)
 		return
 	}
-	s.serveTLS(ctx, meta.leg, c.NetConn(), nil, c, meta.dest, netip.AddrPort{})
+	if raw == nil {
+		raw = c.NetConn()
+	}
+	s.serveTLS(ctx, meta.leg, raw, wire, c, meta.dest, netip.AddrPort{})
 }
