@@ -11,8 +11,9 @@ import (
 
 // The memory a peer can make siplb hold without completing anything is
 // bounded in one place: every byte of a partly received stream message (TCP
-// or TLS) and every TLS handshake in progress is charged to one memBudget
-// (streams.memory_budget). A connection's partial message lives in a pooled
+// or TLS), every TLS handshake in progress, and the buffers an established
+// TLS or WebSocket connection keeps (tlsConnCharge, wsConnCharge) are
+// charged to one memBudget (streams.memory_budget). A connection's partial message lives in a pooled
 // buffer that grows only as far as the message needs and goes back to the
 // pool as soon as the message is complete; gnet's own per-connection input
 // buffer is never used (streamTraffic takes every byte it is given), and a
@@ -26,6 +27,25 @@ import (
 // errOverBudget is what nextFrame returns when the bytes of a partial
 // message do not fit in the budget: the connection must be closed.
 var errOverBudget = errors.New("stream memory budget exhausted")
+
+// tlsConnCharge is what an established TLS connection is charged for its
+// life: crypto/tls's input buffer (up to 4 KiB) and handshake buffer (about
+// 2 KiB) as a handshake leaves them, and the read buffer siplb borrows
+// while it reads. crypto/tls's input buffer grows to hold the largest
+// record the peer sends and keeps it: a record over tlsRecordCharged is
+// charged more (tlsCharge), up to about 13 KiB.
+const tlsConnCharge = 6<<10 + tlsReadSize
+
+// tlsRecordCharged is the largest record fragment tlsConnCharge covers:
+// crypto/tls's input buffer holds a record's header and fragment and 512
+// bytes more (bytes.MinRead).
+const tlsRecordCharged = 4<<10 - 512 - 5
+
+// wsConnCharge is what an established WebSocket connection is charged for
+// its life: net/http's 4 KiB read and write buffers, which coder/websocket
+// keeps, and the message buffer siplb borrows while it reads one (a wss
+// connection is charged tlsConnCharge as well).
+const wsConnCharge = 8<<10 + wsReadSize
 
 // tlsHandshakeCharge is what a TLS handshake in progress is charged:
 // crypto/tls buffers a record of up to 16 KiB + 2 KiB and a handshake
@@ -231,6 +251,19 @@ func (b *memBudget) grow(h *holder, n int) bool {
 	b.list(h)
 	return true
 }
+
+// chargeConn charges n bytes that an established connection keeps, for as
+// long as it keeps them (unchargeConn gives them back). They are not the
+// evictor's to take: when they do not fit, the holders of partial messages
+// and handshakes are evicted, oldest first, as for a new partial message;
+// false, charging nothing, when nothing more can be.
+func (b *memBudget) chargeConn(n int64) bool {
+	var h holder // not listed: the youngest
+	return b.reserve(&h, n)
+}
+
+// unchargeConn gives back n bytes that chargeConn charged.
+func (b *memBudget) unchargeConn(n int64) { b.held.Add(-n) }
 
 // holdHandshake charges a TLS handshake to h, a holder of nothing yet.
 func (b *memBudget) holdHandshake(h *holder) bool {

@@ -7,8 +7,8 @@ import (
 	"github.com/siplb/siplb/pool"
 )
 
-// A graceful stop: Drain closes the stream listeners, so new TCP and TLS
-// connections are refused and go to another instance; new dialogs from
+// A graceful stop: Drain closes the stream listeners, so new TCP, TLS and
+// WebSocket connections are refused and go to another instance; new dialogs from
 // outside get a stateless 503 (or are still forwarded); requests inside
 // dialogs and every response keep flowing over UDP and over the
 // connections already open; and each connection is closed once it is idle:
@@ -59,12 +59,16 @@ func (s *Server) Drain(o DrainOptions) {
 		return
 	}
 	s.closeListeners()
-	// TLS readers wait in a read with a deadline of up to the idle expiry:
-	// wake them, so each looks at its connection now and then (readStream).
+	// TLS readers wait in a read with a deadline of up to the idle expiry,
+	// WebSocket idle timers for as long: wake them, so each looks at its
+	// connection now and then (readStream, wsIdle).
 	now := time.Now()
 	s.reg.Range(func(_ pool.ConnID, sc *streamConn) bool {
-		if sc.tls != nil {
+		switch {
+		case sc.tls != nil:
 			sc.tls.conn.SetReadDeadline(now)
+		case sc.ws != nil:
+			wsDrainWake(sc.ws)
 		}
 		return true
 	})

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/siplb/siplb/balance"
@@ -19,10 +18,15 @@ import (
 
 // TLS streams are not served by gnet (it has no TLS): each connection has a
 // reader goroutine, which frames and forwards with a Scratch borrowed from a
-// small set, and a writer goroutine fed through a bounded queue, so a slow
-// peer never blocks an event loop.
+// small set, and a writer goroutine while there is something to write, so a
+// slow peer never blocks an event loop. An idle connection holds no buffer
+// of siplb's: its reader waits for the socket to become readable with
+// nothing borrowed and on a short stack (tlsWire.wait), then reads into a
+// pooled buffer, without waiting, until crypto/tls holds nothing unread
+// (tlsWire.buffered; else errWouldBlock) and gives the buffer back; the
+// write queue's array is pooled too (sendQueue).
 
-// tlsQueue bounds the writes waiting for one TLS connection.
+// tlsQueue bounds the writes waiting for one TLS or WebSocket connection.
 const tlsQueue = 256
 
 // tlsReadSize is the read call's buffer on a TLS connection.
@@ -32,68 +36,151 @@ const tlsReadSize = 4 << 10
 // is cut off.
 const tlsWriteTimeout = 10 * time.Second
 
+// sendQueue is the bounded queue of writes to a connection that goroutines
+// serve (TLS, WebSocket). A writer goroutine runs only while something is
+// queued, and the queue's array comes from a pool while it is not empty,
+// so an idle connection holds neither. Safe for concurrent use.
+type sendQueue struct {
+	mu      sync.Mutex
+	q       *[]*pool.Buffer // nil while empty
+	writing bool            // a writer owns the queue's output
+	closed  bool
+}
+
+// sendArrays are the queues' arrays.
+var sendArrays = sync.Pool{New: func() any {
+	a := make([]*pool.Buffer, 0, 16)
+	return &a
+}}
+
+// push queues b. It reports whether b was taken (false when the queue is
+// closed or full: b is then released), and whether the caller must start
+// a writer, which then calls take until it returns nil.
+func (q *sendQueue) push(b *pool.Buffer) (ok, start bool) {
+	q.mu.Lock()
+	if q.closed || (q.q != nil && len(*q.q) >= tlsQueue) {
+		q.mu.Unlock()
+		pool.PutBuffer(b)
+		return false, false
+	}
+	if q.q == nil {
+		q.q = sendArrays.Get().(*[]*pool.Buffer)
+	}
+	*q.q = append(*q.q, b)
+	start = !q.writing
+	q.writing = true
+	q.mu.Unlock()
+	return true, start
+}
+
+// take hands the writer all that is queued, to give back with
+// putSendArray; nil when nothing is: the writer must then end.
+func (q *sendQueue) take() *[]*pool.Buffer {
+	q.mu.Lock()
+	a := q.q
+	q.q = nil
+	if a == nil {
+		q.writing = false
+	}
+	q.mu.Unlock()
+	return a
+}
+
+// close refuses every later push and releases what is queued.
+func (q *sendQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	a := q.q
+	q.q = nil
+	q.mu.Unlock()
+	if a != nil {
+		putSendArray(a)
+	}
+}
+
+// putSendArray releases the buffers of a, and a.
+func putSendArray(a *[]*pool.Buffer) {
+	for _, b := range *a {
+		if b != nil {
+			pool.PutBuffer(b)
+		}
+	}
+	clear(*a)
+	*a = (*a)[:0]
+	sendArrays.Put(a)
+}
+
+// writeSink is where a writer sends: one message at a time, and the close of
+// the connection when a send fails.
+type writeSink interface {
+	send(b []byte) error
+	close()
+}
+
+// writeQueued is a writer: it sends what q holds to k until q is empty,
+// or closes k when a send fails.
+func writeQueued(q *sendQueue, k writeSink) {
+	for {
+		a := q.take()
+		if a == nil {
+			return
+		}
+		var err error
+		for i, b := range *a {
+			if err == nil {
+				err = k.send(b.B)
+			}
+			pool.PutBuffer(b)
+			(*a)[i] = nil
+		}
+		putSendArray(a)
+		if err != nil {
+			k.close()
+			for a := q.take(); a != nil; a = q.take() { // pushed before close refused them
+				putSendArray(a)
+			}
+			return
+		}
+	}
+}
+
 type tlsStream struct {
 	conn    *tls.Conn
-	out     chan *pool.Buffer
-	closed  atomic.Bool
-	writing atomic.Bool // a writer goroutine is draining out
+	q       sendQueue
 	once    sync.Once
-	done    chan struct{}
+	writeFn func() // write, made once: a go statement calling it allocates nothing
+
+	charged int64 // charged to the memory budget (chargeConn); the reader's
 }
 
 func newTLSStream(c *tls.Conn) *tlsStream {
-	return &tlsStream{conn: c, out: make(chan *pool.Buffer, tlsQueue), done: make(chan struct{})}
+	t := &tlsStream{conn: c}
+	t.writeFn = t.write
+	return t
 }
 
 // enqueue hands b to the writer; false when the connection is closed or its
 // queue is full (b is then released).
 func (t *tlsStream) enqueue(b *pool.Buffer) bool {
-	if t.closed.Load() {
-		pool.PutBuffer(b)
-		return false
+	ok, start := t.q.push(b)
+	if start {
+		go t.writeFn()
 	}
-	select {
-	case t.out <- b:
-	default:
-		pool.PutBuffer(b)
-		return false
-	}
-	// A writer runs only while there is something to write, so an idle
-	// connection holds one goroutine (its reader), not two.
-	if t.writing.CompareAndSwap(false, true) {
-		go t.writer()
-	}
-	return true
+	return ok
 }
 
-func (t *tlsStream) writer() {
-	for {
-		select {
-		case <-t.done:
-			return
-		case b := <-t.out:
-			t.conn.SetWriteDeadline(time.Now().Add(tlsWriteTimeout))
-			_, err := t.conn.Write(b.B)
-			pool.PutBuffer(b)
-			if err != nil {
-				t.close()
-				return
-			}
-		default:
-			t.writing.Store(false)
-			// A message queued after the check above and before the store
-			// would wait for the next enqueue: look once more.
-			if len(t.out) == 0 || !t.writing.CompareAndSwap(false, true) {
-				return
-			}
-		}
-	}
+// write is the writer.
+func (t *tlsStream) write() { writeQueued(&t.q, t) }
+
+func (t *tlsStream) send(b []byte) error {
+	t.conn.SetWriteDeadline(time.Now().Add(tlsWriteTimeout))
+	_, err := t.conn.Write(b)
+	return err
 }
 
 func (t *tlsStream) close() {
 	t.once.Do(func() {
-		t.closed.Store(true)
-		close(t.done)
+		t.q.close()
 		t.conn.Close()
 	})
 }
@@ -104,9 +191,37 @@ type tlsHub struct {
 	mu      sync.Mutex
 	dests   map[netip.AddrPort]*streamConn
 	dialing map[netip.AddrPort]*dialMeta
+	shaking map[netip.Addr]int // inbound TLS handshakes and WebSocket upgrades in flight, by source
 
 	scratch chan *Scratch
 	all     []*Scratch
+}
+
+// startShake counts an inbound connection from ip that is not in the
+// registry yet (a TLS handshake or a WebSocket upgrade in flight) against
+// its source's cap, with those that are: false, counting nothing, when the
+// source is at max_per_ip. endShake ends what a true started.
+func (s *Server) startShake(ip netip.Addr) bool {
+	h := s.tls
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := h.shaking[ip]
+	if n+s.reg.FromIP(ip) >= s.lim.MaxConnsPerIP {
+		return false
+	}
+	h.shaking[ip] = n + 1
+	return true
+}
+
+func (s *Server) endShake(ip netip.Addr) {
+	h := s.tls
+	h.mu.Lock()
+	if n := h.shaking[ip] - 1; n > 0 {
+		h.shaking[ip] = n
+	} else {
+		delete(h.shaking, ip)
+	}
+	h.mu.Unlock()
 }
 
 // tlsScratches is how many TLS readers forward at the same instant; the
@@ -117,6 +232,7 @@ func newTLSHub(f *Forwarder) *tlsHub {
 	h := &tlsHub{
 		dests:   make(map[netip.AddrPort]*streamConn),
 		dialing: make(map[netip.AddrPort]*dialMeta),
+		shaking: make(map[netip.Addr]int),
 		scratch: make(chan *Scratch, tlsScratches),
 	}
 	for range tlsScratches {
@@ -154,7 +270,12 @@ func (s *Server) startTLS(ctx context.Context) error {
 		cfg := l.tls.ServerConfig()
 		as = append(as, s.newAcceptor(l, ln, func(c *net.TCPConn, o connOrigin) error {
 			raw := o.conn(c, &s.streams)
-			go s.serveTLS(ctx, l, raw, tls.Server(raw, cfg), netip.AddrPort{}, o.peer)
+			var under net.Conn = raw
+			w := newTLSWire(raw, c)
+			if w != nil {
+				under = w
+			}
+			go s.serveTLS(ctx, l, raw, w, tls.Server(under, cfg), netip.AddrPort{}, o.peer)
 			return nil
 		}))
 	}
@@ -174,9 +295,10 @@ func (s *Server) startTLS(ctx context.Context) error {
 // serveTLS runs one TLS connection over raw: inbound when dest is zero (the
 // handshake is done here, bounded by the connect timeout and charged to the
 // memory budget while it lasts), else an outgoing one already handshaken to
-// dest. peer is an inbound connection's source as a PROXY header named it;
-// zero: its own remote address.
-func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, tc *tls.Conn, dest, peer netip.AddrPort) {
+// dest. wire, when not nil, is what tc reads (readStream). peer is an
+// inbound connection's source as a PROXY header named it; zero: its own
+// remote address.
+func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, wire *tlsWire, tc *tls.Conn, dest, peer netip.AddrPort) {
 	inbound := !dest.IsValid()
 	if !peer.IsValid() {
 		ra, _ := tc.RemoteAddr().(*net.TCPAddr)
@@ -188,12 +310,21 @@ func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, tc *tls.C
 	// without waiting to send a close_notify to a peer that may not read.
 	sc.h.kill = func() { raw.Close() }
 	if inbound {
+		// Counted against the source's cap while it shakes hands, or one
+		// source could hold max_connections handshakes.
+		if !s.startShake(peer.Addr()) {
+			s.streams.ConnsRefused.Add(1)
+			raw.Close()
+			return
+		}
 		if !s.mem.holdHandshake(&sc.h) {
+			s.endShake(peer.Addr())
 			s.streams.BudgetCloses.Add(1)
 			raw.Close()
 			return
 		}
 		_, err := siptls.Handshake(ctx, tc, s.lim.ConnectTimeout)
+		s.endShake(peer.Addr())
 		if !s.mem.enter(&sc.h) {
 			raw.Close()
 			return // evicted, and counted, while it was shaking hands
@@ -208,6 +339,15 @@ func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, tc *tls.C
 		}
 	}
 	ts := newTLSStream(tc)
+	if !s.mem.chargeConn(tlsConnCharge) {
+		s.streams.BudgetCloses.Add(1)
+		ts.close()
+		if !inbound {
+			s.forgetDial(dest)
+		}
+		return
+	}
+	ts.charged = tlsConnCharge
 	sc.tls, sc.peer = ts, peer
 	sc.tx.last.Store(s.now.Load())
 	var id pool.ConnID
@@ -219,31 +359,14 @@ func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, tc *tls.C
 	}
 	if err != nil {
 		s.streams.ConnsRefused.Add(1)
+		s.mem.unchargeConn(ts.charged)
 		ts.close()
 		if !inbound {
-			// Forget the dial, or every later message to dest would wait for it.
-			s.tls.mu.Lock()
-			meta := s.tls.dialing[dest]
-			delete(s.tls.dialing, dest)
-			s.tls.mu.Unlock()
-			if meta != nil {
-				s.dropPending(&s.streams, meta, DropConnectFailed)
-			}
+			s.forgetDial(dest)
 		}
 		return
 	}
 	sc.id = id
-	defer func() {
-		s.reg.Remove(id, peer.Addr(), inbound)
-		if !inbound {
-			s.tls.mu.Lock()
-			if s.tls.dests[dest] == sc {
-				delete(s.tls.dests, dest)
-			}
-			s.tls.mu.Unlock()
-		}
-		ts.close()
-	}()
 	if !inbound {
 		s.tls.mu.Lock()
 		s.tls.dests[dest] = sc
@@ -257,25 +380,71 @@ func (s *Server) serveTLS(ctx context.Context, leg *Leg, raw net.Conn, tc *tls.C
 			}
 		}
 	}
-	s.readStream(ctx, sc, tc, raw)
+	// A goroutine of its own, which starts on a small stack, reads the
+	// established connection; this one, grown by the handshake, ends.
+	go s.runTLS(ctx, sc, tc, raw, wire)
+}
+
+// forgetDial drops the dial to dest and what waits for it, or every later
+// message to dest would wait for it.
+func (s *Server) forgetDial(dest netip.AddrPort) {
+	s.tls.mu.Lock()
+	meta := s.tls.dialing[dest]
+	delete(s.tls.dialing, dest)
+	s.tls.mu.Unlock()
+	if meta != nil {
+		s.dropPending(&s.streams, meta, DropConnectFailed)
+	}
+}
+
+// runTLS reads an established TLS connection (readStream) and forgets it
+// once it ends.
+func (s *Server) runTLS(ctx context.Context, sc *streamConn, tc *tls.Conn, raw net.Conn, wire *tlsWire) {
+	defer s.endTLS(sc)
+	s.readStream(ctx, sc, tc, raw, wire)
+}
+
+// endTLS takes a TLS connection that ended out of the registry and the
+// outgoing connections, and closes it.
+func (s *Server) endTLS(sc *streamConn) {
+	s.reg.Remove(sc.id, sc.peer.Addr(), sc.inbound)
+	if !sc.inbound {
+		s.tls.mu.Lock()
+		if s.tls.dests[sc.dest] == sc {
+			delete(s.tls.dests, sc.dest)
+		}
+		s.tls.mu.Unlock()
+	}
+	sc.tls.close()
+	s.mem.unchargeConn(sc.tls.charged)
 }
 
 // readStream frames and forwards what a TLS peer sends until it closes, goes
 // idle, or dawdles over a header. The read call's buffer is small (crypto/tls
-// buffers a record itself); items complete in a read are framed in it, and
-// a partial message moves to sc's holder, charged to the memory budget,
-// until it is complete.
-func (s *Server) readStream(ctx context.Context, sc *streamConn, c *tls.Conn, raw net.Conn) {
-	tmp := make([]byte, min(s.lim.ReadSize, tlsReadSize))
-	lim := s.f.limits
+// buffers a record itself) and borrowed only while there is something to
+// read (wire's; without a wire it is held while the connection lasts);
+// items complete in a read are framed in it, and a partial message moves
+// to sc's holder, charged to the memory budget, until it is complete.
+func (s *Server) readStream(ctx context.Context, sc *streamConn, c *tls.Conn, raw net.Conn, wire *tlsWire) {
+	size := min(s.lim.ReadSize, tlsReadSize)
+	// Borrowed while reading. The first read does not wait when crypto/tls
+	// read records after the handshake's with its last one.
+	var buf *[]byte
+	if wire == nil || wire.extra {
+		buf = pool.GetBytes(size)
+	}
 	h := &sc.h
 	defer func() {
+		if buf != nil {
+			pool.PutBytes(buf)
+		}
 		if s.mem.enter(h) {
 			s.mem.release(h)
 		}
 	}()
 	partial := false       // read in sc's turn: the evictor may take h while the reader waits
 	var deadline time.Time // of the idle expiry or the header deadline; zero after a read
+	var set time.Time      // the read deadline last set
 	for ctx.Err() == nil {
 		if deadline.IsZero() {
 			wait := s.lim.IdleTimeout(s.reg.Len())
@@ -285,12 +454,38 @@ func (s *Server) readStream(ctx context.Context, sc *streamConn, c *tls.Conn, ra
 			deadline = time.Now().Add(wait)
 		}
 		draining := s.draining.Load()
-		c.SetReadDeadline(s.tlsReadDeadline(deadline, draining))
+		if d := s.tlsReadDeadline(deadline, draining); draining || !d.Equal(set) {
+			c.SetReadDeadline(d)
+			set = d
+		}
 		if !draining && s.draining.Load() {
 			// Drain may have set its wake-up before the deadline above.
-			c.SetReadDeadline(s.tlsReadDeadline(deadline, true))
+			set = s.tlsReadDeadline(deadline, true)
+			c.SetReadDeadline(set)
 		}
-		n, err := c.Read(tmp)
+		var n int
+		var err error
+		switch {
+		case wire == nil:
+			if buf == nil {
+				buf = pool.GetBytes(size)
+			}
+			n, err = c.Read((*buf)[:cap(*buf)])
+		case buf == nil:
+			// Idle: wait with nothing borrowed, then read what came.
+			if err = wire.wait(); err == nil {
+				buf = pool.GetBytes(size)
+				n, err = tlsReadNow(c, wire, *buf)
+			}
+		default:
+			n, err = tlsReadNow(c, wire, *buf)
+		}
+		if err == errWouldBlock {
+			// crypto/tls and the socket are empty: the buffer goes back.
+			pool.PutBytes(buf)
+			buf = nil
+			continue
+		}
 		if !s.mem.enter(h) {
 			return // evicted by the budget, which counted it and closed raw
 		}
@@ -304,6 +499,7 @@ func (s *Server) readStream(ctx context.Context, sc *streamConn, c *tls.Conn, ra
 					return
 				}
 				s.mem.leave(h)
+				set = time.Time{} // Drain set one of its own
 				continue
 			}
 			if timeout {
@@ -316,26 +512,73 @@ func (s *Server) readStream(ctx context.Context, sc *streamConn, c *tls.Conn, ra
 			return
 		}
 		deadline = time.Time{}
-		data := tmp[:n]
-		for {
-			frame, kind, err := s.mem.nextFrame(h, &data, lim, s.maxMsg)
-			if err != nil {
-				s.tlsBroken(sc, c, raw, frame, err)
-				return
-			}
-			if frame == nil {
-				break
-			}
-			switch kind {
-			case parser.FramePing:
-				sc.tls.enqueue(pool.Copy(pong))
-			case parser.FrameMessage:
-				sc.tx.carry(frame, s.now.Load())
-				s.forwardTLS(sc, frame)
-			}
+		if wire != nil && !s.tlsCharge(sc.tls, wire) {
+			s.streams.BudgetCloses.Add(1)
+			return
+		}
+		if !s.tlsFrames(sc, c, raw, (*buf)[:n]) {
+			return
+		}
+		if wire != nil && !wire.buffered(n, cap(*buf)) {
+			// Nothing left to read without waiting: the buffer goes back.
+			pool.PutBytes(buf)
+			buf = nil
 		}
 		partial = h.heldLen() > 0
 		s.mem.leave(h)
+	}
+}
+
+// tlsCharge charges t for the largest record its peer has sent, which
+// crypto/tls's input buffer has grown to hold and keeps; false when it does
+// not fit in the budget.
+func (s *Server) tlsCharge(t *tlsStream, wire *tlsWire) bool {
+	if wire.maxRec <= tlsRecordCharged {
+		return true
+	}
+	want := int64(tlsConnCharge + wire.maxRec - tlsRecordCharged)
+	if want <= t.charged {
+		return true
+	}
+	if !s.mem.chargeConn(want - t.charged) {
+		return false
+	}
+	t.charged = want
+	return true
+}
+
+// tlsReadNow reads c into b without waiting: errWouldBlock when crypto/tls
+// has nothing buffered and the socket nothing to read.
+func tlsReadNow(c *tls.Conn, wire *tlsWire, b []byte) (int, error) {
+	wire.nowait = true
+	n, err := c.Read(b[:cap(b)])
+	wire.nowait = false
+	if err == errWouldBlock && n > 0 {
+		// Data, then a partial alert record: the next read says so again.
+		err = nil
+	}
+	return n, err
+}
+
+// tlsFrames frames and forwards data, read from sc, in sc's turn; false
+// when the stream is broken and must be closed.
+func (s *Server) tlsFrames(sc *streamConn, c *tls.Conn, raw net.Conn, data []byte) bool {
+	for {
+		frame, kind, err := s.mem.nextFrame(&sc.h, &data, s.f.limits, s.maxMsg)
+		if err != nil {
+			s.tlsBroken(sc, c, raw, frame, err)
+			return false
+		}
+		if frame == nil {
+			return true
+		}
+		switch kind {
+		case parser.FramePing:
+			sc.tls.enqueue(pool.Copy(pong))
+		case parser.FrameMessage:
+			sc.tx.carry(frame, s.now.Load())
+			s.forwardTLS(sc, frame)
+		}
 	}
 }
 
@@ -427,7 +670,15 @@ func (s *Server) sendTLS(cnt *Counters, leg *Leg, dst netip.AddrPort, out []byte
 
 func (s *Server) dialTLS(meta *dialMeta) {
 	ctx := context.Background()
-	c, err := siptls.Dial(ctx, "tcp", meta.dest.String(), meta.leg.tls, "", s.lim.ConnectTimeout)
+	var wire *tlsWire
+	var raw net.Conn
+	c, err := siptls.DialWith(ctx, "tcp", meta.dest.String(), meta.leg.tls, "", s.lim.ConnectTimeout, func(tc *net.TCPConn) net.Conn {
+		raw = tc
+		if wire = newTLSWire(tc, tc); wire != nil {
+			return wire
+		}
+		return tc
+	})
 	if err != nil {
 		s.log.Debug("tls connect failed", "dst", meta.dest, "err", err)
 		if s.onDrop != nil {
@@ -441,5 +692,8 @@ func (s *Server) dialTLS(meta *dialMeta) {
 		s.dropPending(&s.streams, meta, DropConnectFailed)
 		return
 	}
-	s.serveTLS(ctx, meta.leg, c.NetConn(), c, meta.dest, netip.AddrPort{})
+	if raw == nil {
+		raw = c.NetConn()
+	}
+	s.serveTLS(ctx, meta.leg, raw, wire, c, meta.dest, netip.AddrPort{})
 }

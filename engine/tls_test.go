@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,17 +10,20 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/siplb/siplb/balance"
 	"github.com/siplb/siplb/parser"
+	"github.com/siplb/siplb/pool"
 	siptls "github.com/siplb/siplb/tls"
 )
 
@@ -296,5 +300,335 @@ func TestTLSBackendCertTrusted(t *testing.T) {
 	}
 	if ms := uas.methods("nocert"); len(ms) != 1 {
 		t.Errorf("the client's request did not go to the pool: %v", ms)
+	}
+}
+
+// BenchmarkTLSRoundTrip measures one SIP message over a TLS leg and its
+// answer, client and siplb in one process: an OPTIONS to siplb itself, read
+// by the connection's reader (which borrows its buffer for the read and
+// gives it back once crypto/tls and the socket are empty), answered with a
+// stateless 200 that a writer sends. allocs/op counts both ends.
+func BenchmarkTLSRoundTrip(b *testing.B) {
+	pki := newTestPKI(&testing.T{})
+	store, err := siptls.NewStore(siptls.Config{CertFile: pki.certFile, KeyFile: pki.keyFile, CAFile: pki.caFile})
+	if err != nil {
+		b.Fatal(err)
+	}
+	legs := []LegConfig{
+		{Transport: balance.TLS, Addr: netip.MustParseAddrPort("127.0.0.1:0"), TLS: store},
+		{Transport: balance.UDP, Addr: netip.MustParseAddrPort("127.0.0.1:0")},
+	}
+	if err := ResolvePorts(legs); err != nil {
+		b.Fatal(err)
+	}
+	bal, err := balance.New([]balance.PoolConfig{{Name: "farm", Backends: []balance.BackendConfig{{Addr: netip.MustParseAddrPort("127.0.0.1:9")}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, err := NewForwarder(Config{Legs: legs}, bal)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := NewServerWith(f, Options{Loops: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Run(ctx) }()
+	defer func() { cancel(); <-errc }()
+	<-srv.Ready()
+	addr := legs[0].Addr.String()
+	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pki.pool, ServerName: "127.0.0.1"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	msg := sip("OPTIONS sip:"+addr+";transport=tls SIP/2.0",
+		"Via: SIP/2.0/TLS "+c.LocalAddr().String()+";branch=z9hG4bK-bench;rport", "Max-Forwards: 70",
+		"From: <sip:a@example.com>;tag=f", "To: <sip:"+addr+">", "Call-ID: bench@x",
+		"CSeq: 1 OPTIONS", "Content-Length: 0")
+	buf := make([]byte, 4096)
+	want := []byte("SIP/2.0 200 OK")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		if _, err := c.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+		n, err := c.Read(buf)
+		if err != nil || !bytes.HasPrefix(buf[:n], want) {
+			b.Fatalf("got %q, %v", buf[:n], err)
+		}
+	}
+}
+
+// tlsRecord is a TLS record header and a fragment of n bytes.
+func tlsRecord(n int) []byte {
+	return append([]byte{23, 3, 3, byte(n >> 8), byte(n)}, bytes.Repeat([]byte{'x'}, n)...)
+}
+
+// tlsWire.track tells, for each read crypto/tls makes, whether it was
+// given bytes past the record it assembles (records it holds unread).
+func TestTLSWireTrack(t *testing.T) {
+	two := append(tlsRecord(3), tlsRecord(4)...)
+	cases := []struct {
+		name  string
+		reads [][]byte // what each read gives, in order
+		extra []bool   // track's answer for each
+	}{
+		{"one record whole", [][]byte{tlsRecord(10)}, []bool{false}},
+		{"two records in one read", [][]byte{two}, []bool{true}},
+		{"a record and a part of the next", [][]byte{two[:9]}, []bool{true}},
+		{"a record and a part of the next header", [][]byte{two[:10]}, []bool{true}},
+		{"header split", [][]byte{two[:2], two[2:8], two[8:]}, []bool{false, false, false}},
+		{"fragment split, then the rest and the next", [][]byte{two[:6], two[6:]}, []bool{false, true}},
+		{"record by record", [][]byte{two[:8], two[8:]}, []bool{false, false}},
+		{"empty record then another", [][]byte{append(tlsRecord(0), tlsRecord(1)...)}, []bool{true}},
+		{"byte by byte", func() [][]byte {
+			var r [][]byte
+			for i := range two {
+				r = append(r, two[i:i+1])
+			}
+			return r
+		}(), make([]bool, len(two))},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var w tlsWire
+			for i, b := range c.reads {
+				if got := w.track(b); got != c.extra[i] {
+					t.Errorf("read %d (%d bytes): extra %v, want %v", i, len(b), got, c.extra[i])
+				}
+			}
+		})
+	}
+}
+
+// heldWrites is a client's connection that gathers writes while hold is
+// set, to send them as one.
+type heldWrites struct {
+	net.Conn
+	hold bool
+	buf  []byte
+}
+
+func (h *heldWrites) Write(b []byte) (int, error) {
+	if h.hold {
+		h.buf = append(h.buf, b...)
+		return len(b), nil
+	}
+	return h.Conn.Write(b)
+}
+
+// A TLS client's records that reach siplb together, or split anywhere, are
+// all read: several in one TCP write (crypto/tls holds the later ones after
+// returning the first), a message over two records, a record over two
+// writes, and pings; each message is answered.
+func TestTLSRecordsTogetherAndSplit(t *testing.T) {
+	pki := newTestPKI(t)
+	store, err := siptls.NewStore(siptls.Config{CertFile: pki.certFile, KeyFile: pki.keyFile, CAFile: pki.caFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	legs := []LegConfig{
+		{Transport: balance.TLS, Addr: netip.MustParseAddrPort("127.0.0.1:0"), TLS: store},
+		{Transport: balance.UDP, Addr: netip.MustParseAddrPort("127.0.0.1:0")},
+	}
+	startLegs(t, legs, balance.BackendConfig{Addr: netip.MustParseAddrPort("127.0.0.1:9")})
+	addr := legs[0].Addr.String()
+	options := func(c net.Conn, i int) []byte {
+		return sip("OPTIONS sip:"+addr+";transport=tls SIP/2.0",
+			"Via: SIP/2.0/TLS "+c.LocalAddr().String()+";branch=z9hG4bK-rec"+strconv.Itoa(i)+";rport", "Max-Forwards: 70",
+			"From: <sip:a@example.com>;tag=f", "To: <sip:"+addr+">", "Call-ID: rec"+strconv.Itoa(i)+"@x",
+			"CSeq: 1 OPTIONS", "Content-Length: 0")
+	}
+	cases := []struct {
+		name string
+		send func(c *tls.Conn, hw *heldWrites) int // returns the number of answers due
+	}{
+		{"three records in one write", func(c *tls.Conn, hw *heldWrites) int {
+			hw.hold = true
+			for i := range 3 {
+				c.Write(options(hw, i))
+			}
+			hw.hold = false
+			hw.Write(hw.buf)
+			return 3
+		}},
+		{"a message over two records, with a ping between messages", func(c *tls.Conn, hw *heldWrites) int {
+			m := options(hw, 1)
+			hw.hold = true
+			c.Write(m[:20])
+			c.Write(m[20:])
+			c.Write([]byte("\r\n\r\n"))
+			c.Write(options(hw, 2))
+			hw.hold = false
+			hw.Write(hw.buf)
+			return 2
+		}},
+		{"records over many writes", func(c *tls.Conn, hw *heldWrites) int {
+			hw.hold = true
+			c.Write(options(hw, 1))
+			c.Write(options(hw, 2))
+			hw.hold = false
+			for b := hw.buf; len(b) > 0; {
+				k := min(len(b), 7)
+				hw.Write(b[:k])
+				b = b[k:]
+				time.Sleep(time.Millisecond)
+			}
+			return 2
+		}},
+	}
+	for _, cs := range cases {
+		t.Run(cs.name, func(t *testing.T) {
+			raw, err := net.Dial("tcp4", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hw := &heldWrites{Conn: raw}
+			c := tls.Client(hw, &tls.Config{RootCAs: pki.pool, ServerName: "127.0.0.1"})
+			defer c.Close()
+			if err := c.Handshake(); err != nil {
+				t.Fatal(err)
+			}
+			want := cs.send(c, hw)
+			got := readResponses(t, c, want, 5*time.Second)
+			if len(got) != want {
+				t.Fatalf("%d answers, want %d: %q", len(got), want, got)
+			}
+			for _, m := range got {
+				if !bytes.HasPrefix(m, []byte("SIP/2.0 200 OK\r\n")) {
+					t.Errorf("answer %q", m)
+				}
+			}
+		})
+	}
+}
+
+// Handshakes in flight count against max_per_ip with the connections
+// established: a source holding its cap in stalled handshakes gets no more
+// (refused and counted), and gets one again when a stalled one goes.
+func TestTLSHandshakesCountAgainstPerIPCap(t *testing.T) {
+	const perIP = 3
+	pki := newTestPKI(t)
+	store, err := siptls.NewStore(siptls.Config{CertFile: pki.certFile, KeyFile: pki.keyFile, CAFile: pki.caFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	legs := []LegConfig{
+		{Transport: balance.TLS, Addr: netip.MustParseAddrPort("127.0.0.1:0"), TLS: store},
+		{Transport: balance.UDP, Addr: netip.MustParseAddrPort("127.0.0.1:0")},
+	}
+	bal, err := balance.New([]balance.PoolConfig{{Name: "farm", Backends: []balance.BackendConfig{{Addr: netip.MustParseAddrPort("127.0.0.1:9")}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ResolvePorts(legs); err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewForwarder(Config{Legs: legs}, bal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := runServerT(t, NewServerWith(f, Options{Loops: 1, Limits: pool.Limits{MaxConnsPerIP: perIP}}))
+	addr := legs[0].Addr.String()
+	cfg := &tls.Config{RootCAs: pki.pool, ServerName: "127.0.0.1"}
+	stalled := make([]net.Conn, perIP)
+	for i := range stalled {
+		c, err := net.Dial("tcp4", addr) // never says hello
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		stalled[i] = c
+	}
+	if !waitFor(5*time.Second, func() bool { return srv.Stats().StreamBytes == perIP*tlsHandshakeCharge }) {
+		t.Fatalf("StreamBytes %d: want %d handshakes in flight", srv.Stats().StreamBytes, perIP)
+	}
+	refused := srv.Stats().ConnsRefused
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	if c, err := tls.DialWithDialer(d, "tcp4", addr, cfg); err == nil {
+		// A handshake that succeeded: the server must then have closed it.
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("a connection over the cap (in handshakes) is served: read %v", err)
+		}
+		c.Close()
+	}
+	if got := srv.Stats().ConnsRefused; got != refused+1 {
+		t.Errorf("ConnsRefused %d, want %d", got, refused+1)
+	}
+	stalled[0].Close()
+	if !waitFor(5*time.Second, func() bool { return srv.Stats().StreamBytes == (perIP-1)*tlsHandshakeCharge }) {
+		t.Fatalf("StreamBytes %d after a stalled handshake went", srv.Stats().StreamBytes)
+	}
+	c, err := tls.DialWithDialer(d, "tcp4", addr, cfg)
+	if err != nil {
+		t.Fatalf("under the cap again: %v", err)
+	}
+	defer c.Close()
+	c.Write(sip("OPTIONS sip:"+addr+";transport=tls SIP/2.0",
+		"Via: SIP/2.0/TLS "+c.LocalAddr().String()+";branch=z9hG4bK-cap;rport", "Max-Forwards: 70",
+		"From: <sip:a@example.com>;tag=f", "To: <sip:"+addr+">", "Call-ID: cap@x", "CSeq: 1 OPTIONS", "Content-Length: 0"))
+	if got := readResponses(t, c, 1, 5*time.Second); len(got) != 1 || !bytes.HasPrefix(got[0], []byte("SIP/2.0 200 OK")) {
+		t.Errorf("under the cap again: got %q", got)
+	}
+}
+
+// An established TLS connection is charged to the memory budget for the
+// buffers it keeps: tlsConnCharge, and more once its peer has sent a record
+// larger than that covers (crypto/tls keeps a buffer that holds it); all
+// given back when it closes.
+func TestTLSConnCharged(t *testing.T) {
+	pki := newTestPKI(t)
+	store, err := siptls.NewStore(siptls.Config{CertFile: pki.certFile, KeyFile: pki.keyFile, CAFile: pki.caFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	legs := []LegConfig{
+		{Transport: balance.TLS, Addr: netip.MustParseAddrPort("127.0.0.1:0"), TLS: store},
+		{Transport: balance.UDP, Addr: netip.MustParseAddrPort("127.0.0.1:0")},
+	}
+	srv := startLegs(t, legs, balance.BackendConfig{Addr: netip.MustParseAddrPort("127.0.0.1:9")})
+	addr := legs[0].Addr.String()
+	// Records as large as the writes: no small first records.
+	cfg := &tls.Config{RootCAs: pki.pool, ServerName: "127.0.0.1", DynamicRecordSizingDisabled: true}
+	c, err := tls.Dial("tcp4", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	options := func(body int) []byte {
+		return append(sip("OPTIONS sip:"+addr+";transport=tls SIP/2.0",
+			"Via: SIP/2.0/TLS "+c.LocalAddr().String()+";branch=z9hG4bK-charge"+strconv.Itoa(body)+";rport", "Max-Forwards: 70",
+			"From: <sip:a@example.com>;tag=f", "To: <sip:"+addr+">", "Call-ID: charge"+strconv.Itoa(body)+"@x",
+			"CSeq: 1 OPTIONS", "Content-Type: text/plain", "Content-Length: "+strconv.Itoa(body)), bytes.Repeat([]byte("b"), body)...)
+	}
+	ask := func(m []byte) {
+		t.Helper()
+		if _, err := c.Write(m); err != nil {
+			t.Fatal(err)
+		}
+		if got := readResponses(t, c, 1, 5*time.Second); len(got) != 1 || !bytes.HasPrefix(got[0], []byte("SIP/2.0 200 OK")) {
+			t.Fatalf("got %q", got)
+		}
+	}
+	ask(options(0))
+	if got := srv.Stats().StreamBytes; got != tlsConnCharge {
+		t.Errorf("StreamBytes %d with one idle TLS connection, want %d", got, tlsConnCharge)
+	}
+	big := options(10000)
+	ask(big)
+	// TLS 1.3: the fragment is the plaintext, its content type and a 16-byte tag.
+	want := int64(tlsConnCharge + len(big) + 17 - tlsRecordCharged)
+	if got := srv.Stats().StreamBytes; got != want {
+		t.Errorf("StreamBytes %d after a %d-byte record, want %d", got, len(big)+17, want)
+	}
+	ask(options(0))
+	if got := srv.Stats().StreamBytes; got != want {
+		t.Errorf("StreamBytes %d after a small record again, want %d (crypto/tls keeps its buffer)", got, want)
+	}
+	c.Close()
+	if !waitFor(5*time.Second, func() bool { return srv.Stats().StreamBytes == 0 }) {
+		t.Errorf("StreamBytes %d after the connection closed, want 0", srv.Stats().StreamBytes)
 	}
 }

@@ -68,15 +68,17 @@ const wsReadSize = 4 << 10
 type wsStream struct {
 	conn    *websocket.Conn
 	raw     net.Conn // the TCP connection under it: deadlines, and closing it ends everything at once
-	out     chan *pool.Buffer
+	q       sendQueue
 	open    atomic.Bool // upgraded and not closed: enqueue takes messages
-	writing atomic.Bool // a writer goroutine is draining out
 	once    sync.Once
-	done    chan struct{}
+	writeFn func() // write, made once: a go statement calling it allocates nothing
 
+	sc       *streamConn
 	seen     atomic.Uint64              // messages, pings and pongs received: what the idle ping looks at
-	ping     atomic.Pointer[time.Timer] // the idle ping's timer
-	lastSeen uint64                     // seen at the last idle check; the timer's alone
+	ping     atomic.Pointer[time.Timer] // the idle timer: the ping, and a drain's looks
+	idleMu   sync.Mutex                 // held by the timer's run (wsIdle); a run that finds it held returns
+	lastSeen uint64                     // seen at the last idle check; under idleMu
+	pingAt   time.Time                  // when the idle ping's next check is due; under idleMu
 }
 
 // enqueue hands b to the writer; false when the connection is not open or
@@ -86,54 +88,36 @@ func (w *wsStream) enqueue(b *pool.Buffer) bool {
 		pool.PutBuffer(b)
 		return false
 	}
-	select {
-	case w.out <- b:
-	default:
-		pool.PutBuffer(b)
-		return false
+	ok, start := w.q.push(b)
+	if start {
+		go w.writeFn()
 	}
-	if w.writing.CompareAndSwap(false, true) {
-		go w.writer()
-	}
-	return true
+	return ok
 }
 
-// writer sends what is queued, each SIP message as one WebSocket message:
-// text when it is UTF-8, else binary (RFC 7118 §5.1).
-func (w *wsStream) writer() {
-	for {
-		select {
-		case <-w.done:
-			return
-		case b := <-w.out:
-			typ := websocket.MessageText
-			if !utf8.Valid(b.B) {
-				typ = websocket.MessageBinary
-			}
-			w.raw.SetWriteDeadline(time.Now().Add(tlsWriteTimeout))
-			err := w.conn.Write(context.Background(), typ, b.B)
-			// The library writes pings, pongs and closes with no deadline
-			// of its own: a stale one would fail them once it passed.
-			w.raw.SetWriteDeadline(time.Time{})
-			pool.PutBuffer(b)
-			if err != nil {
-				w.close()
-				return
-			}
-		default:
-			w.writing.Store(false)
-			if len(w.out) == 0 || !w.writing.CompareAndSwap(false, true) {
-				return
-			}
-		}
+// write is the writer.
+func (w *wsStream) write() { writeQueued(&w.q, w) }
+
+// send writes one SIP message as one WebSocket message: text when it is
+// UTF-8, else binary (RFC 7118 §5.1).
+func (w *wsStream) send(b []byte) error {
+	typ := websocket.MessageText
+	if !utf8.Valid(b) {
+		typ = websocket.MessageBinary
 	}
+	w.raw.SetWriteDeadline(time.Now().Add(tlsWriteTimeout))
+	err := w.conn.Write(context.Background(), typ, b)
+	// The library writes pings, pongs and closes with no deadline of its
+	// own: a stale one would fail them once it passed.
+	w.raw.SetWriteDeadline(time.Time{})
+	return err
 }
 
 // close ends the connection at once: its reader, writer and pings fail.
 func (w *wsStream) close() {
 	w.once.Do(func() {
 		w.open.Store(false)
-		close(w.done)
+		w.q.close()
 		if t := w.ping.Load(); t != nil {
 			t.Stop()
 		}
@@ -146,8 +130,16 @@ func (w *wsStream) close() {
 // it, and its streamConn, whose holder carries the upgrade's charge.
 type wsConn struct {
 	net.Conn
-	tcp *net.TCPConn
-	sc  *streamConn
+	tcp     *net.TCPConn
+	sc      *streamConn
+	shaking atomic.Bool // counted by startShake until ServeHTTP or a close
+}
+
+// endShake ends c's count among its source's connections in flight, once.
+func (wl *wsLeg) endShake(c *wsConn) {
+	if c.shaking.CompareAndSwap(true, false) {
+		wl.s.endShake(c.sc.peer.Addr())
+	}
 }
 
 type wsConnKey struct{}
@@ -241,11 +233,19 @@ func (wl *wsLeg) take(c *net.TCPConn, cfg *tls.Config, o connOrigin) error {
 		sc.peer = netip.AddrPortFrom(p.Addr().Unmap(), p.Port())
 	}
 	sc.h.kill = func() { c.Close() }
+	// Counted against the source's cap until the upgrade is read, or one
+	// source could hold max_connections of them.
+	if !s.startShake(sc.peer.Addr()) {
+		s.streams.ConnsRefused.Add(1)
+		c.Close()
+		return nil
+	}
 	charge := int64(wsUpgradeCharge)
 	if cfg != nil {
 		charge += tlsHandshakeCharge
 	}
 	if !s.mem.reserve(&sc.h, charge) {
+		s.endShake(sc.peer.Addr())
 		s.streams.BudgetCloses.Add(1)
 		c.Close()
 		return nil
@@ -254,16 +254,18 @@ func (wl *wsLeg) take(c *net.TCPConn, cfg *tls.Config, o connOrigin) error {
 	s.mem.leave(&sc.h)
 	raw := o.conn(c, &s.streams) // what reads c: net/http, or the TLS handshake
 	if cfg == nil {
-		wl.push(&wsConn{Conn: raw, tcp: c, sc: sc})
+		wl.push(newWSConn(raw, c, sc))
 		return nil
 	}
 	go func() {
 		tc, err := siptls.Handshake(wl.ctx, tls.Server(raw, cfg), s.lim.ConnectTimeout)
 		if !s.mem.enter(&sc.h) {
+			s.endShake(sc.peer.Addr())
 			c.Close()
 			return // evicted, and counted, while it was shaking hands
 		}
 		if err != nil {
+			s.endShake(sc.peer.Addr())
 			s.mem.release(&sc.h)
 			if !errors.Is(err, errUntrustedProxy) { // counted as a PROXY drop
 				s.streams.TLSHandshakeFailures.Add(1)
@@ -271,9 +273,16 @@ func (wl *wsLeg) take(c *net.TCPConn, cfg *tls.Config, o connOrigin) error {
 			return
 		}
 		s.mem.leave(&sc.h) // the charge stays until the upgrade is read
-		wl.push(&wsConn{Conn: tc, tcp: c, sc: sc})
+		wl.push(newWSConn(tc, c, sc))
 	}()
 	return nil
+}
+
+// newWSConn is a connection counted by startShake, for net/http.
+func newWSConn(c net.Conn, tcp *net.TCPConn, sc *streamConn) *wsConn {
+	wc := &wsConn{Conn: c, tcp: tcp, sc: sc}
+	wc.shaking.Store(true)
+	return wc
 }
 
 // push hands c to net/http's accept loop (Accept).
@@ -282,6 +291,7 @@ func (wl *wsLeg) push(c *wsConn) {
 	case wl.conns <- c:
 	case <-wl.done:
 		c.tcp.Close()
+		wl.endShake(c)
 		if wl.s.mem.enter(&c.sc.h) {
 			wl.s.mem.release(&c.sc.h)
 		}
@@ -313,7 +323,12 @@ func (wl *wsLeg) connState(c net.Conn, st http.ConnState) {
 	if st != http.StateClosed {
 		return
 	}
-	if wc, ok := c.(*wsConn); ok && wl.s.mem.enter(&wc.sc.h) {
+	wc, ok := c.(*wsConn)
+	if !ok {
+		return
+	}
+	wl.endShake(wc)
+	if wl.s.mem.enter(&wc.sc.h) {
 		wl.s.mem.release(&wc.sc.h)
 	}
 }
@@ -330,6 +345,7 @@ func (wl *wsLeg) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sc := wc.sc
+	wl.endShake(wc) // the registry counts it from here, or it is refused
 	if !s.mem.enter(&sc.h) {
 		return // evicted while the request was read: its connection is closed
 	}
@@ -349,8 +365,10 @@ func (wl *wsLeg) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "the sip WebSocket subprotocol is required (RFC 7118)", http.StatusBadRequest)
 		return
 	}
-	ws := &wsStream{raw: wc.tcp, out: make(chan *pool.Buffer, tlsQueue), done: make(chan struct{})}
+	ws := &wsStream{raw: wc.tcp, sc: sc}
+	ws.writeFn = ws.write
 	sc.ws = ws
+	sc.tx.last.Store(s.now.Load())
 	id, err := s.reg.Add(sc, sc.peer.Addr(), true)
 	if err != nil {
 		s.streams.ConnsRefused.Add(1)
@@ -359,6 +377,16 @@ func (wl *wsLeg) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	sc.id = id
 	defer s.reg.Remove(id, sc.peer.Addr(), true)
+	charge := int64(wsConnCharge)
+	if wl.leg.Transport == balance.WSS {
+		charge += tlsConnCharge
+	}
+	if !s.mem.chargeConn(charge) {
+		s.streams.BudgetCloses.Add(1)
+		http.Error(rw, "over the memory budget", http.StatusServiceUnavailable)
+		return
+	}
+	defer s.mem.unchargeConn(charge)
 	conn, err := websocket.Accept(rw, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{wsSubprotocol},
 		InsecureSkipVerify: true, // the Origin was checked above, against listen[].origins
@@ -383,20 +411,58 @@ func (wl *wsLeg) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	stop := context.AfterFunc(wl.ctx, ws.close)
 	defer stop()
 	t := time.AfterFunc(time.Hour, func() { s.wsIdle(ws) })
+	ws.idleMu.Lock()
 	ws.ping.Store(t)
-	t.Reset(s.lim.IdleTimeout(s.reg.Len()))
+	s.wsRearm(ws)
+	ws.idleMu.Unlock()
 	s.readWS(sc, ws)
 }
 
-// wsIdle runs on the idle timer: a connection that received nothing since
-// the last run is pinged, and closed if no pong comes in time.
+// wsRearm sets the idle timer of ws, under idleMu: for the next idle
+// check, or sooner while the server drains (drainTick).
+func (s *Server) wsRearm(ws *wsStream) {
+	d := s.lim.IdleTimeout(s.reg.Len())
+	ws.pingAt = time.Now().Add(d)
+	if s.draining.Load() {
+		d = min(d, drainTick)
+	}
+	ws.ping.Load().Reset(d)
+}
+
+// wsDrainWake makes the idle timer of ws run now, for a drain's first look
+// (Drain).
+func wsDrainWake(ws *wsStream) {
+	if t := ws.ping.Load(); t != nil {
+		t.Reset(0)
+	}
+}
+
+// wsIdle runs on the idle timer: while the server drains, a connection
+// with no transaction open that carried nothing for the drain's Idle is
+// closed (going away, counted as expired); a connection that received
+// nothing since the last idle check is pinged, and closed if no pong comes
+// in time.
 func (s *Server) wsIdle(ws *wsStream) {
-	if !ws.open.Load() {
-		return
+	if !ws.open.Load() || !ws.idleMu.TryLock() {
+		return // closed, or a run in progress, which rearms the timer
+	}
+	defer ws.idleMu.Unlock()
+	if s.draining.Load() {
+		if s.drainIdleFor(ws.sc, s.now.Load()) {
+			s.streams.ConnsExpired.Add(1)
+			ws.open.Store(false)
+			ws.conn.Close(websocket.StatusGoingAway, "the server is going away")
+			ws.close()
+			return
+		}
+		if time.Now().Before(ws.pingAt) {
+			ws.ping.Load().Reset(drainTick)
+			return
+		}
 	}
 	if n := ws.seen.Load(); n != ws.lastSeen {
 		ws.lastSeen = n
-		ws.ping.Load().Reset(s.lim.IdleTimeout(s.reg.Len()))
+		s.wsRearm(ws)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.lim.HeaderDeadline)
@@ -410,7 +476,7 @@ func (s *Server) wsIdle(ws *wsStream) {
 		return
 	}
 	ws.lastSeen = ws.seen.Load()
-	ws.ping.Load().Reset(s.lim.IdleTimeout(s.reg.Len()))
+	s.wsRearm(ws)
 }
 
 // The ends of wsMessage that close the connection.
@@ -420,23 +486,33 @@ var (
 )
 
 // readWS reads messages until the connection ends, forwarding each SIP
-// message with a Scratch borrowed from the TLS readers' set.
+// message with a Scratch borrowed from the TLS readers' set. Its first
+// wsReadSize bytes are read into a pooled buffer borrowed from the start of
+// the message to the end of its forwarding: an idle connection holds none.
 func (s *Server) readWS(sc *streamConn, ws *wsStream) {
-	tmp := make([]byte, wsReadSize)
 	h := &sc.h
+	var tmp *[]byte // borrowed while a message is read and forwarded
 	defer func() {
+		if tmp != nil {
+			pool.PutBytes(tmp)
+		}
 		if s.mem.enter(h) {
 			s.mem.release(h)
 		}
 	}()
 	for {
+		if tmp != nil {
+			pool.PutBytes(tmp)
+			tmp = nil
+		}
 		typ, r, err := ws.conn.Reader(context.Background())
 		if err != nil {
 			return // closed by the peer, by siplb, or for a WebSocket protocol error (coder answered it)
 		}
 		ws.seen.Add(1)
 		ws.raw.SetReadDeadline(time.Now().Add(s.lim.HeaderDeadline))
-		msg, err := s.wsMessage(h, r, tmp, s.maxMsg)
+		tmp = pool.GetBytes(wsReadSize)
+		msg, err := s.wsMessage(h, r, (*tmp)[:wsReadSize], s.maxMsg)
 		if err != nil {
 			var ne net.Error
 			switch {
@@ -462,6 +538,7 @@ func (s *Server) readWS(sc *streamConn, ws *wsStream) {
 			ws.conn.Close(code, why)
 			return
 		}
+		sc.tx.carry(msg, s.now.Load())
 		s.forwardTLS(sc, msg)
 		s.mem.release(h)
 	}

@@ -432,8 +432,8 @@ func TestWSBudget(t *testing.T) {
 	if got := wsRecv(t, a, 5*time.Second); !bytes.HasPrefix(got, []byte("SIP/2.0 200 OK")) {
 		t.Fatalf("the completed message got %q", got)
 	}
-	if !waitFor(3*time.Second, func() bool { return lb.srv.Stats().StreamBytes == 0 }) {
-		t.Errorf("%d bytes charged after the message completed", lb.srv.Stats().StreamBytes)
+	if !waitFor(3*time.Second, func() bool { return lb.srv.Stats().StreamBytes == wsConnCharge }) {
+		t.Errorf("%d bytes charged after the message completed, want the connection's own %d", lb.srv.Stats().StreamBytes, wsConnCharge)
 	}
 
 	closes := lb.srv.Stats().BudgetCloses
@@ -592,5 +592,74 @@ func TestWSLegHeads(t *testing.T) {
 	}
 	if _, err := newLeg(0, LegConfig{Transport: balance.UDP, Addr: netip.MustParseAddrPort("127.0.0.1:5060"), Origins: []string{"https://a.example.com"}}, 0); err == nil {
 		t.Error("origins on a udp leg: no error")
+	}
+}
+
+// Upgrades in flight count against max_per_ip with the connections
+// established: a source holding its cap in stalled upgrades gets no more
+// (refused and counted), and gets one when a stalled one goes.
+func TestWSUpgradesCountAgainstPerIPCap(t *testing.T) {
+	const perIP = 2
+	lb := startWSLB(t, balance.WS, nil, pool.Limits{MaxConnsPerIP: perIP}, balance.BackendConfig{Addr: netip.MustParseAddrPort("127.0.0.1:9")})
+	stalled := make([]net.Conn, perIP)
+	for i := range stalled {
+		c, err := net.Dial("tcp4", lb.legs[0].Addr.String()) // never sends its request
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		stalled[i] = c
+	}
+	if !waitFor(5*time.Second, func() bool { return lb.srv.Stats().StreamBytes == perIP*wsUpgradeCharge }) {
+		t.Fatalf("StreamBytes %d: want %d upgrades in flight", lb.srv.Stats().StreamBytes, perIP)
+	}
+	refused := lb.srv.Stats().ConnsRefused
+	if _, _, err := lb.dial(t, "", "sip"); err == nil {
+		t.Error("an upgrade over the cap (in upgrades in flight) succeeded")
+	}
+	if got := lb.srv.Stats().ConnsRefused; got != refused+1 {
+		t.Errorf("ConnsRefused %d, want %d", got, refused+1)
+	}
+	stalled[0].Close()
+	if !waitFor(5*time.Second, func() bool { return lb.srv.Stats().StreamBytes == (perIP-1)*wsUpgradeCharge }) {
+		t.Fatalf("StreamBytes %d after a stalled upgrade went", lb.srv.Stats().StreamBytes)
+	}
+	lb.mustDial(t)
+}
+
+// A drain over WebSocket: new connections refused; a connection whose
+// transaction is answered is closed once it has carried nothing for the
+// drain's Idle, going away (1001), and counted as expired.
+func TestWSDrain(t *testing.T) {
+	uas := startWSUAS(t)
+	lb := startWSLB(t, balance.WS, nil, pool.Limits{}, balance.BackendConfig{Addr: uas.addr})
+	c := lb.mustDial(t)
+	via := "Via: SIP/2.0/WS " + wsHost + ";branch=z9hG4bK-"
+	wsSend(t, c, sip("REGISTER sip:example.com SIP/2.0", via+"drain;rport", "Max-Forwards: 70",
+		"From: <sip:alice@example.com>;tag=a", "To: <sip:alice@example.com>", "Call-ID: wsdrain@x",
+		"CSeq: 1 REGISTER", "Contact: <sip:alice@"+wsHost+";transport=ws>", "Expires: 600", "Content-Length: 0"))
+	if got := wsRecv(t, c, 5*time.Second); !bytes.HasPrefix(got, []byte("SIP/2.0 200 OK\r\n")) {
+		t.Fatalf("REGISTER: got %q", got)
+	}
+	expired := lb.srv.Stats().ConnsExpired
+	start := time.Now()
+	lb.srv.Drain(DrainOptions{Idle: 300 * time.Millisecond})
+	if _, _, err := lb.dial(t, "", "sip"); err == nil {
+		t.Fatal("a new WebSocket connection was accepted while draining")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _, err := c.Read(ctx)
+	if got := websocket.CloseStatus(err); got != websocket.StatusGoingAway {
+		t.Fatalf("read after the drain: %v (close status %d), want closed going away (1001)", err, got)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Errorf("closed %v after the drain began, want no sooner than its idle 300ms", d)
+	}
+	if got := lb.srv.Stats().ConnsExpired; got != expired+1 {
+		t.Errorf("ConnsExpired %d, want %d", got, expired+1)
+	}
+	if !waitFor(5*time.Second, func() bool { return lb.srv.Stats().Conns == 0 }) {
+		t.Errorf("%d connections open after the drain, want 0", lb.srv.Stats().Conns)
 	}
 }

@@ -189,6 +189,14 @@ func (r *Registry[T]) Get(id ConnID) *T {
 // Len is the number of open connections.
 func (r *Registry[T]) Len() int { return int(r.open.Load()) }
 
+// FromIP is the number of open inbound connections from peer: what its cap
+// (Limits.MaxConnsPerIP) is counted against.
+func (r *Registry[T]) FromIP(peer netip.Addr) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.perIP[peer]
+}
+
 // Range calls f for every open connection until f returns false. It sees a
 // consistent slot at a time, not a snapshot of all.
 func (r *Registry[T]) Range(f func(ConnID, *T) bool) {

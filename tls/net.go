@@ -62,6 +62,13 @@ func Handshake(ctx context.Context, c net.Conn, timeout time.Duration) (*tls.Con
 // verified against the certificate's IP SANs). Errors from verification wrap
 // *tls.CertificateVerificationError (errors.As).
 func Dial(ctx context.Context, network, addr string, s *Store, serverName string, timeout time.Duration) (*tls.Conn, error) {
+	return DialWith(ctx, network, addr, s, serverName, timeout, nil)
+}
+
+// DialWith is Dial with what the TLS connection reads and writes chosen by
+// wrap, given the TCP connection (nil, or a connection that is not TCP:
+// the connection itself).
+func DialWith(ctx context.Context, network, addr string, s *Store, serverName string, timeout time.Duration, wrap func(*net.TCPConn) net.Conn) (*tls.Conn, error) {
 	if timeout <= 0 {
 		timeout = DefaultHandshakeTimeout
 	}
@@ -80,7 +87,11 @@ func Dial(ctx context.Context, network, addr string, s *Store, serverName string
 	if err != nil {
 		return nil, err
 	}
-	c := tls.Client(raw, cfg)
+	under := raw
+	if tc, ok := raw.(*net.TCPConn); ok && wrap != nil {
+		under = wrap(tc)
+	}
+	c := tls.Client(under, cfg)
 	if err := c.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("tls handshake with %s (%s): %w", addr, cfg.ServerName, err)

@@ -553,3 +553,45 @@ func TestSNIKeyType(t *testing.T) {
 		})
 	}
 }
+
+// countingConn counts what a TLS connection reads through it.
+type countingConn struct {
+	net.Conn
+	read int
+}
+
+func (c *countingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.read += n
+	return n, err
+}
+
+// DialWith hands wrap the TCP connection, and the TLS connection reads and
+// writes through what wrap returns, handshake included.
+func TestDialWith(t *testing.T) {
+	p := newPKI(t)
+	srv := mustStore(t, Config{CertFile: p.server.certFile, KeyFile: p.server.keyFile})
+	addr, results := serve(t, srv)
+	cli := mustStore(t, Config{CAFile: p.ca.file, ServerName: "sip.test"})
+	var cc *countingConn
+	c, err := DialWith(t.Context(), "tcp", addr, cli, "", time.Second, func(tc *net.TCPConn) net.Conn {
+		cc = &countingConn{Conn: tc}
+		return cc
+	})
+	if err != nil {
+		t.Fatalf("DialWith: %v", err)
+	}
+	defer c.Close()
+	if r := result(t, results); r.err != nil {
+		t.Fatalf("server: %v", r.err)
+	}
+	if cc == nil || c.NetConn() != net.Conn(cc) {
+		t.Fatalf("the TLS connection is not over wrap's: %T", c.NetConn())
+	}
+	if cc.read == 0 {
+		t.Error("the handshake read nothing through wrap's connection")
+	}
+	if err := echo(c, "through\r\n"); err != nil {
+		t.Errorf("echo: %v", err)
+	}
+}
