@@ -4,6 +4,8 @@ import (
 	"os"
 	"runtime"
 	"sync"
+
+	"github.com/siplb/siplb/balance"
 )
 
 // gnet's event loops wait in epoll_wait, a system call made with the
@@ -27,6 +29,30 @@ import (
 // as it is. While a reservation holds, the runtime no longer follows a change
 // of the CPU limit (runtime.GOMAXPROCS turns that off); the default comes
 // back when the last server stops.
+
+// Only a server that mixes stream legs (TCP, TLS, WebSocket) with batched
+// UDP legs reserves (mixesTransports): one with UDP legs alone measured
+// worse with the extra Ps on the 2-core VM (make bench, UDP OPTIONS, two
+// alternating pairs: open-loop p99 234 and 28 ms against 19 and 13 ms with
+// GOMAXPROCS=2, saturation 44.8k and 40.0k/s against 51.8k and 46.0k/s),
+// and there the loops wait on no other transport's answers.
+
+// mixesTransports reports whether s serves a stream leg beside batched UDP
+// sockets: then a message crosses from a loop to a netpoller goroutine.
+func (s *Server) mixesTransports() bool {
+	if !s.batched {
+		return false
+	}
+	udp, stream := false, false
+	for _, l := range s.f.Legs() {
+		if l.Transport == balance.UDP {
+			udp = true
+		} else {
+			stream = true
+		}
+	}
+	return udp && stream
+}
 
 // procs is the process-wide reservation: GOMAXPROCS is one per process.
 var procs struct {

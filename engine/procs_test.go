@@ -49,40 +49,52 @@ func TestReserveProcs(t *testing.T) {
 // batched UDP socket answering for a TCP client) waits for the runtime's
 // monitor, milliseconds.
 func TestServerReservesProcs(t *testing.T) {
-	before := defaultProcs(t)
-	bal, err := balance.New([]balance.PoolConfig{{Name: "farm", Backends: []balance.BackendConfig{{Addr: netip.MustParseAddrPort("127.0.0.1:9")}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	legs := []LegConfig{
-		{Transport: balance.UDP, Addr: netip.MustParseAddrPort("127.0.0.1:0")},
-		{Transport: balance.TCP, Addr: netip.MustParseAddrPort("127.0.0.1:0")},
-	}
-	ResolvePorts(legs)
-	f, err := NewForwarder(Config{Legs: legs}, bal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := NewServerWith(f, Options{Loops: 2})
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Run(ctx) }()
-	select {
-	case <-srv.Ready():
-	case err := <-errc:
-		cancel()
-		t.Fatalf("server: %v", err)
-	}
-	running := runtime.GOMAXPROCS(0)
-	cancel()
-	if err := <-errc; err != nil {
-		t.Errorf("server: %v", err)
-	}
-	if running != before+2 {
-		t.Errorf("GOMAXPROCS %d while 2 loops run, want %d", running, before+2)
-	}
-	if got := runtime.GOMAXPROCS(0); got != before {
-		t.Errorf("GOMAXPROCS %d after the server stopped, want %d", got, before)
+	for _, tc := range []struct {
+		name  string
+		legs  []balance.Transport
+		extra int // Ps added while 2 loops run
+	}{
+		{"udp and tcp", []balance.Transport{balance.UDP, balance.TCP}, 2},
+		{"udp only", []balance.Transport{balance.UDP}, 0},
+		{"tcp only", []balance.Transport{balance.TCP}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := defaultProcs(t)
+			bal, err := balance.New([]balance.PoolConfig{{Name: "farm", Backends: []balance.BackendConfig{{Addr: netip.MustParseAddrPort("127.0.0.1:9"), Transport: tc.legs[0]}}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var legs []LegConfig
+			for _, tr := range tc.legs {
+				legs = append(legs, LegConfig{Transport: tr, Addr: netip.MustParseAddrPort("127.0.0.1:0")})
+			}
+			ResolvePorts(legs)
+			f, err := NewForwarder(Config{Legs: legs}, bal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := NewServerWith(f, Options{Loops: 2})
+			ctx, cancel := context.WithCancel(context.Background())
+			errc := make(chan error, 1)
+			go func() { errc <- srv.Run(ctx) }()
+			select {
+			case <-srv.Ready():
+			case err := <-errc:
+				cancel()
+				t.Fatalf("server: %v", err)
+			}
+			running := runtime.GOMAXPROCS(0)
+			cancel()
+			if err := <-errc; err != nil {
+				t.Errorf("server: %v", err)
+			}
+			if running != before+tc.extra {
+				t.Errorf("GOMAXPROCS %d while 2 loops run, want %d", running, before+tc.extra)
+			}
+			if got := runtime.GOMAXPROCS(0); got != before {
+				t.Errorf("GOMAXPROCS %d after the server stopped, want %d", got, before)
+			}
+		})
 	}
 }
 

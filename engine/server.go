@@ -217,7 +217,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if len(addrs) == 0 {
 		addrs = append(addrs, idleListener)
 	}
-	defer reserveProcs(s.loops)() // the loops' waits must not hold every P (procs.go)
+	if s.mixesTransports() {
+		defer reserveProcs(s.loops)() // the loops' waits must not hold every P (procs.go)
+	}
 	done := make(chan error, 1)
 	go func() {
 		done <- gnet.Rotate(s, addrs,
