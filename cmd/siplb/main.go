@@ -270,7 +270,7 @@ func serveWith(ctx context.Context, cfg *Config, o serveOptions) error {
 	ctl := newControl(b.bal, nil)
 	if cfg.Cluster.Enabled {
 		// Before the Checker runs: it probes only what this member owns.
-		cl, err := startCluster(ctx, cfg.Cluster, b.bal, checker, secrets, log)
+		cl, err := startCluster(ctx, cfg.Cluster, b.bal, checker, secrets, log, o.upg.successor())
 		if err != nil {
 			return withLine(o.doc, err)
 		}
@@ -382,6 +382,9 @@ func serveWith(ctx context.Context, cfg *Config, o serveOptions) error {
 		stopChecker()
 		closeAdmin()
 		srv.StopReading()
+		// It leaves the cluster, freeing the gossip port the successor
+		// waits for (cluster.go).
+		ctl.cluster.stop()
 		return drainThenStop(ctx, cancel, srv, ctl, rl.current().Shutdown, nil, errc, adminFailed, log)
 	case <-o.drain:
 	}
