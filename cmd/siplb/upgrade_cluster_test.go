@@ -3,8 +3,8 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"testing"
