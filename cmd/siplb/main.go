@@ -260,6 +260,7 @@ func serveWith(ctx context.Context, cfg *Config, o serveOptions) error {
 	srv := engine.NewServerWith(b.fwd, engine.Options{Loops: cfg.Engine.Loops, Limits: cfg.Streams, Log: dataLog, GnetUDP: cfg.Engine.UDPIO == "gnet",
 		Unreachable: func(a netip.AddrPort, h balance.Hint) { checker.Unreachable(a, h) },
 		Listen:      o.upg.engineListen(), ListenPacket: o.upg.engineListenPacket()})
+	o.upg.relayFor(srv) // upgrade.go: the other process's connections
 	tr, sentBy, prefix := b.fwd.ProbeIdentity()
 	checker = balance.NewChecker(b.bal, cfg.health(), balance.ProbeIdentity{Transport: tr, SentBy: sentBy, BranchPrefix: prefix}, srv, log)
 	b.fwd.SetProbes(checker)
