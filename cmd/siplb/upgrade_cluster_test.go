@@ -129,6 +129,11 @@ func TestUpgradeClusterMember(t *testing.T) {
 	waitCluster(t, admins, before, 20*time.Second, "after the upgrade: both members alive, owners as before")
 	// The path taken: the successor waited for the port, then joined.
 	all, _ := os.ReadFile(us[0].logPath)
+	for line := range bytes.Lines(all) {
+		if bytes.Contains(line, []byte("gossip port free")) {
+			t.Logf("lb-1's new process: %s", bytes.TrimSpace(line))
+		}
+	}
 	for _, want := range []string{"the predecessor holds the gossip port", "gossip port free, joining"} {
 		if !bytes.Contains(all, []byte(want)) {
 			t.Errorf("lb-1's logs lack %q:\n%s", want, us[0].logs())
