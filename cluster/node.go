@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -28,6 +30,11 @@ const (
 
 // ErrNoName is a Config without a Name.
 var ErrNoName = errors.New("cluster: a member name is required")
+
+// ErrBindInUse is New failing because another socket holds Config.Bind
+// (UDP or TCP): during a hitless upgrade, the predecessor's until it
+// leaves. Trying New again later may succeed.
+var ErrBindInUse = errors.New("cluster: the gossip address is in use")
 
 // Config configures a Node. The zero value of each optional field is its
 // default.
@@ -147,6 +154,9 @@ func New(cfg Config) (*Node, error) {
 	n.queue = &memberlist.TransmitLimitedQueue{NumNodes: func() int { return len(*n.live.Load()) }, RetransmitMult: mc.RetransmitMult}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		if bindInUse(cfg.Bind) {
+			return nil, fmt.Errorf("%w: %s: %v", ErrBindInUse, cfg.Bind, err)
+		}
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	n.ml = ml
@@ -480,6 +490,26 @@ func (w logWriter) Write(p []byte) (int, error) {
 	}
 	w.log.Log(context.Background(), level, line)
 	return len(p), nil
+}
+
+// bindInUse reports whether a socket holds bind's port, over UDP or TCP:
+// memberlist's error says why in words only. Port 0 never is.
+func bindInUse(bind netip.AddrPort) bool {
+	if bind.Port() == 0 {
+		return false
+	}
+	inUse := func(err error) bool { return errors.Is(err, syscall.EADDRINUSE) }
+	ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(bind))
+	if err != nil {
+		return inUse(err)
+	}
+	ln.Close()
+	pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(bind))
+	if err != nil {
+		return inUse(err)
+	}
+	pc.Close()
+	return false
 }
 
 func compareStrings(a, b string) int {

@@ -73,6 +73,8 @@ type Server struct {
 	tickOnce   sync.Once
 	listenFn   ListenFunc       // Options.Listen; nil: lc.Listen
 	listenPkt  ListenPacketFunc // Options.ListenPacket; nil: lc.ListenPacket
+
+	relay atomic.Pointer[relay] // a hand-over's relay to the other process (handover_relay.go); nil: none
 }
 
 // Options configures a Server beyond its Forwarder. The zero value means
@@ -385,6 +387,9 @@ func (s *Server) deliver(loop *loopState, cnt *Counters, r *Result, fd int, leg 
 	if r.Conn != 0 {
 		if sc := s.reg.Get(r.Conn); sc != nil {
 			s.write(loop, cnt, sc, r.Out)
+			return
+		}
+		if s.relayOut(cnt, r.Conn, r.Out) { // the other process's, during a hand-over
 			return
 		}
 	}

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -20,78 +22,164 @@ import (
 // member owns and its marks are published; the others' marks, the drains
 // set through any member's API and the other members' secrets are applied
 // here. Nothing of it runs per SIP message.
+//
+// The successor of a hitless upgrade finds the gossip port still held by
+// its predecessor, which leaves the cluster only once the successor is
+// ready: until it can bind the port, the successor runs without a node
+// (node nil), probing every backend itself from the health state handed
+// over, as an instance cut off from the others does, and tries to bind
+// again, with a backoff up to bindRetryMax, until it succeeds; then it
+// joins under the same name.
 type clusterRuntime struct {
-	node    *cluster.Node
+	name    string
 	bal     *balance.Balancer
 	checker *balance.Checker
 	secrets *rotation // nil: the key ring is not shared
 	log     *slog.Logger
-	done    chan struct{} // closed when Run returned
-	once    sync.Once
+	node    atomic.Pointer[cluster.Node] // nil until gossip is bound
+
+	mu      sync.Mutex // orders attach and stop
+	stopped bool
 }
+
+// Backoff of a successor's attempts to bind the gossip port.
+const (
+	bindRetryMin = 50 * time.Millisecond
+	bindRetryMax = time.Second
+)
 
 // startCluster starts gossip for cfg (enabled), wires it to the Checker
 // (before the Checker runs) and the key ring, and joins in the background.
-// stop leaves the cluster.
-func startCluster(ctx context.Context, cfg ClusterConfig, bal *balance.Balancer, checker *balance.Checker, secrets *rotation, log *slog.Logger) (*clusterRuntime, error) {
+// successor (a process an upgrade started) waits for a gossip port its
+// predecessor holds instead of failing. stop leaves the cluster.
+func startCluster(ctx context.Context, cfg ClusterConfig, bal *balance.Balancer, checker *balance.Checker, secrets *rotation, log *slog.Logger, successor bool) (*clusterRuntime, error) {
 	nc, err := cfg.nodeConfig()
 	if err != nil {
 		return nil, err
 	}
-	rt := &clusterRuntime{bal: bal, checker: checker, log: log, done: make(chan struct{})}
+	rt := &clusterRuntime{name: nc.Name, bal: bal, checker: checker, log: log}
 	if *cfg.ShareSecrets {
 		rt.secrets = secrets
 	}
 	nc.Log = log
 	nc.OnFact = rt.apply
 	nc.OnMembers = checker.Reown
+	checker.SetCluster(rt.owns, rt.verdict)
 	node, err := cluster.New(nc)
-	if err != nil {
+	switch {
+	case err == nil:
+		rt.attach(ctx, node, nc)
+	case successor && errors.Is(err, cluster.ErrBindInUse):
+		log.Info("cluster: the predecessor holds the gossip port until it leaves; probing every backend meanwhile", "bind", nc.Bind.String())
+		go rt.bindLater(ctx, nc)
+	default:
 		return nil, invalid("cluster.bind", "%v", err)
 	}
-	rt.node = node
-	checker.SetCluster(node.Owns, rt.verdict)
-	if rt.secrets != nil {
-		rt.secrets.share(func(ring []string) { node.Publish(cluster.Fact{Kind: cluster.Ring, Secrets: ring}) })
-	}
-	go func() {
-		defer close(rt.done)
-		node.Run(ctx)
-	}()
-	log.Info("cluster member", "name", node.Name(), "gossip", node.Addr().String(), "join", nc.Join,
-		"encrypted", len(nc.Keys) > 0, "share_secrets", rt.secrets != nil)
 	return rt, nil
 }
 
+// bindLater creates the node once the gossip port is free, until ctx ends
+// or stop.
+func (rt *clusterRuntime) bindLater(ctx context.Context, nc cluster.Config) {
+	wait := bindRetryMin
+	start := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, bindRetryMax)
+		node, err := cluster.New(nc)
+		switch {
+		case err == nil:
+			rt.log.Info("cluster: gossip port free, joining", "after", time.Since(start).Round(time.Millisecond))
+			rt.attach(ctx, node, nc)
+			return
+		case !errors.Is(err, cluster.ErrBindInUse):
+			rt.log.Warn("cluster: gossip not started; retrying", "err", err)
+		}
+		rt.mu.Lock()
+		stopped := rt.stopped
+		rt.mu.Unlock()
+		if stopped {
+			return
+		}
+	}
+}
+
+// attach makes node this member's and starts it joining, unless stop came
+// first (then node is shut down).
+func (rt *clusterRuntime) attach(ctx context.Context, node *cluster.Node, nc cluster.Config) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.stopped {
+		node.Shutdown()
+		return
+	}
+	rt.node.Store(node)
+	if rt.secrets != nil {
+		rt.secrets.share(func(ring []string) { node.Publish(cluster.Fact{Kind: cluster.Ring, Secrets: ring}) })
+	}
+	go node.Run(ctx)
+	rt.checker.Reown() // owners may have moved off this member
+	rt.log.Info("cluster member", "name", node.Name(), "gossip", node.Addr().String(), "join", nc.Join,
+		"encrypted", len(nc.Keys) > 0, "share_secrets", rt.secrets != nil)
+}
+
+// owns is the Checker's owner: without a node, every backend is this
+// member's.
+func (rt *clusterRuntime) owns(addr netip.AddrPort) bool {
+	n := rt.node.Load()
+	return n == nil || n.Owns(addr)
+}
+
 // stop leaves the cluster (the others move this member's backends at once)
-// and stops gossip. Safe to call more than once.
+// and stops gossip, which frees the gossip port (for a successor). Safe to
+// call more than once.
 func (rt *clusterRuntime) stop() {
 	if rt == nil {
 		return
 	}
-	rt.once.Do(func() {
-		if err := rt.node.Leave(); err != nil {
-			rt.log.Warn("cluster: leave not acknowledged", "err", err)
-		}
-		rt.node.Shutdown()
-		if rt.secrets != nil {
-			rt.secrets.share(nil)
-		}
-	})
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.stopped {
+		return
+	}
+	rt.stopped = true
+	node := rt.node.Load()
+	if node == nil {
+		return
+	}
+	if err := node.Leave(); err != nil {
+		rt.log.Warn("cluster: leave not acknowledged", "err", err)
+	}
+	node.Shutdown()
+	if rt.secrets != nil {
+		rt.secrets.share(nil)
+	}
 }
 
 // verdict publishes a mark the Checker made. The Checker calls it with its
 // lock held: Publish only queues.
 func (rt *clusterRuntime) verdict(v balance.Verdict) {
-	rt.node.Publish(cluster.Fact{Kind: cluster.Health, Key: v.Addr.String(), Up: v.Up, Reason: v.Reason})
+	if n := rt.node.Load(); n != nil {
+		n.Publish(cluster.Fact{Kind: cluster.Health, Key: v.Addr.String(), Up: v.Up, Reason: v.Reason})
+	}
 }
 
-// publishState shares an operator state set through this member's API.
+// publishState shares an operator state set through this member's API
+// (not while gossip is not bound yet: it holds here only).
 func (rt *clusterRuntime) publishState(addr netip.AddrPort, s balance.State) {
 	if rt == nil {
 		return
 	}
-	rt.node.Publish(cluster.Fact{Kind: cluster.State, Key: addr.String(), State: s.String()})
+	n := rt.node.Load()
+	if n == nil {
+		rt.log.Warn("cluster: gossip not bound yet (upgrade): the state holds on this member only", "backend", addr, "state", s.String())
+		return
+	}
+	n.Publish(cluster.Fact{Kind: cluster.State, Key: addr.String(), State: s.String()})
 }
 
 // apply takes a fact another member set.
@@ -117,8 +205,8 @@ func (rt *clusterRuntime) apply(f cluster.Fact) {
 			rt.log.Info("backend state set by a cluster member", "backend", addr, "state", f.State, "member", f.Origin)
 		}
 	case cluster.Ring:
-		if rt.secrets != nil {
-			rt.secrets.setPeers(rt.node.PeerSecrets())
+		if n := rt.node.Load(); rt.secrets != nil && n != nil {
+			rt.secrets.setPeers(n.PeerSecrets())
 		}
 	}
 }
@@ -133,6 +221,9 @@ type clusterInfo struct {
 	Facts   []factInfo   `json:"facts"`
 	Clock   uint64       `json:"clock"`   // this member's Lamport clock
 	Dropped uint64       `json:"dropped"` // facts from others refused
+	// Unbound: gossip is not bound yet (the successor of an upgrade, until
+	// its predecessor leaves): this member probes every backend itself.
+	Unbound bool `json:"unbound,omitempty"`
 }
 
 type probeOwner struct {
@@ -155,15 +246,23 @@ func (rt *clusterRuntime) info(t *balance.Table) clusterInfo {
 	if rt == nil {
 		return clusterInfo{Members: []cluster.Member{}, Probing: []probeOwner{}, Facts: []factInfo{}}
 	}
-	st := rt.node.Status()
+	n := rt.node.Load()
+	st := cluster.Status{Self: rt.name, Members: []cluster.Member{}}
+	if n != nil {
+		st = n.Status()
+	}
 	out := clusterInfo{Enabled: true, Self: st.Self, Members: st.Members, Clock: st.Clock, Dropped: st.Dropped,
-		Probing: []probeOwner{}, Facts: []factInfo{}}
+		Probing: []probeOwner{}, Facts: []factInfo{}, Unbound: n == nil}
 	seen := map[netip.AddrPort]bool{}
 	for i := range t.NumPools() {
 		for _, b := range t.Pool(balance.PoolID(i)).Backends() {
 			if !seen[b.Addr] {
 				seen[b.Addr] = true
-				out.Probing = append(out.Probing, probeOwner{Backend: b.Addr.String(), Owner: rt.node.Owner(b.Addr)})
+				owner := rt.name
+				if n != nil {
+					owner = n.Owner(b.Addr)
+				}
+				out.Probing = append(out.Probing, probeOwner{Backend: b.Addr.String(), Owner: owner})
 			}
 		}
 	}
@@ -206,7 +305,11 @@ func (c *ctlClient) clusterCmd() int {
 		fmt.Fprintln(c.stdout, "cluster: off (cluster.enabled is false); this instance probes every backend itself")
 		return ctlOK
 	}
-	fmt.Fprintf(c.stdout, "cluster member %s, clock %d, %d facts refused\n\n", ci.Self, ci.Clock, ci.Dropped)
+	fmt.Fprintf(c.stdout, "cluster member %s, clock %d, %d facts refused\n", ci.Self, ci.Clock, ci.Dropped)
+	if ci.Unbound {
+		fmt.Fprintln(c.stdout, "gossip not bound yet (upgrade: the predecessor holds the port); probing every backend itself")
+	}
+	fmt.Fprintln(c.stdout)
 	tw := newTable(c)
 	fmt.Fprintln(tw, "MEMBER\tADDRESS\tSTATE\tSINCE")
 	for _, m := range ci.Members {

@@ -36,7 +36,11 @@ func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.rt.node.Status()
+	var st cluster.Status
+	if n := c.rt.node.Load(); n != nil {
+		st = n.Status()
+	}
+	st.Self = c.rt.name
 	members := map[string]int{"alive": 0, "suspect": 0, "dead": 0, "left": 0}
 	for _, m := range st.Members {
 		members[m.State]++

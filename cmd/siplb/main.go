@@ -260,6 +260,7 @@ func serveWith(ctx context.Context, cfg *Config, o serveOptions) error {
 	srv := engine.NewServerWith(b.fwd, engine.Options{Loops: cfg.Engine.Loops, Limits: cfg.Streams, Log: dataLog, GnetUDP: cfg.Engine.UDPIO == "gnet",
 		Unreachable: func(a netip.AddrPort, h balance.Hint) { checker.Unreachable(a, h) },
 		Listen:      o.upg.engineListen(), ListenPacket: o.upg.engineListenPacket()})
+	o.upg.relayFor(srv) // upgrade.go: the other process's connections
 	tr, sentBy, prefix := b.fwd.ProbeIdentity()
 	capture, err := startCapture(ctx, &cfg.Capture, b.fwd, log)
 	if err != nil {
@@ -275,7 +276,7 @@ func serveWith(ctx context.Context, cfg *Config, o serveOptions) error {
 	ctl := newControl(b.bal, nil)
 	if cfg.Cluster.Enabled {
 		// Before the Checker runs: it probes only what this member owns.
-		cl, err := startCluster(ctx, cfg.Cluster, b.bal, checker, secrets, log)
+		cl, err := startCluster(ctx, cfg.Cluster, b.bal, checker, secrets, log, o.upg.successor())
 		if err != nil {
 			return withLine(o.doc, err)
 		}
@@ -387,6 +388,9 @@ func serveWith(ctx context.Context, cfg *Config, o serveOptions) error {
 		stopChecker()
 		closeAdmin()
 		srv.StopReading()
+		// It leaves the cluster, freeing the gossip port the successor
+		// waits for (cluster.go).
+		ctl.cluster.stop()
 		return drainThenStop(ctx, cancel, srv, ctl, rl.current().Shutdown, nil, errc, adminFailed, log)
 	case <-o.drain:
 	}

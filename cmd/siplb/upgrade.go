@@ -43,6 +43,7 @@ import (
 const (
 	lockFilePrefix = "siplb-lock "  // + addrlock.Key: a listen address lock
 	stateFileName  = "siplb-health" // the backends' marks and states (handoverState)
+	relayFileName  = "siplb-relay"  // the successor's end of the relay (engine.NewRelayPair)
 )
 
 // defaultUpgradeTimeout bounds a new process's start (--upgrade-timeout).
@@ -61,6 +62,7 @@ type upgrader struct {
 	tf   *tableflip.Upgrader
 	log  *slog.Logger
 	busy atomic.Bool
+	srv  *engine.Server // whose relay joins this process to the other (relayFor); nil: none
 }
 
 // newUpgrader prepares this process for hand-overs: it takes what a
@@ -127,6 +129,58 @@ func (u *upgrader) engineListenPacket() engine.ListenPacketFunc {
 			return lc.ListenPacket(ctx, network, addr)
 		})
 	}
+}
+
+// relayFor makes srv the Server whose relay (engine handover_relay.go)
+// joins this process to the other one of a hand-over: to its predecessor,
+// taken now if this process is a successor, and to its successor, at each
+// upgrade. Through it, a message for a TCP/TLS connection the other
+// process accepted (a UDP backend's late response to a client of the old
+// process) is written on that connection rather than lost. Call it before
+// ready.
+func (u *upgrader) relayFor(srv *engine.Server) {
+	if u == nil {
+		return
+	}
+	u.srv = srv
+	if !u.successor() {
+		return
+	}
+	f, err := u.tf.File(relayFileName)
+	if err != nil || f == nil {
+		if err != nil {
+			u.log.Warn("upgrade: the relay to the predecessor is unusable; its connections' late responses over UDP are lost", "err", err)
+		}
+		return // a predecessor without relays
+	}
+	if err := srv.Relay(f); err != nil {
+		u.log.Warn("upgrade: the relay to the predecessor is unusable; its connections' late responses over UDP are lost", "err", err)
+	}
+}
+
+// startRelay opens a relay to the successor about to start and reports
+// whether it did; an upgrade goes on without one.
+func (u *upgrader) startRelay() bool {
+	if u.srv == nil {
+		return false
+	}
+	mine, theirs, err := engine.NewRelayPair()
+	if err != nil {
+		u.log.Warn("upgrade: no relay to the new process; late responses over UDP to this one's connections are lost", "err", err)
+		return false
+	}
+	err = u.tf.AddFile(relayFileName, theirs) // a copy: tableflip passes it
+	theirs.Close()
+	if err == nil {
+		err = u.srv.Relay(mine)
+	} else {
+		mine.Close()
+	}
+	if err != nil {
+		u.log.Warn("upgrade: no relay to the new process; late responses over UDP to this one's connections are lost", "err", err)
+		return false
+	}
+	return true
 }
 
 // listen opens the admin listener, handed over like the engine's.
@@ -226,11 +280,16 @@ func (u *upgrader) upgrade(locks *addrlock.Set, bal *balance.Balancer) error {
 		}
 		f.Close()
 	}
+	relaying := false
 	if err == nil {
-		u.log.Info("upgrade: starting a new process", "pid", os.Getpid())
+		relaying = u.startRelay()
+		u.log.Info("upgrade: starting a new process", "pid", os.Getpid(), "relay", relaying)
 		err = u.tf.Upgrade()
 	}
 	if err != nil {
+		if relaying {
+			u.srv.EndRelay()
+		}
 		if rerr := locks.Resume(); rerr != nil {
 			u.log.Warn("upgrade failed: the listen address locks do not answer", "err", rerr)
 		}
