@@ -27,11 +27,23 @@ const maxReplacesCallID = 256
 func replacedCallID(s *Scratch, m *parser.Message) []byte {
 	switch m.Method() {
 	case parser.INVITE:
-		if v := m.HeaderByName([]byte("Replaces")); v != nil {
-			return headerCallID(v)
+		// One walk over the headers for both names: the first Replaces
+		// wins, else the first Join (neither has a compact form).
+		var join []byte
+		for i := range m.NumHeaders() {
+			id, name, v := m.HeaderAt(i)
+			if id != parser.HdrOther {
+				continue
+			}
+			switch {
+			case len(name) == len("Replaces") && hasPrefixFold(name, "replaces"):
+				return headerCallID(v)
+			case join == nil && len(name) == len("Join") && hasPrefixFold(name, "join"):
+				join = v
+			}
 		}
-		if v := m.HeaderByName([]byte("Join")); v != nil {
-			return headerCallID(v)
+		if join != nil {
+			return headerCallID(join)
 		}
 	case parser.REFER:
 		if v := m.Header(parser.HdrReferTo); v != nil {
@@ -129,6 +141,11 @@ func parseOCReport(params []byte) ocReport {
 	var r ocReport
 	var hasOC, hasSeq bool
 	r.r.Validity = balance.DefaultOverloadValidity
+	if !hasOCFold(params) {
+		// No parameter named oc, oc-seq, oc-validity or oc-algo: the walk
+		// below would find none (most responses: no overload control).
+		return r
+	}
 	for p := params; len(p) > 0; {
 		var name, val []byte
 		name, val, p = nextParam(p)
@@ -162,6 +179,23 @@ func parseOCReport(params []byte) ocReport {
 	}
 	r.ok = hasOC && hasSeq
 	return r
+}
+
+// hasOCFold reports whether p holds "oc", ignoring ASCII case.
+func hasOCFold(p []byte) bool { return hasOC(p, 'c') || hasOC(p, 'C') }
+
+// hasOC reports whether p holds c after an 'o' or an 'O'.
+func hasOC(p []byte, c byte) bool {
+	for {
+		i := bytes.IndexByte(p, c)
+		if i < 0 {
+			return false
+		}
+		if i > 0 && p[i-1]|0x20 == 'o' {
+			return true
+		}
+		p = p[i+1:]
+	}
 }
 
 // nextParam splits the first ";name[=value]" off a Via's parameter list,

@@ -1,0 +1,62 @@
+package engine
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// parseHexRef is parseHex digit by digit, the reference for the
+// word-at-a-time paths.
+func parseHexRef(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 16 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		d := hexVal[c]
+		if d > 15 {
+			return 0, false
+		}
+		v = v<<4 | uint64(d)
+	}
+	return v, true
+}
+
+// The word-at-a-time hex paths agree with the digit-by-digit ones: every
+// byte value in every position of 8 and 16 digits, and random words.
+func TestHexWords(t *testing.T) {
+	check := func(b []byte) {
+		t.Helper()
+		want, wok := parseHexRef(b)
+		got, ok := parseHex(b)
+		if ok != wok || (ok && got != want) {
+			t.Fatalf("parseHex(%q) = %x, %v; want %x, %v", b, got, ok, want, wok)
+		}
+	}
+	for _, n := range []int{8, 16} {
+		for pos := range n {
+			for c := range 256 {
+				b := []byte("0123456789abcdef"[:n])
+				b[pos] = byte(c)
+				check(b)
+			}
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	const alphabet = "0123456789abcdefABCDEFg/:`@\x80\xff"
+	for range 20000 {
+		v := r.Uint64()
+		if got, want := string(appendHex16(nil, v)), string(appendHex(nil, v, 16)); got != want {
+			t.Fatalf("appendHex16(%x) = %s, want %s", v, got, want)
+		}
+		if got, want := string(appendHex8(nil, uint32(v))), string(appendHex(nil, v, 8)); got != want {
+			t.Fatalf("appendHex8(%x) = %s, want %s", uint32(v), got, want)
+		}
+		check(appendHex16(nil, v))
+		b := make([]byte, 8+8*r.IntN(2))
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		check(b)
+	}
+}
