@@ -78,7 +78,7 @@ func transactionHash(m *parser.Message, top *parser.Via) uint64 {
 // Via's branch are left out, so that the CANCEL and the ACK of a non-2xx
 // response, which repeat the INVITE's Request-URI, Route set and top Via
 // (§9.1, §17.1.1.3), get the INVITE's whole branch (§16.11).
-func loopHash(m *parser.Message, top *parser.Via) uint32 {
+func loopHash(m *parser.Message, top *parser.Via, routes *routeCache) uint32 {
 	h := fnv1a.Add(fnv1a.Offset, m.RequestURI())
 	h = fnv1a.Add(fnv1a.Sep(h), m.CallID())
 	h = fnv1a.Add(fnv1a.Sep(h), m.FromTag())
@@ -86,7 +86,7 @@ func loopHash(m *parser.Message, top *parser.Via) uint32 {
 	h = fnv1a.Sep(h) ^ uint64(top.Port)
 	for i := range m.NumRoute() {
 		h = fnv1a.Sep(h)
-		if u, err := m.Route(i); err == nil {
+		if u, err := routes.at(m, i); err == nil {
 			h = fnv1a.Add(h, u.Raw)
 		}
 	}

@@ -282,8 +282,10 @@ type Scratch struct {
 	via     []byte
 	recv    []byte
 	tag     []byte
-	repl    []byte   // the Call-ID a Refer-To's Replaces names, unescaped
-	oc      ocReport // the overload report of the response being processed
+	repl    []byte     // the Call-ID a Refer-To's Replaces names, unescaped
+	oc      ocReport   // the overload report of the response being processed
+	routes  routeCache // the Route values of the request being processed (request.go)
+	src     srcMember  // what the Table says of the message's source, asked once (request.go)
 	edits   parser.Edits
 	sa4     unix.SockaddrInet4
 	sa6     unix.SockaddrInet6
@@ -356,7 +358,7 @@ func (f *Forwarder) ProcessConn(s *Scratch, b []byte, src netip.AddrPort, in *Le
 					f.observer.Observe(src, m.StatusCode())
 				}
 				t := f.bal.Table()
-				if be, ok := t.Lookup(src); ok {
+				if be, ok := s.src.lookup(t, src); ok {
 					be.Stats.Response(s.stripe, m.StatusCode())
 					f.recordOverload(s, t, be)
 				}

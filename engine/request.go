@@ -46,6 +46,33 @@ type hop struct {
 	flow     flow             // from a backend: the client's flow a token of siplb's named
 	flowed   bool             // flow is set: the request goes to a client by its NAT binding or connection
 	be       *balance.Backend // from outside: the member it goes to, counted when it leaves
+	routes   *routeCache      // the Scratch's: Route values parsed once per request
+}
+
+// cachedRoutes is how many Route values from the top a routeCache keeps:
+// siplb's own (two after a double Record-Route) and the next hop's.
+const cachedRoutes = 4
+
+// routeCache holds the Route values of the request being processed, parsed
+// on first use: Route processing, the loop hash, the popped flows and the
+// next hop all read the top ones, and parsing a URI costs more than
+// copying one. Reset by request for each message.
+type routeCache struct {
+	have uint8 // bit i: uri[i] and err[i] hold Route(i)
+	uri  [cachedRoutes]parser.URI
+	err  [cachedRoutes]error
+}
+
+// at is m.Route(i), parsed once per message for the top cachedRoutes.
+func (c *routeCache) at(m *parser.Message, i int) (parser.URI, error) {
+	if i < 0 || i >= cachedRoutes {
+		return m.Route(i)
+	}
+	if c.have&(1<<i) == 0 {
+		c.uri[i], c.err[i] = m.Route(i)
+		c.have |= 1 << i
+	}
+	return c.uri[i], c.err[i]
 }
 
 // request applies §16.3-§16.6 to a request: validation, Route processing,
@@ -53,12 +80,15 @@ type hop struct {
 func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 	m := &s.Msg
 	// Parse checked the top Via: it is there and well-formed.
-	h := hop{top: m.TopVia(), out: in}
+	var h hop
+	h.top, h.out = m.TopVia(), in
+	s.routes.have = 0
+	h.routes = &s.routes
 	if e := f.popOwnRoutes(m, &h); e != nil {
 		return f.reply(s, src, in, e, nil)
 	}
 	h.t = f.bal.Table()
-	h.fromBackend = f.fromBackend(h.t, src, s.inConn)
+	h.fromBackend = f.fromBackend(s, h.t, src, s.inConn)
 	if e, extra := f.checkRequest(s, &h, in); e != nil {
 		return f.reply(s, src, in, e, extra)
 	}
@@ -74,7 +104,7 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 	if mf, ok := m.MaxForwards(); ok && mf == 0 {
 		return f.reply(s, src, in, parser.ErrTooManyHops, nil)
 	}
-	loop := loopHash(m, &h.top)
+	loop := loopHash(m, &h.top, h.routes)
 	if f.isLoop(m, loop) {
 		return f.reply(s, src, in, parser.ErrLoopDetected, nil)
 	}
@@ -114,7 +144,7 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 // last one names the leg facing the next hop.
 func (f *Forwarder) popOwnRoutes(m *parser.Message, h *hop) *parser.Error {
 	for h.pops < m.NumRoute() {
-		u, err := m.Route(h.pops)
+		u, err := h.routes.at(m, h.pops)
 		if err != nil {
 			return parser.ErrMalformedRoute
 		}
@@ -163,7 +193,7 @@ func (f *Forwarder) strictRoute(m *parser.Message, h *hop) *parser.Error {
 	if h.pops > 0 || m.NumRoute() == 0 || f.legFor(&h.ruri) == nil {
 		return nil
 	}
-	last, err := m.Route(m.NumRoute() - 1)
+	last, err := h.routes.at(m, m.NumRoute()-1)
 	if err != nil {
 		return parser.ErrMalformedRoute
 	}
@@ -182,7 +212,7 @@ func (f *Forwarder) backendTarget(s *Scratch, src netip.AddrPort, in *Leg, h *ho
 	m := &s.Msg
 	target := h.ruri
 	if h.remaining > 0 {
-		u, err := m.Route(h.pops)
+		u, err := h.routes.at(m, h.pops)
 		if err != nil {
 			return f.reply(s, src, in, parser.ErrMalformedRoute, nil), true
 		}
@@ -237,7 +267,7 @@ func (f *Forwarder) poppedFlow(s *Scratch, h *hop) (fl flow, flowed bool) {
 	m := &s.Msg
 	ring := f.ring.Load()
 	for i := range h.pops {
-		u, _ := m.Route(i)
+		u, _ := h.routes.at(m, i)
 		var x flow
 		var ok, bad bool
 		if v, has := u.Param(flowParam); has {
@@ -284,7 +314,7 @@ func (f *Forwarder) outsideTarget(s *Scratch, src netip.AddrPort, in *Leg, h *ho
 	var be *balance.Backend
 	if len(m.ToTag()) > 0 {
 		if h.remaining > 0 {
-			if u, err := m.Route(h.pops); err == nil {
+			if u, err := h.routes.at(m, h.pops); err == nil {
 				be = usableMember(h.t, &u)
 				h.viaRoute = be != nil
 			}
@@ -454,7 +484,7 @@ func (f *Forwarder) strictNextHop(s *Scratch, h *hop) {
 		return
 	}
 	m, e := &s.Msg, &s.edits
-	next, err := m.Route(h.pops)
+	next, err := h.routes.at(m, h.pops)
 	if err != nil || next.LR {
 		return
 	}
@@ -543,16 +573,57 @@ func (f *Forwarder) pathEdits(s *Scratch, src netip.AddrPort, in *Leg, h *hop) {
 // certificate a pool's backend_certs names. A Via sent-by never counts (anyone writes
 // one), nor does an inbound connection from a member's address (a client
 // may bind a member's UDP port for its TCP socket).
-func (f *Forwarder) fromBackend(t *balance.Table, src netip.AddrPort, conn pool.ConnID) bool {
+func (f *Forwarder) fromBackend(s *Scratch, t *balance.Table, src netip.AddrPort, conn pool.ConnID) bool {
 	if conn.Trusted() {
 		return true // a verified client certificate in a pool's backend_certs
 	}
 	if conn == 0 || conn.Outbound() {
-		if _, ok := t.Lookup(src); ok {
+		if _, ok := s.src.lookup(t, src); ok {
 			return true
 		}
 	}
-	return t.BackendSource(src.Addr())
+	return s.src.backendSource(t, src)
+}
+
+// srcMember is what a Table says of the source of the message being
+// processed, asked once: admit, fromBackend and a response's accounting
+// all want it. It is keyed by the Table and the source, both compared on
+// every use, so it needs no reset and a reload (a new Table) is never
+// answered from the old one.
+type srcMember struct {
+	t       *balance.Table
+	src     netip.AddrPort
+	be      *balance.Backend
+	isBE    bool // Lookup's answer
+	isSrc   bool // BackendSource's answer
+	haveSrc bool // isSrc is known
+}
+
+// lookup is t.Lookup(src), asked once per Table and source.
+func (c *srcMember) lookup(t *balance.Table, src netip.AddrPort) (*balance.Backend, bool) {
+	if c.t != t || c.src != src {
+		c.t, c.src, c.haveSrc = t, src, false
+		c.be, c.isBE = t.Lookup(src)
+	}
+	return c.be, c.isBE
+}
+
+// backendSource is t.BackendSource(src.Addr()), asked once per Table and
+// source.
+func (c *srcMember) backendSource(t *balance.Table, src netip.AddrPort) bool {
+	c.lookup(t, src)
+	if !c.haveSrc {
+		c.isSrc, c.haveSrc = t.BackendSource(src.Addr()), true
+	}
+	return c.isSrc
+}
+
+// isMember is Forwarder.isMember by the Scratch's cache.
+func (c *srcMember) isMember(t *balance.Table, src netip.AddrPort) bool {
+	if _, ok := c.lookup(t, src); ok {
+		return true
+	}
+	return c.backendSource(t, src)
 }
 
 // uriScheme returns the scheme of a URI that may not parse as a SIP URI
