@@ -98,6 +98,7 @@ type Forwarder struct {
 	proxy       parser.URI // OutgoingProxy parsed; Host nil when none
 	proxyRaw    []byte
 	domains     *balance.DomainMap
+	hops        domainHops // domains' values parsed (route.go)
 
 	rewriteContact, forceRewrite bool
 	ring                         atomic.Pointer[keyRing] // keys every token's MAC (mac.go)
