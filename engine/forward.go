@@ -284,7 +284,7 @@ type Scratch struct {
 	recv    []byte
 	tag     []byte
 	repl    []byte     // the Call-ID a Refer-To's Replaces names, unescaped
-	oc      ocReport   // the overload report of the response being processed
+	ocVia   []byte     // the parameters of siplb's Via in the response being processed, where its overload report would be
 	routes  routeCache // the Route values of the request being processed (request.go)
 	src     srcMember  // what the Table says of the message's source, asked once (request.go)
 	edits   parser.Edits
@@ -447,8 +447,8 @@ func (f *Forwarder) response(s *Scratch) Result {
 		return s.drop(DropForeignVia)
 	}
 	s.toMember = branchToMember(top.Branch)
-	if s.oc = (ocReport{}); s.toMember {
-		s.oc = parseOCReport(top.Params)
+	if s.ocVia = nil; s.toMember {
+		s.ocVia = top.Params // read by recordOverload if the member's pool has overload control
 	}
 	if !vias.Next(&next) {
 		if vias.Err() != nil {

@@ -127,7 +127,7 @@ func unescapeCallID(dst, v []byte) []byte {
 }
 
 // ocReport is the overload report a member's response carried in siplb's
-// Via (RFC 7339 §5.2), parsed by response for ProcessConn to record.
+// Via (RFC 7339 §5.2), parsed by recordOverload.
 type ocReport struct {
 	r  balance.OverloadReport
 	ok bool
@@ -240,16 +240,18 @@ func parseDecimal(b []byte, max uint64) (uint64, bool) {
 }
 
 // recordOverload records the overload report of a response from be that
-// answers a request siplb sent to it (s.toMember: its Via passed the MAC),
-// when be's pool has overload control on.
+// answers a request siplb sent to it (s.toMember: its Via passed the MAC,
+// and response kept its parameters in s.ocVia), when be's pool has
+// overload control on.
 func (f *Forwarder) recordOverload(s *Scratch, t *balance.Table, be *balance.Backend) {
-	if !s.oc.ok {
-		return
-	}
 	if p := t.Pool(balance.PoolID(be.Pool)); p == nil || !p.OverloadControl() {
+		return // the report is not even parsed
+	}
+	oc := parseOCReport(s.ocVia)
+	if !oc.ok {
 		return
 	}
-	if be.Overload().Report(s.oc.r, f.now()) {
+	if be.Overload().Report(oc.r, f.now()) {
 		s.Counters.OverloadReports.Add(1)
 	}
 }
