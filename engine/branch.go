@@ -234,6 +234,18 @@ func appendHex8(dst []byte, x uint32) []byte {
 	return binary.BigEndian.AppendUint64(dst, hex8(x))
 }
 
+// appendHex2 is appendHex(dst, uint64(x), 2), with no loop.
+func appendHex2(dst []byte, x byte) []byte {
+	const digits = "0123456789abcdef"
+	return append(dst, digits[x>>4], digits[x&15])
+}
+
+// appendHex4 is appendHex(dst, uint64(x), 4), with no loop.
+func appendHex4(dst []byte, x uint16) []byte {
+	const digits = "0123456789abcdef"
+	return append(dst, digits[x>>12], digits[x>>8&15], digits[x>>4&15], digits[x&15])
+}
+
 // appendHex16 is appendHex(dst, v, 16), a word at a time.
 func appendHex16(dst []byte, v uint64) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, hex8(uint32(v>>32)))

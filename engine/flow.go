@@ -60,7 +60,7 @@ func appendFlowToken(dst []byte, src netip.AddrPort, conn pool.ConnID, t balance
 		dst = appendHex16(dst, binary.BigEndian.Uint64(b[:8]))
 		dst = appendHex16(dst, binary.BigEndian.Uint64(b[8:]))
 	}
-	return appendHex(dst, uint64(src.Port()), 4)
+	return appendHex4(dst, src.Port())
 }
 
 // pathParam is the Path parameter (RFC 3327) that carries the flow of a

@@ -52,6 +52,12 @@ func TestHexWords(t *testing.T) {
 		if got, want := string(appendHex8(nil, uint32(v))), string(appendHex(nil, v, 8)); got != want {
 			t.Fatalf("appendHex8(%x) = %s, want %s", uint32(v), got, want)
 		}
+		if got, want := string(appendHex4(nil, uint16(v))), string(appendHex(nil, v, 4)); got != want {
+			t.Fatalf("appendHex4(%x) = %s, want %s", uint16(v), got, want)
+		}
+		if got, want := string(appendHex2(nil, byte(v))), string(appendHex(nil, v, 2)); got != want {
+			t.Fatalf("appendHex2(%x) = %s, want %s", byte(v), got, want)
+		}
 		check(appendHex16(nil, v))
 		b := make([]byte, 8+8*r.IntN(2))
 		for i := range b {

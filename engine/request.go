@@ -58,21 +58,26 @@ const cachedRoutes = 4
 // next hop all read the top ones, and parsing a URI costs more than
 // copying one. Reset by request for each message.
 type routeCache struct {
-	have uint8 // bit i: uri[i] and err[i] hold Route(i)
-	uri  [cachedRoutes]parser.URI
-	err  [cachedRoutes]error
+	have  uint8 // bit i: uri[i] and err[i] hold Route(i)
+	uri   [cachedRoutes]parser.URI
+	err   [cachedRoutes]error
+	spare parser.URI // a value below the top cachedRoutes, the last one asked for
 }
 
-// at is m.Route(i), parsed once per message for the top cachedRoutes.
-func (c *routeCache) at(m *parser.Message, i int) (parser.URI, error) {
+// at is m.Route(i), parsed once per message for the top cachedRoutes. The
+// URI is the cache's: read it, or copy it, before asking for another
+// value below the top cachedRoutes.
+func (c *routeCache) at(m *parser.Message, i int) (*parser.URI, error) {
 	if i < 0 || i >= cachedRoutes {
-		return m.Route(i)
+		var err error
+		c.spare, err = m.Route(i)
+		return &c.spare, err
 	}
 	if c.have&(1<<i) == 0 {
 		c.uri[i], c.err[i] = m.Route(i)
 		c.have |= 1 << i
 	}
-	return c.uri[i], c.err[i]
+	return &c.uri[i], c.err[i]
 }
 
 // request applies §16.3-§16.6 to a request: validation, Route processing,
@@ -148,7 +153,7 @@ func (f *Forwarder) popOwnRoutes(m *parser.Message, h *hop) *parser.Error {
 		if err != nil {
 			return parser.ErrMalformedRoute
 		}
-		l := f.legFor(&u)
+		l := f.legFor(u)
 		if l == nil {
 			break
 		}
@@ -197,7 +202,7 @@ func (f *Forwarder) strictRoute(m *parser.Message, h *hop) *parser.Error {
 	if err != nil {
 		return parser.ErrMalformedRoute
 	}
-	h.ruri, h.strict = last, true
+	h.ruri, h.strict = *last, true
 	h.remaining--
 	return nil
 }
@@ -216,7 +221,7 @@ func (f *Forwarder) backendTarget(s *Scratch, src netip.AddrPort, in *Leg, h *ho
 		if err != nil {
 			return f.reply(s, src, in, parser.ErrMalformedRoute, nil), true
 		}
-		target, h.viaRoute = u, true
+		target, h.viaRoute = *u, true
 	}
 	if h.routeLeg != nil {
 		h.out = h.routeLeg
@@ -280,7 +285,7 @@ func (f *Forwarder) poppedFlow(s *Scratch, h *hop) (fl flow, flowed bool) {
 		}
 		if ok {
 			fl, flowed = x, true
-			if l := f.legFor(&u); l != nil {
+			if l := f.legFor(u); l != nil {
 				h.out = l
 			}
 		}
@@ -315,7 +320,7 @@ func (f *Forwarder) outsideTarget(s *Scratch, src netip.AddrPort, in *Leg, h *ho
 	if len(m.ToTag()) > 0 {
 		if h.remaining > 0 {
 			if u, err := h.routes.at(m, h.pops); err == nil {
-				be = usableMember(h.t, &u)
+				be = usableMember(h.t, u)
 				h.viaRoute = be != nil
 			}
 		}
@@ -456,7 +461,7 @@ func (f *Forwarder) forwardRequest(s *Scratch, src netip.AddrPort, in *Leg, h *h
 	if h.be != nil {
 		mark |= toMemberBit
 	}
-	s.via = appendHex(s.via, uint64(mark), 2)
+	s.via = appendHex2(s.via, byte(mark))
 	s.via = f.appendBranchTail(s.via, mark, transactionHash(m, &h.top), loop, s.inConn)
 	s.via = append(s.via, ";rport"...)
 	if h.be != nil && h.t.Pool(balance.PoolID(h.be.Pool)).OverloadControl() {
