@@ -2,6 +2,7 @@ package engine
 
 import (
 	"math/rand/v2"
+	"net/netip"
 	"testing"
 )
 
@@ -64,5 +65,35 @@ func TestHexWords(t *testing.T) {
 			b[i] = alphabet[r.IntN(len(alphabet))]
 		}
 		check(b)
+	}
+}
+
+// appendIP writes what netip writes, for every kind of address and for
+// random ones with zero runs of every length and place.
+func TestAppendIP(t *testing.T) {
+	for _, a := range []string{"::", "::1", "1::", "2001:db8::1", "2001:db8:0:0:1:0:0:1", "2001:0:0:1:0:0:0:1",
+		"1:0:1:0:1:0:1:0", "0:0:1:0:0:1:0:0", "fe80::1%eth0", "::ffff:192.0.2.1", "192.0.2.1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+		"1:2:3:4:5:6:7:8", "0:1:2:3:4:5:6:0", "100:20:3:4000::"} {
+		ip := netip.MustParseAddr(a)
+		if got, want := string(appendIP(nil, ip)), ip.String(); got != want {
+			t.Errorf("appendIP(%s) = %s, want %s", a, got, want)
+		}
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 50000 {
+		var b [16]byte
+		for i := 0; i < 16; i += 2 {
+			switch r.IntN(4) {
+			case 0, 1: // a zero group
+			case 2:
+				b[i+1] = byte(r.IntN(256))
+			default:
+				b[i], b[i+1] = byte(r.IntN(256)), byte(r.IntN(256))
+			}
+		}
+		ip := netip.AddrFrom16(b)
+		if got, want := string(appendIP(nil, ip)), ip.String(); got != want {
+			t.Fatalf("appendIP(%x) = %s, want %s", b, got, want)
+		}
 	}
 }

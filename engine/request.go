@@ -38,15 +38,26 @@ type hop struct {
 	fromBackend bool
 	t           *balance.Table
 
-	out      *Leg             // the leg the request leaves on
-	dst      netip.AddrPort   // where it goes
-	conn     pool.ConnID      // for a stream: the connection to write to (0: by dst)
-	restored bool             // the Request-URI was a Contact siplb rewrote; s.orig holds the original
-	viaRoute bool             // the next hop is the next Route value's (§16.6 step 6 applies)
-	flow     flow             // from a backend: the client's flow a token of siplb's named
-	flowed   bool             // flow is set: the request goes to a client by its NAT binding or connection
-	be       *balance.Backend // from outside: the member it goes to, counted when it leaves
-	routes   *routeCache      // the Scratch's: Route values parsed once per request
+	out       *Leg               // the leg the request leaves on
+	dst       netip.AddrPort     // where it goes
+	conn      pool.ConnID        // for a stream: the connection to write to (0: by dst)
+	restored  bool               // the Request-URI was a Contact siplb rewrote; s.orig holds the original
+	viaRoute  bool               // the next hop is the next Route value's (§16.6 step 6 applies)
+	flow      flow               // from a backend: the client's flow a token of siplb's named
+	flowed    bool               // flow is set: the request goes to a client by its NAT binding or connection
+	be        *balance.Backend   // from outside: the member it goes to, counted when it leaves
+	routes    *routeCache        // the Scratch's: Route values parsed once per request
+	popLegs   [cachedRoutes]*Leg // the legs the top popped Route values name
+	ruriLeg   *Leg               // legFor(&ruri), once ruriKnown
+	ruriKnown bool
+}
+
+// ruriIsOurs is f.legFor(&h.ruri), found once per value of h.ruri.
+func (h *hop) ruriIsOurs(f *Forwarder) *Leg {
+	if !h.ruriKnown {
+		h.ruriLeg, h.ruriKnown = f.legFor(&h.ruri), true
+	}
+	return h.ruriLeg
 }
 
 // cachedRoutes is how many Route values from the top a routeCache keeps:
@@ -102,7 +113,7 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 	}
 	// A keep-alive probe of the balancer itself is answered here, even with
 	// Max-Forwards 0.
-	if m.Method() == parser.OPTIONS && h.remaining == 0 && len(h.ruri.User) == 0 && f.legFor(&h.ruri) != nil {
+	if m.Method() == parser.OPTIONS && h.remaining == 0 && len(h.ruri.User) == 0 && h.ruriIsOurs(f) != nil {
 		return f.reply(s, src, in, parser.StatusOK, nil)
 	}
 	// §16.3 step 3: Max-Forwards.
@@ -157,6 +168,9 @@ func (f *Forwarder) popOwnRoutes(m *parser.Message, h *hop) *parser.Error {
 		if l == nil {
 			break
 		}
+		if h.pops < cachedRoutes {
+			h.popLegs[h.pops] = l
+		}
 		h.routeLeg = l
 		h.pops++
 	}
@@ -195,14 +209,14 @@ func (f *Forwarder) checkRequest(s *Scratch, h *hop, in *Leg) (*parser.Error, []
 // and the real target is the last Route value, which the edits remove.
 func (f *Forwarder) strictRoute(m *parser.Message, h *hop) *parser.Error {
 	h.remaining = m.NumRoute() - h.pops
-	if h.pops > 0 || m.NumRoute() == 0 || f.legFor(&h.ruri) == nil {
+	if h.pops > 0 || m.NumRoute() == 0 || h.ruriIsOurs(f) == nil {
 		return nil
 	}
 	last, err := h.routes.at(m, m.NumRoute()-1)
 	if err != nil {
 		return parser.ErrMalformedRoute
 	}
-	h.ruri, h.strict = *last, true
+	h.ruri, h.strict, h.ruriKnown = *last, true, false
 	h.remaining--
 	return nil
 }
@@ -229,7 +243,7 @@ func (f *Forwarder) backendTarget(s *Scratch, src netip.AddrPort, in *Leg, h *ho
 		h.out = l
 	}
 	fl, flowed := f.poppedFlow(s, h)
-	if f.legFor(&h.ruri) != nil {
+	if h.ruriIsOurs(f) != nil {
 		if x, ok := f.restoreContact(s, h, &target); ok && !flowed {
 			fl, flowed = x, true
 			if fo := f.byTransport[x.transport]; fo != nil {
@@ -285,7 +299,13 @@ func (f *Forwarder) poppedFlow(s *Scratch, h *hop) (fl flow, flowed bool) {
 		}
 		if ok {
 			fl, flowed = x, true
-			if l := f.legFor(u); l != nil {
+			var l *Leg
+			if i < cachedRoutes {
+				l = h.popLegs[i] // popOwnRoutes found it
+			} else {
+				l = f.legFor(u)
+			}
+			if l != nil {
 				h.out = l
 			}
 		}
@@ -453,7 +473,7 @@ func (f *Forwarder) forwardRequest(s *Scratch, src netip.AddrPort, in *Leg, h *h
 		e.RPort = int(src.Port())
 	}
 	if h.top.HasRPort || len(h.top.Received) > 0 || !sameIP(h.top.Host, srcIP) {
-		s.recv = srcIP.AppendTo(s.recv[:0])
+		s.recv = appendIP(s.recv[:0], srcIP)
 		e.Received = s.recv
 	}
 	s.via = append(s.via[:0], out.viaHead...)
@@ -501,6 +521,62 @@ func (f *Forwarder) strictNextHop(s *Scratch, h *hop) {
 	e.AppendRoute = s.route
 	e.RequestURI = next.Raw
 	e.PopRoutes++
+}
+
+// appendIP is ip.AppendTo(dst): for IPv6 the RFC 5952 text netip writes
+// (lower case, no leading zeros, the leftmost longest run of two or more
+// zero groups as "::"), from the 16 bytes, where netip shifts its 128 bits
+// per group: every request from an IPv6 client gets a received= of it.
+func appendIP(dst []byte, ip netip.Addr) []byte {
+	if !ip.Is6() || ip.Is4In6() || ip.Zone() != "" {
+		return ip.AppendTo(dst)
+	}
+	b := ip.As16()
+	var g [8]uint16
+	for i := range g {
+		g[i] = uint16(b[2*i])<<8 | uint16(b[2*i+1])
+	}
+	zs, ze := 8, 8 // the run of zero groups written as "::"
+	for i := 0; i < 8; {
+		if g[i] != 0 {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < 8 && g[j] == 0 {
+			j++
+		}
+		if j-i >= 2 && j-i > ze-zs {
+			zs, ze = i, j
+		}
+		i = j
+	}
+	for i := 0; i < 8; i++ {
+		if i == zs {
+			dst = append(dst, ':', ':')
+			if i = ze; i >= 8 {
+				break
+			}
+		} else if i > 0 {
+			dst = append(dst, ':')
+		}
+		dst = appendGroup(dst, g[i])
+	}
+	return dst
+}
+
+// appendGroup appends an IPv6 group in hex without leading zeros.
+func appendGroup(dst []byte, x uint16) []byte {
+	const digits = "0123456789abcdef"
+	switch {
+	case x >= 0x1000:
+		return append(dst, digits[x>>12], digits[x>>8&15], digits[x>>4&15], digits[x&15])
+	case x >= 0x100:
+		return append(dst, digits[x>>8], digits[x>>4&15], digits[x&15])
+	case x >= 0x10:
+		return append(dst, digits[x>>4], digits[x&15])
+	}
+	return append(dst, digits[x])
 }
 
 // sameIP reports whether a Via host is the IP address ip.
