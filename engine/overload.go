@@ -181,17 +181,19 @@ func parseOCReport(params []byte) ocReport {
 	return r
 }
 
-// hasOCFold reports whether p holds "oc", ignoring ASCII case.
-func hasOCFold(p []byte) bool { return hasOC(p, 'c') || hasOC(p, 'C') }
+// hasOCFold reports whether p holds "oc", ignoring ASCII case. It looks
+// for the 'o', which no branch of siplb's holds (hex digits and the
+// cookie), so the Via's longest parameter is skipped in one search.
+func hasOCFold(p []byte) bool { return hasOC(p, 'o') || hasOC(p, 'O') }
 
-// hasOC reports whether p holds c after an 'o' or an 'O'.
-func hasOC(p []byte, c byte) bool {
+// hasOC reports whether p holds o followed by a 'c' or a 'C'.
+func hasOC(p []byte, o byte) bool {
 	for {
-		i := bytes.IndexByte(p, c)
-		if i < 0 {
+		i := bytes.IndexByte(p, o)
+		if i < 0 || i+1 >= len(p) {
 			return false
 		}
-		if i > 0 && p[i-1]|0x20 == 'o' {
+		if p[i+1]|0x20 == 'c' {
 			return true
 		}
 		p = p[i+1:]

@@ -364,3 +364,15 @@ func TestServerOverloadReportSheds(t *testing.T) {
 		t.Errorf("overload state %+v, want reduction 100 and %d refusals", st, len(toHot)-1)
 	}
 }
+
+// hasOCFold finds "oc" in any case anywhere, and nothing else.
+func TestHasOCFold(t *testing.T) {
+	for p, want := range map[string]bool{
+		"": false, "o": false, "c": false, "co": false, "oxc": false, ";rport=5060;received=10.0.0.1": false,
+		"oc": true, "OC": true, "oC": true, "Oc": true, ";branch=z9hG4bKc0ffee;rport;oc-seq=1": true, "xxo;ooc": true,
+	} {
+		if got := hasOCFold([]byte(p)); got != want {
+			t.Errorf("hasOCFold(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
