@@ -55,7 +55,7 @@ func (f *Forwarder) admit(s *Scratch, src netip.AddrPort, in *Leg) Drop {
 		s.Counters.Drops[DropDenied].Add(1)
 		return DropDenied
 	}
-	if f.guard == nil || f.isMember(src) {
+	if f.guard == nil || s.src.isMember(f.bal.Table(), src) {
 		return DropNone
 	}
 	v := f.guard.Check(ip, f.now())

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"encoding/binary"
 
 	"github.com/siplb/siplb/internal/fnv1a"
 	"github.com/siplb/siplb/parser"
@@ -77,7 +78,7 @@ func transactionHash(m *parser.Message, top *parser.Via) uint64 {
 // Via's branch are left out, so that the CANCEL and the ACK of a non-2xx
 // response, which repeat the INVITE's Request-URI, Route set and top Via
 // (§9.1, §17.1.1.3), get the INVITE's whole branch (§16.11).
-func loopHash(m *parser.Message, top *parser.Via) uint32 {
+func loopHash(m *parser.Message, top *parser.Via, routes *routeCache) uint32 {
 	h := fnv1a.Add(fnv1a.Offset, m.RequestURI())
 	h = fnv1a.Add(fnv1a.Sep(h), m.CallID())
 	h = fnv1a.Add(fnv1a.Sep(h), m.FromTag())
@@ -85,7 +86,7 @@ func loopHash(m *parser.Message, top *parser.Via) uint32 {
 	h = fnv1a.Sep(h) ^ uint64(top.Port)
 	for i := range m.NumRoute() {
 		h = fnv1a.Sep(h)
-		if u, err := m.Route(i); err == nil {
+		if u, err := routes.at(m, i); err == nil {
 			h = fnv1a.Add(h, u.Raw)
 		}
 	}
@@ -97,10 +98,10 @@ func loopHash(m *parser.Message, top *parser.Via) uint32 {
 // appendBranchTail appends the part of the branch after the leg's viaHead
 // and the in-leg, signed by the ring's current key.
 func (f *Forwarder) appendBranchTail(dst []byte, in int, tx uint64, loop uint32, conn pool.ConnID) []byte {
-	dst = appendHex(dst, tx, 16)
-	dst = appendHex(dst, uint64(loop), 8)
-	dst = appendHex(dst, uint64(conn), 16)
-	return appendHex(dst, f.ring.Load().keys[0].branch.branchMAC(in, tx, loop, conn), 16)
+	dst = appendHex16(dst, tx)
+	dst = appendHex8(dst, loop)
+	dst = appendHex16(dst, uint64(conn))
+	return appendHex16(dst, f.ring.Load().keys[0].branch.branchMAC(in, tx, loop, conn))
 }
 
 // toMemberBit, in a branch's in-leg byte (under the MAC), marks a request
@@ -172,6 +173,15 @@ var hexVal = func() (t [256]byte) {
 
 // parseHex parses at most 16 lowercase hex digits.
 func parseHex(b []byte) (uint64, bool) {
+	switch len(b) {
+	case 16:
+		hi, ok1 := parseHex8(b)
+		lo, ok2 := parseHex8(b[8:])
+		return uint64(hi)<<32 | uint64(lo), ok1 && ok2
+	case 8:
+		v, ok := parseHex8(b)
+		return uint64(v), ok
+	}
 	if len(b) == 0 || len(b) > 16 {
 		return 0, false
 	}
@@ -186,20 +196,80 @@ func parseHex(b []byte) (uint64, bool) {
 	return v, bad < 16
 }
 
+// SWAR constants: every byte of a uint64 set to 0x01, to 0x80.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// parseHex8 parses the 8 lowercase hex digits that start b (len(b) >= 8) a
+// word at a time: parseHex's answer for them, with no table and no loop.
+func parseHex8(b []byte) (uint32, bool) {
+	x := binary.BigEndian.Uint64(b) // the first digit in the top byte
+	// Per byte c < 0x80, c+(0x80-lo) has its high bit set iff c >= lo, and
+	// no sum carries into the next byte; a byte >= 0x80 fails on its own.
+	digit := (x + 0x50*ones) &^ (x + 0x46*ones)  // '0' <= c <= '9'
+	letter := (x + 0x1f*ones) &^ (x + 0x19*ones) // 'a' <= c <= 'f'
+	ok := (digit|letter)&highs == highs && x&highs == 0
+	v := x&(0x0f*ones) + (letter>>7&ones)*9 // each byte its digit's value
+	v = (v | v>>4) & 0x00ff00ff00ff00ff
+	v = (v | v>>8) & 0x0000ffff0000ffff
+	v = (v | v>>16) & 0x00000000ffffffff
+	return uint32(v), ok
+}
+
+// hex8 spreads x as 8 lowercase hex digits over a uint64, the most
+// significant digit in the top byte (binary.BigEndian order).
+func hex8(x uint32) uint64 {
+	v := uint64(x)
+	v = (v | v<<16) & 0x0000ffff0000ffff
+	v = (v | v<<8) & 0x00ff00ff00ff00ff
+	v = (v | v<<4) & 0x0f0f0f0f0f0f0f0f
+	letters := (v + 0x06*ones) >> 4 & ones // 1 in each byte that is 10-15
+	return v + '0'*ones + letters*('a'-'0'-10)
+}
+
+// appendHex8 is appendHex(dst, uint64(x), 8), a word at a time.
+func appendHex8(dst []byte, x uint32) []byte {
+	return binary.BigEndian.AppendUint64(dst, hex8(x))
+}
+
+// appendHex2 is appendHex(dst, uint64(x), 2), with no loop.
+func appendHex2(dst []byte, x byte) []byte {
+	const digits = "0123456789abcdef"
+	return append(dst, digits[x>>4], digits[x&15])
+}
+
+// appendHex4 is appendHex(dst, uint64(x), 4), with no loop.
+func appendHex4(dst []byte, x uint16) []byte {
+	const digits = "0123456789abcdef"
+	return append(dst, digits[x>>12], digits[x>>8&15], digits[x>>4&15], digits[x&15])
+}
+
+// appendHex16 is appendHex(dst, v, 16), a word at a time.
+func appendHex16(dst []byte, v uint64) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, hex8(uint32(v>>32)))
+	return binary.BigEndian.AppendUint64(dst, hex8(uint32(v)))
+}
+
 // isLoop reports whether m has looped (§16.3 step 4): its top Via is one of
 // siplb's (it came straight back: nothing else handled it), or a Via of
 // siplb's further down carries the loop hash m gets again (it came back
 // unchanged through other elements).
 func (f *Forwarder) isLoop(m *parser.Message, loop uint32) bool {
-	var want [8]byte
-	appendHex(want[:0], uint64(loop), 8)
+	want := hex8(loop)
 	vias := m.Vias()
 	var v parser.Via
 	for top := true; vias.Next(&v); top = false {
 		if len(v.Branch) != branchLen {
 			continue
 		}
-		if _, _, _, ok := f.ourBranch(v.Branch); ok && (top || string(v.Branch[branchLoopOff:branchConnOff]) == string(want[:])) {
+		// Below the top, only a Via with m's loop hash can say loop: the
+		// compare comes before the MAC.
+		if !top && binary.BigEndian.Uint64(v.Branch[branchLoopOff:]) != want {
+			continue
+		}
+		if _, _, _, ok := f.ourBranch(v.Branch); ok {
 			return true
 		}
 	}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/binary"
 	"net/netip"
 
 	"github.com/siplb/siplb/balance"
@@ -25,7 +26,7 @@ func appendFlow(dst []byte, k macKey, src netip.AddrPort, conn pool.ConnID, t ba
 	dst = append(dst, ";"+flowParam+"="...)
 	start := len(dst)
 	dst = appendFlowToken(dst, src, conn, t)
-	return appendHex(dst, k.flowMAC(dst[start:], callID), flowMACLen)
+	return appendHex16(dst, k.flowMAC(dst[start:], callID))
 }
 
 // appendFlowToken appends a flow (RFC 5626's idea, kept in what siplb
@@ -47,20 +48,19 @@ func appendFlowToken(dst []byte, src netip.AddrPort, conn pool.ConnID, t balance
 		default:
 			dst = append(dst, 't')
 		}
-		return appendHex(dst, uint64(conn), 16)
+		return appendHex16(dst, uint64(conn))
 	}
 	dst = append(dst, 'u')
 	a := src.Addr().Unmap()
 	if a.Is4() {
 		b := a.As4()
-		dst = appendHex(dst, uint64(b[0])<<24|uint64(b[1])<<16|uint64(b[2])<<8|uint64(b[3]), 8)
+		dst = appendHex8(dst, binary.BigEndian.Uint32(b[:]))
 	} else {
 		b := a.As16()
-		for _, x := range b {
-			dst = appendHex(dst, uint64(x), 2)
-		}
+		dst = appendHex16(dst, binary.BigEndian.Uint64(b[:8]))
+		dst = appendHex16(dst, binary.BigEndian.Uint64(b[8:]))
 	}
-	return appendHex(dst, uint64(src.Port()), 4)
+	return appendHex4(dst, src.Port())
 }
 
 // pathParam is the Path parameter (RFC 3327) that carries the flow of a
@@ -76,7 +76,7 @@ func appendPathFlow(dst []byte, k macKey, src netip.AddrPort, conn pool.ConnID, 
 	dst = append(dst, ";"+pathParam+"="...)
 	start := len(dst)
 	dst = appendFlowToken(dst, src, conn, t)
-	return appendHex(dst, k.pathMAC(dst[start:]), flowMACLen)
+	return appendHex16(dst, k.pathMAC(dst[start:]))
 }
 
 // flow is a parsed flow token.
@@ -206,7 +206,7 @@ func appendRewrittenContact(dst []byte, k macKey, out *Leg, orig []byte, src net
 		dst = appendHex(dst, uint64(c), 2)
 	}
 	dst = append(dst, '.')
-	dst = appendHex(dst, k.sum(dst[start:len(dst)-1]), contactMACLen)
+	dst = appendHex16(dst, k.sum(dst[start:len(dst)-1]))
 	dst = append(dst, '@')
 	dst = append(dst, out.sentBy...)
 	if out.Transport == balance.TCP {

@@ -99,6 +99,7 @@ type Forwarder struct {
 	proxy       parser.URI // OutgoingProxy parsed; Host nil when none
 	proxyRaw    []byte
 	domains     *balance.DomainMap
+	hops        domainHops // domains' values parsed (route.go)
 
 	rewriteContact, forceRewrite bool
 	ring                         atomic.Pointer[keyRing] // keys every token's MAC (mac.go)
@@ -285,8 +286,10 @@ type Scratch struct {
 	via     []byte
 	recv    []byte
 	tag     []byte
-	repl    []byte   // the Call-ID a Refer-To's Replaces names, unescaped
-	oc      ocReport // the overload report of the response being processed
+	repl    []byte     // the Call-ID a Refer-To's Replaces names, unescaped
+	ocVia   []byte     // the parameters of siplb's Via in the response being processed, where its overload report would be
+	routes  routeCache // the Route values of the request being processed (request.go)
+	src     srcMember  // what the Table says of the message's source, asked once (request.go)
 	edits   parser.Edits
 	sa4     unix.SockaddrInet4
 	sa6     unix.SockaddrInet6
@@ -367,7 +370,7 @@ func (f *Forwarder) processConn(s *Scratch, b []byte, src netip.AddrPort, in *Le
 					f.observer.Observe(src, m.StatusCode())
 				}
 				t := f.bal.Table()
-				if be, ok := t.Lookup(src); ok {
+				if be, ok := s.src.lookup(t, src); ok {
 					be.Stats.Response(s.stripe, m.StatusCode())
 					f.recordOverload(s, t, be)
 				}
@@ -455,8 +458,8 @@ func (f *Forwarder) response(s *Scratch) Result {
 		return s.drop(DropForeignVia)
 	}
 	s.toMember = branchToMember(top.Branch)
-	if s.oc = (ocReport{}); s.toMember {
-		s.oc = parseOCReport(top.Params)
+	if s.ocVia = nil; s.toMember {
+		s.ocVia = top.Params // read by recordOverload if the member's pool has overload control
 	}
 	if !vias.Next(&next) {
 		if vias.Err() != nil {

@@ -6,10 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/siplb/siplb/balance"
-	"github.com/siplb/siplb/internal/guard"
 	"github.com/siplb/siplb/parser"
 )
 
@@ -389,61 +387,6 @@ func TestForwardMaxForwardsInserted(t *testing.T) {
 	if mf, ok := m.MaxForwards(); !ok || mf != 70 {
 		t.Errorf("Max-Forwards = %d (present %v), want 70 inserted", mf, ok)
 	}
-}
-
-func BenchmarkProcess(b *testing.B) {
-	f := newTestForwarder(b)
-	s := f.NewScratch()
-	leg := f.Legs()[0]
-	inv := invite("bench@x", "z9hG4bKbench")
-	b.Run("request", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetBytes(int64(len(inv)))
-		for b.Loop() {
-			if r := f.Process(s, inv, client, leg); r.Out == nil {
-				b.Fatal(r.Drop)
-			}
-		}
-	})
-	// The same with the edge defences on (flood detector, scanner filter),
-	// at a density this loop stays under.
-	b.Run("request-guarded", func(b *testing.B) {
-		g, err := guard.New(guard.Config{Flood: guard.FloodConfig{Window: 100 * time.Millisecond, Density: guard.MaxFloodDensity}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		gf, err := NewForwarder(Config{Legs: []LegConfig{{Transport: balance.UDP, Addr: legAddr}}, Guard: g}, f.bal)
-		if err != nil {
-			b.Fatal(err)
-		}
-		gs, gl := gf.NewScratch(), gf.Legs()[0]
-		b.ReportAllocs()
-		b.SetBytes(int64(len(inv)))
-		for b.Loop() {
-			if r := gf.Process(gs, inv, client, gl); r.Out == nil {
-				b.Fatal(r.Drop)
-			}
-		}
-	})
-	var fm parser.Message
-	if err := parser.Parse(&fm, bytes.Clone(f.Process(s, inv, client, leg).Out)); err != nil {
-		b.Fatal(err)
-	}
-	top, _ := fm.Via(0)
-	resp := sip("SIP/2.0 200 OK",
-		"Via: SIP/2.0/UDP 127.0.0.1:5060;branch="+string(top.Branch)+";rport=5060",
-		"Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKbench;rport=40000;received=127.0.0.1",
-		"From: <sip:alice@example.com>;tag=a1", "To: <sip:bob@example.com>;tag=b1",
-		"Call-ID: bench@x", "CSeq: 1 INVITE", "Content-Length: 0")
-	b.Run("response", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetBytes(int64(len(resp)))
-		for b.Loop() {
-			if r := f.Process(s, resp, backends[0], leg); r.Out == nil {
-				b.Fatal(r.Drop)
-			}
-		}
-	})
 }
 
 // rewrite_contact: a REGISTER's Contact becomes one of siplb's carrying the

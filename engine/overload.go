@@ -27,11 +27,23 @@ const maxReplacesCallID = 256
 func replacedCallID(s *Scratch, m *parser.Message) []byte {
 	switch m.Method() {
 	case parser.INVITE:
-		if v := m.HeaderByName([]byte("Replaces")); v != nil {
-			return headerCallID(v)
+		// One walk over the headers for both names: the first Replaces
+		// wins, else the first Join (neither has a compact form).
+		var join []byte
+		for i := range m.NumHeaders() {
+			id, name, v := m.HeaderAt(i)
+			if id != parser.HdrOther {
+				continue
+			}
+			switch {
+			case len(name) == len("Replaces") && hasPrefixFold(name, "replaces"):
+				return headerCallID(v)
+			case join == nil && len(name) == len("Join") && hasPrefixFold(name, "join"):
+				join = v
+			}
 		}
-		if v := m.HeaderByName([]byte("Join")); v != nil {
-			return headerCallID(v)
+		if join != nil {
+			return headerCallID(join)
 		}
 	case parser.REFER:
 		if v := m.Header(parser.HdrReferTo); v != nil {
@@ -115,7 +127,7 @@ func unescapeCallID(dst, v []byte) []byte {
 }
 
 // ocReport is the overload report a member's response carried in siplb's
-// Via (RFC 7339 §5.2), parsed by response for ProcessConn to record.
+// Via (RFC 7339 §5.2), parsed by recordOverload.
 type ocReport struct {
 	r  balance.OverloadReport
 	ok bool
@@ -129,6 +141,11 @@ func parseOCReport(params []byte) ocReport {
 	var r ocReport
 	var hasOC, hasSeq bool
 	r.r.Validity = balance.DefaultOverloadValidity
+	if !hasOCFold(params) {
+		// No parameter named oc, oc-seq, oc-validity or oc-algo: the walk
+		// below would find none (most responses: no overload control).
+		return r
+	}
 	for p := params; len(p) > 0; {
 		var name, val []byte
 		name, val, p = nextParam(p)
@@ -162,6 +179,25 @@ func parseOCReport(params []byte) ocReport {
 	}
 	r.ok = hasOC && hasSeq
 	return r
+}
+
+// hasOCFold reports whether p holds "oc", ignoring ASCII case. It looks
+// for the 'o', which no branch of siplb's holds (hex digits and the
+// cookie), so the Via's longest parameter is skipped in one search.
+func hasOCFold(p []byte) bool { return hasOC(p, 'o') || hasOC(p, 'O') }
+
+// hasOC reports whether p holds o followed by a 'c' or a 'C'.
+func hasOC(p []byte, o byte) bool {
+	for {
+		i := bytes.IndexByte(p, o)
+		if i < 0 || i+1 >= len(p) {
+			return false
+		}
+		if p[i+1]|0x20 == 'c' {
+			return true
+		}
+		p = p[i+1:]
+	}
 }
 
 // nextParam splits the first ";name[=value]" off a Via's parameter list,
@@ -206,16 +242,18 @@ func parseDecimal(b []byte, max uint64) (uint64, bool) {
 }
 
 // recordOverload records the overload report of a response from be that
-// answers a request siplb sent to it (s.toMember: its Via passed the MAC),
-// when be's pool has overload control on.
+// answers a request siplb sent to it (s.toMember: its Via passed the MAC,
+// and response kept its parameters in s.ocVia), when be's pool has
+// overload control on.
 func (f *Forwarder) recordOverload(s *Scratch, t *balance.Table, be *balance.Backend) {
-	if !s.oc.ok {
-		return
-	}
 	if p := t.Pool(balance.PoolID(be.Pool)); p == nil || !p.OverloadControl() {
+		return // the report is not even parsed
+	}
+	oc := parseOCReport(s.ocVia)
+	if !oc.ok {
 		return
 	}
-	if be.Overload().Report(s.oc.r, f.now()) {
+	if be.Overload().Report(oc.r, f.now()) {
 		s.Counters.OverloadReports.Add(1)
 	}
 }

@@ -23,6 +23,8 @@ func TestReplacedCallID(t *testing.T) {
 		{name: "Replaces", msg: invite("new@x", "z9hG4bKr1", "Replaces: 98732@sip.example.com ;to-tag=r33th4x0r;from-tag=ff87ff"), want: "98732@sip.example.com"},
 		{name: "Replaces early-only", msg: invite("new@x", "z9hG4bKr1", "Replaces: abc;to-tag=1;from-tag=2;early-only"), want: "abc"},
 		{name: "Join", msg: invite("new@x", "z9hG4bKr1", "Join: 12adf2f34456gs5;to-tag=12345;from-tag=54321"), want: "12adf2f34456gs5"},
+		{name: "Join before Replaces: Replaces wins", msg: invite("new@x", "z9hG4bKr1", "Join: j1;to-tag=1;from-tag=2", "Replaces: r1;to-tag=1;from-tag=2"), want: "r1"},
+		{name: "two Joins: the first", msg: invite("new@x", "z9hG4bKr1", "JOIN: j1;to-tag=1;from-tag=2", "Join: j2;to-tag=1;from-tag=2"), want: "j1"},
 		{name: "replaces header lower case", msg: invite("new@x", "z9hG4bKr1", "replaces: low@x;to-tag=1;from-tag=2"), want: "low@x"},
 		{name: "empty Replaces", msg: invite("new@x", "z9hG4bKr1", "Replaces: ;to-tag=1")},
 		{name: "none", msg: invite("new@x", "z9hG4bKr1")},
@@ -236,6 +238,7 @@ func TestParseOCReport(t *testing.T) {
 		{name: "stop", params: `;OC=0;OC-VALIDITY=0;oc-seq=3.0`, want: balance.OverloadReport{Seq: 300000}, ok: true},
 		{name: "bare oc (our offer echoed)", params: `;oc;oc-algo="loss"`},
 		{name: "report appended after our offer", params: `;oc;oc-algo="loss";oc=30;oc-algo="loss";oc-seq=4.25`, want: balance.OverloadReport{Reduction: 30, Validity: balance.DefaultOverloadValidity, Seq: 425000}, ok: true},
+		{name: "no oc parameter", params: `;branch=z9hG4bKx;rport=5060;received=10.0.0.1`},
 		{name: "no seq", params: `;oc=10;oc-validity=500`},
 		{name: "other algorithm", params: `;oc=10;oc-algo="rate";oc-seq=1.0`},
 		{name: "over 100", params: `;oc=101;oc-seq=1.0`},
@@ -359,5 +362,17 @@ func TestServerOverloadReportSheds(t *testing.T) {
 	be, _ := srv.f.bal.Table().Lookup(hot.addr)
 	if st := be.Overload().Read(time.Now().UnixNano()); st.Reduction != 100 || st.ShedOverload < uint64(len(toHot)-1) {
 		t.Errorf("overload state %+v, want reduction 100 and %d refusals", st, len(toHot)-1)
+	}
+}
+
+// hasOCFold finds "oc" in any case anywhere, and nothing else.
+func TestHasOCFold(t *testing.T) {
+	for p, want := range map[string]bool{
+		"": false, "o": false, "c": false, "co": false, "oxc": false, ";rport=5060;received=10.0.0.1": false,
+		"oc": true, "OC": true, "oC": true, "Oc": true, ";branch=z9hG4bKc0ffee;rport;oc-seq=1": true, "xxo;ooc": true,
+	} {
+		if got := hasOCFold([]byte(p)); got != want {
+			t.Errorf("hasOCFold(%q) = %v, want %v", p, got, want)
+		}
 	}
 }

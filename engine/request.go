@@ -38,14 +38,57 @@ type hop struct {
 	fromBackend bool
 	t           *balance.Table
 
-	out      *Leg             // the leg the request leaves on
-	dst      netip.AddrPort   // where it goes
-	conn     pool.ConnID      // for a stream: the connection to write to (0: by dst)
-	restored bool             // the Request-URI was a Contact siplb rewrote; s.orig holds the original
-	viaRoute bool             // the next hop is the next Route value's (§16.6 step 6 applies)
-	flow     flow             // from a backend: the client's flow a token of siplb's named
-	flowed   bool             // flow is set: the request goes to a client by its NAT binding or connection
-	be       *balance.Backend // from outside: the member it goes to, counted when it leaves
+	out       *Leg               // the leg the request leaves on
+	dst       netip.AddrPort     // where it goes
+	conn      pool.ConnID        // for a stream: the connection to write to (0: by dst)
+	restored  bool               // the Request-URI was a Contact siplb rewrote; s.orig holds the original
+	viaRoute  bool               // the next hop is the next Route value's (§16.6 step 6 applies)
+	flow      flow               // from a backend: the client's flow a token of siplb's named
+	flowed    bool               // flow is set: the request goes to a client by its NAT binding or connection
+	be        *balance.Backend   // from outside: the member it goes to, counted when it leaves
+	routes    *routeCache        // the Scratch's: Route values parsed once per request
+	popLegs   [cachedRoutes]*Leg // the legs the top popped Route values name
+	ruriLeg   *Leg               // legFor(&ruri), once ruriKnown
+	ruriKnown bool
+}
+
+// ruriIsOurs is f.legFor(&h.ruri), found once per value of h.ruri.
+func (h *hop) ruriIsOurs(f *Forwarder) *Leg {
+	if !h.ruriKnown {
+		h.ruriLeg, h.ruriKnown = f.legFor(&h.ruri), true
+	}
+	return h.ruriLeg
+}
+
+// cachedRoutes is how many Route values from the top a routeCache keeps:
+// siplb's own (two after a double Record-Route) and the next hop's.
+const cachedRoutes = 4
+
+// routeCache holds the Route values of the request being processed, parsed
+// on first use: Route processing, the loop hash, the popped flows and the
+// next hop all read the top ones, and parsing a URI costs more than
+// copying one. Reset by request for each message.
+type routeCache struct {
+	have  uint8 // bit i: uri[i] and err[i] hold Route(i)
+	uri   [cachedRoutes]parser.URI
+	err   [cachedRoutes]error
+	spare parser.URI // a value below the top cachedRoutes, the last one asked for
+}
+
+// at is m.Route(i), parsed once per message for the top cachedRoutes. The
+// URI is the cache's: read it, or copy it, before asking for another
+// value below the top cachedRoutes.
+func (c *routeCache) at(m *parser.Message, i int) (*parser.URI, error) {
+	if i < 0 || i >= cachedRoutes {
+		var err error
+		c.spare, err = m.Route(i)
+		return &c.spare, err
+	}
+	if c.have&(1<<i) == 0 {
+		c.uri[i], c.err[i] = m.Route(i)
+		c.have |= 1 << i
+	}
+	return &c.uri[i], c.err[i]
 }
 
 // request applies §16.3-§16.6 to a request: validation, Route processing,
@@ -53,12 +96,15 @@ type hop struct {
 func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 	m := &s.Msg
 	// Parse checked the top Via: it is there and well-formed.
-	h := hop{top: m.TopVia(), out: in}
+	var h hop
+	h.top, h.out = m.TopVia(), in
+	s.routes.have = 0
+	h.routes = &s.routes
 	if e := f.popOwnRoutes(m, &h); e != nil {
 		return f.reply(s, src, in, e, nil)
 	}
 	h.t = f.bal.Table()
-	h.fromBackend = f.fromBackend(h.t, src, s.inConn)
+	h.fromBackend = f.fromBackend(s, h.t, src, s.inConn)
 	if e, extra := f.checkRequest(s, &h, in); e != nil {
 		return f.reply(s, src, in, e, extra)
 	}
@@ -67,14 +113,14 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 	}
 	// A keep-alive probe of the balancer itself is answered here, even with
 	// Max-Forwards 0.
-	if m.Method() == parser.OPTIONS && h.remaining == 0 && len(h.ruri.User) == 0 && f.legFor(&h.ruri) != nil {
+	if m.Method() == parser.OPTIONS && h.remaining == 0 && len(h.ruri.User) == 0 && h.ruriIsOurs(f) != nil {
 		return f.reply(s, src, in, parser.StatusOK, nil)
 	}
 	// §16.3 step 3: Max-Forwards.
 	if mf, ok := m.MaxForwards(); ok && mf == 0 {
 		return f.reply(s, src, in, parser.ErrTooManyHops, nil)
 	}
-	loop := loopHash(m, &h.top)
+	loop := loopHash(m, &h.top, h.routes)
 	if f.isLoop(m, loop) {
 		return f.reply(s, src, in, parser.ErrLoopDetected, nil)
 	}
@@ -114,13 +160,16 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 // last one names the leg facing the next hop.
 func (f *Forwarder) popOwnRoutes(m *parser.Message, h *hop) *parser.Error {
 	for h.pops < m.NumRoute() {
-		u, err := m.Route(h.pops)
+		u, err := h.routes.at(m, h.pops)
 		if err != nil {
 			return parser.ErrMalformedRoute
 		}
-		l := f.legFor(&u)
+		l := f.legFor(u)
 		if l == nil {
 			break
+		}
+		if h.pops < cachedRoutes {
+			h.popLegs[h.pops] = l
 		}
 		h.routeLeg = l
 		h.pops++
@@ -160,14 +209,14 @@ func (f *Forwarder) checkRequest(s *Scratch, h *hop, in *Leg) (*parser.Error, []
 // and the real target is the last Route value, which the edits remove.
 func (f *Forwarder) strictRoute(m *parser.Message, h *hop) *parser.Error {
 	h.remaining = m.NumRoute() - h.pops
-	if h.pops > 0 || m.NumRoute() == 0 || f.legFor(&h.ruri) == nil {
+	if h.pops > 0 || m.NumRoute() == 0 || h.ruriIsOurs(f) == nil {
 		return nil
 	}
-	last, err := m.Route(m.NumRoute() - 1)
+	last, err := h.routes.at(m, m.NumRoute()-1)
 	if err != nil {
 		return parser.ErrMalformedRoute
 	}
-	h.ruri, h.strict = last, true
+	h.ruri, h.strict, h.ruriKnown = *last, true, false
 	h.remaining--
 	return nil
 }
@@ -182,11 +231,11 @@ func (f *Forwarder) backendTarget(s *Scratch, src netip.AddrPort, in *Leg, h *ho
 	m := &s.Msg
 	target := h.ruri
 	if h.remaining > 0 {
-		u, err := m.Route(h.pops)
+		u, err := h.routes.at(m, h.pops)
 		if err != nil {
 			return f.reply(s, src, in, parser.ErrMalformedRoute, nil), true
 		}
-		target, h.viaRoute = u, true
+		target, h.viaRoute = *u, true
 	}
 	if h.routeLeg != nil {
 		h.out = h.routeLeg
@@ -194,7 +243,7 @@ func (f *Forwarder) backendTarget(s *Scratch, src netip.AddrPort, in *Leg, h *ho
 		h.out = l
 	}
 	fl, flowed := f.poppedFlow(s, h)
-	if f.legFor(&h.ruri) != nil {
+	if h.ruriIsOurs(f) != nil {
 		if x, ok := f.restoreContact(s, h, &target); ok && !flowed {
 			fl, flowed = x, true
 			if fo := f.byTransport[x.transport]; fo != nil {
@@ -237,7 +286,7 @@ func (f *Forwarder) poppedFlow(s *Scratch, h *hop) (fl flow, flowed bool) {
 	m := &s.Msg
 	ring := f.ring.Load()
 	for i := range h.pops {
-		u, _ := m.Route(i)
+		u, _ := h.routes.at(m, i)
 		var x flow
 		var ok, bad bool
 		if v, has := u.Param(flowParam); has {
@@ -250,7 +299,13 @@ func (f *Forwarder) poppedFlow(s *Scratch, h *hop) (fl flow, flowed bool) {
 		}
 		if ok {
 			fl, flowed = x, true
-			if l := f.legFor(&u); l != nil {
+			var l *Leg
+			if i < cachedRoutes {
+				l = h.popLegs[i] // popOwnRoutes found it
+			} else {
+				l = f.legFor(u)
+			}
+			if l != nil {
 				h.out = l
 			}
 		}
@@ -284,8 +339,8 @@ func (f *Forwarder) outsideTarget(s *Scratch, src netip.AddrPort, in *Leg, h *ho
 	var be *balance.Backend
 	if len(m.ToTag()) > 0 {
 		if h.remaining > 0 {
-			if u, err := m.Route(h.pops); err == nil {
-				be = usableMember(h.t, &u)
+			if u, err := h.routes.at(m, h.pops); err == nil {
+				be = usableMember(h.t, u)
 				h.viaRoute = be != nil
 			}
 		}
@@ -418,7 +473,7 @@ func (f *Forwarder) forwardRequest(s *Scratch, src netip.AddrPort, in *Leg, h *h
 		e.RPort = int(src.Port())
 	}
 	if h.top.HasRPort || len(h.top.Received) > 0 || !sameIP(h.top.Host, srcIP) {
-		s.recv = srcIP.AppendTo(s.recv[:0])
+		s.recv = appendIP(s.recv[:0], srcIP)
 		e.Received = s.recv
 	}
 	s.via = append(s.via[:0], out.viaHead...)
@@ -426,7 +481,7 @@ func (f *Forwarder) forwardRequest(s *Scratch, src netip.AddrPort, in *Leg, h *h
 	if h.be != nil {
 		mark |= toMemberBit
 	}
-	s.via = appendHex(s.via, uint64(mark), 2)
+	s.via = appendHex2(s.via, byte(mark))
 	s.via = f.appendBranchTail(s.via, mark, transactionHash(m, &h.top), loop, s.inConn)
 	s.via = append(s.via, ";rport"...)
 	if h.be != nil && h.t.Pool(balance.PoolID(h.be.Pool)).OverloadControl() {
@@ -454,7 +509,7 @@ func (f *Forwarder) strictNextHop(s *Scratch, h *hop) {
 		return
 	}
 	m, e := &s.Msg, &s.edits
-	next, err := m.Route(h.pops)
+	next, err := h.routes.at(m, h.pops)
 	if err != nil || next.LR {
 		return
 	}
@@ -466,6 +521,62 @@ func (f *Forwarder) strictNextHop(s *Scratch, h *hop) {
 	e.AppendRoute = s.route
 	e.RequestURI = next.Raw
 	e.PopRoutes++
+}
+
+// appendIP is ip.AppendTo(dst): for IPv6 the RFC 5952 text netip writes
+// (lower case, no leading zeros, the leftmost longest run of two or more
+// zero groups as "::"), from the 16 bytes, where netip shifts its 128 bits
+// per group: every request from an IPv6 client gets a received= of it.
+func appendIP(dst []byte, ip netip.Addr) []byte {
+	if !ip.Is6() || ip.Is4In6() || ip.Zone() != "" {
+		return ip.AppendTo(dst)
+	}
+	b := ip.As16()
+	var g [8]uint16
+	for i := range g {
+		g[i] = uint16(b[2*i])<<8 | uint16(b[2*i+1])
+	}
+	zs, ze := 8, 8 // the run of zero groups written as "::"
+	for i := 0; i < 8; {
+		if g[i] != 0 {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < 8 && g[j] == 0 {
+			j++
+		}
+		if j-i >= 2 && j-i > ze-zs {
+			zs, ze = i, j
+		}
+		i = j
+	}
+	for i := 0; i < 8; i++ {
+		if i == zs {
+			dst = append(dst, ':', ':')
+			if i = ze; i >= 8 {
+				break
+			}
+		} else if i > 0 {
+			dst = append(dst, ':')
+		}
+		dst = appendGroup(dst, g[i])
+	}
+	return dst
+}
+
+// appendGroup appends an IPv6 group in hex without leading zeros.
+func appendGroup(dst []byte, x uint16) []byte {
+	const digits = "0123456789abcdef"
+	switch {
+	case x >= 0x1000:
+		return append(dst, digits[x>>12], digits[x>>8&15], digits[x>>4&15], digits[x&15])
+	case x >= 0x100:
+		return append(dst, digits[x>>8], digits[x>>4&15], digits[x&15])
+	case x >= 0x10:
+		return append(dst, digits[x>>4], digits[x&15])
+	}
+	return append(dst, digits[x])
 }
 
 // sameIP reports whether a Via host is the IP address ip.
@@ -543,16 +654,57 @@ func (f *Forwarder) pathEdits(s *Scratch, src netip.AddrPort, in *Leg, h *hop) {
 // certificate a pool's backend_certs names. A Via sent-by never counts (anyone writes
 // one), nor does an inbound connection from a member's address (a client
 // may bind a member's UDP port for its TCP socket).
-func (f *Forwarder) fromBackend(t *balance.Table, src netip.AddrPort, conn pool.ConnID) bool {
+func (f *Forwarder) fromBackend(s *Scratch, t *balance.Table, src netip.AddrPort, conn pool.ConnID) bool {
 	if conn.Trusted() {
 		return true // a verified client certificate in a pool's backend_certs
 	}
 	if conn == 0 || conn.Outbound() {
-		if _, ok := t.Lookup(src); ok {
+		if _, ok := s.src.lookup(t, src); ok {
 			return true
 		}
 	}
-	return t.BackendSource(src.Addr())
+	return s.src.backendSource(t, src)
+}
+
+// srcMember is what a Table says of the source of the message being
+// processed, asked once: admit, fromBackend and a response's accounting
+// all want it. It is keyed by the Table and the source, both compared on
+// every use, so it needs no reset and a reload (a new Table) is never
+// answered from the old one.
+type srcMember struct {
+	t       *balance.Table
+	src     netip.AddrPort
+	be      *balance.Backend
+	isBE    bool // Lookup's answer
+	isSrc   bool // BackendSource's answer
+	haveSrc bool // isSrc is known
+}
+
+// lookup is t.Lookup(src), asked once per Table and source.
+func (c *srcMember) lookup(t *balance.Table, src netip.AddrPort) (*balance.Backend, bool) {
+	if c.t != t || c.src != src {
+		c.t, c.src, c.haveSrc = t, src, false
+		c.be, c.isBE = t.Lookup(src)
+	}
+	return c.be, c.isBE
+}
+
+// backendSource is t.BackendSource(src.Addr()), asked once per Table and
+// source.
+func (c *srcMember) backendSource(t *balance.Table, src netip.AddrPort) bool {
+	c.lookup(t, src)
+	if !c.haveSrc {
+		c.isSrc, c.haveSrc = t.BackendSource(src.Addr()), true
+	}
+	return c.isSrc
+}
+
+// isMember is Forwarder.isMember by the Scratch's cache.
+func (c *srcMember) isMember(t *balance.Table, src netip.AddrPort) bool {
+	if _, ok := c.lookup(t, src); ok {
+		return true
+	}
+	return c.backendSource(t, src)
 }
 
 // uriScheme returns the scheme of a URI that may not parse as a SIP URI

@@ -3,8 +3,11 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/siplb/siplb/balance"
 	"github.com/siplb/siplb/parser"
@@ -19,11 +22,8 @@ import (
 func (f *Forwarder) nextHop(t *balance.Table, target *parser.URI) *parser.URI {
 	if f.domains != nil {
 		if p, ok := f.domains.Lookup(target.Host); ok {
-			if u, err := proxyURI(p); err == nil {
-				var pu parser.URI
-				if parser.ParseURI(&pu, u) == nil {
-					return &pu
-				}
+			if u := f.domainHop(p); u != nil {
+				return u
 			}
 		}
 	}
@@ -31,6 +31,42 @@ func (f *Forwarder) nextHop(t *balance.Table, target *parser.URI) *parser.URI {
 		return &f.proxy
 	}
 	return target
+}
+
+// domainHops caches the domain2proxy values as parsed next hops, so a
+// request to a mapped domain parses and allocates nothing. Its keys are
+// values of the configured map (never bytes from the network), so it
+// holds at most one entry per configured proxy. Copied on write: readers
+// take no lock.
+type domainHops struct {
+	m  atomic.Pointer[map[string]*parser.URI] // a nil value: the proxy does not parse as a URI
+	mu sync.Mutex                             // serialises writers
+}
+
+// domainHop returns the next hop a domain2proxy value p names, parsed
+// once; nil when it is not a URI.
+func (f *Forwarder) domainHop(p string) *parser.URI {
+	if m := f.hops.m.Load(); m != nil {
+		if u, ok := (*m)[p]; ok {
+			return u
+		}
+	}
+	var pu *parser.URI
+	if raw, err := proxyURI(p); err == nil {
+		pu = new(parser.URI)
+		if parser.ParseURI(pu, raw) != nil {
+			pu = nil
+		}
+	}
+	f.hops.mu.Lock()
+	defer f.hops.mu.Unlock()
+	next := make(map[string]*parser.URI)
+	if m := f.hops.m.Load(); m != nil {
+		maps.Copy(next, *m)
+	}
+	next[p] = pu
+	f.hops.m.Store(&next)
+	return pu
 }
 
 // resolveHop turns a next-hop URI into an address and the leg to send from:
