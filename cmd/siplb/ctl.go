@@ -60,26 +60,10 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return ctlUsage
 	}
-	tok := *token
-	if *tokenFile != "" {
-		if tok != "" {
-			fmt.Fprintln(stderr, "siplb ctl: --token and --token-file exclude each other")
-			return ctlUsage
-		}
-		var err error
-		if tok, err = (AdminConfig{TokenFile: *tokenFile}).token(); err != nil {
-			fmt.Fprintln(stderr, "siplb ctl: --token-file:", strings.TrimPrefix(err.Error(), "admin.token_file: "))
-			return ctlUsage
-		}
+	c, code := newCtlClient("siplb ctl", *admin, *token, *tokenFile, *timeout, stdout, stderr)
+	if c == nil {
+		return code
 	}
-	if tok == "" {
-		tok = os.Getenv("SIPLB_ADMIN_TOKEN")
-	}
-	base := *admin
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
-	}
-	c := &ctlClient{base: strings.TrimSuffix(base, "/"), token: tok, http: &http.Client{Timeout: *timeout}, stdout: stdout, stderr: stderr}
 
 	cmd, operands := rest[0], rest[1:]
 	switch cmd {
@@ -116,6 +100,33 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 }
 
 // ctlClient calls the control API for one command.
+// newCtlClient is the admin API client of siplb ctl and siplb upgrade (prog
+// names the command in errors): the token from --token, --token-file or
+// SIPLB_ADMIN_TOKEN, the address with http:// unless it names a scheme.
+// It returns nil and the exit code on a usage error.
+func newCtlClient(prog, admin, token, tokenFile string, timeout time.Duration, stdout, stderr io.Writer) (*ctlClient, int) {
+	tok := token
+	if tokenFile != "" {
+		if tok != "" {
+			fmt.Fprintln(stderr, prog+": --token and --token-file exclude each other")
+			return nil, ctlUsage
+		}
+		var err error
+		if tok, err = (AdminConfig{TokenFile: tokenFile}).token(); err != nil {
+			fmt.Fprintln(stderr, prog+": --token-file:", strings.TrimPrefix(err.Error(), "admin.token_file: "))
+			return nil, ctlUsage
+		}
+	}
+	if tok == "" {
+		tok = os.Getenv("SIPLB_ADMIN_TOKEN")
+	}
+	base := admin
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	return &ctlClient{base: strings.TrimSuffix(base, "/"), token: tok, http: &http.Client{Timeout: timeout}, stdout: stdout, stderr: stderr}, ctlOK
+}
+
 type ctlClient struct {
 	base, token    string
 	http           *http.Client

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -99,26 +98,10 @@ func runUpgrade(args []string, stdout, stderr io.Writer) int {
 	case *pidFile != "":
 		return upgradeByPIDFile(*pidFile, *timeout, stdout, stderr)
 	}
-	tok := *token
-	if *tokenFile != "" {
-		if tok != "" {
-			fmt.Fprintln(stderr, "siplb upgrade: --token and --token-file exclude each other")
-			return ctlUsage
-		}
-		var err error
-		if tok, err = (AdminConfig{TokenFile: *tokenFile}).token(); err != nil {
-			fmt.Fprintln(stderr, "siplb upgrade: --token-file:", strings.TrimPrefix(err.Error(), "admin.token_file: "))
-			return ctlUsage
-		}
+	c, code := newCtlClient("siplb upgrade", *admin, *token, *tokenFile, *timeout, stdout, stderr)
+	if c == nil {
+		return code
 	}
-	if tok == "" {
-		tok = os.Getenv("SIPLB_ADMIN_TOKEN")
-	}
-	base := *admin
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
-	}
-	c := &ctlClient{base: strings.TrimSuffix(base, "/"), token: tok, http: &http.Client{Timeout: *timeout}, stdout: stdout, stderr: stderr}
 	var res upgradeResult
 	_, apiErr, err := c.call(http.MethodPost, "/api/v1/upgrade", &res)
 	switch {
