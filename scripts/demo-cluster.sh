@@ -8,7 +8,9 @@
 #   3. a drain set on one instance holds on all (timed), and no new call
 #      reaches the drained backend through any of them;
 #   4. a backend is killed: every instance takes it out (timed);
-#   5. an instance is killed (SIGKILL, no goodbye): its probing moves to
+#   5. an instance is upgraded (siplb upgrade) while calls run through all
+#      three: 0 calls lost, the new process rejoins under the same name;
+#   6. an instance is killed (SIGKILL, no goodbye): its probing moves to
 #      the others (timed), which still find a dead backend.
 # Bounded in time; every process started here is stopped by its PID.
 set -euo pipefail
@@ -71,11 +73,12 @@ invites() {
 }
 counts() { for p in 5070 5071 5072; do printf '%s ' "$(invites $p)"; done; }
 
-# load: CALLS calls, a third through each live instance at once.
+# load [SIPLOAD ARGS]: CALLS calls, a third through each live instance at
+# once; the arguments go to each sipload (e.g. -rate).
 load() {
 	local each=$((CALLS / ${#live[@]})) lp=() st=0
 	for n in "${live[@]}"; do
-		"$BIN/sipload" -target "127.0.0.$n:5060" -scenario call -n "$each" -window "$WINDOW" -duration 60s -json "$tmp/load-$n.json" >"$tmp/load-$n.txt" 2>&1 &
+		"$BIN/sipload" -target "127.0.0.$n:5060" -scenario call -n "$each" -window "$WINDOW" -duration 60s "$@" -json "$tmp/load-$n.json" >"$tmp/load-$n.txt" 2>&1 &
 		lp+=($!)
 	done
 	for p in "${lp[@]}"; do wait "$p" || st=1; done
@@ -114,7 +117,7 @@ cluster:
   join: [127.0.0.1:7946, 127.0.0.2:7946, 127.0.0.3:7946]
 EOF
 	mkdir -p "$tmp/state$n"
-	STATE_DIRECTORY="$tmp/state$n" "$BIN/siplb" --config "$tmp/lb$n.yaml" 2>"$tmp/lb$n.log" &
+	STATE_DIRECTORY="$tmp/state$n" "$BIN/siplb" --config "$tmp/lb$n.yaml" --pid-file "$tmp/lb$n.pid" 2>"$tmp/lb$n.log" &
 	lb_pid[$n]=$!
 	pids+=($!)
 done
@@ -164,6 +167,36 @@ start_echo 5072
 until_ok 5 all_state 127.0.0.1:5072 up >/dev/null || fail "the backend did not come back"
 echo "   restarted: up on all three"
 
+echo "== upgrade instance 1 (siplb upgrade: a new process takes its sockets) while $((2 * CALLS)) calls run over all three, $((2 * CALLS / 3 / 4)) a second through each (4 s)"
+old=${lb_pid[1]}
+(CALLS=$((2 * CALLS)) load -rate $((2 * CALLS / 3 / 4))) >"$tmp/upgrade-load.txt" 2>&1 &
+loader=$!
+sleep 0.3
+t0=$(now_ms)
+up_st=0
+"$BIN/siplb" upgrade --admin 127.0.0.1:9060 --timeout 30s || up_st=$?
+ready_ms=$(($(now_ms) - t0))
+still_calling=0
+kill -0 "$loader" 2>/dev/null && still_calling=1
+new=$(cat "$tmp/lb1.pid" 2>/dev/null || true)
+if [ -n "$new" ] && [ "$new" != "$old" ]; then
+	pids+=("$new") # stopped by cleanup whatever happens next
+	lb_pid[1]=$new
+	upgraded=$new
+fi
+[ "$up_st" -eq 0 ] || fail "the upgrade of instance 1 failed (log: $(tail -3 "$tmp/lb1.log"))"
+echo "   the new process was ready after ${ready_ms} ms"
+[ "$still_calling" -eq 1 ] || fail "the calls ended before the upgrade did: raise CALLS"
+st=0
+wait "$old" || st=$?
+[ "$st" -eq 0 ] || fail "the old process of instance 1 exited $st"
+[ -n "${upgraded:-}" ] && kill -0 "$upgraded" || fail "no new process for instance 1"
+wait "$loader" || status=1
+cat "$tmp/upgrade-load.txt"
+echo "   instance 1: pid $old handed over to pid $new, the old one exited 0 (the calls ran on through the upgrade)"
+took=$(until_ok 15 three_alive) || { ctl 1 cluster || true; fail "the upgraded instance did not rejoin in 15s"; }
+echo "   three members alive again after ${took} ms"
+
 victim=$(owner 1 127.0.0.1:5070)
 vn=${victim#lb-}
 echo "== SIGKILL instance $victim, which probes 127.0.0.1:5070 (no leave: memberlist's failure detection)"
@@ -181,10 +214,18 @@ load || status=1
 
 echo "== SIGTERM the instances left: each drains, leaves the cluster and exits 0"
 for n in "${live[@]}"; do
-	kill -TERM "${lb_pid[$n]}"
+	p=${lb_pid[$n]}
+	kill -TERM "$p"
+	if [ "$p" = "${upgraded:-}" ]; then
+		# not a child of this script (the old process started it): wait for
+		# it to go, bounded; its exit status is in its log, not here
+		for _ in $(seq 600); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+		kill -0 "$p" 2>/dev/null && fail "instance $n (pid $p) did not exit in 30s"
+		continue
+	fi
 	st=0
-	wait "${lb_pid[$n]}" || st=$?
+	wait "$p" || st=$?
 	[ "$st" -eq 0 ] || fail "instance $n exited $st"
 done
 [ "$status" -eq 0 ] || fail "calls were lost (see the sipload lines above)"
-echo "demo-cluster: same routes on every instance, drain and backend death seen by all, probing moved off a dead instance"
+echo "demo-cluster: same routes on every instance, drain and backend death seen by all, an upgrade under load lost nothing, probing moved off a dead instance"
