@@ -79,7 +79,6 @@ func BenchmarkProcessCapture(b *testing.B) {
 // of the process.
 type cpuClock struct {
 	thread, proc int64
-	stats        hep.Stats
 }
 
 func cpuTimes() (thread, proc int64) {
