@@ -34,7 +34,8 @@ import (
 // loops are built once), streams (limits given to the engine at start),
 // dns (the resolver), routing (the Forwarder's next hops), security (the
 // guard is built once: its flood detector's tables and limiters), admin.listen,
-// log.format (the handler).
+// log.format (the handler), cluster (the memberlist node is made once; a new
+// branch secret is still shared live, rotate.go), capture (the HEP sender).
 var liveKeys = []string{
 	"pools",
 	"engine.branch_secret", "engine.previous_secrets", "engine.secret_grace",
