@@ -32,6 +32,9 @@ func TestMain(m *testing.M) {
 	if v := os.Getenv(fdHelperEnv); v != "" {
 		os.Exit(fdHelper(v))
 	}
+	if v := os.Getenv(tlsClientsEnv); v != "" {
+		os.Exit(tlsClients(v))
+	}
 	os.Exit(m.Run())
 }
 

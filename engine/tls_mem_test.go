@@ -9,9 +9,6 @@ import "testing"
 // buffer nor write queue while idle, and one goroutine on a small stack.
 // Not under -race, whose stacks are larger.
 func TestTLSIdleMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("opens 512 TLS connections")
-	}
 	got := measureTLSIdle(t, 512)
 	if per := got.heap + got.stacks; per > 16<<10 {
 		t.Errorf("an idle TLS connection holds %.1f KiB of heap and stack, want at most 16 KiB", per/1024)

@@ -29,7 +29,7 @@ need() {
 }
 
 need sipp sip-tester "the interop tests"
-need chromium chromium "the browser tests (cmd/siplb/ui_test.go, ws_e2e_test.go; SIPLB_NO_BROWSER=1 skips them)"
+need chromium chromium "the browser tests (cmd/siplb/ui_test.go, ws_e2e_test.go)"
 
 go mod download
 (cd benchmarks && go mod download)

@@ -29,8 +29,8 @@ import (
 //     calls, 30 probe rounds. The defaults (interval 5s, fall 3) mark a
 //     silent backend down 12 s after its first unanswered probe, and 60 s
 //     are 12 probe rounds: the 30 rounds here are 2.5 times the "60 s" of
-//     the defaults, in 6 s. SIPLB_LONG=1 also runs the real 60 s with the
-//     default settings.
+//     the defaults, in 6 s. `go test -tags long` also runs the real 60 s with
+//     the default settings (health_long_test.go).
 
 // TestHealthConfigKeys: the health keys decode (reply_codes from YAML
 // integers and strings), default as documented and reach balance's
@@ -280,15 +280,6 @@ func TestHealthIgnoresOptions(t *testing.T) {
 			runIgnoresOptions(t, sipp, bin, tc.health, tc.rate, tc.calls, tc.wantDown)
 		})
 	}
-}
-
-// TestHealthIgnoresOptionsLong is TestHealthIgnoresOptions with the default
-// health settings for the real 60 s (SIPLB_LONG=1; 65 s of calls).
-func TestHealthIgnoresOptionsLong(t *testing.T) {
-	if os.Getenv("SIPLB_LONG") != "1" {
-		t.Skip("SIPLB_LONG=1 runs 65 s of calls against a uas that ignores OPTIONS, with the default health settings")
-	}
-	runIgnoresOptions(t, sippPath(t), buildSiplb(t), "", 10, 650, false)
 }
 
 func runIgnoresOptions(t *testing.T, sipp, bin, health string, rate, calls int, wantDown bool) {

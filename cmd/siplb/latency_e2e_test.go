@@ -20,9 +20,6 @@ import (
 // third of the time, and the in-dialog requests of a call reach the backend
 // its INVITE did (ACK may still be on its way when the call is checked).
 func TestLatencyAwareE2E(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end to end")
-	}
 	for _, alg := range []string{"least-latency", "least-latency-p2c"} {
 		t.Run(alg, func(t *testing.T) {
 			fast1, fast2 := startProbeBackend(t, 0), startProbeBackend(t, 0)

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -220,13 +219,10 @@ func (b *pageBackend) received(prefix string) [][]byte {
 }
 
 func TestWSBrowser(t *testing.T) {
-	if os.Getenv("SIPLB_NO_BROWSER") == "1" {
-		t.Skip("SIPLB_NO_BROWSER=1: the WebSocket browser test is skipped")
-	}
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
 		t.Fatalf("the WebSocket browser test needs Debian's chromium (%v): run scripts/deps.sh or "+
-			"apt-get install -y chromium, or set SIPLB_NO_BROWSER=1 to skip this test", err)
+			"apt-get install -y chromium", err)
 	}
 	wsPort, udpPort := freeTCPPort(t), freeUDPPort(t)
 	lbUDP := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(udpPort))
