@@ -54,6 +54,10 @@ type Admit struct {
 	// retransmission of the INVITE gets the decision the first one got, on
 	// every instance.
 	Dialog uint64
+	// DialogIsKey says the key handed to PickAdmitted is the Call-ID
+	// itself: Dialog is then its HashKey, computed once there, and the
+	// caller leaves Dialog 0.
+	DialogIsKey bool
 	// Now is the time in UnixNano (a coarse clock will do).
 	Now int64
 	// Stripe is the caller's stripe of the counters (BackendStats).
@@ -210,7 +214,14 @@ func (b *Backend) admit(a *Admit) Refusal {
 // them. It returns the member that admitted the dialog, or nil and the
 // first refusal (NoMember when no member is Up). It does not allocate.
 func (p *Pool) PickAdmitted(key []byte, a *Admit) (*Backend, Refusal) {
-	b, ok := p.Pick(key)
+	var h uint64
+	if p.alg.Hashed() || a.DialogIsKey {
+		h = HashKey(key)
+	}
+	if a.DialogIsKey {
+		a.Dialog = h
+	}
+	b, ok := p.pick(h)
 	if !ok {
 		return nil, NoMember
 	}
@@ -221,10 +232,6 @@ func (p *Pool) PickAdmitted(key []byte, a *Admit) (*Backend, Refusal) {
 	g := p.groupOf(b)
 	if g == nil {
 		return nil, why
-	}
-	var h uint64
-	if p.alg.Hashed() {
-		h = HashKey(key)
 	}
 	w := &g.hashW
 	if p.alg == LeastLatency {

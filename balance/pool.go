@@ -100,6 +100,16 @@ func (p *Pool) Backends() []*Backend { return p.members }
 // caller then answers 503 (Pick never fails open). Safe for concurrent use;
 // it does not allocate.
 func (p *Pool) Pick(key []byte) (*Backend, bool) {
+	var h uint64
+	if p.alg.Hashed() {
+		h = HashKey(key)
+	}
+	return p.pick(h)
+}
+
+// pick is Pick with the key's HashKey h computed (unused by the algorithms
+// that do not hash).
+func (p *Pool) pick(h uint64) (*Backend, bool) {
 	g := p.active
 	if g == nil {
 		return nil, false
@@ -112,11 +122,11 @@ func (p *Pool) Pick(key []byte) (*Backend, bool) {
 	case Random:
 		return g.random(), true
 	case LeastLatency:
-		return g.avail[g.rendezvous(HashKey(key), &g.latW)], true
+		return g.avail[g.rendezvous(h, &g.latW)], true
 	case LeastLatencyP2C:
-		return g.avail[g.p2c(HashKey(key))], true
+		return g.avail[g.p2c(h)], true
 	default:
-		return g.avail[g.rendezvous(HashKey(key), &g.hashW)], true
+		return g.avail[g.rendezvous(h, &g.hashW)], true
 	}
 }
 

@@ -385,16 +385,22 @@ func (f *Forwarder) pickBackend(s *Scratch, t *balance.Table, in *Leg, m *parser
 	p := t.Pool(in.Pool)
 	key := p.Key(requestKeys{m})
 	newDialog := len(m.ToTag()) == 0 && m.Method() != parser.ACK && m.Method() != parser.CANCEL
+	replaced := false
 	if newDialog && p.ReplacesAffinity() {
 		if id := replacedCallID(s, m); id != nil {
-			key = id
+			key, replaced = id, true
 			s.Counters.ReplacesAffinity.Add(1)
 		}
 	}
 	var b *balance.Backend
 	why := balance.Admitted
 	if newDialog {
-		a := balance.Admit{Dialog: balance.HashKey(m.CallID()), Now: f.now(), Stripe: s.stripe}
+		a := balance.Admit{Now: f.now(), Stripe: s.stripe}
+		if !replaced && p.Algorithm().CallIDKeyed() {
+			a.DialogIsKey = true // key is the Call-ID: hashed once
+		} else {
+			a.Dialog = balance.HashKey(m.CallID())
+		}
 		b, why = p.PickAdmitted(key, &a)
 	} else if x, ok := p.Pick(key); ok {
 		b = x
