@@ -141,9 +141,9 @@ func parseOCReport(params []byte) ocReport {
 	var r ocReport
 	var hasOC, hasSeq bool
 	r.r.Validity = balance.DefaultOverloadValidity
-	if !hasOCFold(params) {
-		// No parameter named oc, oc-seq, oc-validity or oc-algo: the walk
-		// below would find none (most responses: no overload control).
+	if !hasOCSeq(params) {
+		// No oc-seq, so no report (a bare oc is siplb's own offer, which
+		// most members echo unchanged): the walk below would find none.
 		return r
 	}
 	for p := params; len(p) > 0; {
@@ -181,19 +181,18 @@ func parseOCReport(params []byte) ocReport {
 	return r
 }
 
-// hasOCFold reports whether p holds "oc", ignoring ASCII case. It looks
-// for the 'o', which no branch of siplb's holds (hex digits and the
-// cookie), so the Via's longest parameter is skipped in one search.
-func hasOCFold(p []byte) bool { return hasOC(p, 'o') || hasOC(p, 'O') }
-
-// hasOC reports whether p holds o followed by a 'c' or a 'C'.
-func hasOC(p []byte, o byte) bool {
+// hasOCSeq reports whether p holds "oc-seq", ignoring ASCII case: every
+// report carries one, and siplb's offer (ocOffer) none. It looks for the
+// '-', which no branch of siplb's holds (hex digits and the cookie), so the
+// Via's longest parameter is skipped in one search.
+func hasOCSeq(p []byte) bool {
 	for {
-		i := bytes.IndexByte(p, o)
-		if i < 0 || i+1 >= len(p) {
+		i := bytes.IndexByte(p, '-')
+		if i < 0 {
 			return false
 		}
-		if p[i+1]|0x20 == 'c' {
+		if i >= 2 && i+4 <= len(p) && p[i-2]|0x20 == 'o' && p[i-1]|0x20 == 'c' &&
+			p[i+1]|0x20 == 's' && p[i+2]|0x20 == 'e' && p[i+3]|0x20 == 'q' {
 			return true
 		}
 		p = p[i+1:]

@@ -365,14 +365,16 @@ func TestServerOverloadReportSheds(t *testing.T) {
 	}
 }
 
-// hasOCFold finds "oc" in any case anywhere, and nothing else.
-func TestHasOCFold(t *testing.T) {
+// hasOCSeq finds "oc-seq" in any case anywhere, and nothing else: not
+// siplb's own offer.
+func TestHasOCSeq(t *testing.T) {
 	for p, want := range map[string]bool{
-		"": false, "o": false, "c": false, "co": false, "oxc": false, ";rport=5060;received=10.0.0.1": false,
-		"oc": true, "OC": true, "oC": true, "Oc": true, ";branch=z9hG4bKc0ffee;rport;oc-seq=1": true, "xxo;ooc": true,
+		"": false, "-": false, "oc-se": false, "c-seq": false, "oc_seq": false, ";rport=5060;received=10.0.0.1": false,
+		ocOffer: false, ";branch=z9hG4bK-x;oc;oc-algo=\"loss\"": false, "oc-validity=500": false,
+		"oc-seq": true, "OC-SEQ": true, "Oc-Seq=1.2": true, ";branch=z9hG4bKc0ffee;rport;oc=20;oc-seq=1": true, "x-y;oc-seq": true,
 	} {
-		if got := hasOCFold([]byte(p)); got != want {
-			t.Errorf("hasOCFold(%q) = %v, want %v", p, got, want)
+		if got := hasOCSeq([]byte(p)); got != want {
+			t.Errorf("hasOCSeq(%q) = %v, want %v", p, got, want)
 		}
 	}
 }
