@@ -26,20 +26,31 @@
 //     (EMFILE) backs off instead of ending a loop (accept.go), and hands
 //     each connection to a gnet event loop; accepted and outgoing
 //     connections belong to one loop, which alone reads, writes and closes
-//     them; other goroutines queue writes to it (stream.go); partial
-//     messages are charged to one memory budget (budget.go);
+//     them; other goroutines hand writes to the loop's mailbox, one wake-up
+//     per batch (mailbox.go, stream.go); partial messages are charged to one
+//     memory budget (budget.go);
 //   - TLS legs: a reader goroutine per connection and a writer that runs
 //     while there is something to write (tls.go), since gnet has no TLS;
+//     while idle a connection holds no read buffer: the reader waits on a
+//     1-byte peek and borrows a pooled buffer only while crypto/tls has
+//     bytes to give (tlswire.go);
 //   - WebSocket legs (RFC 7118, ws and wss): siplb's accept loop, a
 //     net/http server for the upgrade and coder/websocket for the framing,
 //     then a reader and a writer as for TLS (ws.go); one SIP message per
 //     WebSocket message.
 //
+// Beside the rules: RFC 7339 overload reports from members shed new dialogs
+// (overload.go); SetCapture mirrors every message to a HEP collector off the
+// data path (capture.go, over internal/hep); a hitless upgrade hands every
+// socket to the next process, and a relay carries a late message for a
+// connection the other process holds (handover*.go).
+//
 // Engine must not know how a backend is chosen: it asks package balance for
 // a pick and reads the table through balance.Balancer's atomic pointer.
 //
 // Concurrency: a Forwarder is immutable after NewForwarder and shared by all
-// goroutines (SetProbes and SetObserver are called before the server runs).
+// goroutines (SetProbes, SetObserver and SetCapture are called before the server
+// runs; SetSecrets swaps the key ring atomically).
 // Everything mutable on the hot path (the parsed message, the output buffer,
 // the counters) lives in a Scratch owned by one goroutine at a time; a loop's
 // connection maps live in its loopState and are touched only on that loop.
