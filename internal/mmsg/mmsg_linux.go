@@ -35,10 +35,10 @@ func Send(fd uintptr, hdrs []unix.Mmsghdr) (int, syscall.Errno) {
 // block, and a batch takes tens of microseconds, but that is longer than
 // sysmon's 20 µs tick: told of the call, sysmon would take the P away
 // (handoffp) from a busy forwarder over and over, and at each retake reset
-// its own sleep to 20 µs, so a loaded siplb paid ~14,000 nanosleeps and
-// 20,000 more context switches a second for nothing (perf stat, 47k
-// OPTIONS/s on the 2-core VM: 32,627 → 12,264 context switches, 13,697 →
-// 373 nanosleeps in 4 s).
+// its own sleep to 20 µs, so a loaded siplb paid thousands of sysmon
+// wake-ups a second for nothing (perf stat over 4 s at 47k OPTIONS/s on
+// the 2-core VM: 32,627 → 12,264 context switches, 13,697 → 373
+// nanosleeps).
 func call(trap, fd uintptr, hdrs []unix.Mmsghdr) (int, syscall.Errno) {
 	if len(hdrs) == 0 {
 		return 0, 0
