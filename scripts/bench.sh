@@ -61,6 +61,7 @@ CAPTURE_SCENARIOS=${CAPTURE_SCENARIOS-options call} # scenarios also run on sipl
 CAPTURE_TRANSPORT=${CAPTURE_TRANSPORT:-udp} # siplb_capture's capture.transport: udp or tcp
 PIN_SCENARIOS=${PIN_SCENARIOS-options call} # scenarios also run pinned (open loop at the same rate, forwarder on its own core); empty: none
 PIN_TARGETS=${PIN_TARGETS:-direct relay siplb} # pinned targets (as direct_pin, relay_pin, siplb_pin); add kamailio for kamailio_pin
+PIN_ROUNDS=${PIN_ROUNDS:-2}        # pinned: rounds of the pinned targets, alternating; from the second on, each unpinned one of PIN_TARGETS runs again beside its pinned one (the report takes each one's lowest p99)
 PIN_LOAD_CPU=${PIN_LOAD_CPU:-0}    # pinned: the CPU of sipload and the pinned sipecho
 PIN_FWD_CPU=${PIN_FWD_CPU:-1}      # pinned: the CPU of the forwarder under test
 PIN_CHRT=${PIN_CHRT:-}             # pinned: chrt arguments for every pinned process, e.g. "-f 1" (SCHED_FIFO; root or CAP_SYS_NICE); empty: the normal scheduler
@@ -114,7 +115,7 @@ fi
 	echo "go: $($GO version)"
 	echo "siplb: $("$BIN/siplb" --version 2>&1 | head -1)"
 	if [ -n "$kam" ]; then echo "kamailio: $("$kam" -v 2>&1 | head -1)"; else echo "kamailio: not available"; fi
-	echo "settings: SAT_DURATION=$SAT_DURATION RATE_DURATION=$RATE_DURATION WINDOW=$WINDOW SOCKETS=$SOCKETS RATE_SHARE=$RATE_SHARE LOOPS=$LOOPS KAM_CHILDREN=$KAM_CHILDREN TCP_SCENARIOS=\"$TCP_SCENARIOS\" TCP_MODES=\"$TCP_MODES\" CROSS_SCENARIOS=\"$CROSS_SCENARIOS\" CROSS_MODES=\"$CROSS_MODES\" GNET_SCENARIOS=\"$GNET_SCENARIOS\" DEFENCE_SCENARIOS=\"$DEFENCE_SCENARIOS\" CAPTURE_SCENARIOS=\"$CAPTURE_SCENARIOS\" CAPTURE_TRANSPORT=$CAPTURE_TRANSPORT PIN_SCENARIOS=\"$PIN_SCENARIOS\" PIN_TARGETS=\"$PIN_TARGETS\" PIN_LOAD_CPU=$PIN_LOAD_CPU PIN_FWD_CPU=$PIN_FWD_CPU PIN_CHRT=\"$PIN_CHRT\""
+	echo "settings: SAT_DURATION=$SAT_DURATION RATE_DURATION=$RATE_DURATION WINDOW=$WINDOW SOCKETS=$SOCKETS RATE_SHARE=$RATE_SHARE LOOPS=$LOOPS KAM_CHILDREN=$KAM_CHILDREN TCP_SCENARIOS=\"$TCP_SCENARIOS\" TCP_MODES=\"$TCP_MODES\" CROSS_SCENARIOS=\"$CROSS_SCENARIOS\" CROSS_MODES=\"$CROSS_MODES\" GNET_SCENARIOS=\"$GNET_SCENARIOS\" DEFENCE_SCENARIOS=\"$DEFENCE_SCENARIOS\" CAPTURE_SCENARIOS=\"$CAPTURE_SCENARIOS\" CAPTURE_TRANSPORT=$CAPTURE_TRANSPORT PIN_SCENARIOS=\"$PIN_SCENARIOS\" PIN_TARGETS=\"$PIN_TARGETS\" PIN_ROUNDS=$PIN_ROUNDS PIN_LOAD_CPU=$PIN_LOAD_CPU PIN_FWD_CPU=$PIN_FWD_CPU PIN_CHRT=\"$PIN_CHRT\""
 } | tee "$out/machine.txt"
 
 if [ "$MICRO" = 1 ]; then
@@ -273,6 +274,10 @@ fi
 pin_load=() pin_fwd=() pin_up=()
 if [ -n "$PIN_SCENARIOS" ]; then
 	pin_why=""
+	if ! [[ $PIN_ROUNDS =~ ^[1-9][0-9]?$ ]]; then
+		warn "PIN_ROUNDS=$PIN_ROUNDS is not a number of rounds from 1 to 99; running one"
+		PIN_ROUNDS=1
+	fi
 	if ! command -v taskset >/dev/null; then
 		pin_why="taskset is not installed (util-linux)"
 	elif [ "$(nproc)" -lt 2 ]; then
@@ -452,11 +457,22 @@ for sc in $SCENARIOS; do
 	for t in "${targets[@]}"; do
 		measure "$t" "$sc" rate -rate "$rate" -duration "$RATE_DURATION"
 	done
-	# Pinned, right after, at the same rate: the forwarder on its own core.
+	# Pinned, right after, at the same rate: the forwarder on its own core,
+	# in PIN_ROUNDS rounds. Round K > 1 writes TARGET-SCENARIO-rate-K and
+	# runs each unpinned target again right before its pinned one, so that
+	# both placements get as many tries at a quiet moment of the machine.
 	if [ ${#pin_up[@]} -gt 0 ] && in_list "$sc" "$PIN_SCENARIOS"; then
-		say "$sc pinned: open loop at $rate/s, sipload and sipecho on CPU $PIN_LOAD_CPU, the forwarder on CPU $PIN_FWD_CPU, $RATE_DURATION per target: ${pin_up[*]}"
-		for t in "${pin_up[@]}"; do
-			measure "$t" "$sc" rate -rate "$rate" -duration "$RATE_DURATION"
+		for ((k = 1; k <= PIN_ROUNDS; k++)); do
+			round=() mode=rate
+			[ "$k" -gt 1 ] && mode=rate-$k
+			for t in "${pin_up[@]}"; do
+				[ "$k" -gt 1 ] && in_list "${t%_pin}" "${up[*]}" && round+=("${t%_pin}")
+				round+=("$t")
+			done
+			say "$sc pinned, round $k of $PIN_ROUNDS: open loop at $rate/s, sipload and sipecho on CPU $PIN_LOAD_CPU, the forwarder on CPU $PIN_FWD_CPU, $RATE_DURATION per target: ${round[*]}"
+			for t in "${round[@]}"; do
+				measure "$t" "$sc" "$mode" -rate "$rate" -duration "$RATE_DURATION"
+			done
 		done
 	fi
 done

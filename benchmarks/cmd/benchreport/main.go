@@ -14,6 +14,7 @@
 //
 //	machine.txt                  the machine and versions, printed first
 //	TARGET-SCENARIO-MODE.json    sipload -json (MODE: sat or rate)
+//	TARGET-SCENARIO-rate-K.json  round K (2, 3...) of a pinned comparison
 //	TARGET-SCENARIO-MODE.cpu     "PROCESS CPU_SECONDS WALL_SECONDS" per line
 //	rate-SCENARIO.txt            "RATE REFERENCE_TARGET" of the open loop
 //	pin.txt                      how the pinned targets ran, or "skipped: WHY"
@@ -128,7 +129,8 @@ type report struct {
 	Runs      map[key]*run
 	Scenarios []string // in the order of the script's SCENARIOS
 	Rates     map[string]string
-	Pin       string // pin.txt: how the pinned targets ran, or "skipped: WHY"; empty: no pinned runs asked for
+	Rounds    map[key][]*run // rounds 2, 3... of an open-loop run (key's Mode: rate), by the pinned comparison
+	Pin       string         // pin.txt: how the pinned targets ran, or "skipped: WHY"; empty: no pinned runs asked for
 }
 
 type key struct{ Target, Scenario, Mode string }
@@ -156,7 +158,7 @@ func main() {
 
 // readReport reads the results folder dir.
 func readReport(dir string) (*report, error) {
-	rep := &report{Runs: map[key]*run{}, Rates: map[string]string{}}
+	rep := &report{Runs: map[key]*run{}, Rates: map[string]string{}, Rounds: map[key][]*run{}}
 	if b, err := os.ReadFile(filepath.Join(dir, "machine.txt")); err == nil {
 		rep.Machine = strings.TrimSpace(string(b))
 	}
@@ -176,6 +178,13 @@ func readReport(dir string) (*report, error) {
 	}
 	for _, f := range files {
 		parts := strings.Split(strings.TrimSuffix(filepath.Base(f), ".json"), "-")
+		round := 1
+		if len(parts) == 4 && parts[2] == "rate" {
+			if round, err = strconv.Atoi(parts[3]); err != nil || round < 2 {
+				continue
+			}
+			parts = parts[:3]
+		}
 		if len(parts) != 3 || !slices.Contains(modeOrder, parts[2]) {
 			continue
 		}
@@ -189,6 +198,11 @@ func readReport(dir string) (*report, error) {
 		}
 		if r.CPU, err = readCPU(strings.TrimSuffix(f, ".json") + ".cpu"); err != nil {
 			return nil, err
+		}
+		if round > 1 {
+			k := key{r.Target, r.Scenario, r.Mode}
+			rep.Rounds[k] = append(rep.Rounds[k], r)
+			continue
 		}
 		rep.Runs[key{r.Target, r.Scenario, r.Mode}] = r
 		if !slices.Contains(rep.Scenarios, r.Scenario) {
