@@ -59,6 +59,7 @@ GNET_SCENARIOS=${GNET_SCENARIOS-options} # scenarios also run on siplb --udp-io 
 DEFENCE_SCENARIOS=${DEFENCE_SCENARIOS-options call} # scenarios also run on siplb with its defences off (siplb_open); empty: none
 CAPTURE_SCENARIOS=${CAPTURE_SCENARIOS-options call} # scenarios also run on siplb with capture.hep on (siplb_capture); empty: none
 CAPTURE_TRANSPORT=${CAPTURE_TRANSPORT:-udp} # siplb_capture's capture.transport: udp or tcp
+pin_asked=${PIN_SCENARIOS+set}     # PIN_SCENARIOS given, not the default
 PIN_SCENARIOS=${PIN_SCENARIOS-options call} # scenarios also run pinned (open loop at the same rate, forwarder on its own core); empty: none
 PIN_TARGETS=${PIN_TARGETS:-direct relay siplb} # pinned targets (as direct_pin, relay_pin, siplb_pin); add kamailio for kamailio_pin
 PIN_ROUNDS=${PIN_ROUNDS:-2}        # pinned: rounds of the pinned targets, alternating; from the second on, each unpinned one of PIN_TARGETS runs again beside its pinned one (the report takes each one's lowest p99)
@@ -372,9 +373,11 @@ if [ -n "$PIN_SCENARIOS" ] && [ ${#pin_up[@]} -gt 0 ] && [[ " ${pin_up[*]} " != 
 	warn "direct_pin does not answer: the pinned rows have nothing to be compared with and are left out"
 	pin_up=()
 fi
-for sc in $PIN_SCENARIOS; do
-	in_list "$sc" "$SCENARIOS" || warn "PIN_SCENARIOS: $sc is not in SCENARIOS (its open-loop rate comes from siplb's saturation there); it does not run pinned"
-done
+if [ ${#pin_up[@]} -gt 0 ] && [ -n "$pin_asked" ]; then
+	for sc in $PIN_SCENARIOS; do
+		in_list "$sc" "$SCENARIOS" || warn "PIN_SCENARIOS: $sc is not in SCENARIOS (its open-loop rate comes from siplb's saturation there); it does not run pinned"
+	done
+fi
 [ ${#up[@]} -gt 0 ] || { warn "no target answers"; exit 1; }
 
 # ---- CPU accounting: user+system ticks of a process and its descendants.
