@@ -32,8 +32,8 @@
 #      the forwarder and how much the 2-core box they otherwise share;
 #   8. the table, ratios and plots (benchreport) in benchmarks/results/RUN/.
 # Every process is started here and stopped by its PID; traffic stays on
-# 127.0.0.1. The defaults take about three minutes; the knobs below make
-# longer runs.
+# 127.0.0.1. The defaults take about six minutes (the pinned runs about
+# 1.5 of them); the knobs below make longer runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
