@@ -24,10 +24,16 @@
 #   6. siplb with capture.hep on (target siplb_capture), mirroring every
 #      message as HEPv3 to hepsink, a collector that counts and discards,
 #      beside the default siplb, for CAPTURE_SCENARIOS: what capture costs;
-#   7. the table, ratios and plots (benchreport) in benchmarks/results/RUN/.
+#   7. pinned (PIN_SCENARIOS, open loop at the same rate): the forwarder
+#      alone on one core (PIN_FWD_CPU) and sipload with its own sipecho on
+#      the other (PIN_LOAD_CPU), with taskset, for direct, the relay and
+#      siplb (Kamailio if PIN_TARGETS names it; targets direct_pin,
+#      relay_pin, siplb_pin, kamailio_pin): how much of the added latency is
+#      the forwarder and how much the 2-core box they otherwise share;
+#   8. the table, ratios and plots (benchreport) in benchmarks/results/RUN/.
 # Every process is started here and stopped by its PID; traffic stays on
-# 127.0.0.1. The defaults take about three minutes; the knobs below make
-# longer runs.
+# 127.0.0.1. The defaults take about six minutes (the pinned runs about
+# 1.5 of them); the knobs below make longer runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,7 +59,15 @@ GNET_SCENARIOS=${GNET_SCENARIOS-options} # scenarios also run on siplb --udp-io 
 DEFENCE_SCENARIOS=${DEFENCE_SCENARIOS-options call} # scenarios also run on siplb with its defences off (siplb_open); empty: none
 CAPTURE_SCENARIOS=${CAPTURE_SCENARIOS-options call} # scenarios also run on siplb with capture.hep on (siplb_capture); empty: none
 CAPTURE_TRANSPORT=${CAPTURE_TRANSPORT:-udp} # siplb_capture's capture.transport: udp or tcp
-PORT_BASE=${PORT_BASE:-25060}      # siplb +0, relay +1, kamailio +2, siplb_gnet +3, siplb_tcp +4, kamailio_tcp +5, siplb_open +6, siplb_cross_tcp +7 (its UDP leg +8), sipecho +10..+12, siplb_capture +13, hepsink +14
+pin_asked=${PIN_SCENARIOS+set}     # PIN_SCENARIOS given, not the default
+PIN_SCENARIOS=${PIN_SCENARIOS-options call} # scenarios also run pinned (open loop at the same rate, forwarder on its own core); empty: none
+PIN_TARGETS=${PIN_TARGETS:-direct relay siplb} # pinned targets (as direct_pin, relay_pin, siplb_pin); add kamailio for kamailio_pin
+PIN_ROUNDS=${PIN_ROUNDS:-2}        # pinned: rounds of the pinned targets, alternating; from the second on, each unpinned one of PIN_TARGETS runs again beside its pinned one (the report takes each one's lowest p99)
+PIN_LOAD_CPU=${PIN_LOAD_CPU:-0}    # pinned: the CPU of sipload and the pinned sipecho
+PIN_FWD_CPU=${PIN_FWD_CPU:-1}      # pinned: the CPU of the forwarder under test
+PIN_CHRT=${PIN_CHRT:-}             # pinned: chrt arguments for every pinned process, e.g. "-f 1" (SCHED_FIFO; root or CAP_SYS_NICE); empty: the normal scheduler
+KAM_PIN_CHILDREN=${KAM_PIN_CHILDREN:-2} # kamailio_pin's UDP receivers, on its one core
+PORT_BASE=${PORT_BASE:-25060}      # siplb +0, relay +1, kamailio +2, siplb_gnet +3, siplb_tcp +4, kamailio_tcp +5, siplb_open +6, siplb_cross_tcp +7 (its UDP leg +8), sipecho +10..+12, siplb_capture +13, hepsink +14, siplb_pin +15, relay_pin +16, kamailio_pin +17, the pinned sipecho +18..+20
 RESULTS=${RESULTS:-benchmarks/results}
 GO=${GO:-go}
 
@@ -102,7 +116,7 @@ fi
 	echo "go: $($GO version)"
 	echo "siplb: $("$BIN/siplb" --version 2>&1 | head -1)"
 	if [ -n "$kam" ]; then echo "kamailio: $("$kam" -v 2>&1 | head -1)"; else echo "kamailio: not available"; fi
-	echo "settings: SAT_DURATION=$SAT_DURATION RATE_DURATION=$RATE_DURATION WINDOW=$WINDOW SOCKETS=$SOCKETS RATE_SHARE=$RATE_SHARE LOOPS=$LOOPS KAM_CHILDREN=$KAM_CHILDREN TCP_SCENARIOS=\"$TCP_SCENARIOS\" TCP_MODES=\"$TCP_MODES\" CROSS_SCENARIOS=\"$CROSS_SCENARIOS\" CROSS_MODES=\"$CROSS_MODES\" GNET_SCENARIOS=\"$GNET_SCENARIOS\" DEFENCE_SCENARIOS=\"$DEFENCE_SCENARIOS\" CAPTURE_SCENARIOS=\"$CAPTURE_SCENARIOS\" CAPTURE_TRANSPORT=$CAPTURE_TRANSPORT"
+	echo "settings: SAT_DURATION=$SAT_DURATION RATE_DURATION=$RATE_DURATION WINDOW=$WINDOW SOCKETS=$SOCKETS RATE_SHARE=$RATE_SHARE LOOPS=$LOOPS KAM_CHILDREN=$KAM_CHILDREN TCP_SCENARIOS=\"$TCP_SCENARIOS\" TCP_MODES=\"$TCP_MODES\" CROSS_SCENARIOS=\"$CROSS_SCENARIOS\" CROSS_MODES=\"$CROSS_MODES\" GNET_SCENARIOS=\"$GNET_SCENARIOS\" DEFENCE_SCENARIOS=\"$DEFENCE_SCENARIOS\" CAPTURE_SCENARIOS=\"$CAPTURE_SCENARIOS\" CAPTURE_TRANSPORT=$CAPTURE_TRANSPORT PIN_SCENARIOS=\"$PIN_SCENARIOS\" PIN_TARGETS=\"$PIN_TARGETS\" PIN_ROUNDS=$PIN_ROUNDS PIN_LOAD_CPU=$PIN_LOAD_CPU PIN_FWD_CPU=$PIN_FWD_CPU PIN_CHRT=\"$PIN_CHRT\""
 } | tee "$out/machine.txt"
 
 if [ "$MICRO" = 1 ]; then
@@ -116,12 +130,16 @@ h=127.0.0.1
 be=("$h:$((PORT_BASE + 10))" "$h:$((PORT_BASE + 11))" "$h:$((PORT_BASE + 12))")
 declare -A addr=([direct]="${be[0]}" [siplb]="$h:$PORT_BASE" [relay]="$h:$((PORT_BASE + 1))" [kamailio]="$h:$((PORT_BASE + 2))"
 	[siplb_gnet]="$h:$((PORT_BASE + 3))" [direct_tcp]="${be[0]}" [siplb_tcp]="$h:$((PORT_BASE + 4))" [kamailio_tcp]="$h:$((PORT_BASE + 5))" [siplb_open]="$h:$((PORT_BASE + 6))"
-	[siplb_cross_tcp]="$h:$((PORT_BASE + 7))" [siplb_capture]="$h:$((PORT_BASE + 13))" [hepsink]="$h:$((PORT_BASE + 14))")
+	[siplb_cross_tcp]="$h:$((PORT_BASE + 7))" [siplb_capture]="$h:$((PORT_BASE + 13))" [hepsink]="$h:$((PORT_BASE + 14))"
+	[siplb_pin]="$h:$((PORT_BASE + 15))" [relay_pin]="$h:$((PORT_BASE + 16))" [kamailio_pin]="$h:$((PORT_BASE + 17))" [direct_pin]="$h:$((PORT_BASE + 18))")
+# The pinned targets' own sipecho, on the load generator's core.
+be_pin=("$h:$((PORT_BASE + 18))" "$h:$((PORT_BASE + 19))" "$h:$((PORT_BASE + 20))")
 tcp_targets=()
 if [ -n "$TCP_SCENARIOS" ]; then
 	for t in $TCP_TARGETS; do tcp_targets+=("${t}_tcp"); done
 fi
 wants() { [[ " ${tcp_targets[*]} " == *" $1 "* ]]; } # wants TARGET: a TCP target is to run
+in_list() { [[ " $2 " == *" $1 "* ]]; }                 # in_list word list
 declare -A pid=()
 
 start() { # name command...: runs it in the background, its output in the results
@@ -195,12 +213,14 @@ else
 	start siplb "$BIN/siplb" --listen "udp://${addr[siplb]}" --loops "$LOOPS" --log-level warn \
 		--backend "udp://${be[0]}" --backend "udp://${be[1]}" --backend "udp://${be[2]}"
 fi
-# start_siplb_variant name yaml: another siplb, from a generated configuration.
+# start_siplb_variant name yaml [prefix...]: another siplb, from a generated
+# configuration; prefix (env, taskset...) goes before the command.
 start_siplb_variant() {
-	local name=$1
-	printf '%s\n' "$2" >"$out/$name.yaml"
+	local name=$1 yaml=$2
+	shift 2
+	printf '%s\n' "$yaml" >"$out/$name.yaml"
 	if "$BIN/siplb" --check --config "$out/$name.yaml" >"$out/$name-check.log" 2>&1; then
-		start "$name" "$BIN/siplb" --config "$out/$name.yaml"
+		start "$name" "$@" "$BIN/siplb" --config "$out/$name.yaml"
 	else
 		warn "siplb rejects $out/$name.yaml (see $name-check.log); the $name rows are left out"
 	fi
@@ -243,6 +263,77 @@ if [ -n "$kam" ]; then
 			-A "KAM_LIST=\"$rundir/dispatcher-tcp.list\"" -A "KAM_CHILDREN=$KAM_CHILDREN"
 	fi
 fi
+
+# ---- Pinned: the forwarder under test alone on PIN_FWD_CPU, sipload and a
+# sipecho of its own on PIN_LOAD_CPU (taskset execs the command, so the PID
+# is the process's own and it is stopped like the others). Each Go process
+# on one CPU gets GOMAXPROCS=1 (the runtime's default under that affinity
+# too; said here so that it does not depend on it), and siplb_pin one event
+# loop: with UDP legs alone siplb adds no Ps for its loops (engine/procs.go),
+# so one loop and one P on one core, nothing of it waiting for another.
+# pin.txt says how they ran, or why they did not; the report prints it.
+pin_load=() pin_fwd=() pin_up=()
+if [ -n "$PIN_SCENARIOS" ]; then
+	pin_why=""
+	if ! [[ $PIN_ROUNDS =~ ^[1-9][0-9]?$ ]]; then
+		warn "PIN_ROUNDS=$PIN_ROUNDS is not a number of rounds from 1 to 99; running one"
+		PIN_ROUNDS=1
+	fi
+	if ! command -v taskset >/dev/null; then
+		pin_why="taskset is not installed (util-linux)"
+	elif [ "$(nproc)" -lt 2 ]; then
+		pin_why="this machine has $(nproc) CPU (pinning needs two: one for the forwarder, one for sipload and sipecho)"
+	elif [ "$PIN_LOAD_CPU" = "$PIN_FWD_CPU" ]; then
+		pin_why="PIN_LOAD_CPU and PIN_FWD_CPU are the same CPU ($PIN_FWD_CPU)"
+	elif ! taskset -c "$PIN_LOAD_CPU" true 2>/dev/null || ! taskset -c "$PIN_FWD_CPU" true 2>/dev/null; then
+		pin_why="CPU $PIN_LOAD_CPU or $PIN_FWD_CPU is not one this process may run on ($(taskset -pc $$ 2>/dev/null | sed 's/.*: //'))"
+	elif [ -n "$PIN_CHRT" ] && ! chrt $PIN_CHRT true 2>/dev/null; then
+		pin_why="chrt $PIN_CHRT is refused here (SCHED_FIFO/RR needs root or CAP_SYS_NICE)"
+	fi
+	if [ -n "$pin_why" ]; then
+		echo "skipped: $pin_why" >"$out/pin.txt"
+		warn "pinned runs skipped: $pin_why"
+	else
+		pin_load=(taskset -c "$PIN_LOAD_CPU") pin_fwd=(taskset -c "$PIN_FWD_CPU")
+		if [ -n "$PIN_CHRT" ]; then
+			pin_load+=(chrt $PIN_CHRT) pin_fwd+=(chrt $PIN_CHRT)
+		fi
+		pin_note="sipload and its sipecho (${be_pin[*]}) on CPU $PIN_LOAD_CPU, the forwarder on CPU $PIN_FWD_CPU (taskset)"
+		pin_note+="; siplb_pin: engine.loops 1, GOMAXPROCS=1; relay_pin, sipload, sipecho: GOMAXPROCS=1"
+		[ -n "$PIN_CHRT" ] && pin_note+="; every pinned process and sipload under chrt $PIN_CHRT"
+		start sipecho_pin env GOMAXPROCS=1 "${pin_load[@]}" "$BIN/sipecho" -q -listen "${be_pin[0]}" -listen "${be_pin[1]}" -listen "${be_pin[2]}"
+		pin_up=(direct_pin)
+		if in_list relay "$PIN_TARGETS"; then
+			start relay_pin env GOMAXPROCS=1 "${pin_fwd[@]}" "$BIN/udprelay" -listen "${addr[relay_pin]}" \
+				-backend "${be_pin[0]}" -backend "${be_pin[1]}" -backend "${be_pin[2]}"
+			pin_up+=(relay_pin)
+		fi
+		if in_list siplb "$PIN_TARGETS"; then
+			# siplb's own configuration with one loop, in front of the
+			# pinned sipecho (siplb_yaml reads be and LOOPS).
+			pin_yaml=$(
+				LOOPS=1
+				be=("${be_pin[@]}")
+				siplb_yaml udp "${addr[siplb_pin]}"
+			)
+			start_siplb_variant siplb_pin "$pin_yaml" env GOMAXPROCS=1 "${pin_fwd[@]}"
+			pin_up+=(siplb_pin)
+		fi
+		if in_list kamailio "$PIN_TARGETS"; then
+			if [ -n "$kam" ]; then
+				for b in "${be_pin[@]}"; do echo "1 sip:$b"; done >"$rundir/dispatcher-pin.list"
+				start kamailio_pin "${pin_fwd[@]}" "$kam" -DD -E -f benchmarks/kamailio/kamailio.cfg -w "$rundir" -P "$rundir/kamailio-pin.pid" \
+					-m 64 -M 8 -A "KAM_LISTEN=udp:${addr[kamailio_pin]}" -A "KAM_LIST=\"$rundir/dispatcher-pin.list\"" \
+					-A "KAM_CHILDREN=$KAM_PIN_CHILDREN"
+				pin_up+=(kamailio_pin)
+				pin_note+="; kamailio_pin: $KAM_PIN_CHILDREN children"
+			else
+				warn "kamailio is not available; no kamailio_pin rows"
+			fi
+		fi
+		echo "$pin_note" >"$out/pin.txt"
+	fi
+fi
 sleep 1
 
 # Keep only the targets that are up and answer one OPTIONS.
@@ -252,6 +343,7 @@ alive() { # target transport: its process runs and it answers one OPTIONS
 	[ "$t" = siplb_tcp ] && proc=siplb_tcp
 	[ "$t" = kamailio_tcp ] && proc=kamailio_tcp
 	[ "$t" = siplb_cross_tcp ] && proc=siplb_cross_tcp
+	[ "$t" = direct_pin ] && proc=sipecho_pin
 	if [ -z "${pid[$proc]:-}" ] || ! kill -0 "${pid[$proc]}" 2>/dev/null; then
 		[ "${t%_tcp}" = kamailio ] && [ -z "$kam" ] && return 1
 		warn "$t is not running (see $out/$proc.log); its rows are left out"
@@ -274,6 +366,18 @@ tcp_up=()
 for t in "${tcp_targets[@]}"; do alive "$t" tcp && tcp_up+=("$t"); done
 cross_up=()
 [ -n "$CROSS_SCENARIOS" ] && alive siplb_cross_tcp tcp && cross_up=(siplb_cross_tcp)
+pin_alive=()
+for t in "${pin_up[@]}"; do alive "$t" udp && pin_alive+=("$t"); done
+pin_up=("${pin_alive[@]}")
+if [ -n "$PIN_SCENARIOS" ] && [ ${#pin_up[@]} -gt 0 ] && [[ " ${pin_up[*]} " != *" direct_pin "* ]]; then
+	warn "direct_pin does not answer: the pinned rows have nothing to be compared with and are left out"
+	pin_up=()
+fi
+if [ ${#pin_up[@]} -gt 0 ] && [ -n "$pin_asked" ]; then
+	for sc in $PIN_SCENARIOS; do
+		in_list "$sc" "$SCENARIOS" || warn "PIN_SCENARIOS: $sc is not in SCENARIOS (its open-loop rate comes from siplb's saturation there); it does not run pinned"
+	done
+fi
 [ ${#up[@]} -gt 0 ] || { warn "no target answers"; exit 1; }
 
 # ---- CPU accounting: user+system ticks of a process and its descendants.
@@ -293,12 +397,13 @@ ticks() { # pid: utime+stime of the tree, in ticks
 	echo "$sum"
 }
 procs=()
-for p in sipecho relay siplb siplb_gnet siplb_open siplb_capture hepsink siplb_tcp siplb_cross_tcp kamailio kamailio_tcp; do
+for p in sipecho relay siplb siplb_gnet siplb_open siplb_capture hepsink siplb_tcp siplb_cross_tcp kamailio kamailio_tcp sipecho_pin relay_pin siplb_pin kamailio_pin; do
 	[ -n "${pid[$p]:-}" ] && procs+=("$p")
 done
 
 # measure target scenario mode sipload-flags...: one sipload run, with the
-# CPU of every process over it (PROC CPU_SECONDS WALL_SECONDS per line).
+# CPU of every process over it (PROC CPU_SECONDS WALL_SECONDS per line). A
+# pinned target's sipload runs on PIN_LOAD_CPU.
 measure() {
 	local t=$1 sc=$2 mode=$3
 	shift 3
@@ -308,7 +413,9 @@ measure() {
 	s0=$(date +%s.%N)
 	local transport=udp
 	[[ $t == *_tcp ]] && transport=tcp
-	"$BIN/sipload" -q -scenario "$sc" -transport "$transport" -target "${addr[$t]}" -sockets "$SOCKETS" -json "$out/$name.json" "$@" ||
+	local on=()
+	[[ $t == *_pin ]] && on=(env GOMAXPROCS=1 "${pin_load[@]}")
+	"${on[@]}" "$BIN/sipload" -q -scenario "$sc" -transport "$transport" -target "${addr[$t]}" -sockets "$SOCKETS" -json "$out/$name.json" "$@" ||
 		warn "$name: not every unit completed (see $name.json)"
 	s1=$(date +%s.%N)
 	for p in "${procs[@]}"; do
@@ -323,8 +430,6 @@ sat_rate() {
 	[ -f "$out/$1-$sc-sat.json" ] && v=$(sed -n 's/^ *"throughput_per_s": *\([0-9.]*\).*/\1/p' "$out/$1-$sc-sat.json")
 	echo "${v:-0}"
 }
-in_list() { [[ " $2 " == *" $1 "* ]]; } # in_list word list
-
 for sc in $SCENARIOS; do
 	targets=()
 	for t in "${up[@]}"; do
@@ -355,6 +460,24 @@ for sc in $SCENARIOS; do
 	for t in "${targets[@]}"; do
 		measure "$t" "$sc" rate -rate "$rate" -duration "$RATE_DURATION"
 	done
+	# Pinned, right after, at the same rate: the forwarder on its own core,
+	# in PIN_ROUNDS rounds. Round K > 1 writes TARGET-SCENARIO-rate-K and
+	# runs each unpinned target again right before its pinned one, so that
+	# both placements get as many tries at a quiet moment of the machine.
+	if [ ${#pin_up[@]} -gt 0 ] && in_list "$sc" "$PIN_SCENARIOS"; then
+		for ((k = 1; k <= PIN_ROUNDS; k++)); do
+			round=() mode=rate
+			[ "$k" -gt 1 ] && mode=rate-$k
+			for t in "${pin_up[@]}"; do
+				[ "$k" -gt 1 ] && in_list "${t%_pin}" "${up[*]}" && round+=("${t%_pin}")
+				round+=("$t")
+			done
+			say "$sc pinned, round $k of $PIN_ROUNDS: open loop at $rate/s, sipload and sipecho on CPU $PIN_LOAD_CPU, the forwarder on CPU $PIN_FWD_CPU, $RATE_DURATION per target: ${round[*]}"
+			for t in "${round[@]}"; do
+				measure "$t" "$sc" "$mode" -rate "$rate" -duration "$RATE_DURATION"
+			done
+		done
+	fi
 done
 
 # ---- Over TCP: sipload's -sockets connections to each target.

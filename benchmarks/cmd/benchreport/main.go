@@ -4,6 +4,7 @@
 // against siplb's targets, siplb's UDP I/O paths side by side, the cost of
 // its edge defences (siplb against siplb_open) checked against its budget,
 // cross-transport forwarding (TCP client, UDP backends) against TCP to TCP,
+// the pinned runs (the forwarder on its own core) beside the unpinned ones,
 // warnings (a saturated sipload, lost units), and
 // plots (throughput.svg, cpu.svg, latency-SCENARIO.svg) in the same folder.
 //
@@ -13,8 +14,10 @@
 //
 //	machine.txt                  the machine and versions, printed first
 //	TARGET-SCENARIO-MODE.json    sipload -json (MODE: sat or rate)
+//	TARGET-SCENARIO-rate-K.json  round K (2, 3...) of a pinned comparison
 //	TARGET-SCENARIO-MODE.cpu     "PROCESS CPU_SECONDS WALL_SECONDS" per line
 //	rate-SCENARIO.txt            "RATE REFERENCE_TARGET" of the open loop
+//	pin.txt                      how the pinned targets ran, or "skipped: WHY"
 //	warnings.txt                 the script's own warnings
 //
 // The report goes to stdout; the exit status is 0 whenever the folder held
@@ -39,10 +42,13 @@ import (
 // (siplb_gnet, against the default batched path), siplb with its edge
 // defences off (siplb_open, against the default, which has them on), then
 // over TCP (_tcp); siplb_cross_tcp is a TCP client in front of UDP
-// backends (cross-transport, against siplb_tcp's TCP backends).
+// backends (cross-transport, against siplb_tcp's TCP backends). The _pin
+// targets are direct, relay, siplb and kamailio with the forwarder alone on
+// one core and sipload with its own sipecho (sipecho_pin) on the other.
 var (
-	targetOrder = []string{"direct", "relay", "siplb", "siplb_gnet", "siplb_open", "siplb_capture", "kamailio", "direct_tcp", "siplb_tcp", "siplb_cross_tcp", "kamailio_tcp"}
-	modeOrder   = []string{"sat", "rate"}
+	targetOrder = []string{"direct", "relay", "siplb", "siplb_gnet", "siplb_open", "siplb_capture", "kamailio",
+		"direct_pin", "relay_pin", "siplb_pin", "kamailio_pin", "direct_tcp", "siplb_tcp", "siplb_cross_tcp", "kamailio_tcp"}
+	modeOrder = []string{"sat", "rate"}
 )
 
 // processOf is the forwarding process of a target (its name in the .cpu
@@ -50,10 +56,17 @@ var (
 var processOf = map[string]string{
 	"relay": "relay", "siplb": "siplb", "siplb_gnet": "siplb_gnet", "siplb_open": "siplb_open", "siplb_capture": "siplb_capture", "kamailio": "kamailio",
 	"siplb_tcp": "siplb_tcp", "kamailio_tcp": "kamailio_tcp", "siplb_cross_tcp": "siplb_cross_tcp",
+	"relay_pin": "relay_pin", "siplb_pin": "siplb_pin", "kamailio_pin": "kamailio_pin",
 }
 
-// backendProcess is the backend emulator's name in the .cpu files.
-const backendProcess = "sipecho"
+// backendOf is the name in the .cpu files of the backend emulator a target
+// forwards to: the pinned targets have their own.
+func backendOf(target string) string {
+	if strings.HasSuffix(target, pinSuffix) {
+		return "sipecho_pin"
+	}
+	return "sipecho"
+}
 
 // errNoRuns is returned when the folder holds no sipload results.
 var errNoRuns = errors.New("no TARGET-SCENARIO-MODE.json files")
@@ -116,6 +129,8 @@ type report struct {
 	Runs      map[key]*run
 	Scenarios []string // in the order of the script's SCENARIOS
 	Rates     map[string]string
+	Rounds    map[key][]*run // rounds 2, 3... of an open-loop run (key's Mode: rate), by the pinned comparison
+	Pin       string         // pin.txt: how the pinned targets ran, or "skipped: WHY"; empty: no pinned runs asked for
 }
 
 type key struct{ Target, Scenario, Mode string }
@@ -143,9 +158,12 @@ func main() {
 
 // readReport reads the results folder dir.
 func readReport(dir string) (*report, error) {
-	rep := &report{Runs: map[key]*run{}, Rates: map[string]string{}}
+	rep := &report{Runs: map[key]*run{}, Rates: map[string]string{}, Rounds: map[key][]*run{}}
 	if b, err := os.ReadFile(filepath.Join(dir, "machine.txt")); err == nil {
 		rep.Machine = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "pin.txt")); err == nil {
+		rep.Pin = strings.TrimSpace(string(b))
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "warnings.txt")); err == nil {
 		for l := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
@@ -160,6 +178,13 @@ func readReport(dir string) (*report, error) {
 	}
 	for _, f := range files {
 		parts := strings.Split(strings.TrimSuffix(filepath.Base(f), ".json"), "-")
+		round := 1
+		if len(parts) == 4 && parts[2] == "rate" {
+			if round, err = strconv.Atoi(parts[3]); err != nil || round < 2 {
+				continue
+			}
+			parts = parts[:3]
+		}
 		if len(parts) != 3 || !slices.Contains(modeOrder, parts[2]) {
 			continue
 		}
@@ -173,6 +198,11 @@ func readReport(dir string) (*report, error) {
 		}
 		if r.CPU, err = readCPU(strings.TrimSuffix(f, ".json") + ".cpu"); err != nil {
 			return nil, err
+		}
+		if round > 1 {
+			k := key{r.Target, r.Scenario, r.Mode}
+			rep.Rounds[k] = append(rep.Rounds[k], r)
+			continue
 		}
 		rep.Runs[key{r.Target, r.Scenario, r.Mode}] = r
 		if !slices.Contains(rep.Scenarios, r.Scenario) {

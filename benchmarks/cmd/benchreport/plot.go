@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -100,7 +101,9 @@ func wholeTicks(lo, hi float64) []plot.Tick {
 }
 
 // latencyPlot draws p50, p99 and p99.9 of every target at the open-loop
-// rate of one scenario, on a log scale; nil when there is no such run.
+// rate of one scenario, on a log scale; nil when there is no such run. A
+// pinned target is drawn dashed, in the colour and shape of its unpinned
+// one.
 func latencyPlot(rep *report, sc string) (*plot.Plot, error) {
 	p := plot.New()
 	p.Y.Label.Text = "latency, µs (log scale)"
@@ -127,9 +130,14 @@ func latencyPlot(rep *report, sc string) (*plot.Plot, error) {
 		if err != nil {
 			return nil, err
 		}
-		l.Color = plotutil.Color(i)
-		pts.Color = plotutil.Color(i)
-		pts.Shape = plotutil.Shape(i)
+		style := i
+		if base, pinned := strings.CutSuffix(t, pinSuffix); pinned {
+			style = slices.Index(targetOrder, base)
+			l.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
+		}
+		l.Color = plotutil.Color(style)
+		pts.Color = plotutil.Color(style)
+		pts.Shape = plotutil.Shape(style)
 		p.Add(l, pts)
 		p.Legend.Add(t, l, pts)
 	}

@@ -50,7 +50,7 @@ func writeTable(w io.Writer, rep *report, sc string) {
 			}
 			fmt.Fprintf(w, "| %s | %s | %.0f | %s | %s | %s | %d | %d |", loadLabel(r), t, r.Res.Throughput,
 				us(r.Res.Latency.P50), us(r.Res.Latency.P99), us(r.Res.Latency.P999), r.Res.Lost, r.Res.Failed)
-			for _, p := range []string{processOf[t], backendProcess} {
+			for _, p := range []string{processOf[t], backendOf(t)} {
 				c, ok := r.CPU[p]
 				if !ok || p == "" {
 					fmt.Fprint(w, " - |")
@@ -197,6 +197,7 @@ func writeRatios(w io.Writer, rep *report) {
 	writeDefences(w, rep)
 	writeCross(w, rep)
 	writeCapture(w, rep)
+	writePinned(w, rep)
 }
 
 // writeCross writes siplb with a TCP client in front of UDP backends
