@@ -65,7 +65,7 @@ PIN_TARGETS=${PIN_TARGETS:-direct relay siplb} # pinned targets (as direct_pin, 
 PIN_ROUNDS=${PIN_ROUNDS:-2}        # pinned: rounds of the pinned targets, alternating; from the second on, each unpinned one of PIN_TARGETS runs again beside its pinned one (the report takes each one's lowest p99)
 PIN_LOAD_CPU=${PIN_LOAD_CPU:-0}    # pinned: the CPU of sipload and the pinned sipecho
 PIN_FWD_CPU=${PIN_FWD_CPU:-1}      # pinned: the CPU of the forwarder under test
-PIN_CHRT=${PIN_CHRT:-}             # pinned: chrt arguments for every pinned process, e.g. "-f 1" (SCHED_FIFO; root or CAP_SYS_NICE); empty: the normal scheduler
+PIN_CHRT=${PIN_CHRT-auto}         # pinned: chrt arguments for every pinned process, e.g. "-f 1" (SCHED_FIFO; root or CAP_SYS_NICE); auto: "-f 1" where chrt may, else none; empty: the normal scheduler
 KAM_PIN_CHILDREN=${KAM_PIN_CHILDREN:-2} # kamailio_pin's UDP receivers, on its one core
 PORT_BASE=${PORT_BASE:-25060}      # siplb +0, relay +1, kamailio +2, siplb_gnet +3, siplb_tcp +4, kamailio_tcp +5, siplb_open +6, siplb_cross_tcp +7 (its UDP leg +8), sipecho +10..+12, siplb_capture +13, hepsink +14, siplb_pin +15, relay_pin +16, kamailio_pin +17, the pinned sipecho +18..+20
 RESULTS=${RESULTS:-benchmarks/results}
@@ -287,6 +287,20 @@ if [ -n "$PIN_SCENARIOS" ]; then
 		pin_why="PIN_LOAD_CPU and PIN_FWD_CPU are the same CPU ($PIN_FWD_CPU)"
 	elif ! taskset -c "$PIN_LOAD_CPU" true 2>/dev/null || ! taskset -c "$PIN_FWD_CPU" true 2>/dev/null; then
 		pin_why="CPU $PIN_LOAD_CPU or $PIN_FWD_CPU is not one this process may run on ($(taskset -pc $$ 2>/dev/null | sed 's/.*: //'))"
+	fi
+	if [ -z "$pin_why" ] && [ "$PIN_CHRT" = auto ]; then
+		# Under the normal scheduler other work on a shared box sets the
+		# pinned runs' tail (benchmarks/README.md, "Pinned"); real-time
+		# priority for these bounded runs is what makes them say something.
+		PIN_CHRT=""
+		if command -v chrt >/dev/null && chrt -f 1 true 2>/dev/null; then
+			PIN_CHRT="-f 1"
+		else
+			warn "pinned runs under the normal scheduler: chrt -f 1 is refused here (needs root or CAP_SYS_NICE), so other work on the box can set their tail"
+		fi
+	fi
+	if [ -n "$pin_why" ]; then
+		:
 	elif [ -n "$PIN_CHRT" ] && ! chrt $PIN_CHRT true 2>/dev/null; then
 		pin_why="chrt $PIN_CHRT is refused here (SCHED_FIFO/RR needs root or CAP_SYS_NICE)"
 	fi
