@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -208,7 +209,16 @@ type client struct {
 	self string // sent-by "127.0.0.1:port"
 
 	mu      sync.Mutex
-	waiting map[string]chan []byte
+	waiting map[string]*pending
+}
+
+// pending is a transaction waiting for its final response.
+type pending struct {
+	final chan []byte
+	// proceeding: a provisional response came, so an INVITE is not sent
+	// again (RFC 3261 §17.1.1.2). A UAS such as sipp's aborts a call whose
+	// INVITE comes again after its 200.
+	proceeding atomic.Bool
 }
 
 // newClient opens a client socket toward siplb at lb; it is closed when the
@@ -220,7 +230,7 @@ func newClient(t *testing.T, lb netip.AddrPort) *client {
 		t.Fatal(err)
 	}
 	c.SetReadBuffer(4 << 20)
-	cl := &client{conn: c, lb: lb, self: c.LocalAddr().String(), waiting: map[string]chan []byte{}}
+	cl := &client{conn: c, lb: lb, self: c.LocalAddr().String(), waiting: map[string]*pending{}}
 	done := make(chan struct{})
 	go cl.read(done)
 	t.Cleanup(func() { c.Close(); <-done })
@@ -236,16 +246,20 @@ func (c *client) read(done chan struct{}) {
 		if err != nil {
 			return
 		}
-		if parser.Parse(&m, buf[:n]) != nil || m.IsRequest() || m.StatusCode() < 200 {
+		if parser.Parse(&m, buf[:n]) != nil || m.IsRequest() {
 			continue
 		}
 		key := string(m.CallID()) + " " + string(m.CSeqMethodName())
 		c.mu.Lock()
-		ch := c.waiting[key]
+		p := c.waiting[key]
 		c.mu.Unlock()
-		if ch != nil {
+		if p != nil && m.StatusCode() < 200 {
+			p.proceeding.Store(true)
+			continue
+		}
+		if p != nil {
 			select {
-			case ch <- bytes.Clone(buf[:n]):
+			case p.final <- bytes.Clone(buf[:n]):
 			default: // a retransmission's answer; the first one counts
 			}
 		}
@@ -257,9 +271,9 @@ func (c *client) read(done chan struct{}) {
 // returns the response and the number of tries used.
 func (c *client) transact(req []byte, callID, method string, tries int, wait time.Duration) ([]byte, int, error) {
 	key := callID + " " + method
-	ch := make(chan []byte, 1)
+	p := &pending{final: make(chan []byte, 1)}
 	c.mu.Lock()
-	c.waiting[key] = ch
+	c.waiting[key] = p
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
@@ -269,12 +283,14 @@ func (c *client) transact(req []byte, callID, method string, tries int, wait tim
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for try := 1; try <= tries; try++ {
-		if _, err := c.conn.WriteToUDPAddrPort(req, c.lb); err != nil {
-			return nil, try, err
+		if try == 1 || method != "INVITE" || !p.proceeding.Load() {
+			if _, err := c.conn.WriteToUDPAddrPort(req, c.lb); err != nil {
+				return nil, try, err
+			}
 		}
 		timer.Reset(wait)
 		select {
-		case resp := <-ch:
+		case resp := <-p.final:
 			return resp, try, nil
 		case <-timer.C:
 		}
