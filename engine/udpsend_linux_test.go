@@ -17,7 +17,6 @@ import (
 
 	"github.com/siplb/siplb/balance"
 	"github.com/siplb/siplb/internal/mmsg"
-	"github.com/siplb/siplb/pool"
 )
 
 // udpSender is a UDP socket on 127.0.0.1 with IP_RECVERR on, as the batched
@@ -275,38 +274,87 @@ func TestUDPQueueRefused(t *testing.T) {
 	}
 }
 
-// TCP client to UDP backend through the server: the requests of one read
-// of the client's stream reach the backend in one sendmmsg, in order.
+// TCP client to UDP backend through the server, with either UDP I/O: the
+// requests of one read of the client's stream reach the backend in one
+// sendmmsg, in order, and are answered; under gnet's UDP I/O a UDP
+// client's request also leaves through the loop's queue.
 func TestUDPQueueAcrossTransports(t *testing.T) {
-	uas := startUAS(t)
-	_, lb, srv := startMixedLB(t, pool.Limits{}, balance.BackendConfig{Addr: uas.addr})
-	c := dialTCP(t, lb)
-	const n = 8
-	var all []byte
-	for i := range n {
-		all = append(all, optionsReq(c.LocalAddr().String(), "xq", i+1)...)
+	for _, tc := range []struct {
+		name    string
+		gnetUDP bool
+	}{
+		{name: "batched UDP", gnetUDP: false},
+		{name: "gnet UDP", gnetUDP: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			uas := startUAS(t)
+			udpLB, lb, srv := startQueueLB(t, tc.gnetUDP, balance.BackendConfig{Addr: uas.addr})
+			c := dialTCP(t, lb)
+			const n = 8
+			var all []byte
+			for i := range n {
+				all = append(all, optionsReq(c.LocalAddr().String(), "xq", i+1)...)
+			}
+			if _, err := c.Write(all); err != nil {
+				t.Fatal(err)
+			}
+			got := readResponses(t, c, n, 10*time.Second)
+			if len(got) != n {
+				t.Fatalf("%d responses to %d pipelined requests (drops %v)", len(got), n, srv.Stats().Drops)
+			}
+			for i, r := range got {
+				if !bytes.Contains(r, fmt.Appendf(nil, "CSeq: %d OPTIONS", i+1)) {
+					t.Fatalf("response %d out of order: %q", i, r[:min(len(r), 80)])
+				}
+			}
+			calls, sent := loopUDPCounts(t, srv)
+			if sent != n {
+				t.Errorf("the loops sent %d datagrams, want %d", sent, n)
+			}
+			// One read normally carries the whole write; a split read
+			// costs one more call, never one per request.
+			if calls == 0 || calls > 2 {
+				t.Errorf("%d sendmmsg calls for %d requests written at once, want 1 (2 if the read was split)", calls, n)
+			}
+			if !tc.gnetUDP {
+				return
+			}
+			u := newUAC(t, udpLB)
+			if _, err := u.conn.WriteToUDPAddrPort(optionsReq(u.local(), "xg", 1), udpLB); err != nil {
+				t.Fatal(err)
+			}
+			u.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			k, _, err := u.conn.ReadFromUDPAddrPort(u.buf)
+			if err != nil || !bytes.HasPrefix(u.buf[:k], []byte("SIP/2.0 200 OK\r\n")) {
+				t.Fatalf("UDP client: %q, %v", u.buf[:max(k, 0)], err)
+			}
+			if calls2, sent2 := loopUDPCounts(t, srv); sent2 < sent+2 || calls2 < calls+2 {
+				t.Errorf("a UDP client's request and its answer: %d sendmmsg calls and %d datagrams more, want 2 and 2", calls2-calls, sent2-sent)
+			}
+		})
 	}
-	if _, err := c.Write(all); err != nil {
+}
+
+// startQueueLB is startMixedLB (a TCP and a UDP leg on one port, two
+// loops) with the UDP I/O chosen.
+func startQueueLB(t *testing.T, gnetUDP bool, members ...balance.BackendConfig) (udp, tcp netip.AddrPort, srv *Server) {
+	t.Helper()
+	bal, err := balance.New([]balance.PoolConfig{{Name: "farm", Backends: members}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	got := readResponses(t, c, n, 10*time.Second)
-	if len(got) != n {
-		t.Fatalf("%d responses to %d pipelined requests (drops %v)", len(got), n, srv.Stats().Drops)
+	legs := []LegConfig{{Transport: balance.TCP, Addr: netip.MustParseAddrPort("127.0.0.1:0")}}
+	if err := ResolvePorts(legs); err != nil {
+		t.Fatal(err)
 	}
-	for i, r := range got {
-		if !bytes.Contains(r, fmt.Appendf(nil, "CSeq: %d OPTIONS", i+1)) {
-			t.Fatalf("response %d out of order: %q", i, r[:min(len(r), 80)])
-		}
+	legs = append(legs, LegConfig{Transport: balance.UDP, Addr: legs[0].Addr})
+	f, err := NewForwarder(Config{Legs: legs}, bal)
+	if err != nil {
+		t.Fatal(err)
 	}
-	calls, sent := loopUDPCounts(t, srv)
-	if sent != n {
-		t.Errorf("the loops sent %d datagrams, want %d", sent, n)
-	}
-	// One read normally carries the whole write; a split read costs one
-	// more call, never one per request.
-	if calls == 0 || calls > 2 {
-		t.Errorf("%d sendmmsg calls for %d requests written at once, want 1 (2 if the read was split)", calls, n)
-	}
+	srv = NewServerWith(f, Options{Loops: 2, GnetUDP: gnetUDP})
+	runServerT(t, srv)
+	return legs[1].Addr, legs[0].Addr, srv
 }
 
 // loopUDPCounts sums the loops' udpQueue counts, read on each loop.
