@@ -12,7 +12,7 @@ import (
 )
 
 // udpQueue holds the datagrams an event loop sends out of UDP sockets while
-// it handles one event (a stream's read, a mailbox turn, a gnet datagram),
+// it handles one event (a read of a stream, a datagram under gnet's UDP I/O),
 // and sends them at the event's end (loopState.flush) with one sendmmsg per
 // run of datagrams for the same socket, in the order they were queued: a
 // TCP client's read that carries several requests for UDP backends costs
@@ -21,8 +21,9 @@ import (
 // event it was produced in.
 //
 // The queue is bounded (udpQueueLen datagrams, udpQueueBytes bytes): a
-// datagram that does not fit first sends what waits. The zero value is
-// ready; the buffer is made on first use and kept. Owned by its loop.
+// datagram that does not fit first sends what waits. The zero value
+// queues nothing (add reports false) until init; the buffer is made on
+// first use and kept. Owned by its loop.
 type udpQueue struct {
 	buf  []byte // the queued datagrams, one after another; cap udpQueueBytes, never grown
 	n    int    // datagrams queued
