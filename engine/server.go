@@ -114,7 +114,8 @@ type loopState struct {
 	backoff map[netip.AddrPort]dialBackoff
 	dirty   []*streamConn // connections with writes gathered in this event
 	conns   map[*streamConn]struct{}
-	mail    mailbox // stream writes from outside the loop (mailbox.go)
+	mail    mailbox  // stream writes from outside the loop (mailbox.go)
+	udp     udpQueue // datagrams sent in this event, flushed at its end (udpsend_linux.go)
 }
 
 // NewServer returns a server for f's legs with the given loops (0: one per
@@ -368,6 +369,8 @@ func (s *Server) datagram(c gnet.Conn) gnet.Action {
 // a stream, reusing a connection to the destination before opening one.
 // loop is the calling event loop (nil for a TLS goroutine), cnt the counters
 // to charge; fd and leg are the receiving UDP socket and its leg, if any.
+// An event loop's datagrams and stream writes leave when it flushes, at
+// the end of its event (loopState.flush): a caller with a loop flushes it.
 func (s *Server) deliver(loop *loopState, cnt *Counters, r *Result, fd int, leg *Leg) {
 	switch r.Leg.Transport {
 	case balance.UDP:
@@ -377,6 +380,9 @@ func (s *Server) deliver(loop *loopState, cnt *Counters, r *Result, fd int, leg 
 		}
 		if out < 0 {
 			cnt.Drops[DropSendError].Add(1)
+			return
+		}
+		if loop != nil && loop.udp.add(out, r.Out, r.To) {
 			return
 		}
 		if err := sendto(out, r.Out, r.Sockaddr); err != nil {
@@ -509,6 +515,7 @@ func (s *Server) loopOf(el gnet.EventLoop) *loopState {
 		conns:   make(map[*streamConn]struct{}),
 	}
 	s.newMailbox(ls)
+	ls.udp.init(&ls.s.Counters, s.onDrop)
 	s.byLoop[el] = ls
 	s.all = append(s.all, ls)
 	return ls

@@ -48,9 +48,12 @@ type streamConn struct {
 	dirty bool
 }
 
-// flush writes what each connection gathered during the event just handled:
-// several messages to one connection leave in one write call.
+// flush writes what each connection gathered during the event just handled,
+// and sends the datagrams queued in it (udpQueue): several messages to one
+// connection leave in one write call, and several datagrams out of one UDP
+// socket in one sendmmsg.
 func (loop *loopState) flush() {
+	loop.udp.flush()
 	for _, sc := range loop.dirty {
 		if sc.wbuf != nil {
 			if len(*sc.wbuf) > 0 && !sc.closed {
