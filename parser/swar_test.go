@@ -104,3 +104,30 @@ func TestCheckSIPHostAgrees(t *testing.T) {
 		}
 	}
 }
+
+// TestScanClass checks charClass against the bool tables it folds together
+// and scanClass against a byte-by-byte scan, from several start offsets.
+func TestScanClass(t *testing.T) {
+	classes := []struct {
+		cls   uint8
+		table *[256]bool
+	}{{clsParamValue, &isParamValue}}
+	for _, c := range classes {
+		for b := range 256 {
+			if got := charClass[b]&c.cls != 0; got != c.table[b] {
+				t.Errorf("charClass[%#x]&%#x = %v, table says %v", b, c.cls, got, c.table[b])
+			}
+		}
+		for _, in := range swarInputs() {
+			for i := 0; i <= min(len(in), 3); i++ {
+				want := i
+				for want < len(in) && c.table[in[want]] {
+					want++
+				}
+				if got := scanClass(in, i, len(in), c.cls); got != want {
+					t.Errorf("scanClass(%q, %d, class %#x) = %d, want %d", in, i, c.cls, got, want)
+				}
+			}
+		}
+	}
+}
