@@ -65,7 +65,9 @@ func TestKnownName(t *testing.T) {
 			t.Errorf("knownName(%q) = %v, %d, want %v, %d", in, got, end, id, len(headerNames[id]))
 		}
 	}
-	for _, in := range []string{"Via :x" + pad, "via:" + pad, "Vias:" + pad, "From-X:" + pad, "Content-Lengthy:" + pad, "Q:" + pad, "Tox:" + pad} {
+	for _, in := range []string{"Via :x" + pad, "via:" + pad, "Vias:" + pad, "From-X:" + pad, "Content-Lengthy:" + pad, "Q:" + pad, "Tox:" + pad,
+		":" + pad, "::" + pad, "To" + pad[1:], "Content-Length" + pad[1:], "Contact\x00:" + pad, "\x00:" + pad, "Contentxlength:" + pad,
+		"Content-Length" + pad[:1], "Max-Forwards-Foo:" + pad} {
 		if id, end := knownName([]byte(in), 0); end != 0 {
 			t.Errorf("knownName(%q) = %v, %d, want a miss", in, id, end)
 		}
