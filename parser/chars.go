@@ -80,9 +80,6 @@ const (
 // cls, or e. Eight bytes are tested per step with one branch, the AND of
 // their classes; the step that holds the stop goes byte by byte.
 func scanClass(b []byte, i, e int, cls uint8) int {
-	if e > len(b) {
-		e = len(b)
-	}
 	for ; i+8 <= e; i += 8 {
 		w := b[i : i+8 : i+8]
 		if charClass[w[0]]&charClass[w[1]]&charClass[w[2]]&charClass[w[3]]&
