@@ -33,6 +33,10 @@ var boolTables = []boolTable{
 	{"splitStop", `the bytes that end a run of plain characters while a comma-separated header value is split: quote, angle brackets, comma, semicolon, "?"`, "\"<>,;?"},
 }
 
+// classTables names the boolTables that charClass also holds, bit k for
+// classTables[k]; the order must match the clsXxx constants in chars.go.
+var classTables = []string{"isParamValue"}
+
 // The known header names in HeaderID order (header.go), HdrOther first.
 var headerIDs = []struct{ id, name string }{
 	{"HdrOther", ""},
@@ -92,6 +96,22 @@ func main() {
 		}
 		b.WriteString("\n}\n\n")
 	}
+	b.WriteString("// charClass holds, for each byte, one bit per class of the tables above\n// that a scan tests eight bytes at a time (see scanClass).\nvar charClass = [256]uint8{")
+	l0 := lines{}
+	for i := 0; i < 256; i++ {
+		var c uint8
+		for k, name := range classTables {
+			for _, t := range boolTables {
+				if t.name == name && strings.IndexByte(t.chars, byte(i)) >= 0 {
+					c |= 1 << k
+				}
+			}
+		}
+		if c != 0 {
+			l0.add(&b, fmt.Sprintf("%s: %#02x", charLit(byte(i)), c))
+		}
+	}
+	b.WriteString("\n}\n\n")
 	b.WriteString("// lower maps ASCII upper case to lower case and every other byte to itself.\nvar lower = [256]byte{")
 	var l lines
 	for i := 0; i < 256; i++ {

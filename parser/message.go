@@ -385,6 +385,11 @@ func (m *Message) parseHeaders(b []byte, p, maxHdr int) error {
 			m.hdrEnd, m.bodyOff = p, p+2
 			break
 		}
+		// The line's end is searched for from its start, not from its
+		// value: no LF can lie in the name, the colon or the LWS after
+		// it, and so the search, the one serial chain from line to line,
+		// does not wait for the name to be matched.
+		lf := bytes.IndexByte(b[p:], '\n')
 		id, nameEnd := knownName(b, p)
 		q := nameEnd + 1 // past the colon
 		if nameEnd == 0 {
@@ -414,8 +419,8 @@ func (m *Message) parseHeaders(b []byte, p, maxHdr int) error {
 		}
 		vs := q
 		ve, next := len(b), len(b)
-		if lf := bytes.IndexByte(b[q:], '\n'); lf >= 0 {
-			lf += q
+		if lf >= 0 {
+			lf += p
 			ve, next = lf, lf+1
 			if ve > q && b[ve-1] == '\r' {
 				ve--

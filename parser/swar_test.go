@@ -65,7 +65,9 @@ func TestKnownName(t *testing.T) {
 			t.Errorf("knownName(%q) = %v, %d, want %v, %d", in, got, end, id, len(headerNames[id]))
 		}
 	}
-	for _, in := range []string{"Via :x" + pad, "via:" + pad, "Vias:" + pad, "From-X:" + pad, "Content-Lengthy:" + pad, "Q:" + pad, "Tox:" + pad} {
+	for _, in := range []string{"Via :x" + pad, "via:" + pad, "Vias:" + pad, "From-X:" + pad, "Content-Lengthy:" + pad, "Q:" + pad, "Tox:" + pad,
+		":" + pad, "::" + pad, "To" + pad[1:], "Content-Length" + pad[1:], "Contact\x00:" + pad, "\x00:" + pad, "Contentxlength:" + pad,
+		"Content-Length" + pad[:1], "Max-Forwards-Foo:" + pad} {
 		if id, end := knownName([]byte(in), 0); end != 0 {
 			t.Errorf("knownName(%q) = %v, %d, want a miss", in, id, end)
 		}
@@ -99,6 +101,33 @@ func TestCheckSIPHostAgrees(t *testing.T) {
 				b := []byte(s[:i] + string(c) + s[i:])
 				if got, want := checkSIPHost(b), refCheckSIPHost(b); got != want {
 					t.Errorf("checkSIPHost(%q) = %v, reference %v", b, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestScanClass checks charClass against the bool tables it folds together
+// and scanClass against a byte-by-byte scan, from several start offsets.
+func TestScanClass(t *testing.T) {
+	classes := []struct {
+		cls   uint8
+		table *[256]bool
+	}{{clsParamValue, &isParamValue}}
+	for _, c := range classes {
+		for b := range 256 {
+			if got := charClass[b]&c.cls != 0; got != c.table[b] {
+				t.Errorf("charClass[%#x]&%#x = %v, table says %v", b, c.cls, got, c.table[b])
+			}
+		}
+		for _, in := range swarInputs() {
+			for i := 0; i <= min(len(in), 3); i++ {
+				want := i
+				for want < len(in) && c.table[in[want]] {
+					want++
+				}
+				if got := scanClass(in, i, len(in), c.cls); got != want {
+					t.Errorf("scanClass(%q, %d, class %#x) = %d, want %d", in, i, c.cls, got, want)
 				}
 			}
 		}

@@ -44,18 +44,18 @@ func ParseVia(v *Via, b []byte) error {
 }
 
 func (s *viaSpans) fill(v *Via, b []byte) {
-	*v = Via{
-		Protocol:  s.proto.bytes(b),
-		Transport: s.transport.bytes(b),
-		Host:      s.host.bytes(b),
-		Port:      s.port,
-		Branch:    s.branch.bytes(b),
-		Received:  s.received.bytes(b),
-		RPort:     s.rport,
-		HasRPort:  s.rportName.present(),
-		Maddr:     s.maddr.bytes(b),
-		Params:    s.params.bytes(b),
-	}
+	// Field by field: a composite literal is built on the stack and then
+	// copied, 200 bytes twice per Via read.
+	v.Protocol = s.proto.bytes(b)
+	v.Transport = s.transport.bytes(b)
+	v.Host = s.host.bytes(b)
+	v.Port = s.port
+	v.Branch = s.branch.bytes(b)
+	v.Received = s.received.bytes(b)
+	v.RPort = s.rport
+	v.HasRPort = s.rportName.present()
+	v.Maddr = s.maddr.bytes(b)
+	v.Params = s.params.bytes(b)
 }
 
 // scanToken returns the index of the first byte of b[i:e] that is not a
@@ -72,15 +72,7 @@ func scanToken(b []byte, i, e int) int {
 
 // scanParamValue returns the index of the first byte of b[i:e] that
 // cannot stand in an unquoted gen-value, or e.
-func scanParamValue(b []byte, i, e int) int {
-	for _, c := range b[i:e] {
-		if !isParamValue[c] {
-			break
-		}
-		i++
-	}
-	return i
-}
+func scanParamValue(b []byte, i, e int) int { return scanClass(b, i, e, clsParamValue) }
 
 // parseVia parses into v, which must be zero, the Via value that starts in
 // b[s:e], which may be the first of a comma list. The value is b[vs:ve], LWS
@@ -151,6 +143,27 @@ func parseVia(v *viaSpans, b []byte, s, e int) (vs, ve, next int, ok bool) {
 		if e-i >= 6 && string(b[i:i+6]) == ";rport" && (e-i == 6 || b[i+6] == ';' || b[i+6] == ',') {
 			v.rportName = span{i + 1, i + 6}
 			ve, i = i+6, i+6
+			continue
+		}
+		if e-i > 7 && string(b[i:i+7]) == ";rport=" {
+			// The port a response's Via carries back (RFC 3581 §4),
+			// digits that a non-value byte ends; any other value goes
+			// through param, which rejects what this does not take.
+			j, n := i+7, 0
+			for j < e && j < i+12 && isDigit[b[j]] {
+				n = n*10 + int(b[j]-'0')
+				j++
+			}
+			if j > i+7 && n <= 65535 && (j == e || !isParamValue[b[j]]) {
+				v.rportName, v.rportVal, v.rport = span{i + 1, i + 6}, span{i + 7, j}, uint16(n)
+				ve, i = j, skipWS(b, j, e)
+				continue
+			}
+		}
+		if e-i > 10 && string(b[i:i+10]) == ";received=" && isParamValue[b[i+10]] {
+			j := scanParamValue(b, i+11, e)
+			v.received = span{i + 10, j}
+			ve, i = j, skipWS(b, j, e)
 			continue
 		}
 		name, val, pe, ok := nextParam(b, i, e)
