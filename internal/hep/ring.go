@@ -94,7 +94,7 @@ func (r *ring) release(sl *slot) {
 // with the offset between the two clocks measured again by Run every poll,
 // so that a step of the wall clock shows within a poll, and a slew costs
 // at most 2.5 µs (500 ppm, NTP's most, over a busy poll of 5 ms; 10 µs
-// over an idle one). The stamps of one Sender never go back between two
+// over an idle one of 20 ms). The stamps of one Sender never go back between two
 // polls.
 type clock struct {
 	epoch time.Time    // a monotonic reading, fixed
