@@ -90,12 +90,12 @@ func (r *ring) release(sl *slot) {
 }
 
 // clock is the wall clock read through the monotonic clock alone: one
-// vDSO call (time.Since of a monotonic time) instead of time.Now's two,
-// with the offset between the two clocks measured again by Run every poll,
-// so that a step of the wall clock shows within a poll, and a slew costs
-// at most 2.5 µs (500 ppm, NTP's most, over a busy poll of 5 ms; 10 µs
-// over an idle one of 20 ms). The stamps of one Sender never go back between two
-// polls.
+// vDSO call (time.Since of a monotonic time) instead of time.Now's two.
+// Run measures the offset between the two clocks again at every poll and
+// after every batch it sends, so that a step of the wall clock shows
+// within a poll, and a slew costs at most 2.5 µs (500 ppm, NTP's most,
+// over a busy poll of 5 ms; 10 µs over an idle one of 20 ms). Between two
+// measurements the stamps only go forward.
 type clock struct {
 	epoch time.Time    // a monotonic reading, fixed
 	off   atomic.Int64 // wall UnixNano minus the monotonic time since epoch
