@@ -20,13 +20,14 @@ import (
 type ring struct {
 	tail atomic.Uint64 // the next position a producer claims
 	_    [56]byte      // tail's cache line is the producers'
-	head uint64        // the next position Run takes; Run's own
 	mask uint64        // len(slots) - 1
 	// wakeMask: the producer of a position p with p&wakeMask == wakeMask
 	// wakes Run if it sleeps (every quarter of the ring).
 	wakeMask uint64
 	slots    []slot
-	large    bool // slots of largeSlot bytes
+	large    bool     // slots of largeSlot bytes
+	_        [64]byte // what producers read is not on head's line
+	head     uint64   // the next position Run takes; Run's own
 }
 
 // slot is one queued Capture call: its frames, back to back.
