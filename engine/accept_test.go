@@ -35,6 +35,9 @@ func TestMain(m *testing.M) {
 	if v := os.Getenv(tlsClientsEnv); v != "" {
 		os.Exit(tlsClients(v))
 	}
+	if v := os.Getenv(hepSinkEnv); v != "" {
+		os.Exit(hepSinkChild(v)) // capture_sink_test.go
+	}
 	os.Exit(m.Run())
 }
 

@@ -62,6 +62,8 @@ const fixedLen = frameHeaderLen + 2*(chunkHeaderLen+1) + 2*(chunkHeaderLen+2) +
 // Packet is one SIP message as seen on the wire. Its slices are read only
 // during Encoder.Append or Sender.Capture, never kept.
 type Packet struct {
+	// Time is when the message was seen. Zero: Sender.Capture stamps it
+	// with the time of the call (Encoder.Append writes it as it is).
 	Time     time.Time
 	Src, Dst netip.AddrPort // an invalid one is written as the other's family's unspecified address, port 0
 	IPProto  uint8          // ProtoUDP or ProtoTCP

@@ -43,8 +43,9 @@ func newTemplate(e Encoder) *template {
 	return t
 }
 
-// appendFrame is Encoder.Append given the frame's length n (Encoder.Len).
-func (t *template) appendFrame(dst []byte, p *Packet, n int) []byte {
+// appendFrame is Encoder.Append given the frame's length n (Encoder.Len),
+// with now (UnixNano) for the time when p.Time is zero.
+func (t *template) appendFrame(dst []byte, p *Packet, n int, now int64) []byte {
 	if n > 0xffff {
 		return dst
 	}
@@ -69,8 +70,12 @@ func (t *template) appendFrame(dst []byte, p *Packet, n int) []byte {
 	}
 	binary.BigEndian.PutUint16(b[offSrcPort(l):], p.Src.Port())
 	binary.BigEndian.PutUint16(b[offDstPort(l):], p.Dst.Port())
-	binary.BigEndian.PutUint32(b[offSec(l):], uint32(p.Time.Unix()))
-	binary.BigEndian.PutUint32(b[offUsec(l):], uint32(p.Time.Nanosecond()/1000))
+	sec, usec := uint32(now/1e9), uint32(now%1e9/1000)
+	if !p.Time.IsZero() {
+		sec, usec = uint32(p.Time.Unix()), uint32(p.Time.Nanosecond()/1000)
+	}
+	binary.BigEndian.PutUint32(b[offSec(l):], sec)
+	binary.BigEndian.PutUint32(b[offUsec(l):], usec)
 	if len(p.CorrelationID) > 0 {
 		dst = appendOctets(dst, chunkCorrID, p.CorrelationID)
 	}

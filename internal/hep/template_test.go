@@ -22,7 +22,7 @@ func TestTemplateMatchesAppend(t *testing.T) {
 				for _, id := range [][]byte{nil, []byte("call@x")} {
 					p := Packet{Time: at, Src: src, Dst: dst, IPProto: ProtoTCP, CorrelationID: id, Payload: []byte("OPTIONS sip:x SIP/2.0\r\n\r\n")}
 					want := enc.Append([]byte("pre"), &p)
-					got := tpl.appendFrame([]byte("pre"), &p, enc.Len(&p))
+					got := tpl.appendFrame([]byte("pre"), &p, enc.Len(&p), 0)
 					if !bytes.Equal(got, want) {
 						t.Errorf("key %q, %v -> %v, id %q:\n got % x\nwant % x", enc.AuthKey, src, dst, id, got, want)
 					}
@@ -40,6 +40,6 @@ func BenchmarkTemplate(b *testing.B) {
 	buf := make([]byte, 0, 2048)
 	b.ReportAllocs()
 	for b.Loop() {
-		buf = tpl.appendFrame(buf[:0], &p, e.Len(&p))
+		buf = tpl.appendFrame(buf[:0], &p, e.Len(&p), 0)
 	}
 }

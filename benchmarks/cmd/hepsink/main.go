@@ -31,19 +31,22 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:9060", "UDP `address` to read frames on")
 	flag.Parse()
-	c, err := net.ListenPacket("udp", *listen)
+	ua, err := net.ResolveUDPAddr("udp", *listen)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hepsink:", err)
 		os.Exit(1)
 	}
-	if uc, ok := c.(*net.UDPConn); ok {
-		uc.SetReadBuffer(8 << 20)
+	c, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hepsink:", err)
+		os.Exit(1)
 	}
+	c.SetReadBuffer(8 << 20)
 	var frames, bytes, bad atomic.Uint64
 	go func() {
 		buf := make([]byte, 1<<16)
 		for {
-			n, _, err := c.ReadFrom(buf)
+			n, err := c.Read(buf) // not ReadFrom: no address allocated per frame
 			if err != nil {
 				return
 			}
