@@ -195,7 +195,15 @@ func testCaptureEndToEnd(t *testing.T, transport string) {
 	if got != (seen{true, true, true, true, true}) {
 		t.Errorf("collector saw %+v, want every one", got)
 	}
+	// The Sender counts a batch once its send returns, which on a loaded
+	// machine can be after the collector has read the frames: poll.
 	mfs := scrape(t, adminAddr)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); mfs = scrape(t, adminAddr) {
+		if v, ok := value(mfs["siplb_capture_sent_total"], nil); ok && v >= 5 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if v, ok := value(mfs["siplb_capture_sent_total"], nil); !ok || v < 5 {
 		t.Errorf("siplb_capture_sent_total = %v (present %v), want at least 5", v, ok)
 	}
