@@ -92,6 +92,12 @@ kamailio_bin() {
 	command -v kamailio 2>/dev/null || { [ -x /usr/sbin/kamailio ] && echo /usr/sbin/kamailio; } || true
 }
 kam=$(kamailio_bin)
+kam_why="not available"
+# Not started at all when no target of this run is Kamailio's.
+if [[ " $TARGETS " != *" kamailio "* ]] && { [ -z "$TCP_SCENARIOS" ] || [[ " $TCP_TARGETS " != *" kamailio "* ]]; } &&
+	{ [ -z "$PIN_SCENARIOS" ] || [[ " $PIN_TARGETS " != *" kamailio "* ]]; }; then
+	kam="" kam_why="not run (no kamailio target)"
+fi
 if [ -z "$kam" ] && [[ " $TARGETS " == *" kamailio "* ]]; then
 	if [ "$KAM_INSTALL" = 1 ] && command -v apt-get >/dev/null; then
 		sudo=""
@@ -115,7 +121,7 @@ fi
 	echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min, at start)"
 	echo "go: $($GO version)"
 	echo "siplb: $("$BIN/siplb" --version 2>&1 | head -1)"
-	if [ -n "$kam" ]; then echo "kamailio: $("$kam" -v 2>&1 | head -1)"; else echo "kamailio: not available"; fi
+	if [ -n "$kam" ]; then echo "kamailio: $("$kam" -v 2>&1 | head -1)"; else echo "kamailio: $kam_why"; fi
 	echo "settings: SAT_DURATION=$SAT_DURATION RATE_DURATION=$RATE_DURATION WINDOW=$WINDOW SOCKETS=$SOCKETS RATE_SHARE=$RATE_SHARE LOOPS=$LOOPS KAM_CHILDREN=$KAM_CHILDREN TCP_SCENARIOS=\"$TCP_SCENARIOS\" TCP_MODES=\"$TCP_MODES\" CROSS_SCENARIOS=\"$CROSS_SCENARIOS\" CROSS_MODES=\"$CROSS_MODES\" GNET_SCENARIOS=\"$GNET_SCENARIOS\" DEFENCE_SCENARIOS=\"$DEFENCE_SCENARIOS\" CAPTURE_SCENARIOS=\"$CAPTURE_SCENARIOS\" CAPTURE_TRANSPORT=$CAPTURE_TRANSPORT PIN_SCENARIOS=\"$PIN_SCENARIOS\" PIN_TARGETS=\"$PIN_TARGETS\" PIN_ROUNDS=$PIN_ROUNDS PIN_LOAD_CPU=$PIN_LOAD_CPU PIN_FWD_CPU=$PIN_FWD_CPU PIN_CHRT=\"$PIN_CHRT\""
 } | tee "$out/machine.txt"
 
