@@ -230,37 +230,7 @@ func (b *batchSock) recv(fd uintptr) bool {
 // counted and ignored (icmp_linux.go says which and why). It does not
 // allocate.
 func (b *batchSock) drainErrors(fd uintptr) {
-	var name unix.RawSockaddrInet6
-	var oob [128]byte // a cmsg of sock_extended_err and sockaddr_in6 takes 60
-	for range batchSize {
-		// No data buffer: the quoted datagram is not needed (MSG_TRUNC).
-		msg := unix.Msghdr{Name: (*byte)(unsafe.Pointer(&name)), Namelen: unix.SizeofSockaddrInet6, Control: &oob[0]}
-		msg.SetControllen(len(oob))
-		_, _, e := unix.Syscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&msg)), unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return
-		}
-		dst, ok := mmsg.AddrPort(&name)
-		if !ok {
-			continue
-		}
-		b.scr.Counters.ICMPErrors.Add(1)
-		re, _ := parseRecvErr(oob[:min(int(msg.Controllen), len(oob))])
-		hint, verdict := classifyICMP(re, dst.Addr())
-		switch verdict {
-		case icmpForeign:
-			b.scr.Counters.ICMPIgnored.Add(1)
-		case icmpOther:
-			b.scr.Counters.ICMPOther.Add(1)
-		default:
-			if b.s.onDrop != nil {
-				b.s.onDrop(dst, hint)
-			}
-		}
-	}
+	drainErrQueue(fd, &b.scr.Counters, b.s.onDrop)
 }
 
 // send is the RawConn.Write callback: it sends ohdr[sent:on]; a datagram the

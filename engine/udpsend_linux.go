@@ -165,10 +165,9 @@ func (q *udpQueue) refused(fd uintptr, e syscall.Errno) bool {
 
 // drainErrQueue reads up to a batch of entries of fd's error queue
 // (IP_RECVERR), counting them in cnt and giving onDrop (if set) the hint of
-// an ICMP destination unreachable sent by the destination itself. It is
-// batchSock.drainErrors (udpbatch_linux.go) for a caller that is not a
-// batched socket's goroutine: the same logic, with the counters and the
-// hint function passed in; keep the two alike. It does not allocate.
+// an ICMP destination unreachable sent by the destination itself: for a
+// batched socket's goroutine (batchSock.drainErrors) and a loop's queue
+// alike. It does not allocate.
 func drainErrQueue(fd uintptr, cnt *Counters, onDrop hintFunc) {
 	var name unix.RawSockaddrInet6
 	var oob [128]byte // a cmsg of sock_extended_err and sockaddr_in6 takes 60
