@@ -24,21 +24,15 @@ const clusterKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 // memberlist binds both.
 func freeGossipPort(t *testing.T) int {
 	t.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	return freePort(t, func(addr string) (io.Closer, error) {
+		ln, err := net.Listen("tcp4", addr)
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.1:%d", port))
+		pc, err := net.ListenPacket("udp4", addr)
 		ln.Close()
-		if err == nil {
-			pc.Close()
-			return port
-		}
-	}
-	t.Fatal("no loopback port free for UDP and TCP")
-	return 0
+		return pc, err
+	})
 }
 
 // member is one siplb of a test cluster, run in-process.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -29,12 +30,28 @@ func buildSiplb(t *testing.T) string {
 // freeUDPPort returns a UDP port free on 127.0.0.1 at the time of the call.
 func freeUDPPort(t *testing.T) int {
 	t.Helper()
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return freePort(t, func(addr string) (io.Closer, error) { return net.ListenPacket("udp4", addr) })
+}
+
+// freePort returns a port that bind (which binds and closes it) could
+// bind on 127.0.0.1, picked below the kernel's ephemeral range (32768 and
+// up by default), so that no socket bound to port 0 and no outgoing
+// connection of another test, in this process or in a package tested at
+// the same time, can take it before the process under test binds it (a
+// port from ":0" could be, and a cluster test failed so: "bind: address
+// already in use").
+func freePort(t *testing.T, bind func(addr string) (io.Closer, error)) int {
+	t.Helper()
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		c, err := bind(fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+			return port
+		}
 	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
+	t.Fatal("no free port found between 20000 and 32000 in 200 tries")
+	return 0
 }
 
 // startProc starts a process and stops it by its PID when the test ends.
@@ -150,12 +167,7 @@ func waitListening(t *testing.T, scheme string, port int) {
 // freeTCPPort returns a TCP port free on 127.0.0.1 at the time of the call.
 func freeTCPPort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return freePort(t, func(addr string) (io.Closer, error) { return net.Listen("tcp4", addr) })
 }
 
 // sippCounts reads SuccessfulCall(C) and FailedCall(C) from the last line of
