@@ -154,8 +154,12 @@ func TestServerFloodBlocked(t *testing.T) {
 		}
 	}
 	uas.mu.Unlock()
-	if reached > 60 {
-		t.Errorf("%d of %d flood INVITEs reached the backend, want at most the density (50) and a few", reached, sent)
+	// Windows are aligned (now / window): a flood that starts just before
+	// a window ends gets up to the density in that window and again in the
+	// next before the block, so 2 × 50 and a few, not 50 (a loaded machine
+	// sending the 2000 slowly failed a bound of 60 with 67).
+	if reached > 110 {
+		t.Errorf("%d of %d flood INVITEs reached the backend, want at most twice the density (50) and a few", reached, sent)
 	}
 	// Dropped in user space until the kernel filter is set, then in the
 	// kernel (kfilter_linux.go), uncounted.
