@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+
+	"github.com/siplb/siplb/internal/fnv1a"
 )
 
 // Limits on configured values. Both are 16-bit like the fields of a DNS SRV
@@ -104,7 +106,7 @@ func backendKey(ap netip.AddrPort, t Transport) string {
 // "addr:port/transport" alone, so that it is the same in every process and
 // does not depend on the member's position in the list or on other members.
 func backendSeed(ap netip.AddrPort, t Transport) uint64 {
-	return mix(hashString(backendKey(ap, t)))
+	return fnv1a.Mix(hashString(backendKey(ap, t)))
 }
 
 // checkZone checks the zone of a link-local backend address: a number, or

@@ -19,17 +19,6 @@ func HashKey(key []byte) uint64 { return fnv1a.Add(fnv1a.Offset, key) }
 // hashString is HashKey over a string, for seeds built off the hot path.
 func hashString(s string) uint64 { return fnv1a.AddString(fnv1a.Offset, s) }
 
-// mix is the splitmix64 finalizer: a bijection on uint64 with full avalanche,
-// so that the per-backend draws mix(h^seed) behave as independent uniforms.
-func mix(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
-}
-
 // unit maps x to the open interval (0, 1) using its top 53 bits.
 func unit(x uint64) float64 {
 	return (float64(x>>11) + 0.5) * 0x1p-53

@@ -5,6 +5,8 @@ import (
 	"math/bits"
 	"net/netip"
 	"time"
+
+	"github.com/siplb/siplb/internal/fnv1a"
 )
 
 // Latency-aware choice (LeastLatency, LeastLatencyP2C), in the spirit of
@@ -204,9 +206,9 @@ func (g *group) top2(h uint64, w *weights) (int, int) {
 	seeds := g.seeds
 	b1, b2 := 0, -1
 	if w.uniform {
-		x1, x2 := mix(h^seeds[0]), uint64(0)
+		x1, x2 := fnv1a.Mix(h^seeds[0]), uint64(0)
 		for i := 1; i < len(seeds); i++ {
-			x, s := mix(h^seeds[i]), seeds[i]
+			x, s := fnv1a.Mix(h^seeds[i]), seeds[i]
 			switch {
 			case x > x1 || (x == x1 && s > seeds[b1]):
 				b2, x2 = b1, x1
@@ -226,7 +228,7 @@ func (g *group) top2(h uint64, w *weights) (int, int) {
 		var v1, v2, v3 uint64
 		a1, a2 := 0, -1
 		for j, s := range cs {
-			v := mix(h^s) >> 11
+			v := fnv1a.Mix(h^s) >> 11
 			switch {
 			case v > v1:
 				v3, v2, a2, v1, a1 = v2, v1, a1, v, j
@@ -282,7 +284,7 @@ func (g *group) top2Exact(h uint64, w *weights) (int, int) {
 	b1, b2 := -1, -1
 	var s1, s2 float64
 	for i, s := range g.seeds {
-		sc := weightedScore(w.w[i], mix(h^s))
+		sc := weightedScore(w.w[i], fnv1a.Mix(h^s))
 		switch {
 		case b1 < 0 || sc > s1 || (sc == s1 && s > g.seeds[b1]):
 			b2, s2 = b1, s1

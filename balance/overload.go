@@ -5,6 +5,8 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+
+	"github.com/siplb/siplb/internal/fnv1a"
 )
 
 // Admission of new dialogs: a member that asks for less traffic (an RFC
@@ -166,7 +168,7 @@ func (o *Overload) sheds(d uint64, now int64) bool {
 	if w == 0 || int64(w&expiryMask) <= now/1e6 {
 		return false
 	}
-	return mix(d^shedSalt)%100 < w>>56
+	return fnv1a.Mix(d^shedSalt)%100 < w>>56
 }
 
 // shedSalt keeps the shed draw independent of the rendezvous draws.
@@ -294,7 +296,7 @@ func (g *group) nextRanked(h uint64, i int, w *weights) int {
 // score is the rendezvous score of avail[i] for key hash h, on one scale
 // for both weightings: the raw draw for uniform weights, else -w/ln(u).
 func (g *group) score(h uint64, i int, w *weights) float64 {
-	x := mix(h ^ g.seeds[i])
+	x := fnv1a.Mix(h ^ g.seeds[i])
 	if w.uniform {
 		return float64(x)
 	}

@@ -5,6 +5,8 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"sync/atomic"
+
+	"github.com/siplb/siplb/internal/fnv1a"
 )
 
 // PoolID is the index of a Pool in a Table. IDs follow the order of the
@@ -143,7 +145,7 @@ func (p *Pool) PickHash(h uint64) (*Backend, bool) {
 }
 
 // rendezvous returns the index in avail of the member with the highest
-// score weightedScore(w[i], mix(h^seeds[i])) for key hash h. With equal
+// score weightedScore(w[i], fnv1a.Mix(h^seeds[i])) for key hash h. With equal
 // weights the score is monotone in the draw, so the raw draws are compared
 // and no logarithm is taken. Ties (probability 2^-64) go to the larger
 // seed, so that list order never matters.
@@ -152,7 +154,7 @@ func (g *group) rendezvous(h uint64, w *weights) int {
 		best := 0
 		var top uint64
 		for i, s := range g.seeds {
-			x := mix(h ^ s)
+			x := fnv1a.Mix(h ^ s)
 			if i == 0 || x > top || (x == top && s > g.seeds[best]) {
 				best, top = i, x
 			}
@@ -180,7 +182,7 @@ func (g *group) rendezvousWeighted(h uint64, w *weights) int {
 		at := 0
 		seeds := w.seeds[start:cl.end]
 		for j, s := range seeds {
-			v := mix(h^s) >> 11
+			v := fnv1a.Mix(h^s) >> 11
 			if v > top {
 				second, top, at = top, v, j
 			} else if v > second {
@@ -218,7 +220,7 @@ func (g *group) rendezvousExact(h uint64, w *weights) int {
 	best := 0
 	var top float64
 	for i, s := range g.seeds {
-		sc := weightedScore(w.w[i], mix(h^s))
+		sc := weightedScore(w.w[i], fnv1a.Mix(h^s))
 		if i == 0 || sc > top || (sc == top && s > g.seeds[best]) {
 			best, top = i, sc
 		}

@@ -17,21 +17,10 @@ func owner(names []string, addr netip.AddrPort) string {
 	h := fnv1a.Add(fnv1a.Offset, key)
 	best, bestScore := "", uint64(0)
 	for _, name := range names {
-		s := mix(fnv1a.AddString(fnv1a.Sep(h), name))
+		s := fnv1a.Mix(fnv1a.AddString(fnv1a.Sep(h), name))
 		if best == "" || s > bestScore {
 			best, bestScore = name, s
 		}
 	}
 	return best
-}
-
-// mix is the finalizer of SplitMix64: FNV-1a's low bits are weak, and
-// rendezvous compares whole scores.
-func mix(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
 }

@@ -41,3 +41,16 @@ func Sep(h uint64) uint64 { return (h ^ 0xff) * prime }
 // Mul is one more multiplication by the prime: a last mixing step for a
 // value folded into h with XOR.
 func Mul(h uint64) uint64 { return h * prime }
+
+// Mix is the finalizer of SplitMix64: a bijection on uint64 with full
+// avalanche. FNV-1a's low bits are weak, so a hash that is compared whole
+// (a rendezvous score) or cut into bits goes through Mix first. Like the
+// hash, its values are part of the wire contract.
+func Mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
