@@ -26,6 +26,11 @@ const batchSupported = true
 const (
 	batchSize = 32
 	slotSize  = maxDatagram
+	// slotStride spaces the slots by a whole number of pages plus three
+	// cache lines, so that the same offset in different slots falls in
+	// different cache sets: at a 64 KiB stride every slot's first lines
+	// compete for the same few ways of L1 and L2.
+	slotStride = 64<<10 + 3*64
 )
 
 // batchSock is one socket of a UDP leg and the goroutine that serves it.
@@ -50,6 +55,7 @@ type batchSock struct {
 	oiov     [batchSize]unix.Iovec
 	oaddr    [batchSize]unix.RawSockaddrInet6
 	on       int
+	ooff     int // where the next output begins in obuf
 	sent     int
 	retries  int // sends of the first datagram left that queued ICMP errors failed
 	sendF    func(uintptr) bool
@@ -124,11 +130,26 @@ func newBatchSock(s *Server, leg *Leg, conn *net.UDPConn) (*batchSock, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &batchSock{s: s, leg: leg, conn: conn, rc: rc, scr: s.f.NewScratch(),
-		rbuf: make([]byte, batchSize*slotSize), obuf: make([]byte, batchSize*slotSize)}
+	b := &batchSock{s: s, leg: leg, conn: conn, rc: rc, scr: s.f.NewScratch()}
 	rc.Control(func(fd uintptr) { b.fd = int(fd) })
+	b.initBuffers()
+	b.recvF = b.recv
+	b.sendF = b.send
+	b.refusedF = b.refused
+	return b, nil
+}
+
+// initBuffers lays out the batch's buffers. A received datagram lands in
+// its slot of rbuf, slotStride apart (recvmmsg needs every slot in place
+// before the call); the outputs are packed in obuf one after another, each
+// at a cache line, so a batch's output spans the lines it needs rather than
+// one page per datagram. obuf has room for batchSize datagrams of the
+// largest size, each rounded up to a line.
+func (b *batchSock) initBuffers() {
+	b.rbuf = make([]byte, batchSize*slotStride)
+	b.obuf = make([]byte, batchSize*(slotSize+64))
 	for i := range batchSize {
-		b.riov[i].Base = &b.rbuf[i*slotSize]
+		b.riov[i].Base = &b.rbuf[i*slotStride]
 		b.riov[i].SetLen(slotSize)
 		h := &b.rhdr[i].Hdr
 		h.Iov = &b.riov[i]
@@ -139,10 +160,6 @@ func newBatchSock(s *Server, leg *Leg, conn *net.UDPConn) (*batchSock, error) {
 		o.SetIovlen(1)
 		o.Name = (*byte)(unsafe.Pointer(&b.oaddr[i]))
 	}
-	b.recvF = b.recv
-	b.sendF = b.send
-	b.refusedF = b.refused
-	return b, nil
 }
 
 // run reads a batch, decides each datagram, and sends the batch's output
@@ -158,32 +175,38 @@ func (b *batchSock) run() {
 		if b.rerr != 0 {
 			continue
 		}
-		for i := range b.rn {
-			msg := b.rbuf[i*slotSize : i*slotSize+int(b.rhdr[i].Len)]
-			src, ok := mmsg.AddrPort(&b.raddr[i])
-			if !ok {
-				continue
-			}
-			// The output is built straight into the next send slot, so
-			// queueing it copies nothing.
-			slot := b.on * slotSize
-			b.scr.out = b.obuf[slot:slot:min(slot+slotSize, len(b.obuf))]
-			r := b.s.f.Process(b.scr, msg, src, b.leg)
-			switch {
-			case r.Out != nil && r.Leg == b.leg:
-				b.queue(r.Out, r.To)
-			case r.Out != nil:
-				b.s.deliver(nil, &b.scr.Counters, &r, b.fd, b.leg)
-			case r.Resolve != nil:
-				b.s.resolveLater(&b.scr.Counters, msg, src, b.leg, 0, r.Resolve)
-			}
-		}
+		b.handle()
 		if b.on > 0 {
 			b.sent, b.retries = 0, 0
 			if err := b.rc.Write(b.sendF); err != nil {
 				return
 			}
-			b.on = 0
+			b.on, b.ooff = 0, 0
+		}
+	}
+}
+
+// handle decides each datagram of the batch just read, queueing what goes
+// out of this socket.
+func (b *batchSock) handle() {
+	for i := range b.rn {
+		msg := b.rbuf[i*slotStride : i*slotStride+int(b.rhdr[i].Len)]
+		src, ok := mmsg.AddrPort(&b.raddr[i])
+		if !ok {
+			continue
+		}
+		// The output is built straight into the next output place, so
+		// queueing it copies nothing.
+		o := b.ooff
+		b.scr.out = b.obuf[o : o : o+slotSize]
+		r := b.s.f.Process(b.scr, msg, src, b.leg)
+		switch {
+		case r.Out != nil && r.Leg == b.leg:
+			b.queue(r.Out, r.To)
+		case r.Out != nil:
+			b.s.deliver(nil, &b.scr.Counters, &r, b.fd, b.leg)
+		case r.Resolve != nil:
+			b.s.resolveLater(&b.scr.Counters, msg, src, b.leg, 0, r.Resolve)
 		}
 	}
 }
@@ -198,10 +221,12 @@ func (b *batchSock) queue(p []byte, dst netip.AddrPort) {
 		b.scr.Counters.Drops[DropOversize].Add(1)
 		return
 	}
-	if n == 0 || &p[0] != &b.obuf[i*slotSize] {
-		n = copy(b.obuf[i*slotSize:(i+1)*slotSize], p)
+	o := b.ooff
+	if n == 0 || &p[0] != &b.obuf[o] {
+		n = copy(b.obuf[o:o+slotSize], p)
 	}
-	b.oiov[i].Base = &b.obuf[i*slotSize]
+	b.oiov[i].Base = &b.obuf[o]
+	b.ooff = o + (n+63)&^63
 	b.oiov[i].SetLen(n)
 	b.ohdr[i].Hdr.Namelen = mmsg.PutAddrPort(dst, &b.oaddr[i])
 	b.on++
