@@ -213,3 +213,50 @@ func TestAcceptDenied(t *testing.T) {
 		t.Error("an admitted client got no answer")
 	}
 }
+
+// TestCoarseClockParks checks that the coarse clock stops ticking once
+// nobody reads it (an idle instance wakes for no tick), that a read of a
+// parked clock gets the wall clock and restarts it, and that it keeps
+// ticking while read.
+func TestCoarseClockParks(t *testing.T) {
+	f := newTestForwarder(t)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { f.runClock(stop); close(done) }()
+	defer func() { close(stop); <-done }()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !cond(); {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 5 s", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitFor("the clock parks unread", func() bool { return f.clock.Load() == 0 })
+	before := time.Now().UnixNano()
+	if got := f.now(); got < before {
+		t.Fatalf("a parked clock's read = %d, before the wall clock's %d", got, before)
+	}
+	waitFor("a read restarts it", func() bool { return f.clock.Load() != 0 })
+	// Read it every millisecond for 40 ticks' time: it must not park.
+	for end := time.Now().Add(40 * clockTick); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		if f.now() == 0 {
+			t.Fatal("now() returned 0")
+		}
+		if f.clock.Load() == 0 && f.clockUsed.Load() {
+			// Parked although read within the last tick: allowed only
+			// in the instant between a read and the ticker seeing it.
+			time.Sleep(2 * clockTick)
+			if f.clock.Load() == 0 {
+				t.Fatal("the clock parked while read every millisecond")
+			}
+		}
+	}
+	a := f.clock.Load()
+	time.Sleep(3 * clockTick)
+	f.now()
+	if b := f.clock.Load(); b == 0 || b == a {
+		t.Fatalf("the clock does not advance while read: %d then %d", a, b)
+	}
+}

@@ -105,7 +105,9 @@ type Forwarder struct {
 	ring                         atomic.Pointer[keyRing] // keys every token's MAC (mac.go)
 	guard                        *guard.Guard
 	log                          *slog.Logger
-	clock                        atomic.Int64     // coarse UnixNano for the defences, advanced by the running server
+	clock                        atomic.Int64     // coarse UnixNano for the defences, advanced by the running server while there is traffic; 0: read the wall clock
+	clockUsed                    atomic.Bool      // the coarse clock was read since the last tick
+	clockWake                    chan struct{}    // restarts a parked clock (capacity 1)
 	onBlock                      func(netip.Addr) // told of a source blocked anew (the server's kernel filter); set before the server runs
 	schemes, proxyRequire        [][]byte         // lower-cased URISchemes and ProxyRequire
 	draining                     atomic.Bool      // Server.Drain with RejectNewDialogs: a new dialog from outside gets 503
@@ -161,7 +163,7 @@ func NewForwarder(cfg Config, bal *balance.Balancer) (*Forwarder, error) {
 	if bal == nil || bal.Table().NumPools() == 0 {
 		return nil, errors.New("no backend pool configured")
 	}
-	f := &Forwarder{bal: bal, recordRoute: !cfg.DisableRecordRoute, limits: cfg.Limits,
+	f := &Forwarder{bal: bal, recordRoute: !cfg.DisableRecordRoute, limits: cfg.Limits, clockWake: make(chan struct{}, 1),
 		resolver: cfg.Resolver, domains: cfg.Domains,
 		rewriteContact: cfg.RewriteContact || cfg.ForceRewrite, forceRewrite: cfg.ForceRewrite,
 		guard: cfg.Guard, log: cfg.Log, proxyRequire: lowerAll(cfg.ProxyRequire)}
