@@ -3,7 +3,9 @@ package hep
 import (
 	"io"
 	"net"
+	"net/netip"
 	"runtime"
+	"strconv"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -68,21 +70,7 @@ func BenchmarkSend(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			cfg := Config{CaptureID: 1, Password: "pw"}
 			if tc.tcp {
-				ln, err := net.Listen("tcp4", "127.0.0.1:0")
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { ln.Close() })
-				go func() {
-					for {
-						c, err := ln.Accept()
-						if err != nil {
-							return
-						}
-						go func() { io.Copy(io.Discard, c); c.Close() }()
-					}
-				}()
-				cfg.Collector, cfg.Transport = ln.Addr().(*net.TCPAddr).AddrPort(), "tcp"
+				cfg.Collector, cfg.Transport = tcpDiscard(b), "tcp"
 			} else {
 				sink := listenUDP(b)
 				sink.conn.SetReadBuffer(8 << 20)
@@ -116,6 +104,66 @@ func BenchmarkSend(b *testing.B) {
 				b.Logf("stats %+v", st)
 			}
 			b.ReportMetric(float64(cpu)/float64(frames), "cpu-ns/frame")
+		})
+	}
+}
+
+// tcpDiscard is a TCP collector on 127.0.0.1 that reads and discards.
+func tcpDiscard(b *testing.B) netip.AddrPort {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).AddrPort()
+}
+
+// BenchmarkSendFloor is the floor under BenchmarkSend's TCP rows: the same
+// bytes (BenchmarkSend's frames, 2 per Capture call, batch calls a round)
+// written to the same kind of collector with one write call a round, no
+// queue and no encoding. What the kernel's loopback TCP path costs the
+// writer per frame is the least any sender of these frames pays on this
+// machine; a Sender row near it has nothing left to take out but the
+// bytes themselves.
+func BenchmarkSendFloor(b *testing.B) {
+	for _, batch := range []int{64, 256} {
+		b.Run("tcp-batch"+strconv.Itoa(batch), func(b *testing.B) {
+			c, err := net.Dial("tcp4", tcpDiscard(b).String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			in, out := testPackets(600)
+			var enc Encoder
+			enc.CaptureID, enc.AuthKey = 1, []byte("pw")
+			var round []byte
+			for range batch {
+				round = enc.Append(round, &in)
+				round = enc.Append(round, &out)
+			}
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			var cpu int64
+			frames := 0
+			for b.Loop() {
+				t := threadCPU()
+				if _, err := c.Write(round); err != nil {
+					b.Fatal(err)
+				}
+				cpu += threadCPU() - t
+				frames += 2 * batch
+			}
+			b.ReportMetric(float64(cpu)/float64(frames), "cpu-ns/frame")
+			b.ReportMetric(float64(len(round))/float64(2*batch), "bytes/frame")
 		})
 	}
 }
