@@ -4,12 +4,10 @@ import "time"
 
 var zeroTime time.Time
 
-// discard takes what the rings hold and gives it back unsent, as Run
+// discard takes what the queue holds and gives it back unsent, as Run
 // would after sending it.
 func (s *Sender) discard() {
-	for _, r := range []*ring{s.small, s.large} {
-		for sl := r.take(); sl != nil; sl = r.take() {
-			r.release(sl)
-		}
+	for s.queue.take() != nil {
 	}
+	s.queue.release()
 }

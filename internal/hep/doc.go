@@ -10,13 +10,14 @@
 // the Call-ID as correlation id. It appends to the caller's buffer and
 // allocates nothing.
 //
-// Sender carries frames off the data path (sender.go): Capture claims a
-// slot of fixed capacity in a bounded ring of preallocated slots (ring.go:
-// one compare-and-swap to claim, one store to hand over, never a wait),
-// encodes into it from a per-family template of the chunks every frame has
-// (template.go), stamping packets that come without a time from a clock
-// that reads only the monotonic clock; when no slot is free the messages
-// are dropped and counted. One goroutine (Run) sends the queued frames
+// Sender carries frames off the data path (sender.go): Capture reserves a
+// record of the bytes it needs in a bounded byte ring (ring.go: one
+// compare-and-swap to reserve, one store to hand over, never a wait; the
+// records of a burst lie one after another), encodes into it from a
+// per-family template of the chunks every frame has (template.go),
+// stamping packets that come without a time from a clock that reads only
+// the monotonic clock; when the ring has no room the messages are dropped
+// and counted. One goroutine (Run) sends the queued frames
 // every few milliseconds: over UDP one frame a datagram, up to 512 a
 // system call where the platform has sendmmsg; over TCP (stream.go) up to
 // 512 frames a writev on one connection, opened again after a backoff

@@ -3,91 +3,153 @@ package hep
 import (
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
-// ring is a bounded queue of preallocated slots that any number of
-// goroutines fill (Capture) and one empties (Run). It is both the free list
-// and the queue, so that a Capture costs one compare-and-swap to claim a
-// slot and one store to hand it over, and never waits: the shape is Dmitry
-// Vyukov's bounded queue, each slot's sequence number saying whose turn it
-// is.
+// ring is a bounded byte ring that any number of goroutines append records
+// to (Capture: the frames of one call, back to back) and one drains (Run).
+// A record is an 8-byte header and the frames, at an 8-byte boundary;
+// records follow one another, so a batch of them spans the bytes it needs
+// (a burst touches a few pages, not a page per message) and Run sends
+// them from where they were written.
 //
-// The slot of position p (slot p mod len) has seq p while it is free for
-// the producer of p, p+1 once that producer has filled it (Run's turn), and
-// p+len once Run has sent it (free for the producer of the next round). A
-// producer that finds the slot of the tail not free for it finds the ring
-// full: every slot is queued, being filled or being sent.
+// A producer reserves its record's bytes with one compare-and-swap on the
+// tail, writes the frames and then the header (one store): the header
+// holds the record's position, so a header left from an earlier lap never
+// reads as written. Run takes the records in order up to the first one not
+// yet written, sends them, and then releases their bytes to the producers
+// by moving the head. A record that would cross the end of the buffer
+// starts at its beginning instead, after a pad record over the rest.
+//
+// The ring is full when a record does not fit between the tail and the
+// head: the producer drops it (the caller counts) and never waits.
 type ring struct {
-	tail atomic.Uint64 // the next position a producer claims
+	tail atomic.Uint64 // the next byte position a producer reserves
 	_    [56]byte      // tail's cache line is the producers'
-	mask uint64        // len(slots) - 1
-	// wakeMask: the producer of a position p with p&wakeMask == wakeMask
-	// wakes Run if it sleeps (every quarter of the ring).
-	wakeMask uint64
-	slots    []slot
-	large    bool     // slots of largeSlot bytes
-	_        [64]byte // what producers read is not on head's line
-	head     uint64   // the next position Run takes; Run's own
+	head atomic.Uint64 // bytes before head are free: Run has sent them
+	_    [56]byte
+	buf  []byte // len(buf) is a power of two, 8-byte aligned
+	mask uint64
+	// quarter: the producer whose record crosses a multiple of it wakes
+	// Run if it sleeps.
+	quarter uint64
+	_       [64]byte // what producers read is not on next's line
+	next    uint64   // Run's: the next record to take (head <= next <= tail)
 }
 
-// slot is one queued Capture call: its frames, back to back.
-type slot struct {
-	seq    atomic.Uint64
-	buf    []byte // made on the slot's first use, of its ring's capacity
-	frames int    // in buf
-	_      [64 - 8 - 24 - 8]byte
+// recordHeader is the length of a record's header.
+const recordHeader = 8
+
+// A header is seq<<hdrSeqShift | kind | n: seq is the record's position
+// divided by 8, plus 1 (so that zeroed memory reads as no record), cut to
+// 40 bits; n the bytes of frames that follow; kind padRecord for the
+// filler before the end of the buffer.
+const (
+	hdrSeqShift = 24
+	padRecord   = 1 << 23
+	hdrLenMask  = padRecord - 1
+)
+
+// maxRecord bounds a record's frames: two frames of MaxFrame.
+const maxRecord = 2 * MaxFrame
+
+func header(pos uint64, kind uint64, n int) uint64 {
+	return (pos/8+1)<<hdrSeqShift | kind | uint64(n)
 }
 
-// newRing returns a ring of at least n slots: n rounded up to a power of
-// two, so that a position's slot is a mask away.
-func newRing(n int, large bool) *ring {
-	size := 1
-	for size < n {
-		size <<= 1
+// newRing returns a ring of at least size bytes: rounded up to a power of
+// two, and room for four records of the largest size.
+func newRing(size int) *ring {
+	n := 1
+	for n < size || n < 4*(recordHeader+maxRecord) {
+		n <<= 1
 	}
-	r := &ring{mask: uint64(size - 1), wakeMask: uint64(max(1, size/4) - 1), slots: make([]slot, size), large: large}
-	for i := range r.slots {
-		r.slots[i].seq.Store(uint64(i))
-	}
-	return r
+	words := make([]uint64, n/8) // 8-byte aligned, for the headers' atomic stores
+	return &ring{buf: unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), n), mask: uint64(n - 1), quarter: uint64(n / 4)}
 }
 
-// claim returns a free slot and its position for the caller to fill and
-// then publish, or nil when the ring is full. It never waits: a lost race
-// for a position moves on to the next.
-func (r *ring) claim() (*slot, uint64) {
-	pos := r.tail.Load()
+func align8(n int) uint64 { return uint64(n+7) &^ 7 }
+
+func (r *ring) hdr(pos uint64) *atomic.Uint64 {
+	return (*atomic.Uint64)(unsafe.Pointer(&r.buf[pos&r.mask]))
+}
+
+// reserve returns the position of a record of n bytes of frames (n at
+// most maxRecord) and the slice, of length 0 and capacity n, to append
+// them to; ok is false when the ring is full. It never waits: a lost race
+// for the tail tries again at the new tail.
+func (r *ring) reserve(n int) (pos uint64, b []byte, ok bool) {
+	size := uint64(len(r.buf))
+	total := recordHeader + align8(n)
 	for {
-		sl := &r.slots[pos&r.mask]
-		switch d := int64(sl.seq.Load() - pos); {
-		case d == 0:
-			if r.tail.CompareAndSwap(pos, pos+1) {
-				return sl, pos
-			}
-		case d < 0:
-			return nil, 0
+		pos = r.tail.Load()
+		pad := uint64(0)
+		if off := pos & r.mask; off+total > size {
+			pad = size - off
 		}
-		pos = r.tail.Load() // another producer took pos
+		if pos+pad+total-r.head.Load() > size {
+			return 0, nil, false
+		}
+		if !r.tail.CompareAndSwap(pos, pos+pad+total) {
+			continue
+		}
+		if pad > 0 {
+			r.hdr(pos).Store(header(pos, padRecord, int(pad-recordHeader)))
+			pos += pad
+		}
+		off := pos&r.mask + recordHeader
+		return pos, r.buf[off : off : off+uint64(n)], true
 	}
 }
 
-// publish hands the slot claimed at pos to Run.
-func (sl *slot) publish(pos uint64) { sl.seq.Store(pos + 1) }
-
-// take returns the next filled slot, or nil when there is none yet (the
-// next one may still be being filled). Run only.
-func (r *ring) take() *slot {
-	sl := &r.slots[r.head&r.mask]
-	if sl.seq.Load() != r.head+1 {
-		return nil
-	}
-	r.head++
-	return sl
+// commit hands the record reserved at pos, now holding n bytes of frames,
+// to Run, and reports whether Run is to be woken: the record crossed a
+// quarter of the ring.
+func (r *ring) commit(pos uint64, n int) (wake bool) {
+	r.hdr(pos).Store(header(pos, 0, n))
+	end := pos + recordHeader + align8(n)
+	return pos/r.quarter != end/r.quarter
 }
 
-// release gives a slot take returned back to the producers. Run only.
-func (r *ring) release(sl *slot) {
-	sl.seq.Store(sl.seq.Load() - 1 + uint64(len(r.slots)))
+// take returns the frames of the next record written, or nil when there
+// is none yet (the next may still be being written). Run only; what take
+// returns stays valid until release.
+func (r *ring) take() []byte {
+	for {
+		if r.next == r.tail.Load() {
+			return nil
+		}
+		h := r.hdr(r.next).Load()
+		if h>>hdrSeqShift != (r.next/8+1)&(1<<(64-hdrSeqShift)-1) {
+			return nil // reserved, not yet written
+		}
+		n := int(h & hdrLenMask)
+		if n > maxRecord || r.next+recordHeader+uint64(n) > r.tail.Load() {
+			return nil // cannot happen: only producers write headers
+		}
+		off := r.next&r.mask + recordHeader
+		if h&padRecord != 0 {
+			r.next += recordHeader + uint64(n)
+			continue
+		}
+		r.next += recordHeader + align8(n)
+		return r.buf[off : off+uint64(n)]
+	}
+}
+
+// release gives the bytes of every record taken so far back to the
+// producers, zeroed: a header a producer has not yet stored then reads as
+// no record, never as bytes of an earlier lap's frames (a message's
+// payload, which its sender chose). Run only.
+func (r *ring) release() {
+	size := uint64(len(r.buf))
+	for h := r.head.Load(); h < r.next; {
+		off := h & r.mask
+		end := min(off+(r.next-h), size)
+		clear(r.buf[off:end])
+		h += end - off
+	}
+	r.head.Store(r.next)
 }
 
 // clock is the wall clock read through the monotonic clock alone: one

@@ -1,65 +1,128 @@
 package hep
 
 import (
+	"bytes"
+	"encoding/binary"
 	"sync"
 	"testing"
 	"time"
 )
 
-// A ring hands its slots over in order, is full when every slot is queued
-// or being sent, and frees a slot for the next round on release.
+// A ring hands its records over in order and intact, lap after lap (a
+// record that would cross the end starts at the beginning, after a pad),
+// is full when a record does not fit before the head, and takes records
+// again once Run releases them.
 func TestRingFullAndWrap(t *testing.T) {
-	r := newRing(3, false) // rounded up to 4
-	if len(r.slots) != 4 {
-		t.Fatalf("%d slots, want 4", len(r.slots))
+	r := newRing(0) // the least: four records of the largest size
+	size := uint64(len(r.buf))
+	if size&(size-1) != 0 || size < 4*(recordHeader+maxRecord) {
+		t.Fatalf("size %d: not a power of two with room for four largest records", size)
 	}
-	for round := range 3 {
-		for i := range 4 {
-			sl, pos := r.claim()
-			if sl == nil {
-				t.Fatalf("round %d: slot %d not free", round, i)
+	sizes := []int{1, 700, 5000, maxRecord, 8, 63}
+	next := byte(0)
+	var want [][]byte
+	for lap := range 6 {
+		want = want[:0]
+		var used uint64
+		for i := 0; ; i++ {
+			n := sizes[(lap+i)%len(sizes)]
+			pos, b, ok := r.reserve(n)
+			if !ok {
+				if used+recordHeader+align8(n) <= size-(recordHeader+maxRecord) {
+					t.Fatalf("lap %d: full with %d of %d bytes used", lap, used, size)
+				}
+				break
 			}
-			if want := uint64(4*round + i); pos != want {
-				t.Fatalf("round %d: position %d, want %d", round, pos, want)
+			used += recordHeader + align8(n)
+			if len(b) != 0 || cap(b) != n {
+				t.Fatalf("reserve(%d): len %d cap %d", n, len(b), cap(b))
 			}
-			sl.frames = int(pos)
-			sl.publish(pos)
-		}
-		if sl, _ := r.claim(); sl != nil {
-			t.Fatalf("round %d: a fifth slot claimed of four", round)
-		}
-		var taken []*slot
-		for sl := r.take(); sl != nil; sl = r.take() {
-			if want := 4*round + len(taken); sl.frames != want {
-				t.Errorf("round %d: took position %d, want %d", round, sl.frames, want)
+			b = b[:n]
+			for j := range b {
+				b[j] = next
 			}
-			taken = append(taken, sl)
+			next++
+			want = append(want, b)
+			r.commit(pos, n)
 		}
-		if len(taken) != 4 {
-			t.Fatalf("round %d: took %d, want 4", round, len(taken))
+		for i, w := range want {
+			got := r.take()
+			if !bytes.Equal(got, w) {
+				t.Fatalf("lap %d: record %d: got %d bytes, want %d of %d", lap, i, len(got), len(w), w[0])
+			}
 		}
-		if sl, _ := r.claim(); sl != nil {
-			t.Fatalf("round %d: a slot claimed while all are being sent", round)
+		if r.take() != nil {
+			t.Fatalf("lap %d: a record taken that was not queued", lap)
 		}
-		for _, sl := range taken {
-			r.release(sl)
-		}
+		r.discardAll()
 	}
 }
 
-// A slot claimed and not yet published holds back what was queued behind
-// it, and no producer waits for it.
-func TestRingClaimedNotPublished(t *testing.T) {
-	r := newRing(4, false)
-	first, p0 := r.claim()
-	second, p1 := r.claim()
-	second.publish(p1)
-	if r.take() != nil {
-		t.Fatal("took past a slot still being filled")
+// discardAll takes and releases everything committed.
+func (r *ring) discardAll() {
+	for r.take() != nil {
 	}
-	first.publish(p0)
-	if r.take() != first || r.take() != second || r.take() != nil {
-		t.Fatal("not taken in order once published")
+	r.release()
+}
+
+// A record reserved and not yet committed holds back what was queued
+// behind it, and no producer waits for it.
+func TestRingReservedNotCommitted(t *testing.T) {
+	r := newRing(0)
+	p0, b0, _ := r.reserve(10)
+	p1, b1, _ := r.reserve(20)
+	r.commit(p1, len(append(b1, make([]byte, 20)...)))
+	if r.take() != nil {
+		t.Fatal("took past a record still being written")
+	}
+	r.commit(p0, len(append(b0, make([]byte, 10)...)))
+	if a, b, c := r.take(), r.take(), r.take(); len(a) != 10 || len(b) != 20 || c != nil {
+		t.Fatalf("not taken in order once committed: %d, %d, %v", len(a), len(b), c)
+	}
+}
+
+// A message's payload is its sender's choice. Frames that hold what a
+// header of the next lap would read as, at every word, must not make Run
+// take a record there that no producer has written: released bytes are
+// zeroed.
+func TestRingForgedHeaders(t *testing.T) {
+	r := newRing(0)
+	size := uint64(len(r.buf))
+	for r.tail.Load() < size-(recordHeader+maxRecord) {
+		pos, b, ok := r.reserve(4096)
+		if !ok {
+			t.Fatal("full")
+		}
+		b = b[:4096]
+		for j := 0; j < len(b); j += 8 {
+			// The header a record of 8 bytes at this word's position one
+			// lap later would have.
+			at := pos + recordHeader + uint64(j) + size
+			binary.LittleEndian.PutUint64(b[j:], header(at, 0, 8))
+		}
+		r.commit(pos, len(b))
+	}
+	end := r.tail.Load()
+	r.discardAll()
+	// Records of 8 bytes, each committed and sent, up to the next lap and
+	// into the bytes the forged frames held.
+	for r.next < size+64 {
+		pos, b, ok := r.reserve(8)
+		if !ok {
+			t.Fatal("full")
+		}
+		r.commit(pos, len(append(b, "12345678"...)))
+		r.discardAll()
+	}
+	// Then one reserved, not committed, where a forged header was.
+	if off := r.tail.Load() - size; off >= end {
+		t.Fatalf("the test's record at %d is past the forged frames (%d)", off, end)
+	}
+	if _, _, ok := r.reserve(8); !ok {
+		t.Fatal("full")
+	}
+	if got := r.take(); got != nil {
+		t.Fatalf("took %d bytes at %d that no producer committed", len(got), r.next)
 	}
 }
 

@@ -10,31 +10,25 @@ import (
 	"time"
 )
 
-// DefaultQueueSize is the number of message slots a Sender queues when
-// Config.QueueSize is 0: about a tenth of a second of a busy instance's
+// DefaultQueueSize is the number of messages a Sender queues when
+// Config.QueueSize is 0 (4 MiB): about a tenth of a second of a busy instance's
 // messages, so a collector that stalls costs drops, not memory.
 const DefaultQueueSize = 1024
 
-// MaxQueueSize bounds Config.QueueSize (the memory of the slots: at most
-// about 8 KiB each, and 128 KiB each of the few large ones).
+// MaxQueueSize bounds Config.QueueSize.
 const MaxQueueSize = 1 << 16
+
+// bytesPerMessage is the room Config.QueueSize counts for one Capture
+// call: a message of up to about 2 KiB in and the one sent for it. The
+// ring holds more of smaller ones and fewer of larger ones, and at least
+// four of the largest.
+const bytesPerMessage = 4 << 10
 
 // MaxAuthKey bounds the auth key (password) a Sender writes into every
 // frame.
 const MaxAuthKey = 255
 
-// smallSlot is the capacity of an ordinary slot: the frames of one
-// Capture call (a message in and the one sent for it) of up to about 4 KiB
-// each. largeSlot holds two frames of any size; a Sender has one large
-// slot per largeEvery slots, and at least minLarge.
-const (
-	smallSlot  = 8 << 10
-	largeSlot  = 2 * MaxFrame
-	largeEvery = 64
-	minLarge   = 4
-)
-
-// maxBatch is the most slots Run takes from the queue for one send (two
+// maxBatch is the most records Run takes from the queue for one send (two
 // frames each): one sendmmsg of up to 512 datagrams (the kernel takes
 // 1024), or one writev over TCP, so that a busy poll costs a system call
 // or two however many messages it carries.
@@ -54,14 +48,14 @@ type Config struct {
 	Collector netip.AddrPort // where frames go, over UDP (required)
 	CaptureID uint32         // the capture agent id of every frame (default 0)
 	Password  string         // the auth key chunk; empty: none
-	QueueSize int            // slots queued for Run, rounded up to a power of two (default DefaultQueueSize, at most MaxQueueSize)
+	QueueSize int            // messages queued for Run: the queue has QueueSize × 4 KiB, rounded up to a power of two (default DefaultQueueSize, at most MaxQueueSize)
 	// Transport is "udp" (the default: one frame a datagram) or "tcp" (a
 	// stream of frames, many a write; reconnected when it breaks).
 	Transport string
 }
 
-// Stats counts a Sender's frames. Dropped are frames not queued since no
-// slot was free (the collector, or Run, is slower than the traffic);
+// Stats counts a Sender's frames. Dropped are frames not queued since the
+// queue had no room (the collector, or Run, is slower than the traffic);
 // TooLarge those whose frame would exceed MaxFrame; SendErrors those the
 // socket refused (over UDP, a collector that is down answers ICMP port
 // unreachable) or that went while a TCP connection was down or broke.
@@ -76,8 +70,7 @@ type Sender struct {
 	tpl    *template     // enc's frames, written fast (template.go)
 	conn   *net.UDPConn  // over UDP
 	stream *streamWriter // over TCP (stream.go)
-	small  *ring         // slots of smallSlot bytes (ring.go)
-	large  *ring         // slots of largeSlot bytes
+	queue  *ring         // the frames waiting for Run (ring.go)
 	clock  *clock        // stamps the packets that come without a time
 
 	sent, dropped, tooLarge, sendErrors atomic.Uint64
@@ -85,13 +78,12 @@ type Sender struct {
 	sleeping atomic.Bool   // Run waits for its next poll
 	wake     chan struct{} // cuts Run's wait short (capacity 1)
 
-	batch  []*slot // taken by Run: nSmall from small, then from large
-	nSmall int
-	out    batchWriter // the platform's send (send_linux.go, send_other.go)
+	batch [][]byte    // records taken by Run, to send
+	out   batchWriter // the platform's send (send_linux.go, send_other.go)
 }
 
 // NewSender returns a Sender to cfg.Collector that queues cfg.QueueSize
-// slots, with its UDP socket open; over TCP, Run connects. Call Run to
+// messages, with its UDP socket open; over TCP, Run connects. Call Run to
 // send.
 func NewSender(cfg Config) (*Sender, error) {
 	c := cfg.Collector
@@ -113,10 +105,9 @@ func NewSender(cfg Config) (*Sender, error) {
 	}
 	s := &Sender{
 		enc:   Encoder{CaptureID: cfg.CaptureID, AuthKey: []byte(cfg.Password)},
-		small: newRing(n, false),
-		large: newRing(max(minLarge, n/largeEvery), true),
+		queue: newRing(n * bytesPerMessage),
 		clock: newClock(),
-		batch: make([]*slot, 0, maxBatch),
+		batch: make([][]byte, 0, maxBatch),
 		wake:  make(chan struct{}, 1),
 	}
 	s.tpl = newTemplate(s.enc)
@@ -137,10 +128,10 @@ func NewSender(cfg Config) (*Sender, error) {
 }
 
 // Capture queues the frames of in and, unless nil, out (the message sent
-// for it), in one slot so that both cost one queue operation. It never
-// blocks: with no slot free both are dropped and counted. It copies what
-// it needs from in and out and keeps neither. It allocates nothing once
-// every slot has been used once.
+// for it), in one record so that both cost one queue operation. It never
+// blocks: with no room in the queue both are dropped and counted. It
+// copies what it needs from in and out and keeps neither. It allocates
+// nothing.
 //
 // A packet whose Time is zero is stamped with the time of the call, read
 // once for both (clock: the monotonic clock alone, cheaper than
@@ -150,7 +141,7 @@ func (s *Sender) Capture(in, out *Packet) {
 	if in != nil {
 		if nIn = s.enc.Len(in); nIn > MaxFrame {
 			s.tooLarge.Add(1)
-			in = nil
+			in, nIn = nil, 0
 		} else {
 			frames++
 		}
@@ -158,59 +149,35 @@ func (s *Sender) Capture(in, out *Packet) {
 	if out != nil {
 		if nOut = s.enc.Len(out); nOut > MaxFrame {
 			s.tooLarge.Add(1)
-			out = nil
+			out, nOut = nil, 0
 		} else {
 			frames++
 		}
 	}
-	need := 0
-	if in != nil {
-		need += nIn
-	}
-	if out != nil {
-		need += nOut
-	}
 	if frames == 0 {
 		return
 	}
-	r := s.small
-	if need > smallSlot {
-		r = s.large
-	}
-	sl, pos := r.claim()
-	if sl == nil {
+	pos, b, ok := s.queue.reserve(nIn + nOut)
+	if !ok {
 		s.dropped.Add(frames)
 		return
-	}
-	if sl.buf == nil {
-		sl.buf = make([]byte, 0, slotCap(r.large))
 	}
 	var now int64
 	if (in != nil && in.Time.IsZero()) || (out != nil && out.Time.IsZero()) {
 		now = s.clock.now()
 	}
-	b := sl.buf[:0]
 	if in != nil {
 		b = s.tpl.appendFrame(b, in, nIn, now)
 	}
 	if out != nil {
 		b = s.tpl.appendFrame(b, out, nOut, now)
 	}
-	sl.buf, sl.frames = b, int(frames)
-	sl.publish(pos)
-	if pos&r.wakeMask == r.wakeMask && s.sleeping.Load() {
+	if s.queue.commit(pos, len(b)) && s.sleeping.Load() {
 		select {
 		case s.wake <- struct{}{}:
 		default:
 		}
 	}
-}
-
-func slotCap(large bool) int {
-	if large {
-		return largeSlot
-	}
-	return smallSlot
 }
 
 // Run sends the queued frames until ctx is done, then closes the socket
@@ -264,7 +231,7 @@ func (s *Sender) Run(ctx context.Context) error {
 //
 // The busy polls make the batches large, and the wake-ups of Run (each
 // costs the process the Go scheduler's work besides the timer) rare. Over
-// TCP, at 40k calls a second, 200 slots a writev: one of 400 frames costs
+// TCP, at 40k calls a second, 200 records a writev: one of 400 frames costs
 // about half as much per frame as one of 32. Over UDP a datagram costs the
 // same in any batch, and a burst is what the collector's socket buffer
 // must take at once: 2 ms is 160 datagrams at that rate, about 110 KiB of
@@ -279,25 +246,17 @@ const (
 	idleRounds = 10
 )
 
-// drain sends what the rings hold, maxBatch slots a send, and reports
+// drain sends what the queue holds, maxBatch records a send, and reports
 // whether there was anything.
 func (s *Sender) drain() bool {
 	sent := false
 	for {
 		for len(s.batch) < maxBatch {
-			sl := s.small.take()
-			if sl == nil {
+			rec := s.queue.take()
+			if rec == nil {
 				break
 			}
-			s.batch = append(s.batch, sl)
-		}
-		s.nSmall = len(s.batch)
-		for len(s.batch) < maxBatch {
-			sl := s.large.take()
-			if sl == nil {
-				break
-			}
-			s.batch = append(s.batch, sl)
+			s.batch = append(s.batch, rec)
 		}
 		if len(s.batch) == 0 {
 			return sent
@@ -316,7 +275,7 @@ func (s *Sender) close() {
 	s.conn.Close()
 }
 
-// flush sends the frames of the batch's slots and frees the slots.
+// flush sends the frames of the batch's records and frees their room.
 func (s *Sender) flush() {
 	if s.stream != nil {
 		sent, failed := s.stream.write(s.batch)
@@ -326,8 +285,8 @@ func (s *Sender) flush() {
 		return
 	}
 	s.out.reset()
-	for _, sl := range s.batch {
-		for b := sl.buf; len(b) >= frameHeaderLen; {
+	for _, rec := range s.batch {
+		for b := rec; len(b) >= frameHeaderLen; {
 			n := int(b[4])<<8 | int(b[5])
 			if n < frameHeaderLen || n > len(b) {
 				break // cannot happen: Capture wrote these frames
@@ -342,15 +301,9 @@ func (s *Sender) flush() {
 	s.free()
 }
 
-// free gives the batch's slots back and empties it.
+// free gives the batch's records back to the queue and empties it.
 func (s *Sender) free() {
-	for i, sl := range s.batch {
-		if i < s.nSmall {
-			s.small.release(sl)
-		} else {
-			s.large.release(sl)
-		}
-	}
+	s.queue.release()
 	clear(s.batch)
 	s.batch = s.batch[:0]
 }

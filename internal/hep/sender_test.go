@@ -114,32 +114,35 @@ func waitStats(t *testing.T, s *Sender, want Stats) {
 }
 
 // With Run not keeping up (not running), Capture fills the queue and then
-// drops and counts, without blocking.
+// drops and counts, without blocking; once Run runs, what was queued goes.
 func TestSenderDropsWhenFull(t *testing.T) {
 	sink := listenUDP(t)
 	s := newTestSender(t, Config{Collector: sink.addr, QueueSize: 8})
 	in, out := testPackets(100)
-	for range 20 {
+	rec := recordHeader + align8(s.enc.Len(&in)+s.enc.Len(&out))
+	fit := uint64(len(s.queue.buf)) / rec // records of one size never need a pad
+	calls := fit + 50
+	for range calls {
 		s.Capture(&in, &out)
 	}
-	if got := s.Stats(); got.Dropped != 2*12 {
-		t.Errorf("Dropped = %d, want %d (8 slots of 2 frames queued out of 20 calls)", got.Dropped, 2*12)
+	if got, want := s.Stats().Dropped, 2*(calls-fit); got != want {
+		t.Errorf("Dropped = %d, want %d (%d records of %d bytes fit in %d)", got, want, fit, rec, len(s.queue.buf))
 	}
-	// Large messages have slots of their own.
 	big, _ := testPackets(10000)
-	for range minLarge + 1 {
-		s.Capture(&big, nil)
-	}
-	if got := s.Stats(); got.Dropped != 2*12+1 {
-		t.Errorf("Dropped = %d, want %d", got.Dropped, 2*12+1)
+	s.Capture(&big, nil) // no room either
+	if got, want := s.Stats().Dropped, 2*(calls-fit)+1; got != want {
+		t.Errorf("Dropped = %d, want %d", got, want)
 	}
 	runSender(t, s)
-	for range 8*2 + minLarge {
+	for range 3 {
 		if _, err := decode(sink.read(t)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitStats(t, s, Stats{Sent: 8*2 + minLarge, Dropped: 2*12 + 1})
+	waitStats(t, s, Stats{Sent: 2 * fit, Dropped: 2*(calls-fit) + 1})
+	// Emptied, the queue takes the large message.
+	s.Capture(&big, nil)
+	waitStats(t, s, Stats{Sent: 2*fit + 1, Dropped: 2*(calls-fit) + 1})
 }
 
 func TestSenderTooLarge(t *testing.T) {

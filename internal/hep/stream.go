@@ -19,7 +19,7 @@ const (
 	maxBackoff   = 10 * time.Second
 )
 
-// streamWriter sends batches of slots on a TCP connection with one writev.
+// streamWriter sends batches of records on a TCP connection with one writev.
 type streamWriter struct {
 	addr    netip.AddrPort
 	conn    net.Conn
@@ -29,12 +29,12 @@ type streamWriter struct {
 	backoff time.Duration
 }
 
-// write sends the batch's frames and returns how many went and how many
-// were lost.
-func (w *streamWriter) write(batch []*slot) (sent, failed int) {
+// write sends the frames of the batch's records and returns how many went
+// and how many were lost.
+func (w *streamWriter) write(batch [][]byte) (sent, failed int) {
 	frames := 0
-	for _, sl := range batch {
-		frames += sl.frames
+	for _, rec := range batch {
+		frames += countFrames(rec)
 	}
 	now := time.Now()
 	if w.conn == nil {
@@ -49,8 +49,8 @@ func (w *streamWriter) write(batch []*slot) (sent, failed int) {
 		w.conn, w.backoff = c, 0
 	}
 	w.nb = w.bufs[:0]
-	for _, sl := range batch {
-		w.nb = append(w.nb, sl.buf)
+	for _, rec := range batch {
+		w.nb = append(w.nb, rec)
 	}
 	w.conn.SetWriteDeadline(now.Add(writeTimeout))
 	_, err := w.nb.WriteTo(w.conn)
@@ -77,4 +77,17 @@ func (w *streamWriter) close() {
 		w.conn.Close()
 		w.conn = nil
 	}
+}
+
+// countFrames is the number of frames in a record (one or two).
+func countFrames(rec []byte) int {
+	n := 0
+	for b := rec; len(b) >= frameHeaderLen; n++ {
+		l := int(b[4])<<8 | int(b[5])
+		if l < frameHeaderLen || l > len(b) {
+			break // cannot happen: Capture wrote these frames
+		}
+		b = b[l:]
+	}
+	return n
 }
