@@ -191,6 +191,13 @@ func TestReport(t *testing.T) {
 					f.res.Throughput = 3000
 					return f
 				}(),
+				open("siplb_pin", "register", 800),
+				func() fixture { // a pinned run's second round lost units
+					f := open("siplb_pin", "register", 900)
+					f.mode = "rate-2"
+					f.res.Lost, f.res.Sent = 7, 1000
+					return f
+				}(),
 			},
 			extra: map[string]string{"warnings.txt": "bench: KAMAILIO NOT AVAILABLE\n"},
 			want: []string{
@@ -199,6 +206,7 @@ func TestReport(t *testing.T) {
 				"siplb register saturation (window 200): sipload used 95% of a core",
 				"siplb register saturation (window 200): 3 lost and 2 failed of 105 started",
 				"kamailio register open 5000/s: completed 3000/s, below the offered rate",
+				"siplb_pin register open 5000/s (round 2): 7 lost and 0 failed of 1000 started",
 				"| register | - | - | - | - | - | - |", // no target checked for register
 			},
 		},

@@ -351,19 +351,33 @@ func runWarnings(rep *report) []string {
 				if r == nil {
 					continue
 				}
-				name := t + " " + sc + " " + loadLabel(r)
-				if r.Res.CPUShare > sipLoadWarnShare {
-					out = append(out, fmt.Sprintf("%s: sipload used %.0f%% of a core; it may be the bottleneck of this run",
-						name, 100*r.Res.CPUShare))
-				}
-				if r.Res.Lost > 0 || r.Res.Failed > 0 {
-					out = append(out, fmt.Sprintf("%s: %d lost and %d failed of %d started", name, r.Res.Lost, r.Res.Failed, r.Res.Sent))
-				}
-				if mode == "rate" && r.Res.Rate > 0 && r.Res.Throughput < 0.95*r.Res.Rate {
-					out = append(out, fmt.Sprintf("%s: completed %.0f/s, below the offered rate (saturated)", name, r.Res.Throughput))
+				// The further rounds of an open-loop run (pinned runs)
+				// are warned of as the first is.
+				for i, rr := range append([]*run{r}, rep.Rounds[key{t, sc, mode}]...) {
+					name := t + " " + sc + " " + loadLabel(rr)
+					if i > 0 {
+						name += fmt.Sprintf(" (round %d)", i+1)
+					}
+					out = append(out, oneRunWarnings(rr, name)...)
 				}
 			}
 		}
+	}
+	return out
+}
+
+// oneRunWarnings are runWarnings' for one run, named name.
+func oneRunWarnings(r *run, name string) []string {
+	var out []string
+	if r.Res.CPUShare > sipLoadWarnShare {
+		out = append(out, fmt.Sprintf("%s: sipload used %.0f%% of a core; it may be the bottleneck of this run",
+			name, 100*r.Res.CPUShare))
+	}
+	if r.Res.Lost > 0 || r.Res.Failed > 0 {
+		out = append(out, fmt.Sprintf("%s: %d lost and %d failed of %d started", name, r.Res.Lost, r.Res.Failed, r.Res.Sent))
+	}
+	if r.Mode == "rate" && r.Res.Rate > 0 && r.Res.Throughput < 0.95*r.Res.Rate {
+		out = append(out, fmt.Sprintf("%s: completed %.0f/s, below the offered rate (saturated)", name, r.Res.Throughput))
 	}
 	return out
 }
