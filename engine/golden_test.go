@@ -265,7 +265,7 @@ func goldenDigests(t *testing.T) map[string]string {
 			defer dw.Flush()
 		}
 		for _, n := range names {
-			r := rand.New(rand.NewPCG(uint64(len(n)), binary.LittleEndian.Uint64([]byte(n+"\x00\x00\x00\x00\x00\x00\x00\x00")[:8])))
+			r := rand.New(rand.NewPCG(uint64(len(n)), binary.LittleEndian.Uint64([]byte(n + "\x00\x00\x00\x00\x00\x00\x00\x00")[:8])))
 			h := sha256.New()
 			count := 1500 // the data path's own messages
 			if strings.Contains(n, "/") {
