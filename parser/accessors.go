@@ -131,7 +131,15 @@ func (m *Message) Vias() ViaIter {
 // Next parses the next Via value into v. It returns false at the end of
 // the list, and at a malformed value, after which Err returns
 // ErrMalformedVia: the values Next accepts are those Via(i) accepts.
-func (it *ViaIter) Next(v *Via) bool {
+func (it *ViaIter) Next(v *Via) bool { return it.next(v) }
+
+// Skip moves past the next Via value as Next does, without filling a Via:
+// for the top value, which Parse has checked and TopVia returns, it costs
+// no parsing. It returns what Next would.
+func (it *ViaIter) Skip() bool { return it.next(nil) }
+
+// next is Next, filling v unless it is nil.
+func (it *ViaIter) next(v *Via) bool {
 	if it.hdr < 0 {
 		return false
 	}
@@ -139,7 +147,9 @@ func (it *ViaIter) Next(v *Via) bool {
 	h := &m.hdrs[it.hdr]
 	var next int
 	if it.hdr == int(m.top.hdr) && it.pos == h.value.off {
-		m.topVia.fill(v, m.Buf)
+		if v != nil {
+			m.topVia.fill(v, m.Buf)
+		}
 		next = int(m.topNx)
 	} else {
 		var s viaSpans
@@ -148,7 +158,9 @@ func (it *ViaIter) Next(v *Via) bool {
 			it.hdr, it.err = -1, ErrMalformedVia
 			return false
 		}
-		s.fill(v, m.Buf)
+		if v != nil {
+			s.fill(v, m.Buf)
+		}
 		next = nx
 	}
 	if next < h.value.end {
