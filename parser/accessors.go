@@ -277,7 +277,7 @@ func (m *Message) HeaderByName(name []byte) []byte {
 	if id != HdrOther {
 		return m.Header(id)
 	}
-	for i := range m.hdrs {
+	for i := m.FirstOther(); i < len(m.hdrs); i++ {
 		h := &m.hdrs[i]
 		if h.id == HdrOther && foldEqBytes(m.Buf[h.name.off:h.name.end], name) {
 			return h.value.bytesEmpty(m.Buf)
@@ -288,6 +288,16 @@ func (m *Message) HeaderByName(name []byte) []byte {
 
 // NumHeaders returns the number of header fields (lines, folded ones joined).
 func (m *Message) NumHeaders() int { return len(m.hdrs) }
+
+// FirstOther returns the index of the first header whose name the parser
+// does not know (HdrOther), or NumHeaders() when every name is known: a
+// search for such a header by its name starts there.
+func (m *Message) FirstOther() int {
+	if m.other == 0 {
+		return len(m.hdrs)
+	}
+	return int(m.other) - 1
+}
 
 // HeaderAt returns the i-th header: its ID, its name as written and its
 // whole value (comma lists unsplit; folded lines keep their CRLF).
