@@ -95,6 +95,46 @@ func loopHash(m *parser.Message, top *parser.Via, routes *routeCache) uint32 {
 	return uint32(h ^ h>>32)
 }
 
+// branchHashes returns transactionHash(m, top) and loopHash(m, top,
+// routes), bit for bit, computed together: each is a chain of FNV-1a steps,
+// one multiply per byte waiting on the last, so the bytes of the two are
+// taken side by side where both have some (the Request-URI with the
+// branch, the Call-ID with the sent-by host), and the CPU runs the two
+// chains at once. The values are in every branch siplb writes, which the
+// CANCEL and the ACK of another instance or version must find again: they
+// may never change (TestBranchHashesMatch, TestProcessGolden).
+func branchHashes(m *parser.Message, top *parser.Via, routes *routeCache) (tx uint64, loop uint32) {
+	if !bytes.HasPrefix(top.Branch, []byte(branchCookie)) {
+		return transactionHash(m, top), loopHash(m, top, routes)
+	}
+	l, t := add2(fnv1a.Offset, m.RequestURI(), fnv1a.Offset, top.Branch)
+	l, t = add2(fnv1a.Sep(l), m.CallID(), fnv1a.Sep(t), top.Host)
+	tx = fnv1a.Sep(t) ^ uint64(top.Port)
+	l = fnv1a.Add(fnv1a.Sep(l), m.FromTag())
+	l = fnv1a.Add(fnv1a.Sep(l), top.Host)
+	l = fnv1a.Sep(l) ^ uint64(top.Port)
+	for i := range m.NumRoute() {
+		l = fnv1a.Sep(l)
+		if u, err := routes.at(m, i); err == nil {
+			l = fnv1a.Add(l, u.Raw)
+		}
+	}
+	n, _ := m.CSeq()
+	l = fnv1a.Mul(fnv1a.Sep(l) ^ uint64(n))
+	return tx, uint32(l ^ l>>32)
+}
+
+// add2 is fnv1a.Add(a, x) and fnv1a.Add(b, y), the two chains interleaved.
+func add2(a uint64, x []byte, b uint64, y []byte) (uint64, uint64) {
+	n := min(len(x), len(y))
+	xs, ys := x[:n], y[:n]
+	for i, c := range xs {
+		a = fnv1a.Mul(a ^ uint64(c))
+		b = fnv1a.Mul(b ^ uint64(ys[i]))
+	}
+	return fnv1a.Add(a, x[n:]), fnv1a.Add(b, y[n:])
+}
+
 // appendBranchTail appends the part of the branch after the leg's viaHead
 // and the in-leg, signed by the ring's current key.
 func (f *Forwarder) appendBranchTail(dst []byte, in int, tx uint64, loop uint32, conn pool.ConnID) []byte {
@@ -256,17 +296,23 @@ func appendHex16(dst []byte, v uint64) []byte {
 // siplb's (it came straight back: nothing else handled it), or a Via of
 // siplb's further down carries the loop hash m gets again (it came back
 // unchanged through other elements).
-func (f *Forwarder) isLoop(m *parser.Message, loop uint32) bool {
-	want := hex8(loop)
-	vias := m.Vias()
-	var v parser.Via
-	for top := true; vias.Next(&v); top = false {
-		if len(v.Branch) != branchLen {
-			continue
+// top is m's top Via, as TopVia returns it.
+func (f *Forwarder) isLoop(m *parser.Message, top *parser.Via, loop uint32) bool {
+	if len(top.Branch) == branchLen {
+		if _, _, _, ok := f.ourBranch(top.Branch); ok {
+			return true
 		}
+	}
+	vias := m.Vias()
+	if !vias.Skip() {
+		return false
+	}
+	want := hex8(loop)
+	var v parser.Via
+	for vias.Next(&v) {
 		// Below the top, only a Via with m's loop hash can say loop: the
 		// compare comes before the MAC.
-		if !top && binary.BigEndian.Uint64(v.Branch[branchLoopOff:]) != want {
+		if len(v.Branch) != branchLen || binary.BigEndian.Uint64(v.Branch[branchLoopOff:]) != want {
 			continue
 		}
 		if _, _, _, ok := f.ourBranch(v.Branch); ok {

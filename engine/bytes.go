@@ -18,14 +18,17 @@ func parseIP(b []byte) (netip.Addr, bool) {
 }
 
 func parseIPv4(b []byte) (netip.Addr, bool) {
-	var ip [4]byte
+	// The octets gather in a register: four byte stores read back as
+	// one word (netip.AddrFrom4's loads, combined) would wait on store
+	// forwarding, which does not merge stores.
+	var ip uint32
 	n, val, digits := 0, 0, 0
 	for i := 0; i <= len(b); i++ {
 		if i == len(b) || b[i] == '.' {
 			if digits == 0 || n == 4 {
 				return netip.Addr{}, false
 			}
-			ip[n] = byte(val)
+			ip = ip<<8 | uint32(val)
 			n++
 			val, digits = 0, 0
 			continue
@@ -46,7 +49,7 @@ func parseIPv4(b []byte) (netip.Addr, bool) {
 	if n != 4 {
 		return netip.Addr{}, false
 	}
-	return netip.AddrFrom4(ip), true
+	return netip.AddrFrom4([4]byte{byte(ip >> 24), byte(ip >> 16), byte(ip >> 8), byte(ip)}), true
 }
 
 // parseIPv6 parses the text form of an IPv6 address (RFC 4291 §2.2: hex

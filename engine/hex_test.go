@@ -79,6 +79,17 @@ func TestAppendIP(t *testing.T) {
 			t.Errorf("appendIP(%s) = %s, want %s", a, got, want)
 		}
 	}
+	// IPv4: every octet value in every position.
+	for x := range 256 {
+		for pos := range 4 {
+			b := [4]byte{1, 20, 203, 7}
+			b[pos] = byte(x)
+			ip := netip.AddrFrom4(b)
+			if got, want := string(appendIP(nil, ip)), ip.String(); got != want {
+				t.Fatalf("appendIP(%v) = %s, want %s", b, got, want)
+			}
+		}
+	}
 	r := rand.New(rand.NewPCG(3, 4))
 	for range 50000 {
 		var b [16]byte

@@ -30,7 +30,7 @@ func replacedCallID(s *Scratch, m *parser.Message) []byte {
 		// One walk over the headers for both names: the first Replaces
 		// wins, else the first Join (neither has a compact form).
 		var join []byte
-		for i := range m.NumHeaders() {
+		for i := m.FirstOther(); i < m.NumHeaders(); i++ {
 			id, name, v := m.HeaderAt(i)
 			if id != parser.HdrOther {
 				continue

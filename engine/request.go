@@ -120,8 +120,8 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 	if mf, ok := m.MaxForwards(); ok && mf == 0 {
 		return f.reply(s, src, in, parser.ErrTooManyHops, nil)
 	}
-	loop := loopHash(m, &h.top, h.routes)
-	if f.isLoop(m, loop) {
+	tx, loop := branchHashes(m, &h.top, h.routes)
+	if f.isLoop(m, &h.top, loop) {
 		return f.reply(s, src, in, parser.ErrLoopDetected, nil)
 	}
 	var (
@@ -136,14 +136,14 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 	if done {
 		return r
 	}
-	r = f.forwardRequest(s, src, in, &h, loop)
+	r = f.forwardRequest(s, src, in, &h, tx, loop)
 	if r.Out != nil && h.out.Transport == balance.UDP && len(r.Out) > f.mtu {
 		// §18.1.1: a request larger than the MTU bound goes over TCP when
 		// the member takes it (and siplb has a TCP leg), with its Via
 		// saying so; else it goes as it is, counted.
 		if tcp := f.byTransport[balance.TCP]; h.be != nil && h.be.AlsoTCP && tcp != nil {
 			h.out = tcp
-			r = f.forwardRequest(s, src, in, &h, loop)
+			r = f.forwardRequest(s, src, in, &h, tx, loop)
 			s.Counters.UDPToTCP.Add(1)
 		} else {
 			s.Counters.LargeUDP.Add(1)
@@ -445,7 +445,7 @@ const maxRewrittenURI = 256
 // Route values siplb pops, the Request-URI (strict routing, a restored
 // Contact), a rewritten Contact, received/rport on the sender's Via, siplb's
 // own Via and its Record-Route.
-func (f *Forwarder) forwardRequest(s *Scratch, src netip.AddrPort, in *Leg, h *hop, loop uint32) Result {
+func (f *Forwarder) forwardRequest(s *Scratch, src netip.AddrPort, in *Leg, h *hop, tx uint64, loop uint32) Result {
 	m := &s.Msg
 	out := h.out
 	e := &s.edits
@@ -488,7 +488,7 @@ func (f *Forwarder) forwardRequest(s *Scratch, src netip.AddrPort, in *Leg, h *h
 		mark |= toMemberBit
 	}
 	s.via = appendHex2(s.via, byte(mark))
-	s.via = f.appendBranchTail(s.via, mark, transactionHash(m, &h.top), loop, s.inConn)
+	s.via = f.appendBranchTail(s.via, mark, tx, loop, s.inConn)
 	s.via = append(s.via, ";rport"...)
 	if h.be != nil && h.t.Pool(balance.PoolID(h.be.Pool)).OverloadControl() {
 		s.via = append(s.via, ocOffer...)
@@ -534,6 +534,14 @@ func (f *Forwarder) strictNextHop(s *Scratch, h *hop) {
 // zero groups as "::"), from the 16 bytes, where netip shifts its 128 bits
 // per group: every request from an IPv6 client gets a received= of it.
 func appendIP(dst []byte, ip netip.Addr) []byte {
+	if ip.Is4() {
+		// Dotted decimal as netip writes it, without its call chain.
+		b := ip.As4()
+		dst = appendOctet(dst, b[0])
+		dst = appendOctet(append(dst, '.'), b[1])
+		dst = appendOctet(append(dst, '.'), b[2])
+		return appendOctet(append(dst, '.'), b[3])
+	}
 	if !ip.Is6() || ip.Is4In6() || ip.Zone() != "" {
 		return ip.AppendTo(dst)
 	}
@@ -569,6 +577,17 @@ func appendIP(dst []byte, ip netip.Addr) []byte {
 		dst = appendGroup(dst, g[i])
 	}
 	return dst
+}
+
+// appendOctet appends x in decimal without leading zeros.
+func appendOctet(dst []byte, x byte) []byte {
+	switch {
+	case x >= 100:
+		return append(dst, '0'+x/100, '0'+x/10%10, '0'+x%10)
+	case x >= 10:
+		return append(dst, '0'+x/10, '0'+x%10)
+	}
+	return append(dst, '0'+x)
 }
 
 // appendGroup appends an IPv6 group in hex without leading zeros.

@@ -131,7 +131,15 @@ func (m *Message) Vias() ViaIter {
 // Next parses the next Via value into v. It returns false at the end of
 // the list, and at a malformed value, after which Err returns
 // ErrMalformedVia: the values Next accepts are those Via(i) accepts.
-func (it *ViaIter) Next(v *Via) bool {
+func (it *ViaIter) Next(v *Via) bool { return it.next(v) }
+
+// Skip moves past the next Via value as Next does, without filling a Via:
+// for the top value, which Parse has checked and TopVia returns, it costs
+// no parsing. It returns what Next would.
+func (it *ViaIter) Skip() bool { return it.next(nil) }
+
+// next is Next, filling v unless it is nil.
+func (it *ViaIter) next(v *Via) bool {
 	if it.hdr < 0 {
 		return false
 	}
@@ -139,7 +147,9 @@ func (it *ViaIter) Next(v *Via) bool {
 	h := &m.hdrs[it.hdr]
 	var next int
 	if it.hdr == int(m.top.hdr) && it.pos == h.value.off {
-		m.topVia.fill(v, m.Buf)
+		if v != nil {
+			m.topVia.fill(v, m.Buf)
+		}
 		next = int(m.topNx)
 	} else {
 		var s viaSpans
@@ -148,7 +158,9 @@ func (it *ViaIter) Next(v *Via) bool {
 			it.hdr, it.err = -1, ErrMalformedVia
 			return false
 		}
-		s.fill(v, m.Buf)
+		if v != nil {
+			s.fill(v, m.Buf)
+		}
 		next = nx
 	}
 	if next < h.value.end {
@@ -265,7 +277,7 @@ func (m *Message) HeaderByName(name []byte) []byte {
 	if id != HdrOther {
 		return m.Header(id)
 	}
-	for i := range m.hdrs {
+	for i := m.FirstOther(); i < len(m.hdrs); i++ {
 		h := &m.hdrs[i]
 		if h.id == HdrOther && foldEqBytes(m.Buf[h.name.off:h.name.end], name) {
 			return h.value.bytesEmpty(m.Buf)
@@ -276,6 +288,16 @@ func (m *Message) HeaderByName(name []byte) []byte {
 
 // NumHeaders returns the number of header fields (lines, folded ones joined).
 func (m *Message) NumHeaders() int { return len(m.hdrs) }
+
+// FirstOther returns the index of the first header whose name the parser
+// does not know (HdrOther), or NumHeaders() when every name is known: a
+// search for such a header by its name starts there.
+func (m *Message) FirstOther() int {
+	if m.other == 0 {
+		return len(m.hdrs)
+	}
+	return int(m.other) - 1
+}
 
 // HeaderAt returns the i-th header: its ID, its name as written and its
 // whole value (comma lists unsplit; folded lines keep their CRLF).

@@ -74,6 +74,7 @@ func skipQuoted(b []byte, i, end int) int {
 // The bits of charClass, in the order of gen_tables.go's classTables.
 const (
 	clsParamValue uint8 = 1 << iota // isParamValue: branch and received values run long
+	clsHost                         // isHostChar: host names in URIs and Via sent-by
 )
 
 // scanClass returns the index of the first byte of b[i:e] outside class

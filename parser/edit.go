@@ -110,7 +110,7 @@ func (m *Message) AppendForward(dst []byte, e *Edits) []byte {
 				break
 			}
 			dst = append(dst, b[h.line.off:h.value.off]...)
-			dst = strconv.AppendUint(dst, uint64(max(m.maxFwd-1, 0)), 10)
+			dst = appendUint(dst, max(m.maxFwd-1, 0))
 			dst = appendLine(dst, b[h.value.end:h.line.end])
 		case contactHdr:
 			dst = m.appendContact(dst, e.Contact)
@@ -136,7 +136,7 @@ func (m *Message) AppendForward(dst []byte, e *Edits) []byte {
 	}
 	if e.ContentLength && m.first[HdrContentLength] == 0 {
 		dst = append(dst, "Content-Length: "...)
-		dst = strconv.AppendUint(dst, uint64(m.body.end-m.body.off), 10)
+		dst = appendUint(dst, m.body.end-m.body.off)
 		dst = append(dst, "\r\n"...)
 	}
 	dst = append(dst, "\r\n"...)
@@ -212,10 +212,10 @@ func (m *Message) appendTopVia(dst []byte, e *Edits) []byte {
 		dst = append(dst, b[pos:p.off]...)
 		switch p.kind {
 		case 1:
-			dst = strconv.AppendUint(dst, uint64(e.RPort), 10)
+			dst = appendUint(dst, e.RPort)
 		case 2:
 			dst = append(dst, '=')
-			dst = strconv.AppendUint(dst, uint64(e.RPort), 10)
+			dst = appendUint(dst, e.RPort)
 		case 3:
 			dst = append(dst, e.Received...)
 		case 4:
@@ -290,6 +290,27 @@ func (m *Message) appendContact(dst []byte, uri []byte) []byte {
 	return appendLine(dst, b[na.uri.end:h.line.end])
 }
 
+// appendUint appends n >= 0 in decimal, as strconv.AppendUint does; the
+// values edits write (a Max-Forwards, a port, a length, a status) have at
+// most five digits, written here with no call and no buffer to copy.
+func appendUint(dst []byte, n int) []byte {
+	switch {
+	case n < 0:
+		// Never the case: the callers write counts and ports.
+	case n < 10:
+		return append(dst, byte('0'+n))
+	case n < 100:
+		return append(dst, byte('0'+n/10), byte('0'+n%10))
+	case n < 1000:
+		return append(dst, byte('0'+n/100), byte('0'+n/10%10), byte('0'+n%10))
+	case n < 10000:
+		return append(dst, byte('0'+n/1000), byte('0'+n/100%10), byte('0'+n/10%10), byte('0'+n%10))
+	case n < 100000:
+		return append(dst, byte('0'+n/10000), byte('0'+n/1000%10), byte('0'+n/100%10), byte('0'+n/10%10), byte('0'+n%10))
+	}
+	return strconv.AppendUint(dst, uint64(n), 10)
+}
+
 // appendHeader writes "name value CRLF"; name includes ": ".
 func appendHeader(dst []byte, name string, value []byte) []byte {
 	dst = append(dst, name...)
@@ -329,7 +350,7 @@ func endLine(dst []byte) []byte {
 // 400 reaches the sender.
 func AppendResponse(dst []byte, req *Message, status int, reason string, toTag []byte, extra []byte) []byte {
 	dst = append(dst, "SIP/2.0 "...)
-	dst = strconv.AppendUint(dst, uint64(status), 10)
+	dst = appendUint(dst, status)
 	dst = append(dst, ' ')
 	dst = append(dst, reason...)
 	dst = append(dst, "\r\n"...)

@@ -33,6 +33,12 @@ var fastPathSeeds = []string{
 	`<sip:b@c>;tag=1 x`,
 	`<sip:b@c>;TAG=2`,
 	"bob@pbx.example.com;transport=udp",
+	"sip:bob@example.com",
+	"sip:127.0.0.1:5060;lr;lbf=u7f000001009c40x0000000000000000u01a2b3c4d5e6f7a8",
+	"sips:alice:pw@[2001:db8::1]:5061;transport=tls;maddr=m?subject=x&y=z",
+	"sip:a?b@host.example.com:70;lr?h=v",
+	"SIP:+1555@gw;user=phone", "tel:+15550100;phone-context=x", "mailto:a@b",
+	`"A" <sip:a@b;lr>;tag=1`, "<sip:a@b>", " sip:a@b ", "x <sips:c@d:1>",
 	"314159 INVITE",
 	"1 INVITE",
 }
@@ -82,6 +88,10 @@ func checkFastPaths(t *testing.T, in []byte) {
 	}
 	if got, want := checkSIPHost(in), refCheckSIPHost(in); got != want {
 		t.Errorf("checkSIPHost(%q) = %v, reference %v", in, got, want)
+	}
+	var u1, u2 URI
+	if e1, e2 := ParseURI(&u1, in), refParseURIFull(&u2, in); e1 != e2 || !sameURI(&u1, &u2) {
+		t.Errorf("ParseURI(%q) = %+v %v, reference %+v %v", in, u1, e1, u2, e2)
 	}
 	checkCSeqAgrees(t, "INVITE sip:a@b SIP/2.0", in)
 	t1, e1 := parseFromTo(in, span{0, len(in)}, ErrMalformedFrom)
@@ -138,4 +148,17 @@ func checkCSeqAgrees(t *testing.T, sl string, v []byte) {
 	if e1 != e2 || m1.cseqNum != m2.cseqNum || m1.cseqName != m2.cseqName || m1.cseqMethod != m2.cseqMethod {
 		t.Errorf("parseCSeq(%q) after %q = %v %d %v %v, reference %v %d %v %v", v, sl, e1, m1.cseqNum, m1.cseqName, m1.cseqMethod, e2, m2.cseqNum, m2.cseqName, m2.cseqMethod)
 	}
+}
+
+// sameURI reports whether a and b have the same fields, each slice the
+// same bytes at the same place (nil where the other is nil).
+func sameURI(a, b *URI) bool {
+	same := func(x, y []byte) bool {
+		if (x == nil) != (y == nil) || len(x) != len(y) || cap(x) != cap(y) {
+			return false
+		}
+		return len(x) == 0 || &x[0] == &y[0]
+	}
+	return same(a.Scheme, b.Scheme) && same(a.User, b.User) && same(a.Host, b.Host) && a.Port == b.Port &&
+		same(a.Params, b.Params) && same(a.Transport, b.Transport) && same(a.Maddr, b.Maddr) && a.LR == b.LR && same(a.Raw, b.Raw)
 }

@@ -35,7 +35,7 @@ var boolTables = []boolTable{
 
 // classTables names the boolTables that charClass also holds, bit k for
 // classTables[k]; the order must match the clsXxx constants in chars.go.
-var classTables = []string{"isParamValue"}
+var classTables = []string{"isParamValue", "isHostChar"}
 
 // The known header names in HeaderID order (header.go), HdrOther first.
 var headerIDs = []struct{ id, name string }{

@@ -82,6 +82,7 @@ type Message struct {
 	lists [numLists][]hval    // the comma lists, valid where split has their bit
 	split uint8               // bit k: lists[k] has been split
 	first [numHeaderIDs]int32 // 1 + index of the first header with each ID, 0 if absent
+	other int32               // 1 + index of the first header with no known ID (HdrOther), 0 if none
 	top   hval                // the top Via value, checked by Parse
 	topNx int32               // where parsing the top Via stopped: its comma, or the header's end
 
@@ -465,6 +466,9 @@ func (m *Message) parseHeaders(b []byte, p, maxHdr int) error {
 		h.line.off, h.line.end = p, next
 		p = next
 		if id == HdrOther {
+			if m.other == 0 {
+				m.other = int32(n + 1)
+			}
 			continue
 		}
 		if m.first[id] == 0 {

@@ -253,3 +253,92 @@ func (m *Message) refParseCSeq(b []byte, v span) error {
 	}
 	return nil
 }
+
+// refParseURIFull and refParseURI are ParseURI and parseURI before the
+// addr-spec first and word-at-a-time scan (commit b03ad0d).
+func refParseURIFull(u *URI, b []byte) error {
+	*u = URI{}
+	s, e := trimWS(b, 0, len(b))
+	if s < e && (b[s] == '"' || bytes.IndexByte(b[s:e], '<') >= 0) {
+		na, ok := parseNameAddr(b, s, e)
+		if !ok {
+			return ErrMalformedURI
+		}
+		s, e = na.uri.off, na.uri.end
+	}
+	if !refParseURI(u, b[:e], s) {
+		*u = URI{}
+		return ErrMalformedURI
+	}
+	return nil
+}
+func refParseURI(u *URI, b []byte, s int) bool {
+	e := len(b)
+	u.Raw = b[s:e:e]
+	c := s
+	for c < e && isSchemeChar[b[c]] {
+		c++
+	}
+	if c == s || c >= e || b[c] != ':' || !isAlpha[b[s]] {
+		return false
+	}
+	u.Scheme = b[s:c:c]
+	i := c + 1
+	for k := i; k < e; k++ {
+		if b[k] <= ' ' || b[k] >= 0x7f || b[k] == '<' || b[k] == '>' || b[k] == '"' {
+			return false
+		}
+	}
+	scheme := b[s:c]
+	switch {
+	case equalFold(scheme, "sip"), equalFold(scheme, "sips"):
+	case equalFold(scheme, "tel"):
+		j := i
+		for j < e && b[j] != ';' {
+			j++
+		}
+		if j == i {
+			return false
+		}
+		u.User = b[i:j:j]
+		if j < e {
+			u.Params = b[j:e:e]
+		}
+		return true
+	default:
+		return i < e
+	}
+	// The user part ends at the only "@": neither hostport, parameters
+	// nor headers may contain one unescaped.
+	if at := bytes.IndexByte(b[i:e], '@'); at >= 0 {
+		ui := b[i : i+at]
+		if colon := bytes.IndexByte(ui, ':'); colon >= 0 {
+			ui = ui[:colon]
+		}
+		if len(ui) == 0 {
+			return false
+		}
+		u.User = ui[:len(ui):len(ui)]
+		i += at + 1
+	}
+	host, port, next, ok := parseHostPort(b, i, e, false)
+	if !ok {
+		return false
+	}
+	u.Host, u.Port = host.bytes(b), port
+	i = next
+	pe := i
+	for pe < e && b[pe] != '?' {
+		pe++
+	}
+	if i < pe {
+		if b[i] != ';' {
+			return false
+		}
+		u.Params = b[i:pe:pe]
+		if !u.scanParams() {
+			return false
+		}
+	}
+	return true
+}

@@ -1,6 +1,10 @@
 package parser
 
-import "bytes"
+import (
+	"bytes"
+	"encoding/binary"
+	"math/bits"
+)
 
 // URI is a parsed SIP, SIPS or tel URI (RFC 3261 §19.1, RFC 3966). Every
 // slice aliases the bytes it was parsed from and is nil when absent. For a
@@ -25,7 +29,20 @@ type URI struct {
 func ParseURI(u *URI, b []byte) error {
 	*u = URI{}
 	s, e := trimWS(b, 0, len(b))
-	if s < e && (b[s] == '"' || bytes.IndexByte(b[s:e], '<') >= 0) {
+	if s < e && b[s] != '"' {
+		// An addr-spec first, the common case: parseURI fails on a "<"
+		// anywhere (not a scheme character before the colon, a byte no
+		// URI holds after it), so where it succeeds there is none and
+		// the value is no name-addr.
+		if parseURI(u, b[:e], s) {
+			return nil
+		}
+		*u = URI{}
+		if bytes.IndexByte(b[s:e], '<') < 0 {
+			return ErrMalformedURI
+		}
+	}
+	if s < e {
 		na, ok := parseNameAddr(b, s, e)
 		if !ok {
 			return ErrMalformedURI
@@ -86,22 +103,26 @@ func parseURI(u *URI, b []byte, s int) bool {
 	e := len(b)
 	u.Raw = b[s:e:e]
 	c := s
-	for c < e && isSchemeChar[b[c]] {
-		c++
-	}
-	if c == s || c >= e || b[c] != ':' || !isAlpha[b[s]] {
-		return false
-	}
-	u.Scheme = b[s:c:c]
-	i := c + 1
-	for k := i; k < e; k++ {
-		if b[k] <= ' ' || b[k] >= 0x7f || b[k] == '<' || b[k] == '>' || b[k] == '"' {
+	sip := e-s > 4 && string(b[s:s+4]) == "sip:" // the scheme nearly every URI has, as written
+	if sip {
+		c = s + 3
+	} else {
+		for c < e && isSchemeChar[b[c]] {
+			c++
+		}
+		if c == s || c >= e || b[c] != ':' || !isAlpha[b[s]] {
 			return false
 		}
 	}
+	u.Scheme = b[s:c:c]
+	i := c + 1
+	at, colon, q, ok := scanURI(b, i, e)
+	if !ok {
+		return false
+	}
 	scheme := b[s:c]
 	switch {
-	case equalFold(scheme, "sip"), equalFold(scheme, "sips"):
+	case sip, equalFold(scheme, "sip"), equalFold(scheme, "sips"):
 	case equalFold(scheme, "tel"):
 		j := i
 		for j < e && b[j] != ';' {
@@ -120,16 +141,16 @@ func parseURI(u *URI, b []byte, s int) bool {
 	}
 	// The user part ends at the only "@": neither hostport, parameters
 	// nor headers may contain one unescaped.
-	if at := bytes.IndexByte(b[i:e], '@'); at >= 0 {
-		ui := b[i : i+at]
-		if colon := bytes.IndexByte(ui, ':'); colon >= 0 {
-			ui = ui[:colon]
+	if at >= 0 {
+		ue := at // the user ends at a ":" (a password follows) or the "@"
+		if colon >= 0 && colon < at {
+			ue = colon
 		}
-		if len(ui) == 0 {
+		if ue == i {
 			return false
 		}
-		u.User = ui[:len(ui):len(ui)]
-		i += at + 1
+		u.User = b[i:ue:ue]
+		i = at + 1
 	}
 	host, port, next, ok := parseHostPort(b, i, e, false)
 	if !ok {
@@ -137,9 +158,17 @@ func parseURI(u *URI, b []byte, s int) bool {
 	}
 	u.Host, u.Port = host.bytes(b), port
 	i = next
-	pe := i
-	for pe < e && b[pe] != '?' {
-		pe++
+	// The headers start at the first "?" past the hostport; one in the
+	// user part (escaped it should be, but it is not rejected) comes
+	// before it.
+	pe := e
+	if q >= i {
+		pe = q
+	} else if q >= 0 {
+		pe = i
+		for pe < e && b[pe] != '?' {
+			pe++
+		}
 	}
 	if i < pe {
 		if b[i] != ';' {
@@ -151,6 +180,50 @@ func parseURI(u *URI, b []byte, s int) bool {
 		}
 	}
 	return true
+}
+
+// scanURI checks b[i:e], a URI past its scheme's colon, for the bytes no
+// URI holds (CTL, SP, DEL, non-ASCII, "<", ">", a quote) and finds the
+// first "@", ":" and "?" in it (-1 where there is none), eight bytes a
+// step.
+func scanURI(b []byte, i, e int) (at, colon, q int, ok bool) {
+	at, colon, q = -1, -1, -1
+	for ; i+8 <= e; i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		// ctlMask flags no byte falsely but above a true flag, and a
+		// word with a true flag fails whole.
+		if ctlMask(x)|x&highs|byteEq(x, '<')|byteEq(x, '>')|byteEq(x, '"') != 0 {
+			return at, colon, q, false
+		}
+		if m := byteEq(x, '@'); m != 0 && at < 0 {
+			at = i + bits.TrailingZeros64(m)>>3
+		}
+		if m := byteEq(x, ':'); m != 0 && colon < 0 {
+			colon = i + bits.TrailingZeros64(m)>>3
+		}
+		if m := byteEq(x, '?'); m != 0 && q < 0 {
+			q = i + bits.TrailingZeros64(m)>>3
+		}
+	}
+	for ; i < e; i++ {
+		switch c := b[i]; {
+		case c <= ' ' || c >= 0x7f || c == '<' || c == '>' || c == '"':
+			return at, colon, q, false
+		case c == '@':
+			if at < 0 {
+				at = i
+			}
+		case c == ':':
+			if colon < 0 {
+				colon = i
+			}
+		case c == '?':
+			if q < 0 {
+				q = i
+			}
+		}
+	}
+	return at, colon, q, true
 }
 
 // scanParams checks the uri-parameters and picks out transport, maddr, lr.

@@ -245,10 +245,7 @@ func parseHostPort(b []byte, i, e int, lws bool) (host span, port uint16, next i
 		host = span{i + 1, j}
 		i = j + 1
 	} else {
-		j := i
-		for j < e && isHostChar[b[j]] {
-			j++
-		}
+		j := scanClass(b, i, e, clsHost)
 		if j == i {
 			return host, 0, i, false
 		}

@@ -49,6 +49,23 @@ func TestViaIter(t *testing.T) {
 			if bad := errors.Is(it.Err(), parser.ErrMalformedVia); bad != tc.bad {
 				t.Errorf("Err() = %v, want malformed %v", it.Err(), tc.bad)
 			}
+			// Skip moves as Next does: skipping the first k values and
+			// reading on yields the rest.
+			for k := 1; k <= len(tc.hosts); k++ {
+				it := m.Vias()
+				for range k {
+					if !it.Skip() {
+						t.Fatalf("Skip %d: false", k)
+					}
+				}
+				var rest []string
+				for it.Next(&v) {
+					rest = append(rest, string(v.Host))
+				}
+				if strings.Join(rest, " ") != strings.Join(tc.hosts[k:], " ") || (it.Err() != nil) != tc.bad {
+					t.Errorf("after %d Skip: hosts %q err %v, want %q", k, rest, it.Err(), tc.hosts[k:])
+				}
+			}
 			// Via(i) agrees value for value.
 			for i, h := range tc.hosts {
 				if w, err := m.Via(i); err != nil || string(w.Host) != h {
@@ -59,5 +76,37 @@ func TestViaIter(t *testing.T) {
 				t.Errorf("Via(%d) error %v, want malformed %v", len(tc.hosts), err, tc.bad)
 			}
 		})
+	}
+}
+
+// TestFirstOther finds the first header with no known name, and none
+// left from a previous message parsed into the same Message.
+func TestFirstOther(t *testing.T) {
+	head := []string{"OPTIONS sip:x@example.com SIP/2.0", "Via: SIP/2.0/UDP a;branch=z9hG4bK1", "To: <sip:x@example.com>",
+		"From: <sip:y@example.com>;tag=1", "Call-ID: fo@x", "CSeq: 1 OPTIONS"}
+	var m parser.Message
+	for _, tc := range []struct {
+		extra []string
+		want  int // index of the first unknown header; -1: NumHeaders()
+	}{
+		{[]string{"X-A: 1", "Content-Length: 0"}, 5},
+		{[]string{"Content-Length: 0"}, -1},
+		{[]string{"Allow: INVITE", "Replaces: a@b;to-tag=1;from-tag=2", "Join: c@d"}, 6},
+		{nil, -1},
+	} {
+		lines := append(append(append([]string(nil), head...), tc.extra...), "", "")
+		if err := parser.Parse(&m, []byte(strings.Join(lines, "\r\n"))); err != nil {
+			t.Fatal(err)
+		}
+		want := tc.want
+		if want < 0 {
+			want = m.NumHeaders()
+		}
+		if got := m.FirstOther(); got != want {
+			t.Errorf("%q: FirstOther = %d, want %d", tc.extra, got, want)
+		}
+		if got := m.HeaderByName([]byte("join")); (got != nil) != (len(tc.extra) == 3) {
+			t.Errorf("%q: HeaderByName(join) = %q", tc.extra, got)
+		}
 	}
 }
