@@ -178,6 +178,7 @@ func (b *batchSock) run() {
 				b.s.resolveLater(&b.scr.Counters, msg, src, b.leg, 0, r.Resolve)
 			}
 		}
+		b.s.flushStreams(b.fd, &b.scr.Counters) // the batch's stream writes, one per stream (directwrite.go)
 		if b.on > 0 {
 			b.sent, b.retries = 0, 0
 			if err := b.rc.Write(b.sendF); err != nil {
