@@ -217,19 +217,12 @@ func TestDirectWriteOrderUnderConcurrency(t *testing.T) {
 // A client that does not read: the first direct write is taken only in
 // part (a tiny send buffer, a tiny receive window), the rest and what
 // follows go to the loop, which also answers the client's own request in
-// the meantime; once the client reads, everything arrives whole and in
-// order.
+// the meantime; once the client reads, while more messages follow,
+// everything arrives whole and in order.
 func TestDirectWritePartial(t *testing.T) {
 	uas := startUAS(t)
 	_, lb, srv := startMixedLB(t, pool.Limits{}, balance.BackendConfig{Addr: uas.addr})
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4096) })
-	}}
-	c, err := d.Dial("tcp4", lb.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := dialSmall(t, lb)
 	sc := streamOf(t, srv, c)
 	sc.w.mu.Lock()
 	unix.SetsockoptInt(sc.w.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4096)
@@ -254,25 +247,117 @@ func TestDirectWritePartial(t *testing.T) {
 	}
 
 	time.Sleep(50 * time.Millisecond) // all queued before the client reads
-	got := readResponses(t, c, n+1, 10*time.Second)
-	seq, hops := 0, 0
-	for _, msg := range got {
-		if bytes.HasPrefix(msg, []byte("SIP/2.0 483 ")) {
-			hops++
-			continue
-		}
-		_, i, err := checkNumbered(msg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if i != seq+1 {
-			t.Fatalf("message %d after %d", i, seq)
-		}
-		seq = i
+
+	// The client reads, slowly through its small window, while as many
+	// messages again follow: a direct write must wait until gnet's buffer
+	// has emptied, or its bytes would overtake what the buffer holds.
+	type result struct {
+		seq, hops int
+		err       error
 	}
-	if seq != n || hops != 1 {
-		t.Errorf("%d numbered messages and %d 483s, want %d and 1 (drops %v)", seq, hops, n, srv.Stats().Drops)
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		got := readResponses(t, c, 2*n+1, 20*time.Second)
+		for _, msg := range got {
+			if bytes.HasPrefix(msg, []byte("SIP/2.0 483 ")) {
+				r.hops++
+				continue
+			}
+			_, i, err := checkNumbered(msg)
+			if err == nil && i != r.seq+1 {
+				err = fmt.Errorf("message %d after %d", i, r.seq)
+			}
+			if err != nil {
+				r.err = err
+				break
+			}
+			r.seq = i
+		}
+		done <- r
+	}()
+	for i := n + 1; i <= 2*n; i++ {
+		srv.write(nil, &cnt, sc, numbered("w", i, 3000))
+		time.Sleep(200 * time.Microsecond)
 	}
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.seq != 2*n || r.hops != 1 {
+		t.Errorf("%d numbered messages and %d 483s, want %d and 1 (drops %v)", r.seq, r.hops, 2*n, srv.Stats().Drops)
+	}
+	t.Logf("%d writes direct, %d through the loop", cnt.DirectWrites.Load(), cnt.DirectFallbacks.Load())
+}
+
+// Small messages to a client that reads only later: the kernel takes each
+// whole until the socket is full, then refuses the next (EAGAIN), which
+// goes to the loop; the messages after it must queue behind it even while
+// gnet's buffer is still empty, and once the client reads (as they keep
+// coming) all arrive in order.
+func TestDirectWriteRefused(t *testing.T) {
+	uas := startUAS(t)
+	_, lb, srv := startMixedLB(t, pool.Limits{}, balance.BackendConfig{Addr: uas.addr})
+	c := dialSmall(t, lb)
+	sc := streamOf(t, srv, c)
+	sc.w.mu.Lock()
+	unix.SetsockoptInt(sc.w.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4096)
+	sc.w.mu.Unlock()
+
+	var cnt Counters
+	i := 0
+	for i < 5000 && cnt.DirectFallbacks.Load() == 0 {
+		i++
+		srv.write(nil, &cnt, sc, numbered("w", i, 100))
+	}
+	if cnt.DirectFallbacks.Load() == 0 {
+		t.Fatalf("%d small messages to a client that does not read all written directly", i)
+	}
+	const more = 3000
+	want := i + more
+	done := make(chan error, 1)
+	go func() {
+		seq := 0
+		var err error
+		for _, msg := range readResponses(t, c, want, 20*time.Second) {
+			_, k, cerr := checkNumbered(msg)
+			if cerr == nil && k != seq+1 {
+				cerr = fmt.Errorf("message %d after %d", k, seq)
+			}
+			if cerr != nil {
+				err = cerr
+				break
+			}
+			seq = k
+		}
+		if err == nil && seq != want {
+			err = fmt.Errorf("%d messages, want %d (drops %v)", seq, want, srv.Stats().Drops)
+		}
+		done <- err
+	}()
+	for range more {
+		i++
+		srv.write(nil, &cnt, sc, numbered("w", i, 100))
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d writes direct, %d through the loop", cnt.DirectWrites.Load(), cnt.DirectFallbacks.Load())
+}
+
+// dialSmall connects to lb with a 4 KB receive buffer, so the server's
+// writes soon fill the connection.
+func dialSmall(t *testing.T, lb netip.AddrPort) net.Conn {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4096) })
+	}}
+	c, err := d.Dial("tcp4", lb.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // Writes to a stream that closes: goroutines write to a client's stream
