@@ -111,6 +111,8 @@ type Counters struct {
 	KeepAlives           atomic.Uint64                         // CRLF keep-alive datagrams, ignored
 	AcceptErrors         atomic.Uint64                         // failed accepts of TCP/TLS listeners (EMFILE, ENFILE, ENOBUFS, ...), each followed by a backoff
 	BudgetCloses         atomic.Uint64                         // streams closed because their partial message or handshake did not fit streams.memory_budget
+	DirectWrites         atomic.Uint64                         // writes to a TCP stream made straight to its socket by a goroutine other than its loop, whole (directwrite.go)
+	DirectFallbacks      atomic.Uint64                         // such writes handed to the stream's loop instead: bytes waited on it, or the socket took only part
 
 	// Admission (overload.go).
 	ReplacesAffinity atomic.Uint64 // new requests hashed by the Call-ID their Replaces, Join or Refer-To names
@@ -141,6 +143,7 @@ type Snapshot struct {
 	ICMPErrors, KeepAlives                             uint64
 	ICMPIgnored, ICMPOther                             uint64
 	AcceptErrors, BudgetCloses                         uint64
+	DirectWrites, DirectFallbacks                      uint64
 	ReplacesAffinity, OverloadReports, AdmitRefused    uint64           // Counters' admission block
 	StreamBytes                                        int64            // bytes held now in partial stream messages and TLS handshakes (a gauge)
 	Conns                                              int              // streams open now
@@ -188,6 +191,8 @@ func (s *Snapshot) add(c *Counters) {
 	s.KeepAlives += c.KeepAlives.Load()
 	s.AcceptErrors += c.AcceptErrors.Load()
 	s.BudgetCloses += c.BudgetCloses.Load()
+	s.DirectWrites += c.DirectWrites.Load()
+	s.DirectFallbacks += c.DirectFallbacks.Load()
 	s.ReplacesAffinity += c.ReplacesAffinity.Load()
 	s.OverloadReports += c.OverloadReports.Load()
 	s.AdmitRefused += c.AdmitRefused.Load()

@@ -25,10 +25,11 @@
 //   - TCP legs: siplb accepts on listeners of its own, so an accept error
 //     (EMFILE) backs off instead of ending a loop (accept.go), and hands
 //     each connection to a gnet event loop; accepted and outgoing
-//     connections belong to one loop, which alone reads, writes and closes
-//     them; other goroutines hand writes to the loop's mailbox, one wake-up
-//     per batch (mailbox.go, stream.go); partial messages are charged to one
-//     memory budget (budget.go);
+//     connections belong to one loop, which alone reads and closes them;
+//     other goroutines write a connection's socket themselves, under its
+//     lock, when nothing waits on it (directwrite.go), else hand the write
+//     to the loop's mailbox, one wake-up per batch (mailbox.go, stream.go);
+//     partial messages are charged to one memory budget (budget.go);
 //   - TLS legs: a reader goroutine per connection and a writer that runs
 //     while there is something to write (tls.go), since gnet has no TLS;
 //     while idle a connection holds no read buffer: the reader waits on a

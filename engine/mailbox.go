@@ -21,7 +21,14 @@ import (
 // Execute per message cost a wake-up request and two allocations each.
 //
 // The box holds at most maxMail messages: past that (the loop is not keeping
-// up), a message is dropped and counted, never queued without bound.
+// up), a message is dropped and counted, never queued without bound. A
+// wake-up mail (no bytes: the rest of a direct write waits in the stream's
+// lock, directwrite.go) is never dropped: a stream has at most one at a
+// time, so they are bounded by the streams open.
+//
+// Stream writes come here only when a direct write cannot be made
+// (directwrite.go); the mails for one stream are posted under its lock and
+// counted there, so a direct write never overtakes them.
 type mailbox struct {
 	mu     sync.Mutex
 	items  []mail
@@ -32,7 +39,9 @@ type mailbox struct {
 
 // mail is one message for a loop's streams: written on the connection conn
 // if it still exists, or (conn 0) sent to dst over leg, as sendStream does.
-// The loop owns b once the message is in the box and puts it back.
+// The loop owns b once the message is in the box and puts it back. A mail
+// for conn with no b only wakes the loop to write the stream (what rests of
+// a direct write).
 type mail struct {
 	b    *pool.Buffer
 	conn pool.ConnID
@@ -43,23 +52,24 @@ type mail struct {
 // maxMail bounds the messages waiting in one loop's mailbox.
 const maxMail = 4096
 
-// post hands m to loop, waking it when the box was empty; cnt is charged
-// when the box is full or the loop has stopped. It takes m.b.
-func (s *Server) post(loop *loopState, cnt *Counters, m mail) {
+// post hands m to loop, waking it when the box was empty, and reports
+// whether m is in the box; cnt is charged when the box is full or the loop
+// has stopped. It takes m.b.
+func (s *Server) post(loop *loopState, cnt *Counters, m mail) bool {
 	mb := &loop.mail
 	mb.mu.Lock()
-	if len(mb.items) >= maxMail {
+	if len(mb.items) >= maxMail && m.b != nil {
 		mb.mu.Unlock()
 		pool.PutBuffer(m.b)
 		cnt.Drops[DropSendError].Add(1)
-		return
+		return false
 	}
 	mb.items = append(mb.items, m)
 	wake := !mb.waking
 	mb.waking = true
 	mb.mu.Unlock()
 	if !wake {
-		return
+		return true
 	}
 	if err := loop.el.Execute(context.Background(), mb.run); err != nil {
 		// The engine is stopping: nothing will take the box.
@@ -69,10 +79,14 @@ func (s *Server) post(loop *loopState, cnt *Counters, m mail) {
 		mb.waking = false
 		mb.mu.Unlock()
 		for i := range items {
-			pool.PutBuffer(items[i].b)
-			cnt.Drops[DropSendError].Add(1)
+			if items[i].b != nil {
+				pool.PutBuffer(items[i].b)
+				cnt.Drops[DropSendError].Add(1)
+			}
 		}
+		return false
 	}
+	return true
 }
 
 // deliverMail is the loop's turn on its mailbox: it takes what waits and
@@ -91,13 +105,23 @@ func (s *Server) deliverMail(loop *loopState) {
 		case m.conn == 0:
 			s.sendStream(loop, m.leg, m.dst, m.b.B)
 		default:
-			if sc := s.reg.Get(m.conn); sc != nil && sc.loop == loop && !sc.closed {
+			sc := s.reg.Get(m.conn)
+			switch {
+			case sc == nil || sc.loop != loop || sc.closed:
+				if m.b != nil {
+					cnt.Drops[DropConnGone].Add(1)
+				}
+			case m.b == nil:
+				sc.w.gathered++
+				s.markDirty(loop, sc)
+			default:
+				sc.w.gathered++
 				s.gather(loop, sc, m.b.B)
-			} else {
-				cnt.Drops[DropConnGone].Add(1)
 			}
 		}
-		pool.PutBuffer(m.b)
+		if m.b != nil {
+			pool.PutBuffer(m.b)
+		}
 		*m = mail{}
 	}
 	loop.flush()

@@ -43,6 +43,9 @@ type Server struct {
 	// descriptor, created on a socket's first datagram by its loop.
 	socks [maxFD]atomic.Pointer[sockState]
 	legFD []atomic.Int64 // a UDP descriptor per leg, to send out of a leg other than the receiving one
+	// batchOut holds, by descriptor, what a batched UDP socket's goroutine
+	// writes to streams during one recvmmsg batch (directwrite.go).
+	batchOut [maxFD]atomic.Pointer[streamBatch]
 
 	mu      sync.Mutex
 	byLoop  map[gnet.EventLoop]*loopState
@@ -107,6 +110,7 @@ type sockState struct {
 // outgoing connections by destination, the messages waiting for a
 // connection being opened, and its open streams for the sweeper.
 type loopState struct {
+	srv     *Server
 	el      gnet.EventLoop
 	s       *Scratch
 	dests   *pool.Dests[streamConn]
@@ -114,8 +118,9 @@ type loopState struct {
 	backoff map[netip.AddrPort]dialBackoff
 	dirty   []*streamConn // connections with writes gathered in this event
 	conns   map[*streamConn]struct{}
-	mail    mailbox  // stream writes from outside the loop (mailbox.go)
-	udp     udpQueue // datagrams sent in this event, flushed at its end (udpsend_linux.go)
+	mail    mailbox     // stream writes from outside the loop (mailbox.go)
+	foreign streamBatch // writes to other loops' streams in this event, written at its end (directwrite.go)
+	udp     udpQueue    // datagrams sent in this event, flushed at its end (udpsend_linux.go)
 }
 
 // NewServer returns a server for f's legs with the given loops (0: one per
@@ -371,6 +376,9 @@ func (s *Server) datagram(c gnet.Conn) gnet.Action {
 // to charge; fd and leg are the receiving UDP socket and its leg, if any.
 // An event loop's datagrams and stream writes leave when it flushes, at
 // the end of its event (loopState.flush): a caller with a loop flushes it.
+// With no loop and a socket (fd >= 0), the caller is that batched UDP
+// socket's goroutine: its stream writes leave at the end of its recvmmsg
+// batch, when it calls flushStreams.
 func (s *Server) deliver(loop *loopState, cnt *Counters, r *Result, fd int, leg *Leg) {
 	switch r.Leg.Transport {
 	case balance.UDP:
@@ -392,6 +400,11 @@ func (s *Server) deliver(loop *loopState, cnt *Counters, r *Result, fd int, leg 
 	}
 	if r.Conn != 0 {
 		if sc := s.reg.Get(r.Conn); sc != nil {
+			if loop == nil && fd >= 0 && fd < maxFD && sc.c != nil {
+				sc.tx.carry(r.Out, s.now.Load())
+				s.gatherBatched(fd, sc, r.Out)
+				return
+			}
 			s.write(loop, cnt, sc, r.Out)
 			return
 		}
@@ -507,6 +520,7 @@ func (s *Server) loopOf(el gnet.EventLoop) *loopState {
 		return ls
 	}
 	ls := &loopState{
+		srv:     s,
 		el:      el,
 		s:       s.f.NewScratch(),
 		dests:   pool.NewDests[streamConn](),

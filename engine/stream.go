@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -17,7 +18,9 @@ import (
 
 // streamConn is one TCP connection, accepted from a client or opened to a
 // destination, owned by the event loop it was registered on: only that loop
-// reads it, writes it directly or closes it; other loops queue writes.
+// reads it, writes it through gnet or closes it; other goroutines write a
+// plain TCP stream's socket themselves when nothing waits on it, under w,
+// or hand the write to the loop (directwrite.go).
 type streamConn struct {
 	c       gnet.Conn  // a TCP stream served by a gnet loop; nil for TLS
 	tls     *tlsStream // a TLS stream served by goroutines of its own; nil for TCP
@@ -29,11 +32,16 @@ type streamConn struct {
 	inbound bool
 	dest    netip.AddrPort // outbound: the destination it was opened to
 
-	lastUsed     int64 // UnixNano of the last read or write, by the owner loop
 	partialSince int64 // UnixNano since a message has been only partly read, 0 when none
 	linger       int64 // UnixNano when a stream answered and half-closed after a framing error is closed; 0 when none
 	closed       bool  // OnClose has run (TCP)
 	sniff        bool  // the first bytes may not begin a PROXY header (proxy.go); inbound TCP
+
+	// lastUsed is the UnixNano of the last read or write, for idle expiry:
+	// the owner loop's, and a direct writer's, which the loop does not see
+	// (directwrite.go); hence atomic. A writer stores it only when the
+	// coarse clock has moved, so the line is rarely written.
+	lastUsed atomic.Int64
 
 	// h holds a partly received message, charged to the server's budget.
 	h holder
@@ -46,28 +54,38 @@ type streamConn struct {
 	// back, so an idle connection holds no write buffer.
 	wbuf  *[]byte
 	dirty bool
+
+	// w guards every write to a TCP stream's socket (directwrite.go).
+	w sockLock
 }
 
 // flush writes what each connection gathered during the event just handled,
 // and sends the datagrams queued in it (udpQueue): several messages to one
 // connection leave in one write call, and several datagrams out of one UDP
-// socket in one sendmmsg.
+// socket in one sendmmsg. What the event wrote to other loops' streams
+// leaves here too, one write per stream (streamBatch). Each write holds the
+// stream's lock and notes what it leaves waiting (directwrite.go).
 func (loop *loopState) flush() {
 	loop.udp.flush()
 	for _, sc := range loop.dirty {
+		var p []byte
 		if sc.wbuf != nil {
-			if len(*sc.wbuf) > 0 && !sc.closed {
-				if _, err := sc.c.Write(*sc.wbuf); err != nil {
-					loop.s.Counters.Drops[DropSendError].Add(1)
-				}
-			}
-			pool.PutBytes(sc.wbuf)
-			sc.wbuf = nil
+			p = *sc.wbuf
 		}
+		sc.lockSock()
+		if !sc.closed && !sc.writeSock(p) && len(p) > 0 {
+			loop.s.Counters.Drops[DropSendError].Add(1)
+		}
+		sc.unlockSock()
+		pool.PutBytes(sc.wbuf)
+		sc.wbuf = nil
 		sc.dirty = false
 	}
 	clear(loop.dirty)
 	loop.dirty = loop.dirty[:0]
+	if len(loop.foreign.conns) > 0 {
+		loop.srv.flushBatch(&loop.foreign, &loop.s.Counters)
+	}
 }
 
 // dialMeta travels with an outgoing connection through gnet's Enroll to
@@ -121,16 +139,25 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
 	}
 	loop := s.loopOf(c.EventLoop())
-	sc := &streamConn{c: c, peer: peer, leg: leg, loop: loop, inbound: true, lastUsed: s.now.Load(), sniff: o.sniff}
-	sc.tx.last.Store(sc.lastUsed)
+	// OnOpen returns no bytes for gnet to write outside the stream's
+	// lock, so a direct write may follow at once (directwrite.go).
+	sc := &streamConn{c: c, peer: peer, leg: leg, loop: loop, inbound: true, sniff: o.sniff}
+	sc.w.fd = c.Fd()
+	sc.lastUsed.Store(s.now.Load())
+	sc.tx.last.Store(sc.lastUsed.Load())
 	sc.h.kill = func() { c.Close() }
+	// Published by the registry before its id is set: a direct writer
+	// reads sc.id under the lock (directwrite.go).
+	sc.lockSock()
 	id, err := s.reg.Add(sc, peer.Addr(), true)
 	if err != nil {
+		sc.unlockSock()
 		s.streams.ConnsRefused.Add(1)
 		s.log.Debug("connection refused", "peer", peer, "err", err)
 		return nil, gnet.Close
 	}
 	sc.id = id
+	sc.unlockSock()
 	loop.conns[sc] = struct{}{}
 	c.SetContext(sc)
 	return nil, gnet.None
@@ -144,9 +171,16 @@ func (s *Server) openOutbound(c gnet.Conn, meta *dialMeta) ([]byte, gnet.Action)
 	} else if loop.dialing[meta.dest] == meta {
 		delete(loop.dialing, meta.dest)
 	}
-	sc := &streamConn{c: c, peer: meta.dest, dest: meta.dest, leg: meta.leg, loop: loop, lastUsed: s.now.Load()}
-	sc.tx.last.Store(sc.lastUsed)
+	sc := &streamConn{c: c, peer: meta.dest, dest: meta.dest, leg: meta.leg, loop: loop}
+	sc.w.fd = c.Fd()
+	sc.lastUsed.Store(s.now.Load())
+	sc.tx.last.Store(sc.lastUsed.Load())
 	sc.h.kill = func() { c.Close() }
+	// The lock is held from before the registry publishes sc until what
+	// waited for the connection is written: its id is set, and a direct
+	// write can only follow those messages (directwrite.go).
+	sc.lockSock()
+	defer sc.unlockSock()
 	id, err := s.reg.Add(sc, meta.dest.Addr(), false)
 	if err != nil {
 		s.streams.ConnsRefused.Add(1)
@@ -159,8 +193,10 @@ func (s *Server) openOutbound(c gnet.Conn, meta *dialMeta) ([]byte, gnet.Action)
 	delete(loop.backoff, meta.dest)
 	c.SetContext(sc)
 	for _, b := range meta.pending {
-		sc.tx.carry(b.B, sc.lastUsed)
-		c.Write(b.B)
+		sc.tx.carry(b.B, sc.lastUsed.Load())
+		if !sc.closed {
+			sc.writeSock(b.B)
+		}
 		pool.PutBuffer(b)
 	}
 	meta.pending = nil
@@ -174,6 +210,7 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 		return gnet.None
 	}
 	sc.closed = true
+	sc.sockClosed() // before gnet closes the descriptor, which the kernel may then reuse
 	if s.mem.enter(&sc.h) {
 		s.mem.release(&sc.h)
 	}
@@ -195,7 +232,7 @@ func (s *Server) streamTraffic(sc *streamConn) gnet.Action {
 	c := sc.c
 	loop := sc.loop
 	now := s.now.Load()
-	sc.lastUsed = now
+	sc.lastUsed.Store(now)
 	data, _ := c.Next(-1)
 	if sc.sniff && len(data) > 0 {
 		sc.sniff = false // the first read alone is looked at
@@ -270,11 +307,16 @@ func (s *Server) streamBroken(loop *loopState, sc *streamConn, msg []byte, err e
 		return gnet.Close
 	}
 	loop.s.Counters.countReply(pe.Status) // before the peer can see it
-	if _, err := sc.c.Write(out); err != nil {
+	sc.lockSock()
+	defer sc.unlockSock()
+	if !sc.writeSock(out) {
 		return gnet.Close
 	}
 	// The answer is in the socket unless the peer does not read; then it
-	// waits in gnet's buffer, and the FIN must wait too.
+	// waits in gnet's buffer, and the FIN must wait too. Nothing is
+	// written directly to a half-closed stream: what comes for it goes
+	// to the loop, as before the break.
+	sc.w.stop = true
 	if sc.c.OutboundBuffered() == 0 {
 		unix.Shutdown(sc.c.Fd(), unix.SHUT_WR)
 	}
@@ -293,9 +335,11 @@ func wholeLines(b []byte) []byte {
 	return b[:0]
 }
 
-// write sends out on sc: directly when the current loop owns it, else as a
-// pooled copy posted to its loop's mailbox (mailbox.go) or queued to its
-// TLS or WebSocket writer. loop is nil on a goroutine outside the loops.
+// write sends out on sc: gathered for the end of the event when the
+// current loop owns it; queued to its TLS or WebSocket writer; else written
+// straight to the socket when nothing waits on it, or posted to its loop's
+// mailbox (writeOff) — at the end of the current loop's event when called
+// on a loop, at once when loop is nil (a goroutine outside the loops).
 func (s *Server) write(loop *loopState, cnt *Counters, sc *streamConn, out []byte) {
 	sc.tx.carry(out, s.now.Load())
 	if sc.tls != nil {
@@ -310,18 +354,28 @@ func (s *Server) write(loop *loopState, cnt *Counters, sc *streamConn, out []byt
 		}
 		return
 	}
-	if loop != nil && sc.loop == loop {
+	switch {
+	case loop == nil:
+		s.writeOff(cnt, sc, out)
+	case sc.loop == loop:
 		s.gather(loop, sc, out)
-		return
+	default:
+		loop.foreign.add(sc, out)
 	}
-	s.post(sc.loop, cnt, mail{b: pool.Copy(out), conn: sc.id})
 }
 
 // gather appends out to what sc, owned by loop, sends at the end of the
 // loop's event (flush).
 func (s *Server) gather(loop *loopState, sc *streamConn, out []byte) {
-	sc.lastUsed = s.now.Load()
 	sc.wbuf = pool.AppendBytes(sc.wbuf, out)
+	s.markDirty(loop, sc)
+}
+
+// markDirty has loop write sc at the end of its event (flush).
+func (s *Server) markDirty(loop *loopState, sc *streamConn) {
+	if now := s.now.Load(); sc.lastUsed.Load() != now {
+		sc.lastUsed.Store(now)
+	}
 	if !sc.dirty {
 		sc.dirty = true
 		loop.dirty = append(loop.dirty, sc)
@@ -497,7 +551,7 @@ func (s *Server) sweeper(ctx context.Context, done chan<- struct{}) {
 						case sc.partialSince != 0 && n-sc.partialSince > deadline:
 							s.streams.SlowClients.Add(1)
 							sc.c.Close()
-						case n-sc.lastUsed > idle,
+						case n-sc.lastUsed.Load() > idle,
 							sc.partialSince == 0 && sc.c.OutboundBuffered() == 0 && s.drainIdleFor(sc, n):
 							s.streams.ConnsExpired.Add(1)
 							sc.c.Close()

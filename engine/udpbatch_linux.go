@@ -176,6 +176,7 @@ func (b *batchSock) run() {
 			continue
 		}
 		b.handle()
+		b.s.flushStreams(b.fd, &b.scr.Counters) // the batch's stream writes, one per stream (directwrite.go)
 		if b.on > 0 {
 			b.sent, b.retries = 0, 0
 			if err := b.rc.Write(b.sendF); err != nil {

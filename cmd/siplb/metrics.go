@@ -58,6 +58,8 @@ var snapshotCounters = [...]snapshotCounter{
 	{"siplb_flood_blocks_total", "Sources the flood detector blocked (one per block; the messages dropped are drops{reason=\"flood_blocked\"}).", func(s *engine.Snapshot) uint64 { return s.FloodBlocks }},
 	{"siplb_accept_errors_total", "Accept calls that failed (EMFILE, ENFILE, ENOBUFS, ECONNABORTED...); accepting backs off, no loop ends.", func(s *engine.Snapshot) uint64 { return s.AcceptErrors }},
 	{"siplb_stream_budget_closes_total", "Connections closed because partial messages and handshakes held more than streams.memory_budget (oldest first).", func(s *engine.Snapshot) uint64 { return s.BudgetCloses }},
+	{"siplb_stream_direct_writes_total", "Writes to a TCP connection made straight to its socket by the goroutine that had the message (a UDP socket's, another loop's), not handed to the connection's loop.", func(s *engine.Snapshot) uint64 { return s.DirectWrites }},
+	{"siplb_stream_direct_fallbacks_total", "Such writes handed to the connection's loop instead: bytes were waiting on the connection, or its socket took only part.", func(s *engine.Snapshot) uint64 { return s.DirectFallbacks }},
 	{"siplb_udp_to_tcp_total", "Requests over engine.udp_mtu sent over TCP to a member with also_tcp (RFC 3261 §18.1.1).", func(s *engine.Snapshot) uint64 { return s.UDPToTCP }},
 	{"siplb_large_udp_total", "Requests over engine.udp_mtu sent over UDP all the same (the member takes no TCP).", func(s *engine.Snapshot) uint64 { return s.LargeUDP }},
 	{"siplb_keepalives_total", "CRLF keep-alive datagrams, ignored.", func(s *engine.Snapshot) uint64 { return s.KeepAlives }},
