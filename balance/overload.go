@@ -57,8 +57,9 @@ type Admit struct {
 	// every instance.
 	Dialog uint64
 	// DialogIsKey says the key handed to PickAdmitted is the Call-ID
-	// itself: Dialog is then its HashKey, computed once there, and the
-	// caller leaves Dialog 0.
+	// itself: Dialog is then its HashKey, computed once there, unless the
+	// caller has set Dialog to it already (a nonzero Dialog is taken as
+	// HashKey(key); leave it 0 otherwise).
 	DialogIsKey bool
 	// Now is the time in UnixNano (a coarse clock will do).
 	Now int64
@@ -217,7 +218,9 @@ func (b *Backend) admit(a *Admit) Refusal {
 // first refusal (NoMember when no member is Up). It does not allocate.
 func (p *Pool) PickAdmitted(key []byte, a *Admit) (*Backend, Refusal) {
 	var h uint64
-	if p.alg.Hashed() || a.DialogIsKey {
+	if a.DialogIsKey && a.Dialog != 0 {
+		h = a.Dialog // the caller's HashKey(key); a zero hash is computed again, the same
+	} else if p.alg.Hashed() || a.DialogIsKey {
 		h = HashKey(key)
 	}
 	if a.DialogIsKey {

@@ -297,3 +297,24 @@ func BenchmarkPickAdmitted(b *testing.B) {
 		}
 	})
 }
+
+// A caller that hashed the Call-ID key itself (Dialog preset with
+// DialogIsKey) gets the member and the Dialog that PickAdmitted finds
+// hashing it there.
+func TestPickAdmittedPresetDialog(t *testing.T) {
+	now := int64(1e18)
+	for _, alg := range []Algorithm{HashCallID, LeastLatency, LeastLatencyP2C} {
+		bal := onePool(t, alg, members(5))
+		p := bal.Table().Pool(0)
+		p.Backends()[1].Overload().Report(OverloadReport{Reduction: 50, Validity: 60_000, Seq: 1}, now)
+		for _, k := range callIDs(300) {
+			a1 := Admit{DialogIsKey: true, Now: now}
+			b1, why1 := p.PickAdmitted(k, &a1)
+			a2 := Admit{DialogIsKey: true, Dialog: HashKey(k), Now: now}
+			b2, why2 := p.PickAdmitted(k, &a2)
+			if b1 != b2 || why1 != why2 || a1.Dialog != a2.Dialog {
+				t.Fatalf("%v %q: %v %v %#x, preset %v %v %#x", alg, k, b1, why1, a1.Dialog, b2, why2, a2.Dialog)
+			}
+		}
+	}
+}

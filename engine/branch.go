@@ -103,11 +103,14 @@ func loopHash(m *parser.Message, top *parser.Via, routes *routeCache) uint32 {
 // chains at once. The values are in every branch siplb writes, which the
 // CANCEL and the ACK of another instance or version must find again: they
 // may never change (TestBranchHashesMatch, TestProcessGolden).
-func branchHashes(m *parser.Message, top *parser.Via, routes *routeCache) (tx uint64, loop uint32) {
+//
+// The third, call, is balance.HashKey(m.CallID()), the hash a Call-ID-keyed
+// pool picks a new dialog's member by, taken beside the others.
+func branchHashes(m *parser.Message, top *parser.Via, routes *routeCache) (tx uint64, loop uint32, call uint64) {
 	if !bytes.HasPrefix(top.Branch, []byte(branchCookie)) {
-		return transactionHash(m, top), loopHash(m, top, routes)
+		return transactionHash(m, top), loopHash(m, top, routes), fnv1a.Add(fnv1a.Offset, m.CallID())
 	}
-	l, t := add2(fnv1a.Offset, m.RequestURI(), fnv1a.Offset, top.Branch)
+	l, t, call := add3(fnv1a.Offset, m.RequestURI(), fnv1a.Offset, top.Branch, fnv1a.Offset, m.CallID())
 	l, t = add2(fnv1a.Sep(l), m.CallID(), fnv1a.Sep(t), top.Host)
 	tx = fnv1a.Sep(t) ^ uint64(top.Port)
 	l = fnv1a.Add(fnv1a.Sep(l), m.FromTag())
@@ -121,7 +124,20 @@ func branchHashes(m *parser.Message, top *parser.Via, routes *routeCache) (tx ui
 	}
 	n, _ := m.CSeq()
 	l = fnv1a.Mul(fnv1a.Sep(l) ^ uint64(n))
-	return tx, uint32(l ^ l>>32)
+	return tx, uint32(l ^ l>>32), call
+}
+
+// add3 is add2 with a third chain.
+func add3(a uint64, x []byte, b uint64, y []byte, c uint64, z []byte) (uint64, uint64, uint64) {
+	n := min(len(x), len(y), len(z))
+	xs, ys, zs := x[:n], y[:n], z[:n]
+	for i, v := range xs {
+		a = fnv1a.Mul(a ^ uint64(v))
+		b = fnv1a.Mul(b ^ uint64(ys[i]))
+		c = fnv1a.Mul(c ^ uint64(zs[i]))
+	}
+	a, b = add2(a, x[n:], b, y[n:])
+	return a, b, fnv1a.Add(c, z[n:])
 }
 
 // add2 is fnv1a.Add(a, x) and fnv1a.Add(b, y), the two chains interleaved.

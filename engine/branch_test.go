@@ -5,12 +5,13 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/siplb/siplb/balance"
 	"github.com/siplb/siplb/parser"
 )
 
 // TestBranchHashesMatch checks that branchHashes, which interleaves the two
 // hash chains, gives transactionHash and loopHash bit for bit: both are
-// inside every branch siplb writes.
+// inside every branch siplb writes; and the Call-ID hash with balance.HashKey.
 func TestBranchHashesMatch(t *testing.T) {
 	f := newTestForwarder(t)
 	bases := goldenBases(t, f, fixture4)
@@ -33,9 +34,10 @@ func TestBranchHashesMatch(t *testing.T) {
 			}
 			top := m.TopVia()
 			var c1, c2 routeCache
-			tx, loop := branchHashes(&m, &top, &c1)
-			if wtx, wloop := transactionHash(&m, &top), loopHash(&m, &top, &c2); tx != wtx || loop != wloop {
-				t.Fatalf("%s #%d: branchHashes = %#x, %#x; want %#x, %#x\n%s", n, k, tx, loop, wtx, wloop, in)
+			tx, loop, call := branchHashes(&m, &top, &c1)
+			wtx, wloop, wcall := transactionHash(&m, &top), loopHash(&m, &top, &c2), balance.HashKey(m.CallID())
+			if tx != wtx || loop != wloop || call != wcall {
+				t.Fatalf("%s #%d: branchHashes = %#x, %#x, %#x; want %#x, %#x, %#x\n%s", n, k, tx, loop, call, wtx, wloop, wcall, in)
 			}
 			checked++
 		}

@@ -43,4 +43,17 @@ func TestParseIP(t *testing.T) {
 		}
 		check(string(b))
 	}
+	// Dotted quads and their near misses.
+	for range 50000 {
+		var b []byte
+		for i := range 3 + r.IntN(3) {
+			if i > 0 && r.IntN(20) != 0 {
+				b = append(b, '.')
+			}
+			for range r.IntN(5) {
+				b = append(b, "0123456789"[r.IntN(10)])
+			}
+		}
+		check(string(b))
+	}
 }

@@ -357,9 +357,12 @@ func (f *Forwarder) processConn(s *Scratch, b []byte, src netip.AddrPort, in *Le
 	if err := parser.Parse(m, b); err != nil {
 		return f.malformed(s, b, src, in, err)
 	}
+	// The counters are counted after the work, next to each other: each
+	// atomic add waits for every store before it to drain, and the parse
+	// and the edits leave many.
 	if !m.IsRequest() {
-		s.Counters.ResponsesIn.Add(1)
 		r := f.response(s)
+		s.Counters.ResponsesIn.Add(1)
 		if r.Out != nil {
 			s.Counters.ResponsesOut.Add(1)
 			// Only a response to a request siplb forwarded (its top Via
@@ -380,12 +383,13 @@ func (f *Forwarder) processConn(s *Scratch, b []byte, src netip.AddrPort, in *Le
 		}
 		return r
 	}
-	s.Counters.RequestsIn.Add(1)
 	if f.scanner(s) {
 		// Silently: an answer tells a scanner there is something here.
+		s.Counters.RequestsIn.Add(1)
 		return s.drop(DropScanner)
 	}
 	r := f.request(s, src, in)
+	s.Counters.RequestsIn.Add(1)
 	if r.Out != nil && r.Status == 0 {
 		s.Counters.RequestsOut.Add(1)
 	}

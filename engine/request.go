@@ -50,6 +50,7 @@ type hop struct {
 	popLegs   [cachedRoutes]*Leg // the legs the top popped Route values name
 	ruriLeg   *Leg               // legFor(&ruri), once ruriKnown
 	ruriKnown bool
+	callHash  uint64 // balance.HashKey of the Call-ID (branchHashes)
 }
 
 // ruriIsOurs is f.legFor(&h.ruri), found once per value of h.ruri.
@@ -120,7 +121,8 @@ func (f *Forwarder) request(s *Scratch, src netip.AddrPort, in *Leg) Result {
 	if mf, ok := m.MaxForwards(); ok && mf == 0 {
 		return f.reply(s, src, in, parser.ErrTooManyHops, nil)
 	}
-	tx, loop := branchHashes(m, &h.top, h.routes)
+	tx, loop, call := branchHashes(m, &h.top, h.routes)
+	h.callHash = call
 	if f.isLoop(m, &h.top, loop) {
 		return f.reply(s, src, in, parser.ErrLoopDetected, nil)
 	}
@@ -357,7 +359,7 @@ func (f *Forwarder) outsideTarget(s *Scratch, src netip.AddrPort, in *Leg, h *ho
 			// to another instance, or here again after Retry-After.
 			return f.reply(s, src, in, parser.ErrServiceUnavailable, f.retryAfter), true
 		}
-		b, why := f.pickBackend(s, h.t, in, m)
+		b, why := f.pickBackend(s, h.t, in, m, h.callHash)
 		if b == nil {
 			if why == balance.RefusedOverload || why == balance.RefusedRate {
 				s.Counters.AdmitRefused.Add(1)
@@ -381,7 +383,9 @@ func (f *Forwarder) outsideTarget(s *Scratch, src netip.AddrPort, in *Leg, h *ho
 // an ACK or CANCEL, which follow their INVITE) is admitted by the members'
 // overload reports and max_cps (PickAdmitted); the Refusal says why none
 // took it.
-func (f *Forwarder) pickBackend(s *Scratch, t *balance.Table, in *Leg, m *parser.Message) (*balance.Backend, balance.Refusal) {
+//
+// callHash is balance.HashKey(m.CallID()), which the caller has.
+func (f *Forwarder) pickBackend(s *Scratch, t *balance.Table, in *Leg, m *parser.Message, callHash uint64) (*balance.Backend, balance.Refusal) {
 	p := t.Pool(in.Pool)
 	key := p.Key(requestKeys{m})
 	newDialog := len(m.ToTag()) == 0 && m.Method() != parser.ACK && m.Method() != parser.CANCEL
@@ -396,11 +400,9 @@ func (f *Forwarder) pickBackend(s *Scratch, t *balance.Table, in *Leg, m *parser
 	why := balance.Admitted
 	if newDialog {
 		a := balance.Admit{Now: f.now(), Stripe: s.stripe}
-		if !replaced && p.Algorithm().CallIDKeyed() {
-			a.DialogIsKey = true // key is the Call-ID: hashed once
-		} else {
-			a.Dialog = balance.HashKey(m.CallID())
-		}
+		// Dialog is the Call-ID's hash; with a Call-ID key it is the key's
+		// too (DialogIsKey), hashed once.
+		a.Dialog, a.DialogIsKey = callHash, !replaced && p.Algorithm().CallIDKeyed()
 		b, why = p.PickAdmitted(key, &a)
 	} else if x, ok := p.Pick(key); ok {
 		b = x
