@@ -6,7 +6,7 @@ BIN      ?= bin
 LDFLAGS  := -ldflags "-X main.version=$(VERSION)"
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build test bench bench-flood fuzz lint demo demo-cluster deps clean
+.PHONY: all build test bench bench-flood fuzz lint demo demo-cluster deps clean pgo
 
 all: build
 
@@ -42,6 +42,10 @@ lint:
 
 demo: build
 	scripts/demo.sh
+
+# refresh cmd/siplb/default.pgo, the profile `go build` optimizes siplb with
+pgo: build
+	scripts/pgo.sh
 
 demo-cluster: build
 	scripts/demo-cluster.sh
