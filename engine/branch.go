@@ -82,6 +82,12 @@ func loopHash(m *parser.Message, top *parser.Via, routes *routeCache) uint32 {
 	h := fnv1a.Add(fnv1a.Offset, m.RequestURI())
 	h = fnv1a.Add(fnv1a.Sep(h), m.CallID())
 	h = fnv1a.Add(fnv1a.Sep(h), m.FromTag())
+	return loopTail(h, m, top, routes)
+}
+
+// loopTail is the end of loopHash from the From tag on: the top Via's
+// sent-by, the Route set and the CSeq number, folded to 32 bits.
+func loopTail(h uint64, m *parser.Message, top *parser.Via, routes *routeCache) uint32 {
 	h = fnv1a.Add(fnv1a.Sep(h), top.Host)
 	h = fnv1a.Sep(h) ^ uint64(top.Port)
 	for i := range m.NumRoute() {
@@ -114,17 +120,7 @@ func branchHashes(m *parser.Message, top *parser.Via, routes *routeCache) (tx ui
 	l, t = add2(fnv1a.Sep(l), m.CallID(), fnv1a.Sep(t), top.Host)
 	tx = fnv1a.Sep(t) ^ uint64(top.Port)
 	l = fnv1a.Add(fnv1a.Sep(l), m.FromTag())
-	l = fnv1a.Add(fnv1a.Sep(l), top.Host)
-	l = fnv1a.Sep(l) ^ uint64(top.Port)
-	for i := range m.NumRoute() {
-		l = fnv1a.Sep(l)
-		if u, err := routes.at(m, i); err == nil {
-			l = fnv1a.Add(l, u.Raw)
-		}
-	}
-	n, _ := m.CSeq()
-	l = fnv1a.Mul(fnv1a.Sep(l) ^ uint64(n))
-	return tx, uint32(l ^ l>>32), call
+	return tx, loopTail(l, m, top, routes), call
 }
 
 // add3 is add2 with a third chain.
