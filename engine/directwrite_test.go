@@ -214,12 +214,12 @@ func TestDirectWriteOrderUnderConcurrency(t *testing.T) {
 	t.Logf("backend responses: %d written directly, %d through the mailbox", st.DirectWrites, st.DirectFallbacks)
 }
 
-// A client that does not read: the first direct write is taken only in
-// part (a tiny send buffer, a tiny receive window), the rest and what
-// follows go to the loop, which also answers the client's own request in
-// the meantime; once the client reads, while more messages follow,
-// everything arrives whole and in order.
-func TestDirectWritePartial(t *testing.T) {
+// startSmallClient is a siplb with a TCP listener in front of a UDP
+// backend, and a client on it with a tiny receive window whose stream
+// has a tiny send buffer: the kernel soon takes a direct write in part or
+// not at all.
+func startSmallClient(t *testing.T) (*Server, net.Conn, *streamConn) {
+	t.Helper()
 	uas := startUAS(t)
 	_, lb, srv := startMixedLB(t, pool.Limits{}, balance.BackendConfig{Addr: uas.addr})
 	c := dialSmall(t, lb)
@@ -227,6 +227,16 @@ func TestDirectWritePartial(t *testing.T) {
 	sc.w.mu.Lock()
 	unix.SetsockoptInt(sc.w.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4096)
 	sc.w.mu.Unlock()
+	return srv, c, sc
+}
+
+// A client that does not read: the first direct write is taken only in
+// part (a tiny send buffer, a tiny receive window), the rest and what
+// follows go to the loop, which also answers the client's own request in
+// the meantime; once the client reads, while more messages follow,
+// everything arrives whole and in order.
+func TestDirectWritePartial(t *testing.T) {
+	srv, c, sc := startSmallClient(t)
 
 	var cnt Counters
 	const n = 50
@@ -296,13 +306,7 @@ func TestDirectWritePartial(t *testing.T) {
 // gnet's buffer is still empty, and once the client reads (as they keep
 // coming) all arrive in order.
 func TestDirectWriteRefused(t *testing.T) {
-	uas := startUAS(t)
-	_, lb, srv := startMixedLB(t, pool.Limits{}, balance.BackendConfig{Addr: uas.addr})
-	c := dialSmall(t, lb)
-	sc := streamOf(t, srv, c)
-	sc.w.mu.Lock()
-	unix.SetsockoptInt(sc.w.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4096)
-	sc.w.mu.Unlock()
+	srv, c, sc := startSmallClient(t)
 
 	var cnt Counters
 	i := 0
