@@ -111,6 +111,12 @@ func (r *ring) commit(pos uint64, n int) (wake bool) {
 	return pos/r.quarter != end/r.quarter
 }
 
+// skip hands the record reserved at pos, of n bytes, to Run as filler,
+// which Run passes over.
+func (r *ring) skip(pos uint64, n int) {
+	r.hdr(pos).Store(header(pos, padRecord, int(align8(n))))
+}
+
 // take returns the frames of the next record written, or nil when there
 // is none yet (the next may still be being written). Run only; what take
 // returns stays valid until release.

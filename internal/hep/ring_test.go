@@ -214,3 +214,18 @@ func TestSenderStampsZeroTime(t *testing.T) {
 		t.Errorf("a packet with a time was stamped %v, want %v", stamps[2], set)
 	}
 }
+
+// A record committed as filler (skip) is passed over, and the records
+// around it are taken.
+func TestRingSkip(t *testing.T) {
+	r := newRing(0)
+	p0, b0, _ := r.reserve(5)
+	r.commit(p0, len(append(b0, "first"...)))
+	p1, _, _ := r.reserve(13)
+	r.skip(p1, 13)
+	p2, b2, _ := r.reserve(4)
+	r.commit(p2, len(append(b2, "last"...)))
+	if a, b, c := r.take(), r.take(), r.take(); string(a) != "first" || string(b) != "last" || c != nil {
+		t.Fatalf("took %q, %q, %v", a, b, c)
+	}
+}

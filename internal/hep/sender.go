@@ -172,6 +172,15 @@ func (s *Sender) Capture(in, out *Packet) {
 	if out != nil {
 		b = s.tpl.appendFrame(b, out, nOut, now)
 	}
+	if len(b) != nIn+nOut {
+		// Cannot happen (Len is what the template writes, a test holds
+		// them together); were it to, the record must not claim bytes it
+		// was not given: it is committed as filler and the frames counted
+		// as too large.
+		s.queue.skip(pos, nIn+nOut)
+		s.tooLarge.Add(frames)
+		return
+	}
 	if s.queue.commit(pos, len(b)) && s.sleeping.Load() {
 		select {
 		case s.wake <- struct{}{}:
