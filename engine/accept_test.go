@@ -345,24 +345,11 @@ func (l *logCounter) count(msg string) int {
 func startHookedLB(t *testing.T, fail func() error) (udp, tcp netip.AddrPort, srv *Server, logs *logCounter) {
 	t.Helper()
 	uas := startUAS(t)
-	bal, err := balance.New([]balance.PoolConfig{{Name: "farm", Backends: []balance.BackendConfig{{Addr: uas.addr}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	legs := []LegConfig{{Transport: balance.TCP, Addr: netip.MustParseAddrPort("127.0.0.1:0")}}
-	if err := ResolvePorts(legs); err != nil {
-		t.Fatal(err)
-	}
-	legs = append(legs, LegConfig{Transport: balance.UDP, Addr: legs[0].Addr})
-	f, err := NewForwarder(Config{Legs: legs}, bal)
-	if err != nil {
-		t.Fatal(err)
-	}
 	logs = &logCounter{n: map[string]int{}}
-	srv = NewServerWith(f, Options{Loops: 2, Log: slog.New(logs)})
+	udp, tcp, srv = newMixedLB(t, Options{Loops: 2, Log: slog.New(logs)}, balance.BackendConfig{Addr: uas.addr})
 	srv.acceptFail = fail
 	runServerT(t, srv)
-	return legs[1].Addr, legs[0].Addr, srv, logs
+	return udp, tcp, srv, logs
 }
 
 func acceptErr(e unix.Errno) error {

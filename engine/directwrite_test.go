@@ -90,7 +90,7 @@ func checkNumbered(msg []byte) (src string, seq int, err error) {
 // (DirectWrites), not through the loop's mailbox.
 func TestDirectWriteTCPClientUDPBackend(t *testing.T) {
 	if !batchSupported {
-		t.Skip("no batched UDP on this system")
+		t.Skip("batched UDP (recvmmsg/sendmmsg) is Linux only, and it is the UDP socket's goroutine this test watches write; gnet's UDP loops write through the stream's loop instead")
 	}
 	uas := startUAS(t)
 	_, lb, srv := startMixedLB(t, pool.Limits{}, balance.BackendConfig{Addr: uas.addr})

@@ -112,13 +112,20 @@ func forEachFrame(r io.Reader, f func([]byte)) {
 // in front of pool members.
 func startMixedLB(t *testing.T, lim pool.Limits, members ...balance.BackendConfig) (udp, tcp netip.AddrPort, srv *Server) {
 	t.Helper()
+	udp, tcp, srv = newMixedLB(t, Options{Loops: 2, Limits: lim}, members...)
+	runServerT(t, srv)
+	return udp, tcp, srv
+}
+
+// newMixedLB is a Server, not yet running, with a UDP and a TCP leg on the
+// same free port in front of pool members, under opts.
+func newMixedLB(t *testing.T, opts Options, members ...balance.BackendConfig) (udp, tcp netip.AddrPort, srv *Server) {
+	t.Helper()
 	bal, err := balance.New([]balance.PoolConfig{{Name: "farm", Backends: members}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	legs := []LegConfig{
-		{Transport: balance.TCP, Addr: netip.MustParseAddrPort("127.0.0.1:0")},
-	}
+	legs := []LegConfig{{Transport: balance.TCP, Addr: netip.MustParseAddrPort("127.0.0.1:0")}}
 	if err := ResolvePorts(legs); err != nil {
 		t.Fatal(err)
 	}
@@ -127,9 +134,7 @@ func startMixedLB(t *testing.T, lim pool.Limits, members ...balance.BackendConfi
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv = NewServerWith(f, Options{Loops: 2, Limits: lim})
-	runServerT(t, srv)
-	return legs[1].Addr, legs[0].Addr, srv
+	return legs[1].Addr, legs[0].Addr, NewServerWith(f, opts)
 }
 
 func tcpMember(u *tcpUAS) balance.BackendConfig {

@@ -291,22 +291,7 @@ func TestUDPQueueAcrossTransports(t *testing.T) {
 			udpLB, lb, srv := startQueueLB(t, tc.gnetUDP, balance.BackendConfig{Addr: uas.addr})
 			c := dialTCP(t, lb)
 			const n = 8
-			var all []byte
-			for i := range n {
-				all = append(all, optionsReq(c.LocalAddr().String(), "xq", i+1)...)
-			}
-			if _, err := c.Write(all); err != nil {
-				t.Fatal(err)
-			}
-			got := readResponses(t, c, n, 10*time.Second)
-			if len(got) != n {
-				t.Fatalf("%d responses to %d pipelined requests (drops %v)", len(got), n, srv.Stats().Drops)
-			}
-			for i, r := range got {
-				if !bytes.Contains(r, fmt.Appendf(nil, "CSeq: %d OPTIONS", i+1)) {
-					t.Fatalf("response %d out of order: %q", i, r[:min(len(r), 80)])
-				}
-			}
+			pipelineOptions(t, c, srv, n, "xq")
 			calls, sent := loopUDPCounts(t, srv)
 			if sent != n {
 				t.Errorf("the loops sent %d datagrams, want %d", sent, n)
@@ -339,22 +324,9 @@ func TestUDPQueueAcrossTransports(t *testing.T) {
 // loops) with the UDP I/O chosen.
 func startQueueLB(t *testing.T, gnetUDP bool, members ...balance.BackendConfig) (udp, tcp netip.AddrPort, srv *Server) {
 	t.Helper()
-	bal, err := balance.New([]balance.PoolConfig{{Name: "farm", Backends: members}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	legs := []LegConfig{{Transport: balance.TCP, Addr: netip.MustParseAddrPort("127.0.0.1:0")}}
-	if err := ResolvePorts(legs); err != nil {
-		t.Fatal(err)
-	}
-	legs = append(legs, LegConfig{Transport: balance.UDP, Addr: legs[0].Addr})
-	f, err := NewForwarder(Config{Legs: legs}, bal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv = NewServerWith(f, Options{Loops: 2, GnetUDP: gnetUDP})
+	udp, tcp, srv = newMixedLB(t, Options{Loops: 2, GnetUDP: gnetUDP}, members...)
 	runServerT(t, srv)
-	return legs[1].Addr, legs[0].Addr, srv
+	return udp, tcp, srv
 }
 
 // loopUDPCounts sums the loops' udpQueue counts, read on each loop.
