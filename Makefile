@@ -6,7 +6,7 @@ BIN      ?= bin
 LDFLAGS  := -ldflags "-X main.version=$(VERSION)"
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build test bench bench-flood fuzz lint demo demo-cluster deps clean pgo
+.PHONY: all build test bench bench-flood bench-cross fuzz lint demo demo-cluster deps clean pgo
 
 all: build
 
@@ -29,6 +29,9 @@ bench: build
 
 bench-flood: build
 	scripts/bench-flood.sh
+
+bench-cross: build
+	scripts/bench-cross.sh
 
 fuzz:
 	for t in $$($(GO) test -list '^Fuzz' ./fuzz | grep ^Fuzz); do $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./fuzz || exit 1; done

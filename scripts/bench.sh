@@ -281,6 +281,9 @@ fi
 # too; said here so that it does not depend on it), and siplb_pin one event
 # loop: with UDP legs alone siplb adds no Ps for its loops (engine/procs.go),
 # so one loop and one P on one core, nothing of it waiting for another.
+# One P is also what makes SCHED_FIFO (PIN_CHRT) safe for a Go process: with
+# more Ps than CPUs, a thread that never blocks keeps its CPU from the
+# others at the same priority (scripts/bench-cross.sh says what that did).
 # pin.txt says how they ran, or why they did not; the report prints it.
 pin_load=() pin_fwd=() pin_up=()
 if [ -n "$PIN_SCENARIOS" ]; then
