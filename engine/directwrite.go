@@ -88,8 +88,28 @@ func (sc *streamConn) unlockSock() {
 // writeSock writes p on sc through gnet, after the rest of a direct write
 // if one waits, and reports whether the stream is still open. The caller
 // is the owner loop and holds the lock (lockSock). A failed write closes
-// the stream (gnet, calling OnClose before it returns).
+// the stream (gnet, calling OnClose before it returns). A write that
+// leaves more than streams.max_write_queue in gnet's buffer (a peer that
+// does not read) closes it too, by gnet's Close (at the loop's next turn):
+// nothing is written to it from then on.
 func (sc *streamConn) writeSock(p []byte) bool {
+	if sc.slow {
+		return false
+	}
+	if !sc.writeGnet(p) {
+		return false
+	}
+	if l := sc.loop; l != nil && sc.c.OutboundBuffered() > l.srv.lim.MaxWriteQueue {
+		sc.slow, sc.w.stop = true, true // the caller holds the lock
+		l.s.Counters.SlowReaders.Add(1)
+		sc.c.Close()
+		return false
+	}
+	return true
+}
+
+// writeGnet is writeSock's write: the rest of a direct write, then p.
+func (sc *streamConn) writeGnet(p []byte) bool {
 	if r := sc.w.rest; r != nil && !sc.closed {
 		sc.w.rest = nil // taken first: OnClose puts back what it finds
 		_, err := sc.c.Write(r.B)

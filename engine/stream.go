@@ -35,6 +35,7 @@ type streamConn struct {
 	partialSince int64 // UnixNano since a message has been only partly read, 0 when none
 	linger       int64 // UnixNano when a stream answered and half-closed after a framing error is closed; 0 when none
 	closed       bool  // OnClose has run (TCP)
+	slow         bool  // closed for leaving more than streams.max_write_queue unread (writeSock); owned by the loop
 	sniff        bool  // the first bytes may not begin a PROXY header (proxy.go); inbound TCP
 
 	// lastUsed is the UnixNano of the last read or write, for idle expiry:
@@ -195,7 +196,10 @@ func (s *Server) openOutbound(c gnet.Conn, meta *dialMeta) ([]byte, gnet.Action)
 	for _, b := range meta.pending {
 		sc.tx.carry(b.B, sc.lastUsed.Load())
 		if !sc.closed {
-			sc.writeSock(b.B)
+			// No max_write_queue check here: what waited for the
+			// connection (max_pending messages at most) may exceed it at
+			// once; the writes after it are checked.
+			sc.writeGnet(b.B)
 		}
 		pool.PutBuffer(b)
 	}

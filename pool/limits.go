@@ -17,6 +17,14 @@ const (
 	DefaultConnsPerDest   = 1                // outgoing connections per destination and event loop
 	DefaultMaxPending     = 1024             // messages queued while an outgoing connection is being set up
 	DefaultMemoryBudget   = 256 << 20        // bytes held in partial stream messages and TLS handshakes, all connections together
+	DefaultMaxWriteQueue  = 1 << 20          // bytes one TCP connection may leave unread in siplb, beyond its socket buffer
+)
+
+// The bounds Validate puts on max_write_queue: room for the largest message
+// and a few more, at most 1 GiB.
+const (
+	MinMaxWriteQueue = 128 << 10
+	MaxMaxWriteQueue = 1 << 30
 )
 
 // The bounds Validate puts on memory_budget: at least a few largest
@@ -43,6 +51,11 @@ type Limits struct {
 	// progress (default 256 MiB). Over it, the connections holding the
 	// oldest partial messages are closed first.
 	MemoryBudget int64 `yaml:"memory_budget"`
+	// MaxWriteQueue bounds, in bytes, what one plain TCP connection may
+	// leave waiting in siplb because its peer does not read (what the
+	// kernel's socket buffer did not take; default 1 MiB). A write that
+	// leaves more closes the connection.
+	MaxWriteQueue int `yaml:"max_write_queue"`
 }
 
 // Defaults returns l with every zero field set to its default.
@@ -66,6 +79,7 @@ func (l Limits) Defaults() Limits {
 	seti(&l.MaxConnsPerIP, DefaultMaxConnsPerIP)
 	seti(&l.ConnsPerDest, DefaultConnsPerDest)
 	seti(&l.MaxPending, DefaultMaxPending)
+	seti(&l.MaxWriteQueue, DefaultMaxWriteQueue)
 	if l.MemoryBudget == 0 {
 		l.MemoryBudget = DefaultMemoryBudget
 	}
@@ -94,6 +108,8 @@ func (l Limits) Validate(path string) error {
 		return fmt.Errorf("%s.max_pending: must not be negative", path)
 	case l.MemoryBudget < MinMemoryBudget || l.MemoryBudget > MaxMemoryBudget:
 		return fmt.Errorf("%s.memory_budget: must be between %d and %d bytes, got %d", path, MinMemoryBudget, int64(MaxMemoryBudget), l.MemoryBudget)
+	case l.MaxWriteQueue < MinMaxWriteQueue || l.MaxWriteQueue > MaxMaxWriteQueue:
+		return fmt.Errorf("%s.max_write_queue: must be between %d and %d bytes, got %d", path, MinMaxWriteQueue, MaxMaxWriteQueue, l.MaxWriteQueue)
 	}
 	return nil
 }

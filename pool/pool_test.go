@@ -232,3 +232,29 @@ func TestMemoryBudgetValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestMaxWriteQueueValidate(t *testing.T) {
+	if got := (Limits{}).Defaults().MaxWriteQueue; got != DefaultMaxWriteQueue {
+		t.Errorf("default max_write_queue = %d, want %d", got, DefaultMaxWriteQueue)
+	}
+	for _, tc := range []struct {
+		name string
+		v    int
+		ok   bool
+	}{
+		{name: "default", v: 0, ok: true},
+		{name: "minimum", v: MinMaxWriteQueue, ok: true},
+		{name: "maximum", v: MaxMaxWriteQueue, ok: true},
+		{name: "below minimum", v: MinMaxWriteQueue - 1},
+		{name: "negative", v: -1},
+		{name: "above maximum", v: MaxMaxWriteQueue + 1},
+	} {
+		err := Limits{MaxWriteQueue: tc.v}.Defaults().Validate("streams")
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: max_write_queue %d: Validate = %v", tc.name, tc.v, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "streams.max_write_queue") {
+			t.Errorf("%s: error %q does not name the key", tc.name, err)
+		}
+	}
+}

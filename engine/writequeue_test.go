@@ -1,0 +1,125 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/siplb/siplb/balance"
+	"github.com/siplb/siplb/parser"
+	"github.com/siplb/siplb/pool"
+	"golang.org/x/sys/unix"
+)
+
+// A TCP peer that does not read cannot make siplb hold more than
+// streams.max_write_queue for it: the write that leaves more in gnet's
+// buffer closes the connection, counted as a slow reader, and what the
+// peer then reads is whole messages in order, then the end of the stream.
+// Under the limit every message arrives.
+func TestWriteQueueBound(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		limit   int // streams.max_write_queue; 0: the default
+		n, size int // messages written before the client reads, bytes of body each
+		closed  bool
+	}{
+		{name: "over the limit", limit: pool.MinMaxWriteQueue, n: 128, size: 8000, closed: true},
+		{name: "under the default", n: 64, size: 8000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			uas := startUAS(t)
+			_, lb, srv := startMixedLB(t, pool.Limits{MaxWriteQueue: tc.limit}, balance.BackendConfig{Addr: uas.addr})
+			c := dialSmall(t, lb)
+			sc := streamOf(t, srv, c)
+			sc.w.mu.Lock()
+			unix.SetsockoptInt(sc.w.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4096)
+			sc.w.mu.Unlock()
+
+			var cnt Counters
+			for i := 1; i <= tc.n; i++ {
+				srv.write(nil, &cnt, sc, numbered("w", i, tc.size))
+			}
+			if tc.closed {
+				deadline := time.Now().Add(5 * time.Second)
+				for srv.Stats().SlowReaders == 0 && time.Now().Before(deadline) {
+					time.Sleep(5 * time.Millisecond)
+				}
+				if got := srv.Stats().SlowReaders; got != 1 {
+					t.Fatalf("SlowReaders %d after %d KB to a client that does not read, limit %d KB; want 1",
+						got, tc.n*tc.size>>10, tc.limit>>10)
+				}
+			} else {
+				time.Sleep(100 * time.Millisecond) // everything queued before the client reads
+			}
+
+			seq, err := readNumbered(c, 10*time.Second)
+			switch {
+			case err != nil:
+				t.Fatalf("after message %d: %v", seq, err)
+			case tc.closed && seq >= tc.n:
+				t.Errorf("all %d messages arrived though the connection was closed", seq)
+			case !tc.closed && seq != tc.n:
+				t.Errorf("%d messages arrived before the end of the stream, want %d (drops %v)", seq, tc.n, srv.Stats().Drops)
+			}
+			if !tc.closed {
+				if got := srv.Stats().SlowReaders; got != 0 {
+					t.Errorf("SlowReaders %d under the limit, want 0", got)
+				}
+			}
+			t.Logf("%d of %d messages read; SlowReaders %d", seq, tc.n, srv.Stats().SlowReaders)
+		})
+	}
+}
+
+// readNumbered reads numbered messages in order until the stream ends (the
+// server closed it) or, once a whole second passes without a byte, gives
+// up; it returns the last number read. A damaged or out-of-order message
+// is an error.
+func readNumbered(c interface {
+	io.Reader
+	SetReadDeadline(time.Time) error
+}, d time.Duration) (int, error) {
+	seq := 0
+	var buf []byte
+	chunk := make([]byte, 64<<10)
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		n, err := c.Read(chunk)
+		buf = append(buf, chunk[:n]...)
+		for {
+			k, kind, ferr := parser.Frame(buf, parser.Limits{})
+			if ferr != nil {
+				return seq, ferr
+			}
+			if k == 0 {
+				break
+			}
+			if kind != parser.FrameMessage {
+				buf = buf[k:]
+				continue
+			}
+			_, i, cerr := checkNumbered(buf[:k])
+			if cerr == nil && i != seq+1 {
+				cerr = fmt.Errorf("message %d after %d", i, seq)
+			}
+			if cerr != nil {
+				return seq, cerr
+			}
+			seq, buf = i, buf[k:]
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, unix.ECONNRESET) {
+				return seq, nil
+			}
+			var ne interface{ Timeout() bool }
+			if errors.As(err, &ne) && ne.Timeout() {
+				return seq, nil
+			}
+			return seq, err
+		}
+	}
+	return seq, nil
+}
