@@ -100,6 +100,7 @@ type Counters struct {
 	ConnsExpired         atomic.Uint64                         // streams closed for idleness
 	SlowClients          atomic.Uint64                         // streams closed for sending a header too slowly
 	SlowReaders          atomic.Uint64                         // TCP streams closed for leaving more than streams.max_write_queue unread
+	WriteBudgetCloses    atomic.Uint64                         // TCP streams closed, the fullest first, while a loop's streams left more than its share of streams.write_budget unread
 	ProbeReplies         atomic.Uint64                         // replies to health probes, consumed
 	TLSHandshakeFailures atomic.Uint64                         // inbound TLS handshakes that failed or timed out
 	DNSMisses            atomic.Uint64                         // next hops not in the DNS cache, resolved off the data path
@@ -137,7 +138,7 @@ type Snapshot struct {
 	Drops                                              [numDrops]uint64
 	Replies                                            map[int]uint64
 	ConnsRefused, ConnsExpired, SlowClients            uint64
-	SlowReaders                                        uint64
+	SlowReaders, WriteBudgetCloses                     uint64
 	ProbeReplies, TLSHandshakeFailures, DNSMisses      uint64
 	BadTokens                                          uint64
 	UDPToTCP, LargeUDP                                 uint64
@@ -182,6 +183,7 @@ func (s *Snapshot) add(c *Counters) {
 	s.ConnsExpired += c.ConnsExpired.Load()
 	s.SlowClients += c.SlowClients.Load()
 	s.SlowReaders += c.SlowReaders.Load()
+	s.WriteBudgetCloses += c.WriteBudgetCloses.Load()
 	s.ProbeReplies += c.ProbeReplies.Load()
 	s.TLSHandshakeFailures += c.TLSHandshakeFailures.Load()
 	s.DNSMisses += c.DNSMisses.Load()

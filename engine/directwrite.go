@@ -99,10 +99,22 @@ func (sc *streamConn) writeSock(p []byte) bool {
 	if !sc.writeGnet(p) {
 		return false
 	}
-	if l := sc.loop; l != nil && sc.c.OutboundBuffered() > l.srv.lim.MaxWriteQueue {
+	l := sc.loop
+	if l == nil {
+		return true
+	}
+	q := sc.c.OutboundBuffered()
+	if q > l.srv.lim.MaxWriteQueue {
 		sc.slow, sc.w.stop = true, true // the caller holds the lock
+		l.wq.closing += int64(q)
 		l.s.Counters.SlowReaders.Add(1)
 		sc.c.Close()
+	}
+	if q != sc.queued {
+		l.noteQueued(sc, q) // may close sc too (writequeue.go)
+	}
+	if sc.slow {
+		sc.w.stop = true
 		return false
 	}
 	return true

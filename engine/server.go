@@ -121,6 +121,7 @@ type loopState struct {
 	mail    mailbox     // stream writes from outside the loop (mailbox.go)
 	foreign streamBatch // writes to other loops' streams in this event, written at its end (directwrite.go)
 	udp     udpQueue    // datagrams sent in this event, flushed at its end (udpsend_linux.go)
+	wq      writeBudget // what its streams leave in gnet's outbound buffers (writequeue.go)
 }
 
 // NewServer returns a server for f's legs with the given loops (0: one per
@@ -530,6 +531,7 @@ func (s *Server) loopOf(el gnet.EventLoop) *loopState {
 	}
 	s.newMailbox(ls)
 	ls.udp.init(&ls.s.Counters, s.onDrop)
+	ls.wq.limit = s.lim.WriteBudget / int64(max(s.loops, 1))
 	s.byLoop[el] = ls
 	s.all = append(s.all, ls)
 	return ls

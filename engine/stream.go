@@ -35,7 +35,8 @@ type streamConn struct {
 	partialSince int64 // UnixNano since a message has been only partly read, 0 when none
 	linger       int64 // UnixNano when a stream answered and half-closed after a framing error is closed; 0 when none
 	closed       bool  // OnClose has run (TCP)
-	slow         bool  // closed for leaving more than streams.max_write_queue unread (writeSock); owned by the loop
+	slow         bool  // closed for leaving too much unread: streams.max_write_queue, streams.write_budget (writeSock); owned by the loop
+	queued       int   // what gnet's outbound buffer held after the loop's last write or recount (writequeue.go); owned by the loop
 	sniff        bool  // the first bytes may not begin a PROXY header (proxy.go); inbound TCP
 
 	// lastUsed is the UnixNano of the last read or write, for idle expiry:
@@ -215,6 +216,7 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	}
 	sc.closed = true
 	sc.sockClosed() // before gnet closes the descriptor, which the kernel may then reuse
+	sc.loop.forgetQueued(sc)
 	if s.mem.enter(&sc.h) {
 		s.mem.release(&sc.h)
 	}

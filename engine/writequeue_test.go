@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -122,4 +123,57 @@ func readNumbered(c interface {
 		}
 	}
 	return seq, nil
+}
+
+// Streams whose peers do not read, each under streams.max_write_queue,
+// cannot together hold more than the loop's share of streams.write_budget:
+// the fullest is closed first, and the rest, under the budget, keep
+// everything they were sent.
+func TestWriteBudget(t *testing.T) {
+	uas := startUAS(t)
+	_, lb, srv := newMixedLB(t, Options{Loops: 1, Limits: pool.Limits{
+		MaxWriteQueue: 1 << 20, WriteBudget: 1 << 20,
+	}}, balance.BackendConfig{Addr: uas.addr})
+	runServerT(t, srv)
+	type client struct {
+		c  net.Conn
+		sc *streamConn
+		n  int
+	}
+	// 96 and 64 messages of 8 KB: about 750 and 500 KB each, both under
+	// max_write_queue, over the 1 MiB budget together.
+	var cs []client
+	for _, n := range []int{96, 64} {
+		c := dialSmall(t, lb)
+		sc := streamOf(t, srv, c)
+		sc.w.mu.Lock()
+		unix.SetsockoptInt(sc.w.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4096)
+		sc.w.mu.Unlock()
+		cs = append(cs, client{c: c, sc: sc, n: n})
+	}
+	var cnt Counters
+	for _, cl := range cs {
+		for i := 1; i <= cl.n; i++ {
+			srv.write(nil, &cnt, cl.sc, numbered("w", i, 8000))
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Stats().WriteBudgetCloses == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	st := srv.Stats()
+	if st.WriteBudgetCloses != 1 || st.SlowReaders != 0 {
+		t.Fatalf("WriteBudgetCloses %d, SlowReaders %d; want 1 and 0", st.WriteBudgetCloses, st.SlowReaders)
+	}
+	for i, cl := range cs {
+		seq, err := readNumbered(cl.c, 10*time.Second)
+		switch {
+		case err != nil:
+			t.Fatalf("client %d, after message %d: %v", i, seq, err)
+		case i == 0 && seq >= cl.n:
+			t.Errorf("the fullest client got all %d messages though it was closed", seq)
+		case i == 1 && seq != cl.n:
+			t.Errorf("the other client got %d of %d messages", seq, cl.n)
+		}
+	}
 }

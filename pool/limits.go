@@ -18,6 +18,7 @@ const (
 	DefaultMaxPending     = 1024             // messages queued while an outgoing connection is being set up
 	DefaultMemoryBudget   = 256 << 20        // bytes held in partial stream messages and TLS handshakes, all connections together
 	DefaultMaxWriteQueue  = 1 << 20          // bytes one TCP connection may leave unread in siplb, beyond its socket buffer
+	DefaultWriteBudget    = 256 << 20        // bytes all TCP connections together may leave unread in siplb
 )
 
 // The bounds Validate puts on max_write_queue: room for the largest message
@@ -56,6 +57,12 @@ type Limits struct {
 	// kernel's socket buffer did not take; default 1 MiB). A write that
 	// leaves more closes the connection.
 	MaxWriteQueue int `yaml:"max_write_queue"`
+	// WriteBudget bounds, in bytes, what all plain TCP connections
+	// together leave waiting in siplb because their peers do not read
+	// (default 256 MiB, or max_write_queue if that is more), each event
+	// loop an equal share of it. Over it,
+	// the connections that leave the most are closed first.
+	WriteBudget int64 `yaml:"write_budget"`
 }
 
 // Defaults returns l with every zero field set to its default.
@@ -80,6 +87,9 @@ func (l Limits) Defaults() Limits {
 	seti(&l.ConnsPerDest, DefaultConnsPerDest)
 	seti(&l.MaxPending, DefaultMaxPending)
 	seti(&l.MaxWriteQueue, DefaultMaxWriteQueue)
+	if l.WriteBudget == 0 {
+		l.WriteBudget = max(DefaultWriteBudget, int64(l.MaxWriteQueue))
+	}
 	if l.MemoryBudget == 0 {
 		l.MemoryBudget = DefaultMemoryBudget
 	}
@@ -110,6 +120,8 @@ func (l Limits) Validate(path string) error {
 		return fmt.Errorf("%s.memory_budget: must be between %d and %d bytes, got %d", path, MinMemoryBudget, int64(MaxMemoryBudget), l.MemoryBudget)
 	case l.MaxWriteQueue < MinMaxWriteQueue || l.MaxWriteQueue > MaxMaxWriteQueue:
 		return fmt.Errorf("%s.max_write_queue: must be between %d and %d bytes, got %d", path, MinMaxWriteQueue, MaxMaxWriteQueue, l.MaxWriteQueue)
+	case l.WriteBudget < int64(l.MaxWriteQueue) || l.WriteBudget > MaxMemoryBudget:
+		return fmt.Errorf("%s.write_budget: must be between max_write_queue (%d) and %d bytes, got %d", path, l.MaxWriteQueue, int64(MaxMemoryBudget), l.WriteBudget)
 	}
 	return nil
 }

@@ -186,6 +186,7 @@ func (c *siplbCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.closed, s.ConnsExpired, "idle")
 	counter(c.closed, s.SlowClients, "slow_client")
 	counter(c.closed, s.SlowReaders, "slow_reader")
+	counter(c.closed, s.WriteBudgetCloses, "write_budget")
 
 	var rtt map[string]balance.BackendHealth
 	if c.src.health != nil {

@@ -51,7 +51,7 @@ func testSource(t *testing.T) metricsSource {
 	bal.SetState(a, balance.Draining)
 	bal.SetHealth(b, false)
 	snap := engine.Snapshot{RequestsIn: 7, ResponsesIn: 5, RequestsOut: 6, ResponsesOut: 4, Replies: map[int]uint64{503: 2, 0: 1},
-		ConnsRefused: 1, ConnsExpired: 2, SlowClients: 3, SlowReaders: 4, Conns: 9, BadTokens: 11,
+		ConnsRefused: 1, ConnsExpired: 2, SlowClients: 3, SlowReaders: 4, WriteBudgetCloses: 5, Conns: 9, BadTokens: 11,
 		ConnsBy: map[engine.ConnKind]int{{Transport: balance.TCP, Inbound: true}: 7, {Transport: balance.TLS}: 2}}
 	snap.Drops[engine.DropForeignVia] = 3
 	rs := newReloadStats(time.Unix(1700000000, 0))
@@ -132,6 +132,7 @@ siplb_connections_closed_total{reason="refused"} 1
 siplb_connections_closed_total{reason="idle"} 2
 siplb_connections_closed_total{reason="slow_client"} 3
 siplb_connections_closed_total{reason="slow_reader"} 4
+siplb_connections_closed_total{reason="write_budget"} 5
 `},
 		{name: "siplb_connections", want: `
 # HELP siplb_connections TCP and TLS connections open, inbound and outbound.
