@@ -258,3 +258,29 @@ func TestMaxWriteQueueValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteBudgetValidate(t *testing.T) {
+	if got := (Limits{MaxWriteQueue: MaxMaxWriteQueue}).Defaults().WriteBudget; got != MaxMaxWriteQueue {
+		t.Errorf("default write_budget beside a max_write_queue of %d = %d, want as much", MaxMaxWriteQueue, got)
+	}
+	for _, tc := range []struct {
+		name   string
+		queue  int
+		budget int64
+		ok     bool
+	}{
+		{name: "defaults", ok: true},
+		{name: "equal to the queue", queue: MinMaxWriteQueue, budget: MinMaxWriteQueue, ok: true},
+		{name: "below the queue", queue: 2 * MinMaxWriteQueue, budget: MinMaxWriteQueue},
+		{name: "below the default queue", budget: 1 << 10},
+		{name: "above maximum", budget: MaxMemoryBudget + 1},
+	} {
+		err := Limits{MaxWriteQueue: tc.queue, WriteBudget: tc.budget}.Defaults().Validate("streams")
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: Validate = %v", tc.name, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "streams.write_budget") {
+			t.Errorf("%s: error %q does not name streams.write_budget", tc.name, err)
+		}
+	}
+}
