@@ -1,6 +1,10 @@
 package engine
 
-import "net/netip"
+import (
+	"encoding/binary"
+	"math/bits"
+	"net/netip"
+)
 
 // parseIP parses an IPv4 dotted quad or an IPv6 address (without brackets)
 // from header bytes without making a string. It reports false for anything
@@ -23,40 +27,101 @@ func parseIP(b []byte) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
+// parseIPv4 parses a dotted quad (four decimal octets of 1-3 digits, no
+// leading zeros, each at most 255) that is all of b. The bytes go into
+// two words and are classified eight at a time: a byte-at-a-time loop
+// ends each octet on a branch that the octet's length decides, and those
+// branches are mispredicted when the Via parses around it have filled the
+// predictor's history. The checks left are ones a valid address passes.
 func parseIPv4(b []byte) (netip.Addr, bool) {
-	// The octets gather in a register: four byte stores read back as
-	// one word (netip.AddrFrom4's loads, combined) would wait on store
-	// forwarding, which does not merge stores.
-	var ip uint32
-	n, val, digits := 0, 0, 0
-	for i := 0; i <= len(b); i++ {
-		if i == len(b) || b[i] == '.' {
-			if digits == 0 || n == 4 {
-				return netip.Addr{}, false
-			}
-			ip = ip<<8 | uint32(val)
-			n++
-			val, digits = 0, 0
-			continue
-		}
-		c := b[i]
-		if c < '0' || c > '9' || digits == 3 {
-			return netip.Addr{}, false
-		}
-		if digits == 1 && val == 0 { // no leading zeros: "01" is not an address
-			return netip.Addr{}, false
-		}
-		val = val*10 + int(c-'0')
-		digits++
-		if val > 255 {
-			return netip.Addr{}, false
-		}
+	n := len(b)
+	if n < 7 || n > 15 {
+		return netip.Addr{}, false // "0.0.0.0" to "255.255.255.255"
 	}
-	if n != 4 {
+	// Bytes 0-7 in lo and 8-14 in hi, first byte lowest, zeros past n.
+	var lo, hi uint64
+	if n >= 8 {
+		lo = binary.LittleEndian.Uint64(b)
+		hi = binary.LittleEndian.Uint64(b[n-8:]) >> uint(8*(16-n))
+	} else {
+		lo = uint64(binary.LittleEndian.Uint32(b)) | uint64(binary.LittleEndian.Uint32(b[3:]))<<24
+	}
+	if (lo|hi)&highs != 0 {
 		return netip.Addr{}, false
 	}
-	return netip.AddrFrom4([4]byte{byte(ip >> 24), byte(ip >> 16), byte(ip >> 8), byte(ip)}), true
+	dots := byteMask(eqMask(lo, '.')) | byteMask(eqMask(hi, '.'))<<8
+	digits := byteMask(digitMask(lo)) | byteMask(digitMask(hi))<<8
+	if dots|digits != 1<<n-1 || bits.OnesCount32(dots) != 3 {
+		return netip.Addr{}, false
+	}
+	d1 := bits.TrailingZeros32(dots)
+	dots &= dots - 1
+	d2 := bits.TrailingZeros32(dots)
+	dots &= dots - 1
+	d3 := bits.TrailingZeros32(dots)
+	// Only digits lie between the dots now. Each octet's digits are read
+	// as the three bytes that end it (all inside b: d2 >= 3), the ones
+	// before its start counted for nothing; the first octet's from b[0].
+	l1, l2, l3, l4 := d1, d2-d1-1, d3-d2-1, n-d3-1
+	if uint(l1-1) >= 3 || uint(l2-1) >= 3 || uint(l3-1) >= 3 || uint(l4-1) >= 3 {
+		return netip.Addr{}, false
+	}
+	v1 := uint(b[0] - '0')
+	if l1 >= 2 {
+		v1 = v1*10 + uint(b[1]-'0')
+	}
+	if l1 == 3 {
+		v1 = v1*10 + uint(b[2]-'0')
+	}
+	v2, z2 := octetAt(b, d2, l2)
+	v3, z3 := octetAt(b, d3, l3)
+	v4, z4 := octetAt(b, n, l4)
+	// No leading zeros ("01" is not an address) and nothing over 255.
+	z1 := b[0] == '0' && l1 > 1
+	if v1|v2|v3|v4 > 255 || z1 || z2 || z3 || z4 {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom4([4]byte{byte(v1), byte(v2), byte(v3), byte(v4)}), true
 }
+
+// octetAt is the value of the l (1-3) digits that end at b[e], e >= 3, and
+// whether the first of them is a leading zero. Selects, not branches, pick
+// the digits that count.
+func octetAt(b []byte, e, l int) (v uint, zero bool) {
+	x := b[e-3 : e]
+	d0, d1, d2 := uint(x[0]-'0'), uint(x[1]-'0'), uint(x[2]-'0')
+	v, first := d2, d2
+	if l >= 2 {
+		v, first = v+d1*10, d1
+	}
+	if l == 3 {
+		v, first = v+d0*100, d0
+	}
+	return v, first == 0 && l > 1
+}
+
+// eqMask flags exactly the bytes of x equal to c (their high bits): no
+// borrow crosses a byte.
+func eqMask(x uint64, c byte) uint64 {
+	y := x ^ uint64(c)*ones
+	return ^((y&low7s + low7s) | y) & highs
+}
+
+// digitMask flags the bytes of x that are '0'-'9', for x with no byte of
+// 0x80 or more: x+0x50 has a byte's high bit set iff it is >= '0', and
+// x+0x46 iff it is >= ':', without carries between bytes.
+func digitMask(x uint64) uint64 {
+	return (x + 0x50*ones) &^ (x + 0x46*ones) & highs
+}
+
+// byteMask gathers the high bits of a mask's eight bytes into bits 0-7,
+// byte 0's in bit 0: each lands in the top byte by a distinct product.
+func byteMask(m uint64) uint32 {
+	return uint32((m >> 7) * 0x0102040810204080 >> 56)
+}
+
+// low7s has the low seven bits of every byte set.
+const low7s = 0x7f7f7f7f7f7f7f7f
 
 // parseIPv6 parses the text form of an IPv6 address (RFC 4291 §2.2: hex
 // groups, one "::", an optional dotted IPv4 tail) from header bytes. It

@@ -75,6 +75,22 @@ func (m *Message) AppendForward(dst []byte, e *Edits) []byte {
 	// Lines copied as they are lie end to end in b: a run of them goes
 	// out in one append, flushed before anything else is written.
 	rs, re := 0, 0
+	if !addRR && !addPath && !editRoutes && contactHdr < 0 && !e.MaxForwards && e.AppendRoute == nil {
+		// At most the top Via's line changes (a response's edits): the
+		// runs either side of it need no walk over the lines, which
+		// follow each other with no gap (parseHeaders).
+		if n := len(m.hdrs); n > 0 {
+			rs, re = m.hdrs[0].line.off, m.hdrs[n-1].line.end
+			if viaHdr >= 0 {
+				h := &m.hdrs[viaHdr]
+				dst = appendRun(dst, b, rs, h.line.off)
+				dst = m.appendTopVia(dst, e)
+				rs = h.line.end
+			}
+		}
+		dst = appendRun(dst, b, rs, re)
+		return m.appendTail(dst, e, mfHdr, firstRR, firstPath, addRR, addPath, lastRoute)
+	}
 	for i := range m.hdrs {
 		h := &m.hdrs[i]
 		if !(i == firstRR && addRR) && !(i == firstPath && addPath) && !(editRoutes && h.id == HdrRoute) &&
@@ -122,6 +138,13 @@ func (m *Message) AppendForward(dst []byte, e *Edits) []byte {
 		}
 	}
 	dst = appendRun(dst, b, rs, re)
+	return m.appendTail(dst, e, mfHdr, firstRR, firstPath, addRR, addPath, lastRoute)
+}
+
+// appendTail writes what AppendForward adds after the header lines of m:
+// the headers m lacks that e adds, the blank line and the body.
+func (m *Message) appendTail(dst []byte, e *Edits, mfHdr, firstRR, firstPath int, addRR, addPath bool, lastRoute int) []byte {
+	b := m.Buf
 	if e.MaxForwards && mfHdr < 0 {
 		dst = append(dst, "Max-Forwards: 70\r\n"...)
 	}

@@ -86,27 +86,10 @@ func parseVia(v *viaSpans, b []byte, s, e int) (vs, ve, next int, ok bool) {
 		v.proto = span{i, i + 7}
 		i += 8
 	} else {
-		p := i
-		i = scanToken(b, i, e)
-		if i == p {
+		var ok bool
+		if v.proto, i, ok = parseProtocol(b, i, e); !ok {
 			return vs, ve, i, false
 		}
-		i = skipWS(b, i, e)
-		if i >= e || b[i] != '/' {
-			return vs, ve, i, false
-		}
-		i = skipWS(b, i+1, e)
-		k := i
-		i = scanToken(b, i, e)
-		if i == k {
-			return vs, ve, i, false
-		}
-		v.proto = span{p, i}
-		i = skipWS(b, i, e)
-		if i >= e || b[i] != '/' {
-			return vs, ve, i, false
-		}
-		i = skipWS(b, i+1, e)
 	}
 	k := i
 	if e-i > 4 && b[i+3] == ' ' && isToken[b[i]] && isToken[b[i+1]] && isToken[b[i+2]] {
@@ -180,6 +163,36 @@ func parseVia(v *viaSpans, b []byte, s, e int) (vs, ve, next int, ok bool) {
 		v.params = span{ps, ve}
 	}
 	return vs, ve, i, true
+}
+
+// parseProtocol parses the protocol-name and protocol-version of a
+// sent-protocol spelled other than "SIP/2.0/", at b[i:e]: their span, and
+// the index past the "/" and LWS that follow, where the transport starts;
+// ok false, with the index where it failed, when they are malformed. It
+// stays out of parseVia, which is inlined where Via values are walked,
+// so that the spelling nearly everyone sends costs that code no room.
+func parseProtocol(b []byte, i, e int) (proto span, next int, ok bool) {
+	p := i
+	i = scanToken(b, i, e)
+	if i == p {
+		return proto, i, false
+	}
+	i = skipWS(b, i, e)
+	if i >= e || b[i] != '/' {
+		return proto, i, false
+	}
+	i = skipWS(b, i+1, e)
+	k := i
+	i = scanToken(b, i, e)
+	if i == k {
+		return proto, i, false
+	}
+	proto = span{p, i}
+	i = skipWS(b, i, e)
+	if i >= e || b[i] != '/' {
+		return proto, i, false
+	}
+	return proto, skipWS(b, i+1, e), true
 }
 
 // param keeps the via-params a proxy reads (RFC 3261 §20.42, RFC 3581) and
