@@ -42,3 +42,26 @@ func TestInlining(t *testing.T) {
 		}
 	}
 }
+
+// TestInliningPGO pins what the shipped build's profile (cmd/siplb's
+// default.pgo, which go build uses for siplb) makes inlinable beyond the
+// normal budget and the response path depends on: ViaIter.next, under the
+// hot-call budget since parseVia left the rare protocol spellings to
+// parseProtocol, is inlined into Forwarder.response (about 50 ns of
+// BenchmarkProcess/response). A change to parseVia or a refreshed profile
+// that loses it fails here.
+func TestInliningPGO(t *testing.T) {
+	out, err := exec.Command(goTool(t), "build", "-pgo=../cmd/siplb/default.pgo", "-gcflags=-m", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build -pgo -gcflags=-m: %v\n%s", err, out)
+	}
+	got := map[string]bool{}
+	for _, m := range regexp.MustCompile(`can inline (\S+)`).FindAllSubmatch(out, -1) {
+		got[string(m[1])] = true
+	}
+	for _, fn := range []string{"(*ViaIter).next", "(*ViaIter).Next"} {
+		if !got[fn] {
+			t.Errorf("%s is no longer inlinable in the profile-guided build", fn)
+		}
+	}
+}
