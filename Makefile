@@ -34,7 +34,7 @@ bench-cross: build
 	scripts/bench-cross.sh
 
 fuzz:
-	for p in ./fuzz ./parser; do for t in $$($(GO) test -list '^Fuzz' $$p | grep ^Fuzz); do $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p || exit 1; done; done
+	for p in ./fuzz ./parser ./engine; do for t in $$($(GO) test -list '^Fuzz' $$p | grep ^Fuzz); do $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p || exit 1; done; done
 
 lint:
 	test -z "$$(gofmt -l .)" || (gofmt -l . && exit 1)
