@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"time"
 )
 
 // A hand-over of the listening sockets to a new process (a hitless upgrade,
@@ -52,6 +53,10 @@ func (s *Server) listenPacket(ctx context.Context, lc *net.ListenConfig, network
 	return lc.ListenPacket(ctx, network, addr)
 }
 
+// stopReadingWait bounds how long StopReading waits for the readers to
+// end: one batch takes microseconds, so only a stalled machine reaches it.
+const stopReadingWait = 2 * time.Second
+
 // errNotTCP is a listener handed over that is not a TCP socket.
 var errNotTCP = errors.New("the listener handed over is not a TCP socket")
 
@@ -71,7 +76,10 @@ func tcpListener(ln net.Listener) (*net.TCPListener, error) {
 // messages still decided here (on stream connections, DNS answers) leave
 // as before. The kernel filter of blocked sources (kfilter_linux.go) is
 // taken off the sockets and no longer kept. Call it once the successor is
-// ready, before Drain. UDP legs
+// ready, before Drain. It returns once every reader has ended (or after
+// stopReadingWait), so that no datagram is decided after it: a Drain that
+// rejects new dialogs must not answer 503 to the last batch a reader
+// held, which the successor would have forwarded. UDP legs
 // served by gnet (Options.GnetUDP) go on reading: their sockets are gnet's
 // and are not handed over. It may be called from any goroutine, once Ready
 // is closed.
@@ -81,6 +89,16 @@ func (s *Server) StopReading() {
 	s.mu.Unlock()
 	for _, b := range bs {
 		b.stopReading()
+	}
+	limit := time.NewTimer(stopReadingWait)
+	defer limit.Stop()
+	for _, b := range bs {
+		select {
+		case <-b.done:
+		case <-limit.C:
+			s.log.Warn("upgrade: a UDP reader did not end in time; going on", "wait", stopReadingWait)
+			return
+		}
 	}
 	if s.kfilter != nil {
 		s.kfilter.releaseSockets()

@@ -201,3 +201,53 @@ func TestStopReadingReleasesKernelFilter(t *testing.T) {
 		}
 	}
 }
+
+// StopReading returns only once every batched UDP reader has ended: a
+// Drain right after it (an upgrade's old process) must decide no datagram,
+// or the batch a reader still held meets the drain's 503 for new dialogs,
+// which the successor would have forwarded (the one transaction
+// TestUpgradeUnderUDPLoadLosesNothing once lost).
+func TestStopReadingWaitsForReaders(t *testing.T) {
+	uas := startUAS(t)
+	lb, srv := startLB(t, 2, uas)
+	client := udpOn(t, "127.0.0.1:0")
+	stop := make(chan struct{})
+	sent := make(chan int)
+	go func() {
+		i := 0
+		for {
+			select {
+			case <-stop:
+				sent <- i
+				return
+			default:
+			}
+			i++
+			client.WriteToUDPAddrPort(invite("sr-"+itoa(i), "z9hG4bKsr"+itoa(i)), lb)
+			if i%64 == 0 {
+				time.Sleep(100 * time.Microsecond) // the backend's socket buffer is finite
+			}
+		}
+	}()
+	time.Sleep(200 * time.Millisecond) // the readers are busy
+	srv.StopReading()
+	srv.mu.Lock()
+	bs := append([]*batchSock(nil), srv.batch...)
+	srv.mu.Unlock()
+	running := 0
+	for _, b := range bs {
+		select {
+		case <-b.done:
+		default:
+			running++
+		}
+	}
+	close(stop)
+	n := <-sent
+	if len(bs) == 0 {
+		t.Fatal("no batched UDP socket")
+	}
+	if running > 0 {
+		t.Errorf("%d of %d UDP readers still running when StopReading returned (%d datagrams sent)", running, len(bs), n)
+	}
+}

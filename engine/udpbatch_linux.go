@@ -41,6 +41,7 @@ type batchSock struct {
 	rc   syscall.RawConn
 	fd   int
 	scr  *Scratch
+	done chan struct{} // closed when run ends (StopReading waits for it)
 
 	rbuf  []byte
 	rhdr  [batchSize]unix.Mmsghdr
@@ -130,7 +131,7 @@ func newBatchSock(s *Server, leg *Leg, conn *net.UDPConn) (*batchSock, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &batchSock{s: s, leg: leg, conn: conn, rc: rc, scr: s.f.NewScratch()}
+	b := &batchSock{s: s, leg: leg, conn: conn, rc: rc, scr: s.f.NewScratch(), done: make(chan struct{})}
 	rc.Control(func(fd uintptr) { b.fd = int(fd) })
 	b.initBuffers()
 	b.recvF = b.recv
@@ -165,6 +166,7 @@ func (b *batchSock) initBuffers() {
 // run reads a batch, decides each datagram, and sends the batch's output
 // with one sendmmsg, until the socket is closed.
 func (b *batchSock) run() {
+	defer close(b.done)
 	// Wait until the gnet engine is up: a message may need it (a TCP
 	// destination), and OnBoot publishes it.
 	<-b.s.booted
