@@ -316,7 +316,7 @@ func (f *Forwarder) isLoop(m *parser.Message, top *parser.Via, loop uint32) bool
 		}
 	}
 	vias := m.Vias()
-	if !vias.Skip() {
+	if !vias.Pass() {
 		return false
 	}
 	want := hex8(loop)

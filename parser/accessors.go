@@ -133,10 +133,10 @@ func (m *Message) Vias() ViaIter {
 // ErrMalformedVia: the values Next accepts are those Via(i) accepts.
 func (it *ViaIter) Next(v *Via) bool { return it.next(v) }
 
-// Skip moves past the next Via value as Next does, without filling a Via:
+// Pass moves past the next Via value as Next does, without filling a Via:
 // for the top value, which Parse has checked and TopVia returns, it costs
 // no parsing. It returns what Next would.
-func (it *ViaIter) Skip() bool { return it.next(nil) }
+func (it *ViaIter) Pass() bool { return it.next(nil) }
 
 // next is Next, filling v unless it is nil.
 func (it *ViaIter) next(v *Via) bool {

@@ -49,13 +49,13 @@ func TestViaIter(t *testing.T) {
 			if bad := errors.Is(it.Err(), parser.ErrMalformedVia); bad != tc.bad {
 				t.Errorf("Err() = %v, want malformed %v", it.Err(), tc.bad)
 			}
-			// Skip moves as Next does: skipping the first k values and
+			// Pass moves as Next does: passing the first k values and
 			// reading on yields the rest.
 			for k := 1; k <= len(tc.hosts); k++ {
 				it := m.Vias()
 				for range k {
-					if !it.Skip() {
-						t.Fatalf("Skip %d: false", k)
+					if !it.Pass() {
+						t.Fatalf("Pass %d: false", k)
 					}
 				}
 				var rest []string
@@ -63,7 +63,7 @@ func TestViaIter(t *testing.T) {
 					rest = append(rest, string(v.Host))
 				}
 				if strings.Join(rest, " ") != strings.Join(tc.hosts[k:], " ") || (it.Err() != nil) != tc.bad {
-					t.Errorf("after %d Skip: hosts %q err %v, want %q", k, rest, it.Err(), tc.hosts[k:])
+					t.Errorf("after %d Pass: hosts %q err %v, want %q", k, rest, it.Err(), tc.hosts[k:])
 				}
 			}
 			// Via(i) agrees value for value.
