@@ -100,12 +100,9 @@ func (sc *streamConn) writeSock(p []byte) bool {
 		return false
 	}
 	l := sc.loop
-	if l == nil {
-		return true
-	}
 	q := sc.c.OutboundBuffered()
 	if q > l.srv.lim.MaxWriteQueue {
-		sc.slow, sc.w.stop = true, true // the caller holds the lock
+		sc.slow = true
 		l.wq.closing += int64(q)
 		l.s.Counters.SlowReaders.Add(1)
 		sc.c.Close()
@@ -114,7 +111,7 @@ func (sc *streamConn) writeSock(p []byte) bool {
 		l.noteQueued(sc, q) // may close sc too (writequeue.go)
 	}
 	if sc.slow {
-		sc.w.stop = true
+		sc.w.stop = true // no direct write from now on; the caller holds the lock
 		return false
 	}
 	return true

@@ -222,12 +222,20 @@ func startSmallClient(t *testing.T) (*Server, net.Conn, *streamConn) {
 	t.Helper()
 	uas := startUAS(t)
 	_, lb, srv := startMixedLB(t, pool.Limits{}, balance.BackendConfig{Addr: uas.addr})
+	c, sc := smallClient(t, srv, lb)
+	return srv, c, sc
+}
+
+// smallClient is a client of srv at lb with a tiny receive window, and its
+// stream, whose send buffer is made tiny too.
+func smallClient(t *testing.T, srv *Server, lb netip.AddrPort) (net.Conn, *streamConn) {
+	t.Helper()
 	c := dialSmall(t, lb)
 	sc := streamOf(t, srv, c)
 	sc.w.mu.Lock()
 	unix.SetsockoptInt(sc.w.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4096)
 	sc.w.mu.Unlock()
-	return srv, c, sc
+	return c, sc
 }
 
 // A client that does not read: the first direct write is taken only in

@@ -1,17 +1,13 @@
 package engine
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/siplb/siplb/balance"
-	"github.com/siplb/siplb/parser"
 	"github.com/siplb/siplb/pool"
-	"golang.org/x/sys/unix"
 )
 
 // A TCP peer that does not read cannot make siplb hold more than
@@ -32,11 +28,7 @@ func TestWriteQueueBound(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			uas := startUAS(t)
 			_, lb, srv := startMixedLB(t, pool.Limits{MaxWriteQueue: tc.limit}, balance.BackendConfig{Addr: uas.addr})
-			c := dialSmall(t, lb)
-			sc := streamOf(t, srv, c)
-			sc.w.mu.Lock()
-			unix.SetsockoptInt(sc.w.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4096)
-			sc.w.mu.Unlock()
+			c, sc := smallClient(t, srv, lb)
 
 			var cnt Counters
 			for i := 1; i <= tc.n; i++ {
@@ -55,7 +47,7 @@ func TestWriteQueueBound(t *testing.T) {
 				time.Sleep(100 * time.Millisecond) // everything queued before the client reads
 			}
 
-			seq, err := readNumbered(c, 10*time.Second)
+			seq, err := readNumbered(t, c, tc.n, 10*time.Second)
 			switch {
 			case err != nil:
 				t.Fatalf("after message %d: %v", seq, err)
@@ -74,53 +66,21 @@ func TestWriteQueueBound(t *testing.T) {
 	}
 }
 
-// readNumbered reads numbered messages in order until the stream ends (the
-// server closed it) or, once a whole second passes without a byte, gives
-// up; it returns the last number read. A damaged or out-of-order message
-// is an error.
-func readNumbered(c interface {
-	io.Reader
-	SetReadDeadline(time.Time) error
-}, d time.Duration) (int, error) {
+// readNumbered reads up to n numbered messages from c (readResponses:
+// until n, the end of the stream or d) and returns the number of the last
+// one; a damaged or out-of-order message is an error.
+func readNumbered(t *testing.T, c net.Conn, n int, d time.Duration) (int, error) {
+	t.Helper()
 	seq := 0
-	var buf []byte
-	chunk := make([]byte, 64<<10)
-	end := time.Now().Add(d)
-	for time.Now().Before(end) {
-		c.SetReadDeadline(time.Now().Add(time.Second))
-		n, err := c.Read(chunk)
-		buf = append(buf, chunk[:n]...)
-		for {
-			k, kind, ferr := parser.Frame(buf, parser.Limits{})
-			if ferr != nil {
-				return seq, ferr
-			}
-			if k == 0 {
-				break
-			}
-			if kind != parser.FrameMessage {
-				buf = buf[k:]
-				continue
-			}
-			_, i, cerr := checkNumbered(buf[:k])
-			if cerr == nil && i != seq+1 {
-				cerr = fmt.Errorf("message %d after %d", i, seq)
-			}
-			if cerr != nil {
-				return seq, cerr
-			}
-			seq, buf = i, buf[k:]
+	for _, msg := range readResponses(t, c, n, d) {
+		_, i, err := checkNumbered(msg)
+		if err == nil && i != seq+1 {
+			err = fmt.Errorf("message %d after %d", i, seq)
 		}
 		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, unix.ECONNRESET) {
-				return seq, nil
-			}
-			var ne interface{ Timeout() bool }
-			if errors.As(err, &ne) && ne.Timeout() {
-				return seq, nil
-			}
 			return seq, err
 		}
+		seq = i
 	}
 	return seq, nil
 }
@@ -144,11 +104,7 @@ func TestWriteBudget(t *testing.T) {
 	// max_write_queue, over the 1 MiB budget together.
 	var cs []client
 	for _, n := range []int{96, 64} {
-		c := dialSmall(t, lb)
-		sc := streamOf(t, srv, c)
-		sc.w.mu.Lock()
-		unix.SetsockoptInt(sc.w.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4096)
-		sc.w.mu.Unlock()
+		c, sc := smallClient(t, srv, lb)
 		cs = append(cs, client{c: c, sc: sc, n: n})
 	}
 	var cnt Counters
@@ -166,7 +122,7 @@ func TestWriteBudget(t *testing.T) {
 		t.Fatalf("WriteBudgetCloses %d, SlowReaders %d; want 1 and 0", st.WriteBudgetCloses, st.SlowReaders)
 	}
 	for i, cl := range cs {
-		seq, err := readNumbered(cl.c, 10*time.Second)
+		seq, err := readNumbered(t, cl.c, cl.n, 10*time.Second)
 		switch {
 		case err != nil:
 			t.Fatalf("client %d, after message %d: %v", i, seq, err)
