@@ -6,7 +6,7 @@ BIN      ?= bin
 LDFLAGS  := -ldflags "-X main.version=$(VERSION)"
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build test bench bench-flood bench-cross fuzz lint demo demo-cluster deps clean pgo
+.PHONY: all build test bench bench-flood bench-cross bench-capture fuzz lint demo demo-cluster deps clean pgo
 
 all: build
 
@@ -32,6 +32,9 @@ bench-flood: build
 
 bench-cross: build
 	scripts/bench-cross.sh
+
+bench-capture: build
+	scripts/bench-capture.sh
 
 fuzz:
 	for p in ./fuzz ./parser ./engine; do for t in $$($(GO) test -list '^Fuzz' $$p | grep ^Fuzz); do $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p || exit 1; done; done

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -209,5 +210,9 @@ func testCaptureEndToEnd(t *testing.T, transport string) {
 	}
 	if v, ok := value(mfs["siplb_capture_dropped_total"], map[string]string{"reason": "queue_full"}); !ok || v != 0 {
 		t.Errorf(`siplb_capture_dropped_total{reason="queue_full"} = %v (present %v), want 0`, v, ok)
+	}
+	// The sender's CPU: read from its thread's clock on Linux, 0 elsewhere.
+	if v, ok := value(mfs["siplb_capture_send_cpu_seconds_total"], nil); !ok || (runtime.GOOS == "linux") != (v > 0) || v > 1 {
+		t.Errorf("siplb_capture_send_cpu_seconds_total = %v (present %v), want above 0 (on Linux) and under a second for a few frames", v, ok)
 	}
 }

@@ -100,6 +100,7 @@ type siplbCollector struct {
 	admission      admissionMetrics
 	captureSent    *prometheus.Desc
 	captureDropped *prometheus.Desc
+	captureCPU     *prometheus.Desc
 }
 
 func newSiplbCollector(src metricsSource) *siplbCollector {
@@ -126,6 +127,7 @@ func newSiplbCollector(src metricsSource) *siplbCollector {
 		admission:      newAdmissionMetrics(),
 		captureSent:    prometheus.NewDesc("siplb_capture_sent_total", "HEP frames sent to the capture.hep collector.", nil, nil),
 		captureDropped: prometheus.NewDesc("siplb_capture_dropped_total", "HEP frames not sent, by reason: queue_full, too_large (over 65507 bytes), send_error (refused by the socket: the collector is down).", []string{"reason"}, nil),
+		captureCPU:     prometheus.NewDesc("siplb_capture_send_cpu_seconds_total", "CPU time the HEP sender's thread spent sending frames, its system calls included (Linux; on loopback also the collector's receive path). The event loops' share of capture is not in it.", nil, nil),
 	}
 	for i, sc := range snapshotCounters {
 		c.counters[i] = prometheus.NewDesc(sc.name, sc.help, nil, nil)
@@ -139,7 +141,7 @@ func (c *siplbCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	for _, d := range []*prometheus.Desc{c.drops, c.replies, c.conns, c.connsBy, c.streamBytes, c.closed, c.backendUp, c.backendState,
-		c.backendHealthy, c.probeRTT, c.probeRTTEWMA, c.probeRTTHist, c.beRequests, c.beResponses, c.reloads, c.reloadOK, c.reloadLast, c.buildInfo, c.captureSent, c.captureDropped} {
+		c.backendHealthy, c.probeRTT, c.probeRTTEWMA, c.probeRTTHist, c.beRequests, c.beResponses, c.reloads, c.reloadOK, c.reloadLast, c.buildInfo, c.captureSent, c.captureDropped, c.captureCPU} {
 		ch <- d
 	}
 	c.admission.describe(ch)
@@ -249,6 +251,7 @@ func (c *siplbCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.captureDropped, st.Dropped, "queue_full")
 		counter(c.captureDropped, st.TooLarge, "too_large")
 		counter(c.captureDropped, st.SendErrors, "send_error")
+		ch <- prometheus.MustNewConstMetric(c.captureCPU, prometheus.CounterValue, st.SendCPU.Seconds())
 	}
 }
 

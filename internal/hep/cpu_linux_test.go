@@ -1,0 +1,76 @@
+package hep
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func processCPU() time.Duration {
+	var r unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &r)
+	return time.Duration(r.Utime.Nano() + r.Stime.Nano())
+}
+
+// SendCPU counts the sender thread's CPU: more than nothing once frames
+// went, and never more than the whole process used meanwhile.
+func TestSenderSendCPU(t *testing.T) {
+	for _, transport := range []string{"udp", "tcp"} {
+		t.Run(transport, func(t *testing.T) {
+			addr := listenUDP(t).addr
+			if transport == "tcp" {
+				ln := listenTCP(t)
+				go func() { // read and discard every connection's frames
+					for {
+						c, err := ln.Accept()
+						if err != nil {
+							return
+						}
+						go func() {
+							buf := make([]byte, 1<<16)
+							for {
+								if _, err := c.Read(buf); err != nil {
+									c.Close()
+									return
+								}
+							}
+						}()
+					}
+				}()
+				addr = ln.Addr().(*net.TCPAddr).AddrPort()
+			}
+			cpu0 := processCPU()
+			s := newTestSender(t, Config{Collector: addr, Transport: transport})
+			runSender(t, s)
+			if st := s.Stats(); st.SendCPU != 0 {
+				t.Fatalf("SendCPU %v before anything was sent", st.SendCPU)
+			}
+			in, out := testPackets(600)
+			const calls = 4000
+			for i := range calls {
+				s.Capture(&in, &out)
+				if i%200 == 199 {
+					time.Sleep(time.Millisecond) // let Run keep up: no drops
+				}
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for st := s.Stats(); st.Sent+st.Dropped+st.SendErrors < 2*calls; st = s.Stats() {
+				if time.Now().After(deadline) {
+					t.Fatalf("Stats = %+v: not every frame accounted for in 5 s", st)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			time.Sleep(50 * time.Millisecond) // the last drain's clock read
+			st, used := s.Stats(), processCPU()-cpu0
+			if st.Sent == 0 {
+				t.Fatalf("Stats = %+v: nothing sent", st)
+			}
+			if st.SendCPU <= 0 || st.SendCPU > used {
+				t.Errorf("SendCPU %v for %d frames; want more than 0 and at most the process's %v", st.SendCPU, st.Sent, used)
+			}
+			t.Logf("%s: %d frames, SendCPU %v (%.0f ns a frame), process %v", transport, st.Sent, st.SendCPU, float64(st.SendCPU)/float64(st.Sent), used)
+		})
+	}
+}
