@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -22,6 +23,11 @@ import (
 //     and queueing, the sender's goroutine and its system calls, and on
 //     loopback the collector's receive path up to its socket and its
 //     wake-ups, which the kernel runs in the sender's context);
+//   - loop-ns/op: the benchmark's own thread's, locked to it: the data
+//     path alone (Process and Capture, and what capture's writes do to
+//     its caches), as an event loop would pay it;
+//   - send-ns/op: the sender's thread's while it drains
+//     (hep.Stats.SendCPU);
 //   - sink-ns/op: the collector's (what a collector on the same machine
 //     costs besides; in ticks of 10 ms, coarse);
 //   - dropped/frame: frames the Sender dropped for a full queue, which
@@ -58,7 +64,9 @@ func BenchmarkProcessCapture(b *testing.B) {
 		b.Run("request-"+mode, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(inv)))
-			cpu := startCPU(sink)
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			cpu := startCPU(sink, snd)
 			n := 0
 			for b.Loop() {
 				if r := f.Process(s, inv, client, leg); r.Out == nil {
@@ -83,7 +91,9 @@ func BenchmarkProcessCapture(b *testing.B) {
 		b.Run("response-"+mode, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(resp)))
-			cpu := startCPU(sink)
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			cpu := startCPU(sink, snd)
 			n := 0
 			for b.Loop() {
 				if r := f.Process(s, resp, backends[0], leg); r.Out == nil {
@@ -104,32 +114,43 @@ const (
 	capturePause = 3 * time.Millisecond
 )
 
-// cpuClock reads the CPU time of the process and of the collector's.
+// cpuClock reads the CPU time of the process, of the calling thread
+// (locked to it), of the sender's drains and of the collector's process.
 type cpuClock struct {
-	proc, sink int64
-	s          *sinkProcess
+	proc, thread, sink int64
+	send               time.Duration
+	s                  *sinkProcess
 }
 
-func processCPU() int64 {
+func processCPU() int64 { return rusage(unix.RUSAGE_SELF) }
+
+func rusage(who int) int64 {
 	var p unix.Rusage
-	unix.Getrusage(unix.RUSAGE_SELF, &p)
+	unix.Getrusage(who, &p)
 	return p.Utime.Nano() + p.Stime.Nano()
 }
 
-func startCPU(s *sinkProcess) *cpuClock {
-	return &cpuClock{s: s, proc: processCPU(), sink: s.cpuNs()}
+func startCPU(s *sinkProcess, snd *hep.Sender) *cpuClock {
+	c := &cpuClock{s: s, proc: processCPU(), thread: rusage(unix.RUSAGE_THREAD), sink: s.cpuNs()}
+	if snd != nil {
+		c.send = snd.Stats().SendCPU
+	}
+	return c
 }
 
 func (c *cpuClock) report(b *testing.B, s *hep.Sender) {
+	thread := rusage(unix.RUSAGE_THREAD) - c.thread // before the wait below
 	if s != nil {
 		time.Sleep(20 * time.Millisecond) // what is queued goes (Run polls every few ms)
 	}
 	proc, sink := processCPU()-c.proc, c.s.cpuNs()-c.sink
 	n := float64(b.N)
 	b.ReportMetric(float64(proc)/n, "cpu-ns/op")
+	b.ReportMetric(float64(thread)/n, "loop-ns/op")
 	if s == nil {
 		return
 	}
+	b.ReportMetric(float64(s.Stats().SendCPU-c.send)/n, "send-ns/op")
 	b.ReportMetric(float64(sink)/n, "sink-ns/op")
 	st := s.Stats()
 	if total := st.Sent + st.Dropped; total > 0 {

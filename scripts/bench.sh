@@ -58,7 +58,7 @@ CROSS_MODES=${CROSS_MODES:-rate}   # rate (open loop at RATE_SHARE of siplb_tcp'
 GNET_SCENARIOS=${GNET_SCENARIOS-options} # scenarios also run on siplb --udp-io gnet; empty: none
 DEFENCE_SCENARIOS=${DEFENCE_SCENARIOS-options call} # scenarios also run on siplb with its defences off (siplb_open); empty: none
 CAPTURE_SCENARIOS=${CAPTURE_SCENARIOS-options call} # scenarios also run on siplb with capture.hep on (siplb_capture); empty: none
-CAPTURE_TRANSPORT=${CAPTURE_TRANSPORT:-udp} # siplb_capture's capture.transport: udp or tcp
+CAPTURE_TRANSPORT=${CAPTURE_TRANSPORT:-tcp} # siplb_capture's capture.transport: tcp (the README's advice where cost matters) or udp
 pin_asked=${PIN_SCENARIOS+set}     # PIN_SCENARIOS given, not the default
 PIN_SCENARIOS=${PIN_SCENARIOS-options call} # scenarios also run pinned (open loop at the same rate, forwarder on its own core); empty: none
 PIN_TARGETS=${PIN_TARGETS:-direct relay siplb} # pinned targets (as direct_pin, relay_pin, siplb_pin); add kamailio for kamailio_pin
@@ -67,7 +67,7 @@ PIN_LOAD_CPU=${PIN_LOAD_CPU:-0}    # pinned: the CPU of sipload and the pinned s
 PIN_FWD_CPU=${PIN_FWD_CPU:-1}      # pinned: the CPU of the forwarder under test
 PIN_CHRT=${PIN_CHRT-auto}         # pinned: chrt arguments for every pinned process, e.g. "-f 1" (SCHED_FIFO; root or CAP_SYS_NICE); auto: "-f 1" where chrt may, else none; empty: the normal scheduler
 KAM_PIN_CHILDREN=${KAM_PIN_CHILDREN:-2} # kamailio_pin's UDP receivers, on its one core
-PORT_BASE=${PORT_BASE:-25060}      # siplb +0, relay +1, kamailio +2, siplb_gnet +3, siplb_tcp +4, kamailio_tcp +5, siplb_open +6, siplb_cross_tcp +7 (its UDP leg +8), sipecho +10..+12, siplb_capture +13, hepsink +14, siplb_pin +15, relay_pin +16, kamailio_pin +17, the pinned sipecho +18..+20
+PORT_BASE=${PORT_BASE:-25060}      # siplb +0, relay +1, kamailio +2, siplb_gnet +3, siplb_tcp +4, kamailio_tcp +5, siplb_open +6, siplb_cross_tcp +7 (its UDP leg +8), sipecho +10..+12, siplb_capture +13, hepsink +14, siplb_pin +15, relay_pin +16, kamailio_pin +17, the pinned sipecho +18..+20, siplb_capture's admin (TCP) +21
 RESULTS=${RESULTS:-benchmarks/results}
 GO=${GO:-go}
 
@@ -245,8 +245,10 @@ if [ -n "$CAPTURE_SCENARIOS" ]; then
 	# siplb_capture: siplb as the default one, and every message mirrored
 	# to hepsink (its count of frames is in hepsink.log at the end).
 	start hepsink "$BIN/hepsink" -listen "${addr[hepsink]}"
+	# Its admin listener serves siplb_capture_send_cpu_seconds_total: the
+	# sender thread's CPU, which measure() records beside the process's.
 	start_siplb_variant siplb_capture "$(siplb_yaml udp "${addr[siplb_capture]}")
-$(printf 'capture:\n  hep: %s\n  transport: %s\n  capture_id: 2001\n' "${addr[hepsink]}" "$CAPTURE_TRANSPORT")"
+$(printf 'capture:\n  hep: %s\n  transport: %s\n  capture_id: 2001\nadmin:\n  listen: %s\n' "${addr[hepsink]}" "$CAPTURE_TRANSPORT" "$h:$((PORT_BASE + 21))")"
 fi
 if wants siplb_tcp; then
 	start_siplb_variant siplb_tcp "$(siplb_yaml tcp "${addr[siplb_tcp]}")"
@@ -428,14 +430,22 @@ for p in sipecho relay siplb siplb_gnet siplb_open siplb_capture hepsink siplb_t
 	[ -n "${pid[$p]:-}" ] && procs+=("$p")
 done
 
+# capture_send_cpu: siplb_capture's HEP sender's CPU seconds so far, from
+# its metrics; fails when they cannot be read.
+capture_send_cpu() {
+	curl -fsS --max-time 2 "http://$h:$((PORT_BASE + 21))/metrics" 2>/dev/null |
+		awk '$1 == "siplb_capture_send_cpu_seconds_total" { print $2; found = 1 } END { exit !found }'
+}
+
 # measure target scenario mode sipload-flags...: one sipload run, with the
 # CPU of every process over it (PROC CPU_SECONDS WALL_SECONDS per line). A
 # pinned target's sipload runs on PIN_LOAD_CPU.
 measure() {
 	local t=$1 sc=$2 mode=$3
 	shift 3
-	local p s0 s1 name="$t-$sc-$mode"
+	local p s0 s1 name="$t-$sc-$mode" send0="" send1
 	declare -A t0=()
+	[ "$t" = siplb_capture ] && send0=$(capture_send_cpu || true)
 	for p in "${procs[@]}"; do t0[$p]=$(ticks "${pid[$p]}"); done
 	s0=$(date +%s.%N)
 	local transport=udp
@@ -449,6 +459,9 @@ measure() {
 		awk -v p="$p" -v t="$(($(ticks "${pid[$p]}") - t0[$p]))" -v hz="$hz" -v a="$s0" -v b="$s1" \
 			'BEGIN { printf "%s %.4f %.4f\n", p, t / hz, b - a }'
 	done >"$out/$name.cpu"
+	if [ "$t" = siplb_capture ] && [ -n "$send0" ] && send1=$(capture_send_cpu); then
+		awk -v a="$send0" -v b="$send1" -v w0="$s0" -v w1="$s1" 'BEGIN { printf "siplb_capture_send %.4f %.4f\n", b - a, w1 - w0 }' >>"$out/$name.cpu"
+	fi
 }
 
 # sat_rate ref: the saturation rate of ref's run in scenario $sc (0 when none).
