@@ -22,8 +22,10 @@
 #      detector, no scanner filter) beside the default siplb, which keeps
 #      them on, for DEFENCE_SCENARIOS: what the defences cost per message;
 #   6. siplb with capture.hep on (target siplb_capture), mirroring every
-#      message as HEPv3 to hepsink, a collector that counts and discards,
-#      beside the default siplb, for CAPTURE_SCENARIOS: what capture costs;
+#      message as HEPv3 to hepsink (over CAPTURE_TRANSPORT, TCP by
+#      default), a collector that counts and discards, beside the default
+#      siplb, for CAPTURE_SCENARIOS: what capture costs, whole and on the
+#      data path (less the sender's thread, from siplb's metrics; curl);
 #   7. pinned (PIN_SCENARIOS, open loop at the same rate): the forwarder
 #      alone on one core (PIN_FWD_CPU) and sipload with its own sipecho on
 #      the other (PIN_LOAD_CPU), with taskset, for direct, the relay and
