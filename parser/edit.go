@@ -91,6 +91,13 @@ func (m *Message) AppendForward(dst []byte, e *Edits) []byte {
 		dst = appendRun(dst, b, rs, re)
 		return m.appendTail(dst, e, mfHdr, firstRR, firstPath, addRR, addPath, lastRoute)
 	}
+	if !editRoutes && contactHdr < 0 && e.AppendRoute == nil && (!addRR || firstRR < 0) && (!addPath || firstPath < 0) {
+		// The top Via's line and the Max-Forwards line change, and the
+		// Record-Route or Path siplb adds goes after the headers (a new
+		// request's edits): the runs around the two lines need no walk
+		// over the lines either.
+		return m.appendViaAndMaxForwards(dst, e, viaHdr, mfHdr, firstRR, firstPath, addRR, addPath)
+	}
 	for i := range m.hdrs {
 		h := &m.hdrs[i]
 		if !(i == firstRR && addRR) && !(i == firstPath && addPath) && !(editRoutes && h.id == HdrRoute) &&
@@ -139,6 +146,44 @@ func (m *Message) AppendForward(dst []byte, e *Edits) []byte {
 	}
 	dst = appendRun(dst, b, rs, re)
 	return m.appendTail(dst, e, mfHdr, firstRR, firstPath, addRR, addPath, lastRoute)
+}
+
+// appendViaAndMaxForwards is AppendForward past the start line and the
+// pushed Via for edits that change no line but the top Via's (viaHdr, -1
+// for none) and Max-Forwards (mfHdr, where e.MaxForwards): the runs of
+// lines before, between and after them are copied whole, as the walk
+// over the lines would copy them.
+func (m *Message) appendViaAndMaxForwards(dst []byte, e *Edits, viaHdr, mfHdr, firstRR, firstPath int, addRR, addPath bool) []byte {
+	b := m.Buf
+	rs, re := 0, 0
+	if n := len(m.hdrs); n > 0 {
+		rs, re = m.hdrs[0].line.off, m.hdrs[n-1].line.end
+		mf := -1
+		if e.MaxForwards {
+			mf = mfHdr
+		}
+		lines := [2]int{viaHdr, mf}
+		if mf < viaHdr {
+			lines = [2]int{mf, viaHdr}
+		}
+		for _, i := range lines {
+			if i < 0 {
+				continue
+			}
+			h := &m.hdrs[i]
+			dst = appendRun(dst, b, rs, h.line.off)
+			if i == viaHdr {
+				dst = m.appendTopVia(dst, e)
+			} else {
+				dst = append(dst, b[h.line.off:h.value.off]...)
+				dst = appendUint(dst, max(m.maxFwd-1, 0))
+				dst = appendLine(dst, b[h.value.end:h.line.end])
+			}
+			rs = h.line.end
+		}
+	}
+	dst = appendRun(dst, b, rs, re)
+	return m.appendTail(dst, e, mfHdr, firstRR, firstPath, addRR, addPath, -1)
 }
 
 // appendTail writes what AppendForward adds after the header lines of m:

@@ -138,6 +138,17 @@ func editVariants() []Edits {
 		{MaxForwards: true, RecordRoute: []byte("<sip:lb;lr>")},
 		{Contact: []byte("sip:c@d"), RemoveTopVia: true},
 		{PopRoute: true, AppendRoute: []byte("<sip:r>")},
+		// A new request's edits, which change the top Via's and the
+		// Max-Forwards lines only (appendViaAndMaxForwards) where the
+		// message has no Record-Route or Path of its own.
+		{MaxForwards: true},
+		{MaxForwards: true, ContentLength: true},
+		{PushVia: []byte("SIP/2.0/UDP lb:5060;branch=z9hG4bKx;rport"), MaxForwards: true, Received: []byte("192.0.2.1"), RPort: 40000,
+			RecordRoute: []byte("<sip:lb;lr;lbf=u1>")},
+		{MaxForwards: true, RPort: 5060, RecordRoute: []byte("<sip:lb;lr>"), RecordRoute2: []byte("<sip:lb2;lr>")},
+		{MaxForwards: true, Received: []byte("2001:db8::1"), Path: []byte("<sip:lb;lr>"), Path2: []byte("<sip:lb2;lr>")},
+		{Received: []byte("192.0.2.1"), RecordRoute: []byte("<sip:lb;lr>")},
+		{RemoveTopVia: true, MaxForwards: true, Path: []byte("<sip:lb;lr>")},
 	}
 }
 

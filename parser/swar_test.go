@@ -113,7 +113,7 @@ func TestScanClass(t *testing.T) {
 	classes := []struct {
 		cls   uint8
 		table *[256]bool
-	}{{clsParamValue, &isParamValue}}
+	}{{clsParamValue, &isParamValue}, {clsHost, &isHostChar}}
 	for _, c := range classes {
 		for b := range 256 {
 			if got := charClass[b]&c.cls != 0; got != c.table[b] {
@@ -121,13 +121,20 @@ func TestScanClass(t *testing.T) {
 			}
 		}
 		for _, in := range swarInputs() {
-			for i := 0; i <= min(len(in), 3); i++ {
-				want := i
-				for want < len(in) && c.table[in[want]] {
-					want++
-				}
-				if got := scanClass(in, i, len(in), c.cls); got != want {
-					t.Errorf("scanClass(%q, %d, class %#x) = %d, want %d", in, i, c.cls, got, want)
+			// Every start and end near both ends: an end before len(in)
+			// puts bytes outside the scan after it, which must not count.
+			for i := 0; i <= len(in); i++ {
+				for e := max(i, len(in)-9); e <= len(in); e++ {
+					if i > 3 && e-i > 9 {
+						continue
+					}
+					want := i
+					for want < e && c.table[in[want]] {
+						want++
+					}
+					if got := scanClass(in, i, e, c.cls); got != want {
+						t.Errorf("scanClass(%q, %d, %d, class %#x) = %d, want %d", in, i, e, c.cls, got, want)
+					}
 				}
 			}
 		}
