@@ -37,7 +37,7 @@ bench-capture: build
 	scripts/bench-capture.sh
 
 fuzz:
-	for p in ./fuzz ./parser ./engine; do for t in $$($(GO) test -list '^Fuzz' $$p | grep ^Fuzz); do $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p || exit 1; done; done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 lint:
 	test -z "$$(gofmt -l .)" || (gofmt -l . && exit 1)
