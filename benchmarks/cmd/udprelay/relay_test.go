@@ -118,12 +118,12 @@ func TestRelayRoundTrip(t *testing.T) {
 			}
 		})
 	}
-	// The relay counts a batch going up once the batch is sent, so the
-	// last answer can reach the client a moment before its request is
-	// counted: wait (bounded) for the counters to settle.
+	// The relay counts a batch once the batch is sent, both ways, so the
+	// last answer can reach the client a moment before its request or the
+	// answer itself is counted: wait (bounded) for both counters to settle.
 	const total = 1 + 8*20 + 2*3
 	s := r.Stats()
-	for deadline := time.Now().Add(2 * time.Second); s.Up != total && time.Now().Before(deadline); s = r.Stats() {
+	for deadline := time.Now().Add(2 * time.Second); (s.Up != total || s.Down != total) && time.Now().Before(deadline); s = r.Stats() {
 		time.Sleep(time.Millisecond)
 	}
 	if s.Up != s.Down || s.Up != total || s.Dropped != 0 || s.Clients != 11 {
