@@ -56,21 +56,7 @@ command -v curl >/dev/null || { echo "bench-capture: needs curl (apt-get install
 
 out="$RESULTS/capture-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
-pids=()
-cleanup() { # TERM, then KILL whatever still runs 10 s later
-	local p i
-	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for ((i = 0; i < 100; i++)); do
-		local alive=0
-		for p in "${pids[@]}"; do [ "$(sed 's/^.*) //; s/ .*//' /proc/"$p"/stat 2>/dev/null || echo Z)" != Z ] && alive=1; done
-		[ "$alive" = 0 ] && break
-		sleep 0.1
-	done
-	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. scripts/benchlib.sh # start, cleanup on exit, ticks, field, median
 
 h=127.0.0.1
 be=("$h:$((PORT_BASE + 10))" "$h:$((PORT_BASE + 11))" "$h:$((PORT_BASE + 12))")
@@ -107,14 +93,6 @@ for t in "${targets[@]}"; do
 	} >"$out/$t.yaml"
 done
 
-declare -A pid=()
-start() { # name command...
-	local name=$1
-	shift
-	"$@" >"$out/$name.log" 2>&1 &
-	pid[$name]=$!
-	pids+=($!)
-}
 start sipecho "$BIN/sipecho" -q -listen "${be[0]}" -listen "${be[1]}" -listen "${be[2]}"
 start hepsink "$BIN/hepsink" -listen "$sink"
 for t in "${targets[@]}"; do start "$t" "$BIN/siplb" --config "$out/$t.yaml"; done
@@ -125,14 +103,10 @@ for t in "${targets[@]}"; do
 		{ echo "bench-capture: siplb $t at ${sip[$t]} does not answer OPTIONS" >&2; exit 1; }
 done
 
-hz=$(getconf CLK_TCK)
-ticks() { local f; f=$(sed 's/^.*) //' /proc/"$1"/stat) && set -- $f && echo $((${12} + ${13})); }
 sendcpu() { # target: the sender's CPU seconds so far (0 with capture off)
 	[ "$1" = off ] && { echo 0; return; }
 	curl -fsS "http://${adm[$1]}/metrics" | awk '$1 == "siplb_capture_send_cpu_seconds_total" { print $2; found = 1 } END { if (!found) print 0 }'
 }
-field() { sed -n "s/^ *\"$2\": *\([0-9.]*\).*/\1/p" "$1" | head -1; }
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit } print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 {
 	echo "bench-capture $(date -u +%FT%TZ): $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"

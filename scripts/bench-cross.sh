@@ -47,21 +47,7 @@ done
 
 out="$RESULTS/cross-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
-pids=()
-cleanup() { # TERM, then KILL whatever still runs 10 s later
-	local p i
-	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for ((i = 0; i < 100; i++)); do
-		local alive=0
-		for p in "${pids[@]}"; do [ "$(sed 's/^.*) //; s/ .*//' /proc/"$p"/stat 2>/dev/null || echo Z)" != Z ] && alive=1; done
-		[ "$alive" = 0 ] && break
-		sleep 0.1
-	done
-	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. scripts/benchlib.sh # start, cleanup on exit, ticks, field, median
 
 # Placement: the load's prefix and the forwarders'.
 load=() fwd=() placement="unpinned: every process anywhere on the machine's $(nproc) cores"
@@ -119,14 +105,6 @@ siplb_yaml() { # backend-transport listen-lines...
 siplb_yaml tcp "tcp://$tt_addr" >"$out/tt.yaml"
 siplb_yaml udp "udp://$h:$((PORT_BASE + 1))" "tcp://$tu_addr" >"$out/tu.yaml"
 
-declare -A pid=()
-start() { # name command...
-	local name=$1
-	shift
-	"$@" >"$out/$name.log" 2>&1 &
-	pid[$name]=$!
-	pids+=($!)
-}
 start sipecho "${load[@]}" "$BIN/sipecho" -q -tcp -listen "${be[0]}" -listen "${be[1]}" -listen "${be[2]}"
 start tt "${fwd[@]}" "$BIN/siplb" --config "$out/tt.yaml"
 start tu "${fwd[@]}" "$BIN/siplb" --config "$out/tu.yaml"
@@ -139,11 +117,7 @@ for t in tt tu; do
 		{ echo "bench-cross: siplb $t at $a does not answer OPTIONS over TCP" >&2; exit 1; }
 done
 
-hz=$(getconf CLK_TCK)
-ticks() { local f; f=$(sed 's/^.*) //' /proc/"$1"/stat) && set -- $f && echo $((${12} + ${13})); }
 # field name n: the n-th value of "name" in a sipload -json (1: latency, 2: bye_latency)
-field() { sed -n "s/^ *\"$2\": *\([0-9.]*\).*/\1/p" "$1" | sed -n "${3:-1}p"; }
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit } print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 {
 	echo "bench-cross $(date -u +%FT%TZ): $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
