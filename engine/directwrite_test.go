@@ -85,34 +85,6 @@ func checkNumbered(msg []byte) (src string, seq int, err error) {
 	return id[:i], seq, nil
 }
 
-// A TCP client's request answered by a UDP backend: the response leaves
-// from the batched UDP socket's goroutine straight to the client's socket
-// (DirectWrites), not through the loop's mailbox.
-func TestDirectWriteTCPClientUDPBackend(t *testing.T) {
-	if !batchSupported {
-		t.Skip("batched UDP (recvmmsg/sendmmsg) is Linux only, and it is the UDP socket's goroutine this test watches write; gnet's UDP loops write through the stream's loop instead")
-	}
-	uas := startUAS(t)
-	_, lb, srv := startMixedLB(t, pool.Limits{}, balance.BackendConfig{Addr: uas.addr})
-	c := dialTCP(t, lb)
-	const n = 20
-	for i := range n {
-		if _, err := c.Write(optionsReq(c.LocalAddr().String(), "direct", i+1)); err != nil {
-			t.Fatal(err)
-		}
-		got := readResponses(t, c, 1, 5*time.Second)
-		if len(got) != 1 || !bytes.Contains(got[0], fmt.Appendf(nil, "CSeq: %d OPTIONS", i+1)) {
-			t.Fatalf("request %d: responses %q", i+1, got)
-		}
-	}
-	st := srv.Stats()
-	// One at a time, nothing ever waits on the socket: every response is
-	// written directly.
-	if st.DirectWrites != n || st.DirectFallbacks != 0 {
-		t.Errorf("DirectWrites %d, DirectFallbacks %d for %d responses, want %d and 0", st.DirectWrites, st.DirectFallbacks, n, n)
-	}
-}
-
 // Messages to one TCP client from four sources at once — the owner loop
 // (483s to the client's own requests), the batched UDP socket's goroutine
 // (a UDP backend's 200s) and goroutines outside the loops writing numbered

@@ -21,7 +21,14 @@ import (
 // TestMain keeps every siplb these tests start, in-process or as a process
 // (they inherit the environment), from keeping its branch secret in
 // /var/lib/siplb: $STATE_DIRECTORY points into a temporary directory.
+//
+// Started with $SIPLB_TEST_NOFILE set (startLimited), the test binary
+// runs no test: it sets its file limit and becomes the command its
+// arguments name.
 func TestMain(m *testing.M) {
+	if lim := os.Getenv(nofileEnv); lim != "" {
+		execUnderFileLimit(lim, os.Args[1:])
+	}
 	dir, err := os.MkdirTemp("", "siplb-state-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -51,10 +58,21 @@ type proc struct {
 // by its PID (SIGTERM, then SIGKILL after 5 s) when the test ends.
 func startSiplb(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
+	return newProc(name, args...).start(t)
+}
+
+func newProc(name string, args ...string) *proc {
 	p := &proc{cmd: exec.Command(name, args...), out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	return p
+}
+
+// start starts p and, when the test ends, stops it: TERM, then KILL after
+// 5 s.
+func (p *proc) start(t *testing.T) *proc {
+	t.Helper()
 	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
+		t.Fatalf("start %s: %v", p.cmd.Path, err)
 	}
 	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
@@ -106,17 +124,39 @@ func (p *proc) waitLog(t *testing.T, sub string, limit time.Duration) {
 	t.Fatalf("siplb did not log %q within %v:\n%s", sub, limit, tail([]byte(p.out.String()), 3000))
 }
 
-// prlimit returns the path of util-linux's prlimit, which starts a command
-// under given resource limits, or skips the test.
-func prlimit(t *testing.T) string {
+// nofileEnv carries "SOFT:HARD" to a test binary started by startLimited.
+const nofileEnv = "SIPLB_TEST_NOFILE"
+
+// startLimited starts bin with args under a file limit of soft and hard
+// descriptors: the test binary itself is started, and TestMain sets the
+// limit and execs bin, which inherits it.
+func startLimited(t *testing.T, soft, hard uint64, bin string, args ...string) *proc {
 	t.Helper()
-	for _, p := range []string{"/usr/bin/prlimit", "/bin/prlimit"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Skip("no prlimit (util-linux) to start siplb under a low file limit")
-	return ""
+	p := newProc(self, append([]string{bin}, args...)...)
+	p.cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d:%d", nofileEnv, soft, hard))
+	return p.start(t)
+}
+
+// execUnderFileLimit sets RLIMIT_NOFILE to lim ("SOFT:HARD") and replaces
+// the process with argv; it returns only by exiting on an error.
+func execUnderFileLimit(lim string, argv []string) {
+	var soft, hard uint64
+	if _, err := fmt.Sscanf(lim, "%d:%d", &soft, &hard); err != nil || len(argv) == 0 {
+		fmt.Fprintf(os.Stderr, "%s=%q with %q: want SOFT:HARD and a command\n", nofileEnv, lim, argv)
+		os.Exit(2)
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: soft, Max: hard}); err != nil {
+		fmt.Fprintln(os.Stderr, "setrlimit:", err)
+		os.Exit(2)
+	}
+	os.Unsetenv(nofileEnv)
+	err := syscall.Exec(argv[0], argv, os.Environ())
+	fmt.Fprintln(os.Stderr, "exec:", err)
+	os.Exit(2)
 }
 
 // A second siplb on an address already served refuses to start, naming
@@ -169,7 +209,6 @@ func TestSecondInstanceRefused(t *testing.T) {
 // once the flood's connections close. The warning about the key comes at
 // start.
 func TestFDExhaustionIsNoRemoteKill(t *testing.T) {
-	pl := prlimit(t)
 	bin := buildSiplb(t)
 	be := startBackend(t, "A")
 	port, udpPort := freeTCPPort(t), freeUDPPort(t)
@@ -186,7 +225,7 @@ streams:
 `, port, udpPort, be.url())
 	path := filepath.Join(t.TempDir(), "siplb.yaml")
 	writeFileAtomic(t, path, []byte(cfg))
-	p := startSiplb(t, pl, "--nofile=64:64", "--", bin, "--config", path, "--loops", "1")
+	p := startLimited(t, 64, 64, bin, "--config", path, "--loops", "1")
 	p.waitLog(t, "siplb serving", 10*time.Second)
 	if !strings.Contains(p.out.String(), "key=streams.max_connections") {
 		t.Errorf("no warning naming streams.max_connections above the file limit:\n%s", p.out.String())
@@ -265,10 +304,9 @@ func TestListenAddressTaken(t *testing.T) {
 // soft limit to 512 and derives streams.max_connections from it, and says
 // both in its start log.
 func TestFileLimitRaisedAndLogged(t *testing.T) {
-	pl := prlimit(t)
 	bin := buildSiplb(t)
 	lb := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(freeUDPPort(t)))
-	p := startSiplb(t, pl, "--nofile=256:512", "--", bin, "--listen", "udp://"+lb.String(), "--backend", "udp://127.0.0.1:9", "--loops", "1")
+	p := startLimited(t, 256, 512, bin, "--listen", "udp://"+lb.String(), "--backend", "udp://127.0.0.1:9", "--loops", "1")
 	p.waitLog(t, "siplb serving", 10*time.Second)
 	cfg := &Config{Listen: []ListenConfig{{Address: "udp://" + lb.String()}}, Engine: EngineConfig{Loops: 1}}
 	want := connsForFiles(512, listenerFDs(cfg))
