@@ -117,12 +117,16 @@ func (r *ring) skip(pos uint64, n int) {
 	r.hdr(pos).Store(header(pos, padRecord, int(align8(n))))
 }
 
+// empty reports whether no record has been reserved since the last take
+// (one may be reserved and not yet written when it says false). Run only.
+func (r *ring) empty() bool { return r.next == r.tail.Load() }
+
 // take returns the frames of the next record written, or nil when there
 // is none yet (the next may still be being written). Run only; what take
 // returns stays valid until release.
 func (r *ring) take() []byte {
 	for {
-		if r.next == r.tail.Load() {
+		if r.empty() {
 			return nil
 		}
 		h := r.hdr(r.next).Load()

@@ -267,9 +267,12 @@ const (
 )
 
 // timedDrain is drain, with the thread CPU it took added to sendCPU
-// (Stats.SendCPU): two clock reads a poll, a few hundred a second when
-// busy, far fewer idle.
+// (Stats.SendCPU): two clock reads a poll with something queued, a few
+// hundred a second when busy, none when idle.
 func (s *Sender) timedDrain() bool {
+	if s.queue.empty() {
+		return false
+	}
 	tid0, t0, ok0 := threadClock()
 	sent := s.drain()
 	if tid1, t1, ok1 := threadClock(); sent && ok0 && ok1 && tid1 == tid0 && t1 > t0 {
