@@ -24,7 +24,7 @@ type streamWriter struct {
 	addr    netip.AddrPort
 	conn    net.Conn
 	bufs    [maxBatch][]byte
-	nb      net.Buffers // a field, so that WriteTo's pointer receiver allocates nothing
+	vw      vecWriter // the platform's writev (stream_linux.go, stream_other.go)
 	retryAt time.Time
 	backoff time.Duration
 }
@@ -46,15 +46,17 @@ func (w *streamWriter) write(batch [][]byte) (sent, failed int) {
 			w.broke(time.Now())
 			return 0, frames
 		}
+		if err := w.vw.init(c); err != nil {
+			c.Close()
+			w.broke(time.Now())
+			return 0, frames
+		}
 		w.conn, w.backoff = c, 0
 	}
-	w.nb = w.bufs[:0]
-	for _, rec := range batch {
-		w.nb = append(w.nb, rec)
-	}
+	n := copy(w.bufs[:], batch)
 	w.conn.SetWriteDeadline(now.Add(writeTimeout))
-	_, err := w.nb.WriteTo(w.conn)
-	clear(w.bufs[:])
+	err := w.vw.write(w.bufs[:n])
+	clear(w.bufs[:n])
 	if err != nil {
 		// Part of the batch may have gone; a frame cut in two ends the
 		// connection, and the collector drops the part.
