@@ -16,12 +16,14 @@
 # the rest of siplb) and the sender; and what capture adds over off, as a
 # whole and on the data path (the target of issue 14, ≤ +5 %).
 #
-# With PERF=1 (and perf installed) it then profiles the tcp and the udp
-# siplb through one more run each (perf record -g -p PID) and prints the
+# With PERF=1 (and perf installed) it then profiles each siplb, off
+# included, through one more run (perf record -g -p PID) and prints the
 # share of siplb's samples in Capture (the data path's part: encoding and
-# queueing) and in the sender goroutine: a split within one run, which the
-# run-to-run noise of the medians (±20 % a round on a shared 2-core VM)
-# does not blur.
+# queueing), in the sender goroutine and in the runtime's sysmon: a split
+# within one run, which the run-to-run noise of the medians (±20 % a round
+# on a shared 2-core VM) does not blur; and each one's samples against
+# off's, at the same rate for the same time (`perf diff` of the files in
+# the results folder shows where the difference goes).
 #
 # Every run's sipload -json and the summary (summary.txt) go to
 # benchmarks/results/capture-RUN/. Every process is started here and stopped
@@ -39,7 +41,7 @@ SOCKETS=${SOCKETS:-4}       # sipload's sockets
 LOOPS=${LOOPS:-2}           # each siplb's event loops
 PORT_BASE=${PORT_BASE:-28160} # off +0, tcp +1, udp +2, admin +3..+5, hepsink +6, sipecho +10..+12
 RESULTS=${RESULTS:-benchmarks/results}
-PERF=${PERF:-0}             # 1: profile the tcp and udp siplb through one more run each
+PERF=${PERF:-0}             # 1: profile each siplb through one more run
 
 for v in RATE ROUNDS DURATION SOCKETS LOOPS PORT_BASE; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "bench-capture: $v=${!v}: want a whole number above 0" >&2; exit 2; }
@@ -153,13 +155,14 @@ done
 [ "$PERF" = 1 ] || exit 0
 {
 	echo
-	echo "| scenario | siplb | samples | Capture (data path) | sender goroutine | the rest |"
-	echo "|---|---|--:|--:|--:|--:|"
+	echo "| scenario | siplb | samples | ÷ off | Capture (data path) | sender goroutine | sysmon | the rest |"
+	echo "|---|---|--:|--:|--:|--:|--:|--:|"
 } | tee -a "$out/summary.txt"
 for sc in $SCENARIOS; do
 	rate=$RATE
 	[ "$sc" = call ] && rate=$((RATE / 5))
-	for t in tcp udp; do
+	base=
+	for t in "${targets[@]}"; do
 		"$BIN/sipload" -q -scenario "$sc" -target "${sip[$t]}" -sockets "$SOCKETS" -rate "$rate" \
 			-duration "$((DURATION + 2))s" -json "$out/$t-$sc-perf.json" >/dev/null &
 		lp=$!
@@ -167,16 +170,22 @@ for sc in $SCENARIOS; do
 		perf record -q -g -p "${pid[$t]}" -o "$out/$t-$sc.perf" -- sleep "$DURATION" >/dev/null 2>&1 || true
 		wait "$lp" || true
 		# perf script prints a stack a paragraph: count those through
-		# Capture and through the sender's Run.
-		perf script -i "$out/$t-$sc.perf" 2>/dev/null | awk -v sc="$sc" -v t="$t" '
-			/^$/ { if (n) { all++; if (c) cap++; else if (r) run++ } n = c = r = 0; next }
+		# Capture, through the sender's Run and through sysmon.
+		read -r all cap run sys < <(perf script -i "$out/$t-$sc.perf" 2>/dev/null | awk '
+			/^$/ { if (n) { all++; if (c) cap++; else if (r) run++; else if (m) sys++ } n = c = r = m = 0; next }
 			{ n++ }
 			/hep\.\(\*Sender\)\.Capture/ { c = 1 }
 			/hep\.\(\*Sender\)\.Run/ { r = 1 }
+			/runtime\.sysmon/ { m = 1 }
 			END {
-				if (n) { all++; if (c) cap++; else if (r) run++ }
-				if (!all) { printf "| %s | %s | 0 | - | - | - |\n", sc, t; exit }
-				printf "| %s | %s | %d | %.1f %% | %.1f %% | %.1f %% |\n", sc, t, all, 100 * cap / all, 100 * run / all, 100 * (all - cap - run) / all
-			}'
+				if (n) { all++; if (c) cap++; else if (r) run++; else if (m) sys++ }
+				print all + 0, cap + 0, run + 0, sys + 0
+			}')
+		[ -n "$base" ] || base=$all
+		awk -v sc="$sc" -v t="$t" -v all="$all" -v cap="$cap" -v run="$run" -v sys="$sys" -v base="$base" 'BEGIN {
+			if (!all) { printf "| %s | %s | 0 | - | - | - | - | - |\n", sc, t; exit }
+			printf "| %s | %s | %d | %.2f | %.1f %% | %.1f %% | %.1f %% | %.1f %% |\n", sc, t, all, base ? all / base : 0,
+				100 * cap / all, 100 * run / all, 100 * sys / all, 100 * (all - cap - run - sys) / all
+		}'
 	done
 done | tee -a "$out/summary.txt"
