@@ -23,7 +23,6 @@ const (
 type streamWriter struct {
 	addr    netip.AddrPort
 	conn    net.Conn
-	bufs    [maxBatch][]byte
 	vw      vecWriter // the platform's writev (stream_linux.go, stream_other.go)
 	retryAt time.Time
 	backoff time.Duration
@@ -53,10 +52,8 @@ func (w *streamWriter) write(batch [][]byte) (sent, failed int) {
 		}
 		w.conn, w.backoff = c, 0
 	}
-	n := copy(w.bufs[:], batch)
 	w.conn.SetWriteDeadline(now.Add(writeTimeout))
-	err := w.vw.write(w.bufs[:n])
-	clear(w.bufs[:n])
+	err := w.vw.write(batch)
 	if err != nil {
 		// Part of the batch may have gone; a frame cut in two ends the
 		// connection, and the collector drops the part.

@@ -56,13 +56,12 @@ func (w *vecWriter) init(c net.Conn) error {
 // deadline, a broken connection). At most maxBatch buffers.
 func (w *vecWriter) write(bufs [][]byte) error {
 	n := 0
-	for _, b := range bufs {
-		if len(b) == 0 || n == len(w.iov) {
-			continue
+	for _, b := range bufs[:min(len(bufs), len(w.iov))] {
+		if len(b) > 0 {
+			w.iov[n].Base = &b[0]
+			w.iov[n].SetLen(len(b))
+			n++
 		}
-		w.iov[n].Base = &b[0]
-		w.iov[n].SetLen(len(b))
-		n++
 	}
 	w.n, w.off, w.err = n, 0, 0
 	err := w.rc.Write(w.fn)
