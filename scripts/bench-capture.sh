@@ -3,9 +3,12 @@
 #
 # Three siplb side by side in front of the same three UDP sipecho: off
 # (capture off), tcp (capture.hep to hepsink over TCP) and udp (over UDP),
-# each with its admin listener. A UDP sipload runs each of SCENARIOS open
-# loop at RATE, ROUNDS times, the three siplb in turn, so that they see the
-# same moments of the shared machine.
+# each with its admin listener. Each of SCENARIOS runs ROUNDS rounds; a
+# round runs off and tcp at the same time, each driven by a UDP sipload of
+# its own open loop at RATE, then off and udp the same way. A pair sees
+# the same moments of the shared machine, so what those do to both (other
+# tenants, the host) cancels in the pair's ratio: one round's ratio swings
+# a few percent where runs of one siplb in turn swung ±20 %.
 #
 # For every run it reads each siplb's CPU (/proc/PID/stat) and the HEP
 # sender's own (siplb_capture_send_cpu_seconds_total from /metrics: its
@@ -13,8 +16,9 @@
 # the collector's receive path included). It prints, per scenario, the
 # medians over the rounds of CPU per unit: the whole process, the data path
 # (the process less the sender: the event loops, where Capture runs, and
-# the rest of siplb) and the sender; and what capture adds over off, as a
-# whole and on the data path (the target of issue 14, ≤ +5 %).
+# the rest of siplb) and the sender; and what capture adds over the off
+# beside it, as a whole and on the data path (the target of issue 14,
+# ≤ +5 %): the median of the rounds' ratios, with the lowest and highest.
 #
 # With PERF=1 (and perf installed) it then profiles each siplb, off
 # included, through one more run (perf record -g -p PID) and prints the
@@ -42,6 +46,7 @@ LOOPS=${LOOPS:-2}           # each siplb's event loops
 PORT_BASE=${PORT_BASE:-28160} # off +0, tcp +1, udp +2, admin +3..+5, hepsink +6, sipecho +10..+12
 RESULTS=${RESULTS:-benchmarks/results}
 PERF=${PERF:-0}             # 1: profile each siplb through one more run
+MODES=${MODES:-tcp udp}     # the capture transports, each paired with off
 
 for v in RATE ROUNDS DURATION SOCKETS LOOPS PORT_BASE; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "bench-capture: $v=${!v}: want a whole number above 0" >&2; exit 2; }
@@ -49,6 +54,9 @@ done
 [ "$ROUNDS" -le 99 ] || { echo "bench-capture: ROUNDS=$ROUNDS: want 1 to 99" >&2; exit 2; }
 for sc in $SCENARIOS; do
 	case $sc in options | call) ;; *) echo "bench-capture: SCENARIOS: $sc: want options or call" >&2; exit 2 ;; esac
+done
+for t in $MODES; do
+	case $t in tcp | udp) ;; *) echo "bench-capture: MODES: $t: want tcp or udp" >&2; exit 2 ;; esac
 done
 for b in siplb sipload sipecho hepsink; do
 	[ -x "$BIN/$b" ] || { echo "bench-capture: $BIN/$b is missing (make build)" >&2; exit 2; }
@@ -63,7 +71,7 @@ mkdir -p "$out"
 h=127.0.0.1
 be=("$h:$((PORT_BASE + 10))" "$h:$((PORT_BASE + 11))" "$h:$((PORT_BASE + 12))")
 sink="$h:$((PORT_BASE + 6))"
-targets=(off tcp udp)
+targets=(off $MODES)
 declare -A sip=([off]="$h:$PORT_BASE" [tcp]="$h:$((PORT_BASE + 1))" [udp]="$h:$((PORT_BASE + 2))")
 declare -A adm=([off]="$h:$((PORT_BASE + 3))" [tcp]="$h:$((PORT_BASE + 4))" [udp]="$h:$((PORT_BASE + 5))")
 for t in "${targets[@]}"; do
@@ -118,74 +126,111 @@ for sc in $SCENARIOS; do
 	rate=$RATE
 	[ "$sc" = call ] && rate=$((RATE / 5))
 	for ((k = 1; k <= ROUNDS; k++)); do
-		for t in "${targets[@]}"; do
-			j="$out/$t-$sc-$k.json"
-			c0=$(ticks "${pid[$t]}") s0=$(sendcpu "$t")
-			"$BIN/sipload" -q -scenario "$sc" -target "${sip[$t]}" -sockets "$SOCKETS" \
-				-rate "$rate" -duration "${DURATION}s" -json "$j" >/dev/null ||
-				echo "bench-capture: $t $sc round $k: not every unit completed (see $j)" >&2
-			c1=$(ticks "${pid[$t]}") s1=$(sendcpu "$t")
-			# total, data path, sender: µs per completed unit
-			awk -v d=$((c1 - c0)) -v hz="$hz" -v s0="$s0" -v s1="$s1" -v n="$(field "$j" completed)" 'BEGIN {
-				if (n <= 0) exit
-				all = d / hz * 1e6 / n; snd = (s1 - s0) * 1e6 / n
-				printf "%.2f %.2f %.2f\n", all, all - snd, snd
-			}' >>"$out/$t-$sc.txt"
+		for t in $MODES; do
+			# off and t at the same time, each with its own sipload: the
+			# pair sees the same moments of the shared machine, so that
+			# what it does to both (another tenant, the host's clock)
+			# cancels in the ratio.
+			declare -A c0=() s0=() lp=()
+			for u in off "$t"; do c0[$u]=$(ticks "${pid[$u]}") s0[$u]=$(sendcpu "$u"); done
+			for u in off "$t"; do
+				"$BIN/sipload" -q -scenario "$sc" -target "${sip[$u]}" -sockets "$SOCKETS" \
+					-rate "$rate" -duration "${DURATION}s" -json "$out/$u-$sc-$t-$k.json" >/dev/null &
+				lp[$u]=$!
+			done
+			for u in off "$t"; do
+				wait "${lp[$u]}" || echo "bench-capture: $u $sc round $k (with $t): not every unit completed (see $out/$u-$sc-$t-$k.json)" >&2
+			done
+			row=
+			for u in off "$t"; do
+				c1=$(ticks "${pid[$u]}") s1=$(sendcpu "$u")
+				# total, data path, sender: µs per completed unit
+				row="$row $(awk -v d=$((c1 - ${c0[$u]})) -v hz="$hz" -v s0="${s0[$u]}" -v s1="$s1" -v n="$(field "$out/$u-$sc-$t-$k.json" completed)" 'BEGIN {
+					if (n <= 0) { print "0 0 0"; exit }
+					all = d / hz * 1e6 / n; snd = (s1 - s0) * 1e6 / n
+					printf "%.2f %.2f %.2f\n", all, all - snd, snd
+				}')"
+			done
+			# off's all, t's all, data path and sender, then what t adds
+			# over off in this round: all, data path (%)
+			echo "$row" | awk '$1 > 0 && $4 > 0 { printf "%s %s %s %s %.1f %.1f\n", $1, $4, $5, $6, 100 * ($4 / $1 - 1), 100 * ($5 / $1 - 1) }' >>"$out/$t-$sc.txt"
+			unset c0 s0 lp
 		done
 	done
 done
 {
 	echo
-	echo "| scenario | rate/s | CPU µs/unit off | tcp: all | tcp: data path | tcp: sender | udp: all | udp: data path | udp: sender | tcp added: all | tcp added: data path (target ≤ +5 %) | udp added: all | udp added: data path |"
-	echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+	head="| scenario | rate/s | CPU µs/unit off |" rule="|---|--:|--:|"
+	for t in $MODES; do
+		target=
+		[ "$t" = tcp ] && target=" (target ≤ +5 %)"
+		head="$head $t: all | $t: data path | $t: sender | $t added: all | $t added: data path$target |"
+		rule="$rule--:|--:|--:|--:|--:|"
+	done
+	echo "$head"
+	echo "$rule"
+	added() { awk -v v="$1" -v lo="$2" -v hi="$3" -v target="${4:-}" 'BEGIN { printf "%+.1f %% (%+.1f to %+.1f)", v, lo, hi; if (target != "") printf " %s", v <= target ? "✓" : "✗" }'; }
 	for sc in $SCENARIOS; do
 		rate=$RATE
 		[ "$sc" = call ] && rate=$((RATE / 5))
-		declare -A m=()
-		for t in "${targets[@]}"; do
-			for c in 1 2 3; do m[$t.$c]=$(cut -d' ' -f$c "$out/$t-$sc.txt" | median); done
+		offs=()
+		for t in $MODES; do offs+=("$out/$t-$sc.txt"); done
+		row="| $sc | $rate | $(cut -d' ' -f1 "${offs[@]}" | median) |"
+		for t in $MODES; do
+			f="$out/$t-$sc.txt"
+			col() { cut -d' ' -f"$1" "$f" | median; }
+			lo() { cut -d' ' -f"$1" "$f" | sort -g | head -1; }
+			hi() { cut -d' ' -f"$1" "$f" | sort -g | tail -1; }
+			target=
+			[ "$t" = tcp ] && target=5
+			row="$row $(col 2) | $(col 3) | $(col 4) | $(added "$(col 5)" "$(lo 5)" "$(hi 5)") | $(added "$(col 6)" "$(lo 6)" "$(hi 6)" $target) |"
 		done
-		added() { awk -v a="$1" -v b="$2" -v target="${3:-}" 'BEGIN { v = 100 * (a / b - 1); printf "%+.1f %%", v; if (target != "") printf " %s", v <= target ? "✓" : "✗" }'; }
-		echo "| $sc | $rate | ${m[off.1]} | ${m[tcp.1]} | ${m[tcp.2]} | ${m[tcp.3]} | ${m[udp.1]} | ${m[udp.2]} | ${m[udp.3]} | $(added "${m[tcp.1]}" "${m[off.1]}") | $(added "${m[tcp.2]}" "${m[off.1]}" 5) | $(added "${m[udp.1]}" "${m[off.1]}") | $(added "${m[udp.2]}" "${m[off.1]}") |"
-		unset m
+		echo "$row"
 	done
 	echo
-	echo "Medians over the rounds. data path: the process's CPU less the HEP sender's thread (siplb_capture_send_cpu_seconds_total). results: $out"
+	echo "Each round runs off side by side with tcp, then with udp, each siplb with a sipload of its own at the rate. CPU: medians over the rounds; added: the median (lowest to highest) of each round's ratio to the off beside it. data path: the process's CPU less the HEP sender's thread (siplb_capture_send_cpu_seconds_total). results: $out"
 } | tee -a "$out/summary.txt"
 [ "$PERF" = 1 ] || exit 0
 {
 	echo
-	echo "| scenario | siplb | samples | ÷ off | Capture (data path) | sender goroutine | sysmon | the rest |"
+	echo "| scenario | siplb | samples | ÷ off beside it | Capture (data path) | sender goroutine | sysmon | the rest |"
 	echo "|---|---|--:|--:|--:|--:|--:|--:|"
 } | tee -a "$out/summary.txt"
 for sc in $SCENARIOS; do
 	rate=$RATE
 	[ "$sc" = call ] && rate=$((RATE / 5))
-	base=
-	for t in "${targets[@]}"; do
-		"$BIN/sipload" -q -scenario "$sc" -target "${sip[$t]}" -sockets "$SOCKETS" -rate "$rate" \
-			-duration "$((DURATION + 2))s" -json "$out/$t-$sc-perf.json" >/dev/null &
-		lp=$!
+	for t in $MODES; do
+		# One more round of the pair, both siplb profiled in one perf
+		# record: the same moments, the same sampling.
+		lps=()
+		for u in off "$t"; do
+			"$BIN/sipload" -q -scenario "$sc" -target "${sip[$u]}" -sockets "$SOCKETS" -rate "$rate" \
+				-duration "$((DURATION + 2))s" -json "$out/$u-$sc-$t-perf.json" >/dev/null &
+			lps+=($!)
+		done
 		sleep 1
-		perf record -q -g -p "${pid[$t]}" -o "$out/$t-$sc.perf" -- sleep "$DURATION" >/dev/null 2>&1 || true
-		wait "$lp" || true
-		# perf script prints a stack a paragraph: count those through
+		perf record -q -g -p "${pid[off]},${pid[$t]}" -o "$out/off+$t-$sc.perf" -- sleep "$DURATION" >/dev/null 2>&1 || true
+		for p in "${lps[@]}"; do wait "$p" || true; done
+		# perf script -F pid,ip,sym prints a stack a paragraph, its
+		# first line the process: count, per process, those through
 		# Capture, through the sender's Run and through sysmon.
-		read -r all cap run sys < <(perf script -i "$out/$t-$sc.perf" 2>/dev/null | awk '
-			/^$/ { if (n) { all++; if (c) cap++; else if (r) run++; else if (m) sys++ } n = c = r = m = 0; next }
+		perf script -F pid,ip,sym -i "$out/off+$t-$sc.perf" 2>/dev/null | awk -v off="${pid[off]}" -v sc="$sc" -v t="$t" '
+			function end() { if (n) { all[p]++; if (c) cap[p]++; else if (r) run[p]++; else if (m) sys[p]++ } n = c = r = m = 0 }
+			/^$/ { end(); next }
+			n == 0 { p = $1 }
 			{ n++ }
 			/hep\.\(\*Sender\)\.Capture/ { c = 1 }
 			/hep\.\(\*Sender\)\.Run/ { r = 1 }
 			/runtime\.sysmon/ { m = 1 }
 			END {
-				if (n) { all++; if (c) cap++; else if (r) run++; else if (m) sys++ }
-				print all + 0, cap + 0, run + 0, sys + 0
-			}')
-		[ -n "$base" ] || base=$all
-		awk -v sc="$sc" -v t="$t" -v all="$all" -v cap="$cap" -v run="$run" -v sys="$sys" -v base="$base" 'BEGIN {
-			if (!all) { printf "| %s | %s | 0 | - | - | - | - | - |\n", sc, t; exit }
-			printf "| %s | %s | %d | %.2f | %.1f %% | %.1f %% | %.1f %% | %.1f %% |\n", sc, t, all, base ? all / base : 0,
-				100 * cap / all, 100 * run / all, 100 * sys / all, 100 * (all - cap - run - sys) / all
-		}'
+				end()
+				for (q in all) if (q != off) on = q
+				row("off", off, all[off]); row(t, on, all[off])
+			}
+			function row(name, q, base) {
+				if (!all[q]) { printf "| %s | %s | 0 | - | - | - | - | - |\n", sc, name; return }
+				printf "| %s | %s | %d | %.2f | %.1f %% | %.1f %% | %.1f %% | %.1f %% |\n", sc, name, all[q], base ? all[q] / base : 0,
+					100 * cap[q] / all[q], 100 * run[q] / all[q], 100 * sys[q] / all[q], 100 * (all[q] - cap[q] - run[q] - sys[q]) / all[q]
+			}'
 	done
 done | tee -a "$out/summary.txt"
