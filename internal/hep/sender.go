@@ -249,18 +249,28 @@ func (s *Sender) Run(ctx context.Context) error {
 
 // The polling of Run.
 //
-// The busy polls make the batches large, and the wake-ups of Run (each
-// costs the process the Go scheduler's work besides the timer) rare. Over
-// TCP, at 40k calls a second, 200 records a writev: one of 400 frames costs
-// about half as much per frame as one of 32. Over UDP a datagram costs the
-// same in any batch, and a burst is what the collector's socket buffer
-// must take at once: 2 ms is 160 datagrams at that rate, about 110 KiB of
-// frames, where 5 ms would overflow the 208 KiB Linux gives a socket by
-// default unless the collector reads as fast. A queue of the default size fills in 5 ms only above
-// 200k calls a second, and the wake-up a quarter of the way cuts the wait
-// short well before.
+// The busy polls make the batches large, and the wake-ups of Run rare:
+// each costs the process the Go scheduler's work besides the timer, and on
+// a virtual machine a context switch or two of its threads and of the
+// collector's, which cost more than the frames of a small batch. Over TCP
+// a poll is 20 ms: at 40k calls a second, 800 records, four writevs of
+// maxBatch; a frame in a batch of 400 costs about half one in a batch of
+// 32, and the four times fewer wake-ups than at 5 ms made the sender about
+// a tenth cheaper and Capture's share of the event loops lower (paired
+// profiles of bench-capture, OPTIONS at 20,000/s on the 2-core VM; the
+// end-to-end medians are within that box's swing). Frames reach the
+// collector up to a poll late, which a capture server, ordering by their
+// time stamps, does not see. Over UDP a datagram costs the same in any
+// batch, and a burst is what the collector's socket buffer must take at
+// once: 2 ms is 160 datagrams at that rate, about 110 KiB of frames, where
+// 5 ms would overflow the 208 KiB Linux gives a socket by default unless
+// the collector reads as fast. However long the poll, a Capture whose
+// record crosses a quarter of the queue wakes a sleeping Run, so a batch
+// is at most a quarter of the queue at any rate: with the default queue
+// (4 MiB) and records of about 1.4 KiB, that wake-up comes before the 20
+// ms above about 37k records a second.
 const (
-	pollStream = 5 * time.Millisecond
+	pollStream = 20 * time.Millisecond
 	pollUDP    = 2 * time.Millisecond
 	pollIdle   = 20 * time.Millisecond
 	idleRounds = 10
