@@ -1,7 +1,11 @@
 package hep
 
 import (
+	"context"
+	"io"
 	"net"
+	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -73,4 +77,66 @@ func TestSenderSendCPU(t *testing.T) {
 			t.Logf("%s: %d frames, SendCPU %v (%.0f ns a frame), process %v", transport, st.Sent, st.SendCPU, float64(st.SendCPU)/float64(st.Sent), used)
 		})
 	}
+}
+
+// A drain whose write waits for room counts none of the CPU another
+// goroutine uses meanwhile. With one P, the goroutine that runs while the
+// sender waits runs on the thread the sender left, unless the drain holds
+// it: this test fails when timedDrain does not lock its thread (SendCPU
+// then holds the spinner's 300 ms).
+func TestSendCPUWaitCountsNoOtherGoroutine(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { // a small window: the sender's writes fill it at once
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4096)
+		})
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	read := make(chan struct{})
+	go func() { // accept at once, read only once told
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		<-read
+		io.Copy(io.Discard, c)
+	}()
+	s := newTestSender(t, Config{Collector: ln.Addr().(*net.TCPAddr).AddrPort(), Transport: "tcp", QueueSize: 4096})
+	runSender(t, s)
+	in, out := testPackets(1000)
+	const calls = 6000 // about 12 MB: far more than the socket buffers hold
+	for range calls {
+		s.Capture(&in, &out)
+	}
+	time.Sleep(100 * time.Millisecond) // Run's first poll: its write fills the socket and waits
+	const spin = 300 * time.Millisecond
+	spun := make(chan struct{})
+	go func() {
+		for t0 := time.Now(); time.Since(t0) < spin; {
+		}
+		close(spun)
+	}()
+	<-spun
+	close(read)
+	deadline := time.Now().Add(10 * time.Second)
+	for st := s.Stats(); st.Sent+st.Dropped+st.SendErrors < 2*calls; st = s.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("Stats = %+v: not every frame accounted for in 10 s", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	st := s.Stats()
+	if st.Sent == 0 {
+		t.Fatalf("Stats = %+v: nothing sent", st)
+	}
+	if st.SendCPU >= spin/2 {
+		t.Errorf("SendCPU %v for %d frames: holds the %v another goroutine spun while the write waited", st.SendCPU, st.Sent, spin)
+	}
+	t.Logf("%d frames, SendCPU %v", st.Sent, st.SendCPU)
 }

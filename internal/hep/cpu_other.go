@@ -3,4 +3,4 @@
 package hep
 
 // threadClock: no per-thread CPU clock here; Stats.SendCPU stays 0.
-func threadClock() (tid int, ns int64, ok bool) { return 0, 0, false }
+func threadClock() (ns int64, ok bool) { return 0, false }

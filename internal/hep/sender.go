@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync/atomic"
 	"time"
 )
@@ -63,9 +64,11 @@ type Config struct {
 // SendCPU is the CPU time Run's thread spent sending: taking the records,
 // the system calls, and on loopback the collector's receive path, which
 // the kernel runs in the sender's context. It is read from the thread's
-// CPU clock around each drain (Linux; 0 elsewhere); a drain during which
-// the goroutine moved to another thread (a write that waited) is not
-// counted, so it can fall short, never over. What Capture costs the event
+// CPU clock around each drain (Linux; 0 elsewhere). A drain runs locked to
+// its thread, so the clock counts it alone: a write that waits for room
+// sleeps the thread, and no other goroutine (an event loop) runs on it
+// meanwhile and is counted as sending. The wake-ups of Run between drains
+// are not in it. What Capture costs the event
 // loops is not in it: the process's CPU less SendCPU is what the data path
 // and the rest of siplb used.
 type Stats struct {
@@ -279,13 +282,22 @@ const (
 // timedDrain is drain, with the thread CPU it took added to sendCPU
 // (Stats.SendCPU): two clock reads a poll with something queued, a few
 // hundred a second when busy, none when idle.
+//
+// The drain is locked to its thread: were a write to wait in the
+// netpoller unlocked, the thread could run an event loop's goroutine
+// meanwhile and the clock would count the loop's work as the sender's,
+// which would make the data path's share (the process's CPU less
+// SendCPU) look smaller than it is. Locked, a wait costs a hand-over of
+// the thread's P, and only a write that finds the socket full waits.
 func (s *Sender) timedDrain() bool {
 	if s.queue.empty() {
 		return false
 	}
-	tid0, t0, ok0 := threadClock()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	t0, ok0 := threadClock()
 	sent := s.drain()
-	if tid1, t1, ok1 := threadClock(); sent && ok0 && ok1 && tid1 == tid0 && t1 > t0 {
+	if t1, ok1 := threadClock(); sent && ok0 && ok1 && t1 > t0 {
 		s.sendCPU.Add(t1 - t0)
 	}
 	return sent
