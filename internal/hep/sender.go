@@ -256,14 +256,14 @@ func (s *Sender) Run(ctx context.Context) error {
 // each costs the process the Go scheduler's work besides the timer, and on
 // a virtual machine a context switch or two of its threads and of the
 // collector's, which cost more than the frames of a small batch. Over TCP
-// a poll is 20 ms: at 40k calls a second, 800 records, four writevs of
+// a poll is 20 ms: at 40k Capture calls a second, 800 records, four writevs of
 // maxBatch; a frame in a batch of 400 costs about half one in a batch of
 // 32, and the four times fewer wake-ups than at 5 ms made the sender about
 // a tenth cheaper and Capture's share of the event loops lower (paired
 // profiles of bench-capture, OPTIONS at 20,000/s on the 2-core VM; the
 // end-to-end medians are within that box's swing). Frames reach the
-// collector up to a poll late, which a capture server, ordering by their
-// time stamps, does not see. Over UDP a datagram costs the same in any
+// collector up to a poll late; each carries the time of its message,
+// stamped by Capture. Over UDP a datagram costs the same in any
 // batch, and a burst is what the collector's socket buffer must take at
 // once: 2 ms is 160 datagrams at that rate, about 110 KiB of frames, where
 // 5 ms would overflow the 208 KiB Linux gives a socket by default unless
