@@ -83,7 +83,7 @@ func TestSenderSendCPU(t *testing.T) {
 // goroutine uses meanwhile. With one P, the goroutine that runs while the
 // sender waits runs on the thread the sender left, unless the drain holds
 // it: this test fails when timedDrain does not lock its thread (SendCPU
-// then holds the spinner's 300 ms).
+// then holds the spinner's 600 ms).
 func TestSendCPUWaitCountsNoOtherGoroutine(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
@@ -114,7 +114,7 @@ func TestSendCPUWaitCountsNoOtherGoroutine(t *testing.T) {
 		s.Capture(&in, &out)
 	}
 	time.Sleep(100 * time.Millisecond) // Run's first poll: its write fills the socket and waits
-	const spin = 300 * time.Millisecond
+	const spin = 600 * time.Millisecond
 	spun := make(chan struct{})
 	go func() {
 		for t0 := time.Now(); time.Since(t0) < spin; {
