@@ -59,15 +59,7 @@ func TestSenderSendCPU(t *testing.T) {
 					time.Sleep(time.Millisecond) // let Run keep up: no drops
 				}
 			}
-			deadline := time.Now().Add(5 * time.Second)
-			for st := s.Stats(); st.Sent+st.Dropped+st.SendErrors < 2*calls; st = s.Stats() {
-				if time.Now().After(deadline) {
-					t.Fatalf("Stats = %+v: not every frame accounted for in 5 s", st)
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-			time.Sleep(50 * time.Millisecond) // the last drain's clock read
-			st, used := s.Stats(), processCPU()-cpu0
+			st, used := accounted(t, s, 2*calls, 5*time.Second), processCPU()-cpu0
 			if st.Sent == 0 {
 				t.Fatalf("Stats = %+v: nothing sent", st)
 			}
@@ -145,10 +137,17 @@ func waitedDrain(t *testing.T, spin time.Duration) Stats {
 	}()
 	<-spun
 	close(read)
-	deadline := time.Now().Add(10 * time.Second)
-	for st := s.Stats(); st.Sent+st.Dropped+st.SendErrors < 2*calls; st = s.Stats() {
+	return accounted(t, s, 2*calls, 10*time.Second)
+}
+
+// accounted waits until s has sent, dropped or failed frames frames, at
+// most within, then for the last drain's clock read, and returns its Stats.
+func accounted(t *testing.T, s *Sender, frames uint64, within time.Duration) Stats {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for st := s.Stats(); st.Sent+st.Dropped+st.SendErrors < frames; st = s.Stats() {
 		if time.Now().After(deadline) {
-			t.Fatalf("Stats = %+v: not every frame accounted for in 10 s", st)
+			t.Fatalf("Stats = %+v: not every frame accounted for in %v", st, within)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
