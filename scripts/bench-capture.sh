@@ -8,7 +8,12 @@
 # its own open loop at RATE, then off and udp the same way. A pair sees
 # the same moments of the shared machine, so what those do to both (other
 # tenants, the host) cancels in the pair's ratio: one round's ratio swings
-# a few percent where runs of one siplb in turn swung ±20 %.
+# a few percent where runs of one siplb in turn swung ±20 %. Every other
+# round runs the pairs in reverse order, since the first pair of a round
+# cost more whichever siplb it held. MODES=tcp-b adds a third capture
+# siplb over TCP built elsewhere (BIN_B): `MODES="tcp tcp-b" BIN_B=...`
+# compares two builds round by round, which runs apart cannot (their
+# medians moved by several points between runs of one build).
 #
 # For every run it reads each siplb's CPU (/proc/PID/stat) and the HEP
 # sender's own (siplb_capture_send_cpu_seconds_total from /metrics: its
@@ -43,10 +48,11 @@ ROUNDS=${ROUNDS:-5}         # runs of each siplb per scenario, in turn
 DURATION=${DURATION:-4}     # seconds per run
 SOCKETS=${SOCKETS:-4}       # sipload's sockets
 LOOPS=${LOOPS:-2}           # each siplb's event loops
-PORT_BASE=${PORT_BASE:-28160} # off +0, tcp +1, udp +2, admin +3..+5, hepsink +6, sipecho +10..+12
+PORT_BASE=${PORT_BASE:-28160} # off +0, tcp +1, udp +2, admin +3..+5, hepsink +6, tcp-b +7 and admin +8, sipecho +10..+12
 RESULTS=${RESULTS:-benchmarks/results}
 PERF=${PERF:-0}             # 1: profile each siplb through one more run
-MODES=${MODES:-tcp udp}     # the capture transports, each paired with off
+MODES=${MODES:-tcp udp}     # the capture siplb, each paired with off: tcp, udp, tcp-b (over TCP, from BIN_B)
+BIN_B=${BIN_B:-}            # tcp-b's build: another siplb to compare with tcp's, round by round
 
 for v in RATE ROUNDS DURATION SOCKETS LOOPS PORT_BASE; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "bench-capture: $v=${!v}: want a whole number above 0" >&2; exit 2; }
@@ -56,7 +62,8 @@ for sc in $SCENARIOS; do
 	case $sc in options | call) ;; *) echo "bench-capture: SCENARIOS: $sc: want options or call" >&2; exit 2 ;; esac
 done
 for t in $MODES; do
-	case $t in tcp | udp) ;; *) echo "bench-capture: MODES: $t: want tcp or udp" >&2; exit 2 ;; esac
+	case $t in tcp | udp) ;; tcp-b) [ -x "$BIN_B/siplb" ] || { echo "bench-capture: MODES has tcp-b: BIN_B=$BIN_B has no siplb" >&2; exit 2; } ;;
+	*) echo "bench-capture: MODES: $t: want tcp, udp or tcp-b" >&2; exit 2 ;; esac
 done
 for b in siplb sipload sipecho hepsink; do
 	[ -x "$BIN/$b" ] || { echo "bench-capture: $BIN/$b is missing (make build)" >&2; exit 2; }
@@ -72,8 +79,8 @@ h=127.0.0.1
 be=("$h:$((PORT_BASE + 10))" "$h:$((PORT_BASE + 11))" "$h:$((PORT_BASE + 12))")
 sink="$h:$((PORT_BASE + 6))"
 targets=(off $MODES)
-declare -A sip=([off]="$h:$PORT_BASE" [tcp]="$h:$((PORT_BASE + 1))" [udp]="$h:$((PORT_BASE + 2))")
-declare -A adm=([off]="$h:$((PORT_BASE + 3))" [tcp]="$h:$((PORT_BASE + 4))" [udp]="$h:$((PORT_BASE + 5))")
+declare -A sip=([off]="$h:$PORT_BASE" [tcp]="$h:$((PORT_BASE + 1))" [udp]="$h:$((PORT_BASE + 2))" [tcp-b]="$h:$((PORT_BASE + 7))")
+declare -A adm=([off]="$h:$((PORT_BASE + 3))" [tcp]="$h:$((PORT_BASE + 4))" [udp]="$h:$((PORT_BASE + 5))" [tcp-b]="$h:$((PORT_BASE + 8))")
 for t in "${targets[@]}"; do
 	{
 		cat <<-EOF
@@ -99,13 +106,17 @@ for t in "${targets[@]}"; do
 			    window: 1s
 			    density: 524288
 		EOF
-		[ "$t" = off ] || printf 'capture:\n  hep: %s\n  transport: %s\n  capture_id: 2001\n' "$sink" "$t"
+		[ "$t" = off ] || printf 'capture:\n  hep: %s\n  transport: %s\n  capture_id: 2001\n' "$sink" "${t%-b}"
 	} >"$out/$t.yaml"
 done
 
 start sipecho "$BIN/sipecho" -q -listen "${be[0]}" -listen "${be[1]}" -listen "${be[2]}"
 start hepsink "$BIN/hepsink" -listen "$sink"
-for t in "${targets[@]}"; do start "$t" "$BIN/siplb" --config "$out/$t.yaml"; done
+for t in "${targets[@]}"; do
+	b=$BIN
+	[ "$t" = tcp-b ] && b=$BIN_B
+	start "$t" "$b/siplb" --config "$out/$t.yaml"
+done
 sleep 1.5
 for t in "${targets[@]}"; do
 	kill -0 "${pid[$t]}" 2>/dev/null || { echo "bench-capture: siplb $t exited (see $out/$t.log)" >&2; exit 1; }
@@ -121,12 +132,18 @@ sendcpu() { # target: the sender's CPU seconds so far (0 with capture off)
 {
 	echo "bench-capture $(date -u +%FT%TZ): $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "siplb $("$BIN/siplb" --version 2>/dev/null | head -1), loops $LOOPS; sipload UDP, $SOCKETS sockets, open loop; $ROUNDS rounds of ${DURATION}s per scenario and siplb"
+	[ -z "$BIN_B" ] || echo "tcp-b: $("$BIN_B/siplb" --version 2>/dev/null | head -1) from $BIN_B"
 } | tee "$out/summary.txt"
 for sc in $SCENARIOS; do
 	rate=$RATE
 	[ "$sc" = call ] && rate=$((RATE / 5))
 	for ((k = 1; k <= ROUNDS; k++)); do
-		for t in $MODES; do
+		# Every other round takes the modes in reverse: the pair that runs
+		# first in a round was seen to cost up to 5 points more (calls),
+		# whichever siplb it held.
+		order=$MODES
+		((k % 2)) || order=$(printf '%s\n' $MODES | tac | paste -sd' ')
+		for t in $order; do
 			# off and t at the same time, each with its own sipload: the
 			# pair sees the same moments of the shared machine, so that
 			# what it does to both (another tenant, the host's clock)
@@ -188,7 +205,7 @@ done
 		echo "$row"
 	done
 	echo
-	echo "Each round runs off side by side with tcp, then with udp, each siplb with a sipload of its own at the rate. CPU: medians over the rounds; added: the median (lowest to highest) of each round's ratio to the off beside it. data path: the process's CPU less the HEP sender's thread (siplb_capture_send_cpu_seconds_total). results: $out"
+	echo "Each round runs off side by side with each of $MODES in turn (every other round in reverse order), each siplb with a sipload of its own at the rate. CPU: medians over the rounds; added: the median (lowest to highest) of each round's ratio to the off beside it. data path: the process's CPU less the HEP sender's thread (siplb_capture_send_cpu_seconds_total). results: $out"
 } | tee -a "$out/summary.txt"
 [ "$PERF" = 1 ] || exit 0
 {
