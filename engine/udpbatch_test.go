@@ -27,11 +27,14 @@ func TestBatchICMPUnreachable(t *testing.T) {
 func testBatchICMPUnreachable(t *testing.T, network, ip string) {
 	pc, err := net.ListenPacket(network, net.JoinHostPort(ip, "0"))
 	if err != nil {
-		if network == "udp6" && (errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EAFNOSUPPORT)) {
-			// A kernel without IPv6 refuses the family, one with IPv6
-			// disabled (or a namespace without it) has no ::1; any other
-			// error is a failure.
-			t.Skipf("IPv6 is disabled on this machine (no ::1 to bind): %v", err)
+		// A kernel without IPv6 refuses the family, one with IPv6
+		// disabled (or a namespace without it) has no ::1; any other
+		// error is a failure.
+		if network == "udp6" && errors.Is(err, syscall.EAFNOSUPPORT) {
+			t.Skipf("this machine's kernel has no IPv6 (EAFNOSUPPORT), so there is no ::1 to send to: %v", err)
+		}
+		if network == "udp6" && errors.Is(err, syscall.EADDRNOTAVAIL) {
+			t.Skipf("IPv6 is disabled on this machine's loopback (EADDRNOTAVAIL), so there is no ::1 to send to: %v", err)
 		}
 		t.Fatalf("bind %s loopback: %v", network, err)
 	}
