@@ -119,10 +119,7 @@ func waitedDrain(t *testing.T, spin time.Duration) Stats {
 		io.Copy(io.Discard, c)
 	}()
 	s := newTestSender(t, Config{Collector: ln.Addr().(*net.TCPAddr).AddrPort(), Transport: "tcp", QueueSize: 4096})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	runSender(t, s)
 	in, out := testPackets(1000)
 	const calls = 6000 // about 12 MB: far more than the socket buffers hold
 	for range calls {
