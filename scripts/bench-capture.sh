@@ -13,7 +13,19 @@
 # cost more whichever siplb it held. MODES=tcp-b adds a third capture
 # siplb over TCP built elsewhere (BIN_B): `MODES="tcp tcp-b" BIN_B=...`
 # compares two builds round by round, which runs apart cannot (their
-# medians moved by several points between runs of one build).
+# medians moved by several points between runs of one build). off-b, in
+# the default MODES, is a second siplb with capture off, paired with off
+# like the others: what it "adds" is the run's own floor, the difference
+# of two identical siplb.
+#
+# Each siplb runs one event loop (LOOPS=1). With two, a siplb's CPU per
+# unit depended on its port: two siplb with capture off, of one build and
+# one config but for the port, came out 4 to 7 points apart in every run,
+# and swapping their ports swapped the sign. The kernel's SO_REUSEPORT
+# hash picks the loop each backend's replies reach, and that hash covers
+# the port, so each port gets its own split of the work between the loops,
+# the same in every round. With one loop the pair of capture-off siplb
+# came out within 1 to 2 points.
 #
 # For every run it reads each siplb's CPU (/proc/PID/stat) and the HEP
 # sender's own (siplb_capture_send_cpu_seconds_total from /metrics: its
@@ -47,11 +59,11 @@ RATE=${RATE:-20000}         # OPTIONS or calls per second, open loop (calls: a f
 ROUNDS=${ROUNDS:-5}         # runs of each siplb per scenario, in turn
 DURATION=${DURATION:-4}     # seconds per run
 SOCKETS=${SOCKETS:-4}       # sipload's sockets
-LOOPS=${LOOPS:-2}           # each siplb's event loops
-PORT_BASE=${PORT_BASE:-28160} # off +0, tcp +1, udp +2, admin +3..+5, hepsink +6, tcp-b +7 and admin +8, sipecho +10..+12
+LOOPS=${LOOPS:-1}           # each siplb's event loops (above 1, the port biases the pair: see the top)
+PORT_BASE=${PORT_BASE:-28160} # off +0, tcp +1, udp +2, admin +3..+5, hepsink +6, tcp-b +7 and admin +8, off-b +9 and admin +13, sipecho +10..+12
 RESULTS=${RESULTS:-benchmarks/results}
 PERF=${PERF:-0}             # 1: profile each siplb through one more run
-MODES=${MODES:-tcp udp}     # the capture siplb, each paired with off: tcp, udp, tcp-b (over TCP, from BIN_B)
+MODES=${MODES:-tcp udp off-b} # each paired with off: tcp, udp (capture over them), tcp-b (over TCP, from BIN_B), off-b (capture off: the floor)
 BIN_B=${BIN_B:-}            # tcp-b's build: another siplb to compare with tcp's, round by round
 
 for v in RATE ROUNDS DURATION SOCKETS LOOPS PORT_BASE; do
@@ -62,8 +74,8 @@ for sc in $SCENARIOS; do
 	case $sc in options | call) ;; *) echo "bench-capture: SCENARIOS: $sc: want options or call" >&2; exit 2 ;; esac
 done
 for t in $MODES; do
-	case $t in tcp | udp) ;; tcp-b) [ -x "$BIN_B/siplb" ] || { echo "bench-capture: MODES has tcp-b: BIN_B=$BIN_B has no siplb" >&2; exit 2; } ;;
-	*) echo "bench-capture: MODES: $t: want tcp, udp or tcp-b" >&2; exit 2 ;; esac
+	case $t in tcp | udp | off-b) ;; tcp-b) [ -x "$BIN_B/siplb" ] || { echo "bench-capture: MODES has tcp-b: BIN_B=$BIN_B has no siplb" >&2; exit 2; } ;;
+	*) echo "bench-capture: MODES: $t: want tcp, udp, tcp-b or off-b" >&2; exit 2 ;; esac
 done
 for b in siplb sipload sipecho hepsink; do
 	[ -x "$BIN/$b" ] || { echo "bench-capture: $BIN/$b is missing (make build)" >&2; exit 2; }
@@ -73,14 +85,14 @@ command -v curl >/dev/null || { echo "bench-capture: needs curl (apt-get install
 
 out="$RESULTS/capture-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
-. scripts/benchlib.sh # start, cleanup on exit, ticks, field, median
+. scripts/benchlib.sh # start, cleanup on exit, cpuns, field, median
 
 h=127.0.0.1
 be=("$h:$((PORT_BASE + 10))" "$h:$((PORT_BASE + 11))" "$h:$((PORT_BASE + 12))")
 sink="$h:$((PORT_BASE + 6))"
 targets=(off $MODES)
-declare -A sip=([off]="$h:$PORT_BASE" [tcp]="$h:$((PORT_BASE + 1))" [udp]="$h:$((PORT_BASE + 2))" [tcp-b]="$h:$((PORT_BASE + 7))")
-declare -A adm=([off]="$h:$((PORT_BASE + 3))" [tcp]="$h:$((PORT_BASE + 4))" [udp]="$h:$((PORT_BASE + 5))" [tcp-b]="$h:$((PORT_BASE + 8))")
+declare -A sip=([off]="$h:$PORT_BASE" [tcp]="$h:$((PORT_BASE + 1))" [udp]="$h:$((PORT_BASE + 2))" [tcp-b]="$h:$((PORT_BASE + 7))" [off-b]="$h:$((PORT_BASE + 9))")
+declare -A adm=([off]="$h:$((PORT_BASE + 3))" [tcp]="$h:$((PORT_BASE + 4))" [udp]="$h:$((PORT_BASE + 5))" [tcp-b]="$h:$((PORT_BASE + 8))" [off-b]="$h:$((PORT_BASE + 13))")
 for t in "${targets[@]}"; do
 	{
 		cat <<-EOF
@@ -106,7 +118,7 @@ for t in "${targets[@]}"; do
 			    window: 1s
 			    density: 524288
 		EOF
-		[ "$t" = off ] || printf 'capture:\n  hep: %s\n  transport: %s\n  capture_id: 2001\n' "$sink" "${t%-b}"
+		[ "${t%-b}" = off ] || printf 'capture:\n  hep: %s\n  transport: %s\n  capture_id: 2001\n' "$sink" "${t%-b}"
 	} >"$out/$t.yaml"
 done
 
@@ -125,7 +137,7 @@ for t in "${targets[@]}"; do
 done
 
 sendcpu() { # target: the sender's CPU seconds so far (0 with capture off)
-	[ "$1" = off ] && { echo 0; return; }
+	[ "${1%-b}" = off ] && { echo 0; return; }
 	curl -fsS "http://${adm[$1]}/metrics" | awk '$1 == "siplb_capture_send_cpu_seconds_total" { print $2; found = 1 } END { if (!found) print 0 }'
 }
 
@@ -149,7 +161,10 @@ for sc in $SCENARIOS; do
 			# what it does to both (another tenant, the host's clock)
 			# cancels in the ratio.
 			declare -A c0=() s0=() lp=()
-			for u in off "$t"; do c0[$u]=$(ticks "${pid[$u]}") s0[$u]=$(sendcpu "$u"); done
+			# The /metrics reads stay outside the CPU window (a read
+			# costs siplb about 3 ms).
+			for u in off "$t"; do s0[$u]=$(sendcpu "$u"); done
+			for u in off "$t"; do c0[$u]=$(cpuns "${pid[$u]}"); done
 			for u in off "$t"; do
 				"$BIN/sipload" -q -scenario "$sc" -target "${sip[$u]}" -sockets "$SOCKETS" \
 					-rate "$rate" -duration "${DURATION}s" -json "$out/$u-$sc-$t-$k.json" >/dev/null &
@@ -158,20 +173,22 @@ for sc in $SCENARIOS; do
 			for u in off "$t"; do
 				wait "${lp[$u]}" || echo "bench-capture: $u $sc round $k (with $t): not every unit completed (see $out/$u-$sc-$t-$k.json)" >&2
 			done
+			declare -A c1=()
+			for u in off "$t"; do c1[$u]=$(cpuns "${pid[$u]}"); done
 			row=
 			for u in off "$t"; do
-				c1=$(ticks "${pid[$u]}") s1=$(sendcpu "$u")
+				s1=$(sendcpu "$u")
 				# total, data path, sender: µs per completed unit
-				row="$row $(awk -v d=$((c1 - ${c0[$u]})) -v hz="$hz" -v s0="${s0[$u]}" -v s1="$s1" -v n="$(field "$out/$u-$sc-$t-$k.json" completed)" 'BEGIN {
+				row="$row $(awk -v d=$((${c1[$u]} - ${c0[$u]})) -v s0="${s0[$u]}" -v s1="$s1" -v n="$(field "$out/$u-$sc-$t-$k.json" completed)" 'BEGIN {
 					if (n <= 0) { print "0 0 0"; exit }
-					all = d / hz * 1e6 / n; snd = (s1 - s0) * 1e6 / n
+					all = d / 1e3 / n; snd = (s1 - s0) * 1e6 / n
 					printf "%.2f %.2f %.2f\n", all, all - snd, snd
 				}')"
 			done
 			# off's all, t's all, data path and sender, then what t adds
 			# over off in this round: all, data path (%)
 			echo "$row" | awk '$1 > 0 && $4 > 0 { printf "%s %s %s %s %.1f %.1f\n", $1, $4, $5, $6, 100 * ($4 / $1 - 1), 100 * ($5 / $1 - 1) }' >>"$out/$t-$sc.txt"
-			unset c0 s0 lp
+			unset c0 c1 s0 lp
 		done
 	done
 done
