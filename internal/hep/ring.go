@@ -30,11 +30,11 @@ type ring struct {
 	_    [56]byte
 	buf  []byte // len(buf) is a power of two, 8-byte aligned
 	mask uint64
-	// quarter: the producer whose record crosses a multiple of it wakes
-	// Run if it sleeps.
-	quarter uint64
-	_       [64]byte // what producers read is not on next's line
-	next    uint64   // Run's: the next record to take (head <= next <= tail)
+	// half: the producer whose record crosses a multiple of it wakes Run
+	// if it sleeps.
+	half uint64
+	_    [64]byte // what producers read is not on next's line
+	next uint64   // Run's: the next record to take (head <= next <= tail)
 }
 
 // recordHeader is the length of a record's header.
@@ -65,7 +65,7 @@ func newRing(size int) *ring {
 		n <<= 1
 	}
 	words := make([]uint64, n/8) // 8-byte aligned, for the headers' atomic stores
-	return &ring{buf: unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), n), mask: uint64(n - 1), quarter: uint64(n / 4)}
+	return &ring{buf: unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), n), mask: uint64(n - 1), half: uint64(n / 2)}
 }
 
 func align8(n int) uint64 { return uint64(n+7) &^ 7 }
@@ -104,11 +104,11 @@ func (r *ring) reserve(n int) (pos uint64, b []byte, ok bool) {
 
 // commit hands the record reserved at pos, now holding n bytes of frames,
 // to Run, and reports whether Run is to be woken: the record crossed a
-// quarter of the ring.
+// half of the ring.
 func (r *ring) commit(pos uint64, n int) (wake bool) {
 	storeRelease((*uint64)(unsafe.Pointer(&r.buf[pos&r.mask])), header(pos, 0, n))
 	end := pos + recordHeader + align8(n)
-	return pos/r.quarter != end/r.quarter
+	return pos/r.half != end/r.half
 }
 
 // skip hands the record reserved at pos, of n bytes, to Run as filler,
@@ -164,11 +164,12 @@ func (r *ring) release() {
 
 // clock is the wall clock read through the monotonic clock alone: one
 // vDSO call (time.Since of a monotonic time) instead of time.Now's two.
-// Run measures the offset between the two clocks again at every poll and
-// after every batch it sends, so that a step of the wall clock shows
-// within a poll, and a slew costs at most 10 µs (500 ppm, NTP's most,
-// over a poll of 20 ms; 1 µs over a busy one over UDP, of 2 ms). Between two
-// measurements the stamps only go forward.
+// The offset between the two clocks changes only when the wall clock is
+// stepped: NTP's and adjtime's slews move CLOCK_MONOTONIC too
+// (clock_gettime(2)). Run measures it again at every poll and after every
+// batch it sends, so a step shows in the stamps within a poll (100 ms over
+// TCP, 2 ms over UDP; for the first messages after Run idled, up to
+// pollIdle). Between two measurements the stamps only go forward.
 type clock struct {
 	epoch time.Time    // a monotonic reading, fixed
 	off   atomic.Int64 // wall UnixNano minus the monotonic time since epoch

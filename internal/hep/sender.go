@@ -90,7 +90,9 @@ type Sender struct {
 	sendCPU                             atomic.Int64 // ns (Stats.SendCPU)
 
 	sleeping atomic.Bool   // Run waits for its next poll
+	idle     atomic.Bool   // Run found the queue empty and waits for a Capture (or pollIdle)
 	wake     chan struct{} // cuts Run's wait short (capacity 1)
+	polls    atomic.Uint64 // Run's wake-ups, for the tests
 
 	batch [][]byte    // records taken by Run, to send
 	out   batchWriter // the platform's send (send_linux.go, send_other.go)
@@ -195,7 +197,7 @@ func (s *Sender) Capture(in, out *Packet) {
 		s.tooLarge.Add(frames)
 		return
 	}
-	if s.queue.commit(pos, len(b)) && s.sleeping.Load() {
+	if (s.queue.commit(pos, len(b)) && s.sleeping.Load()) || (s.idle.Load() && s.idle.CompareAndSwap(true, false)) {
 		select {
 		case s.wake <- struct{}{}:
 		default:
@@ -210,10 +212,10 @@ func (s *Sender) Capture(in, out *Packet) {
 // Run polls the queue rather than waiting on it: a Capture that woke a
 // parked goroutine for every message would pay for the wake-up on the data
 // path. It drains the queue every busy poll (pollStream over TCP, pollUDP
-// over UDP) while there is traffic and every
-// pollIdle after idleRounds empty polls; a Capture wakes it early only when
-// Run sleeps and a quarter of the ring has been queued since the last
-// wake-up point.
+// over UDP) while there is traffic; a Capture wakes it early only when Run
+// sleeps and half the ring has been queued since the last wake-up point.
+// After idleRounds empty polls Run waits for the next Capture instead,
+// which wakes it (one wake-up when traffic starts again), or for pollIdle.
 func (s *Sender) Run(ctx context.Context) error {
 	defer s.close()
 	busy := pollUDP
@@ -225,6 +227,7 @@ func (s *Sender) Run(ctx context.Context) error {
 	done := ctx.Done()
 	idle := 0
 	for {
+		s.polls.Add(1)
 		s.clock.sync()
 		if s.timedDrain() {
 			idle = 0
@@ -233,11 +236,20 @@ func (s *Sender) Run(ctx context.Context) error {
 		}
 		wait := busy
 		if idle > idleRounds {
-			wait = pollIdle
+			// Idle: the next Capture wakes Run. Stored before the queue is
+			// looked at, so a Capture either reserved before the look (Run
+			// sees it and polls on) or sees the flag after its commit.
+			s.idle.Store(true)
+			if !s.queue.empty() {
+				s.idle.Store(false)
+				idle = 0
+			} else {
+				wait = pollIdle
+			}
 		}
 		// A Capture at a wake-up point between drain and this store sees
 		// Run awake and wakes nobody: Run then sleeps the whole poll, with
-		// three quarters of the ring still free.
+		// half the ring still free.
 		s.sleeping.Store(true)
 		t.Reset(wait)
 		select {
@@ -247,35 +259,38 @@ func (s *Sender) Run(ctx context.Context) error {
 		case <-s.wake:
 		}
 		s.sleeping.Store(false)
+		s.idle.Store(false) // the drain that follows finds what woke Run, if anything did
 	}
 }
 
 // The polling of Run.
 //
-// The busy polls make the batches large, and the wake-ups of Run rare:
-// each costs the process the Go scheduler's work besides the timer, and on
-// a virtual machine a context switch or two of its threads and of the
-// collector's, which cost more than the frames of a small batch. Over TCP
-// a poll is 20 ms: at 40k Capture calls a second, 800 records, four writevs of
-// maxBatch; a frame in a batch of 400 costs about half one in a batch of
-// 32, and the four times fewer wake-ups than at 5 ms made the sender about
-// a tenth cheaper and Capture's share of the event loops lower (paired
-// profiles of bench-capture, OPTIONS at 20,000/s on the 2-core VM; the
-// end-to-end medians are within that box's swing). Frames reach the
-// collector up to a poll late; each carries the time of its message,
-// stamped by Capture. Over UDP a datagram costs the same in any
-// batch, and a burst is what the collector's socket buffer must take at
-// once: 2 ms is 160 datagrams at that rate, about 110 KiB of frames, where
-// 5 ms would overflow the 208 KiB Linux gives a socket by default unless
-// the collector reads as fast. However long the poll, a Capture whose
-// record crosses a quarter of the queue wakes a sleeping Run, so a batch
-// is at most a quarter of the queue at any rate: with the default queue
-// (4 MiB) and records of about 1.4 KiB, that wake-up comes before the 20
-// ms above about 37k records a second.
+// Every wake-up of Run costs the process far more than its timer: the Go
+// scheduler's work, a context switch or two of its threads and of the
+// collector's, and on a shared core what the drain's sweep through the
+// ring does to an event loop's caches. On the 2-core VM an idle Run that
+// woke every 20 ms cost a siplb with capture on about 4 % more CPU per
+// OPTIONS at 20,000/s than one whose Run never woke (bench-capture, each
+// beside a siplb with capture off, 12 rounds). So the polls are as rare as
+// the queue allows:
+//
+//   - Over TCP a busy poll is 100 ms, and a Capture whose record crosses a
+//     half of the queue wakes a sleeping Run sooner: with the default queue
+//     (4 MiB) and records of about 1.4 KiB, above about 15k records a second.
+//     Frames reach the collector up to a poll late; each carries the time of
+//     its message, stamped by Capture.
+//   - Over UDP a datagram costs the same in any batch, and a burst is what
+//     the collector's socket buffer must take at once: 2 ms is 160
+//     datagrams at 40k records a second, about 110 KiB of frames, where 5
+//     ms would overflow the 208 KiB Linux gives a socket by default unless
+//     the collector reads as fast.
+//   - After idleRounds empty polls Run waits for the first Capture, which
+//     wakes it, and at most pollIdle, so that the clock is measured again
+//     at least that often.
 const (
-	pollStream = 20 * time.Millisecond
+	pollStream = 100 * time.Millisecond
 	pollUDP    = 2 * time.Millisecond
-	pollIdle   = 20 * time.Millisecond
+	pollIdle   = time.Second
 	idleRounds = 10
 )
 

@@ -1,6 +1,7 @@
 package hep
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -223,4 +224,72 @@ func BenchmarkCapture(b *testing.B) {
 		s.Capture(&in, &out)
 	}
 	b.ReportMetric(float64(s.Stats().Dropped)/float64(b.N), "drops/op")
+}
+
+// An idle Run waits for the next Capture, not for a timer: it does not
+// wake while nothing is queued, and the first Capture after the quiet
+// wakes it at once, over either transport (the idle wait lasts pollIdle,
+// a second, which the frame must not wait for).
+func TestRunIdleWaitsForCapture(t *testing.T) {
+	tests := []struct {
+		transport string
+		rounds    int // quiet spells (over TCP each takes idleRounds polls of 100 ms to reach)
+	}{
+		{"udp", 20},
+		{"tcp", 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.transport, func(t *testing.T) {
+			var next func() *frame
+			var s *Sender
+			if tc.transport == "udp" {
+				sink := listenUDP(t)
+				s = newTestSender(t, Config{Collector: sink.addr})
+				next = func() *frame {
+					f, err := decode(sink.read(t))
+					if err != nil {
+						t.Fatalf("decode: %v", err)
+					}
+					return f
+				}
+			} else {
+				ln := listenTCP(t)
+				s = newTestSender(t, Config{Collector: ln.Addr().(*net.TCPAddr).AddrPort(), Transport: "tcp"})
+				var r *bufio.Reader
+				next = func() *frame {
+					if r == nil {
+						r = bufio.NewReader(accept(t, ln))
+					}
+					return readFrame(t, r)
+				}
+			}
+			runSender(t, s)
+			in, _ := testPackets(300)
+			for k := range tc.rounds {
+				deadline := time.Now().Add(3 * time.Second)
+				for !s.idle.Load() {
+					if time.Now().After(deadline) {
+						t.Fatalf("round %d: Run did not go idle within 3 s of its last frame", k)
+					}
+					time.Sleep(time.Millisecond)
+				}
+				if k == 0 {
+					p0 := s.polls.Load()
+					time.Sleep(150 * time.Millisecond)
+					if n := s.polls.Load() - p0; n > 1 {
+						t.Fatalf("idle Run woke %d times in 150 ms with nothing queued, want at most 1", n)
+					}
+				}
+				at := time.Now()
+				s.Capture(&in, nil)
+				if f := next(); !bytes.Equal(f.chunks[15], in.Payload) {
+					t.Fatalf("round %d: payload of %d bytes, want %d", k, len(f.chunks[15]), len(in.Payload))
+				}
+				if d := time.Since(at); d > 300*time.Millisecond {
+					t.Fatalf("round %d: the frame after a quiet spell took %v, want it at once (well within pollIdle, %v)", k, d, pollIdle)
+				}
+			}
+			waitStats(t, s, Stats{Sent: uint64(tc.rounds)})
+		})
+	}
 }
