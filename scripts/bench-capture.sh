@@ -25,9 +25,9 @@
 # hash picks the loop each backend's replies reach, and that hash covers
 # the port, so each port gets its own split of the work between the loops,
 # the same in every round. With one loop the pair of capture-off siplb
-# came out within 1 to 2 points.
+# came out at +0.2 to +2.2 %.
 #
-# For every run it reads each siplb's CPU (/proc/PID/stat) and the HEP
+# For every run it reads each siplb's CPU (its threads' schedstat, ns) and the HEP
 # sender's own (siplb_capture_send_cpu_seconds_total from /metrics: its
 # thread's CPU clock around each drain, the system calls and, on loopback,
 # the collector's receive path included). It prints, per scenario, the
