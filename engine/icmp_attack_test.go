@@ -129,7 +129,7 @@ func newICMPForger(t *testing.T) *icmpForger {
 	t.Helper()
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
 	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
-		t.Skipf("this process lacks CAP_NET_RAW (%v), so it cannot open the raw socket that forges ICMP errors", err)
+		t.Skipf("needs CAP_NET_RAW: this process lacks it (socket: %v), so it cannot open the raw IPv4 socket that forges the ICMP errors", err)
 	}
 	if err != nil {
 		t.Fatalf("raw socket: %v", err)

@@ -31,10 +31,10 @@ func testBatchICMPUnreachable(t *testing.T, network, ip string) {
 		// disabled (or a namespace without it) has no ::1; any other
 		// error is a failure.
 		if network == "udp6" && errors.Is(err, syscall.EAFNOSUPPORT) {
-			t.Skipf("this machine's kernel has no IPv6 (EAFNOSUPPORT), so there is no ::1 to send to: %v", err)
+			t.Skipf("needs IPv6: this machine's kernel lacks the IPv6 family (socket: EAFNOSUPPORT, %v), so the test has no ::1 to send from and to", err)
 		}
 		if network == "udp6" && errors.Is(err, syscall.EADDRNOTAVAIL) {
-			t.Skipf("IPv6 is disabled on this machine's loopback (EADDRNOTAVAIL), so there is no ::1 to send to: %v", err)
+			t.Skipf("needs ::1 on loopback: this machine has IPv6 disabled there (bind: EADDRNOTAVAIL, %v), so the test has no ::1 to send from and to", err)
 		}
 		t.Fatalf("bind %s loopback: %v", network, err)
 	}
