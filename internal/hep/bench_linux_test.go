@@ -49,7 +49,8 @@ func BenchmarkCaptureLoop(b *testing.B) {
 }
 
 // BenchmarkSend is what Run costs per frame: the CPU of the thread that
-// sends (sendmmsg over UDP, writev over TCP), the kernel's work included,
+// sends (sendmmsg over UDP, in GSO entries unless the row is udp-plain;
+// writev over TCP), the kernel's work included,
 // which on loopback runs the collector's receive path up to its socket
 // in the sender's context. Each round queues batch Capture calls (two
 // frames each), then drains them on a locked thread; only the drain is
@@ -59,16 +60,19 @@ func BenchmarkSend(b *testing.B) {
 		name  string
 		tcp   bool
 		batch int
+		noGSO bool
 	}{
-		{"udp-batch16", false, 16},
-		{"udp-batch128", false, 128},
-		{"tcp-batch16", true, 16},
-		{"tcp-batch64", true, 64},
-		{"tcp-batch128", true, 128},
-		{"tcp-batch256", true, 256},
+		{"udp-batch16", false, 16, false},
+		{"udp-batch128", false, 128, false},
+		{"udp-plain-batch16", false, 16, true},
+		{"udp-plain-batch128", false, 128, true},
+		{"tcp-batch16", true, 16, false},
+		{"tcp-batch64", true, 64, false},
+		{"tcp-batch128", true, 128, false},
+		{"tcp-batch256", true, 256, false},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			cfg := Config{CaptureID: 1, Password: "pw"}
+			cfg := Config{CaptureID: 1, Password: "pw", NoGSO: tc.noGSO}
 			if tc.tcp {
 				cfg.Collector, cfg.Transport = tcpDiscard(b), "tcp"
 			} else {

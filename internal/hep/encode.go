@@ -46,6 +46,14 @@ const (
 	chunkCorrID    uint16 = 0x0011 // octets
 )
 
+// The pad chunk that pads a frame sent by UDP GSO (send_linux.go) to its
+// class's size: vendor "si", type "pd", zeros after its header. No HEP
+// vendor id is siplb's to take; a vendor chunk is what collectors skip.
+const (
+	padVendor uint16 = 0x7369
+	padType   uint16 = 0x7064
+)
+
 // frameHeaderLen is "HEP3" and the 16-bit total length; chunkHeaderLen is
 // a chunk's vendor id, type and 16-bit length (which counts these 6 bytes).
 const (

@@ -14,6 +14,7 @@ import (
 type frame struct {
 	chunks map[uint16][]byte
 	order  []uint16
+	pad    int // bytes of the pad chunk (GSO), 0 if none
 }
 
 var errBadFrame = errors.New("bad frame")
@@ -21,7 +22,8 @@ var errBadFrame = errors.New("bad frame")
 // decode reads one HEPv3 frame, written plainly from the layout (not from
 // the encoder): "HEP3", a total length equal to len(b), then chunks of
 // vendor, type, length (at least 6, counting the header) and value, which
-// must fill the frame exactly.
+// must fill the frame exactly. The one chunk of a vendor allowed is the pad
+// chunk, last, all zeros after its header.
 func decode(b []byte) (*frame, error) {
 	if len(b) < 6 || string(b[:4]) != "HEP3" {
 		return nil, errBadFrame
@@ -37,8 +39,15 @@ func decode(b []byte) (*frame, error) {
 		vendor := binary.BigEndian.Uint16(b[i:])
 		typ := binary.BigEndian.Uint16(b[i+2:])
 		n := int(binary.BigEndian.Uint16(b[i+4:]))
-		if vendor != 0 || n < 6 || i+n > len(b) {
+		if n < 6 || i+n > len(b) {
 			return nil, errBadFrame
+		}
+		if vendor != 0 {
+			if vendor != padVendor || typ != padType || i+n != len(b) || bytes.Count(b[i+6:i+n], []byte{0}) != n-6 {
+				return nil, errBadFrame
+			}
+			f.pad = n
+			break
 		}
 		if _, dup := f.chunks[typ]; dup {
 			return nil, errBadFrame

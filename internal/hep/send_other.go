@@ -12,7 +12,9 @@ type batchWriter struct {
 	n      int
 }
 
-func (w *batchWriter) init(c *net.UDPConn) error { w.c = c; return nil }
+func (w *batchWriter) init(c *net.UDPConn, _ bool) error { w.c = c; return nil }
+
+func (w *batchWriter) segmenting() bool { return false }
 
 func (w *batchWriter) reset() { w.n = 0 }
 

@@ -53,6 +53,11 @@ type Config struct {
 	// Transport is "udp" (the default: one frame a datagram) or "tcp" (a
 	// stream of frames, many a write; reconnected when it breaks).
 	Transport string
+	// NoGSO, over UDP, sends each frame in a datagram of its own as it is.
+	// By default, where the kernel has UDP segmentation offload, frames of
+	// one size class leave many to a system call entry, padded to their
+	// class's size with a chunk collectors skip (send_linux.go).
+	NoGSO bool
 }
 
 // Stats counts a Sender's frames. Dropped are frames not queued since the
@@ -71,9 +76,13 @@ type Config struct {
 // are not in it. What Capture costs the event
 // loops is not in it: the process's CPU less SendCPU is what the data path
 // and the rest of siplb used.
+//
+// GSO is whether frames over UDP go out in GSO entries now: asked for (not
+// Config.NoGSO), the kernel has it, and no entry was refused for it.
 type Stats struct {
 	Sent, Dropped, TooLarge, SendErrors uint64
 	SendCPU                             time.Duration
+	GSO                                 bool
 }
 
 // Sender mirrors messages to a collector off the data path. Capture is
@@ -135,7 +144,7 @@ func NewSender(cfg Config) (*Sender, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hep: collector %s: %w", c, err)
 	}
-	if err := s.out.init(conn); err != nil {
+	if err := s.out.init(conn, !cfg.NoGSO); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("hep: collector %s: %w", c, err)
 	}
@@ -383,5 +392,5 @@ func (s *Sender) free() {
 // Stats returns the counts so far.
 func (s *Sender) Stats() Stats {
 	return Stats{Sent: s.sent.Load(), Dropped: s.dropped.Load(), TooLarge: s.tooLarge.Load(), SendErrors: s.sendErrors.Load(),
-		SendCPU: time.Duration(s.sendCPU.Load())}
+		SendCPU: time.Duration(s.sendCPU.Load()), GSO: s.conn != nil && s.out.segmenting()}
 }

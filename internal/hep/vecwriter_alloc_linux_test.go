@@ -27,3 +27,33 @@ func TestVecWriterAllocs(t *testing.T) {
 		t.Errorf("write: %v allocations, want 0", n)
 	}
 }
+
+// A drain over UDP allocates nothing, frames of many sizes sorted into GSO
+// entries and padded.
+func TestBatchWriterAllocs(t *testing.T) {
+	sink := listenUDP(t)
+	go func() {
+		buf := make([]byte, 1<<16)
+		for {
+			if _, err := sink.conn.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	s := newTestSender(t, Config{Collector: sink.addr})
+	var pkts [16]Packet
+	for i := range pkts {
+		pkts[i], _ = testPackets(200 + 97*i)
+	}
+	if n := testing.AllocsPerRun(200, func() {
+		for i := range pkts {
+			s.Capture(&pkts[i], nil)
+		}
+		s.drain()
+	}); n != 0 {
+		t.Errorf("Capture and drain: %v allocations, want 0", n)
+	}
+	if st := s.Stats(); !st.GSO || st.SendErrors != 0 {
+		t.Errorf("Stats = %+v, want GSO on and no errors", st)
+	}
+}
