@@ -21,13 +21,14 @@ func startCapture(ctx context.Context, cfg *CaptureConfig, fwd *engine.Forwarder
 	if !on {
 		return nil, nil
 	}
-	s, err := hep.NewSender(hep.Config{Collector: addr, CaptureID: cfg.CaptureID, Password: cfg.Password, QueueSize: cfg.QueueSize, Transport: cfg.Transport})
+	s, err := hep.NewSender(hep.Config{Collector: addr, CaptureID: cfg.CaptureID, Password: cfg.Password, QueueSize: cfg.QueueSize, Transport: cfg.Transport,
+		NoGSO: cfg.UDPGSO != nil && !*cfg.UDPGSO})
 	if err != nil {
 		return nil, invalid("capture.hep", "%v", err)
 	}
 	fwd.SetCapture(s)
 	go s.Run(ctx)
-	log.Info("capturing to a HEP collector", "collector", addr.String(), "transport", cmp.Or(cfg.Transport, "udp"), "capture_id", cfg.CaptureID, "queue_size", cfg.QueueSize)
+	log.Info("capturing to a HEP collector", "collector", addr.String(), "transport", cmp.Or(cfg.Transport, "udp"), "capture_id", cfg.CaptureID, "queue_size", cfg.QueueSize, "udp_gso", s.Stats().GSO)
 	return s, nil
 }
 

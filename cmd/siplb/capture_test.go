@@ -31,6 +31,9 @@ func TestCaptureConfigErrors(t *testing.T) {
 		{"password without hep", "  password: x\n", "capture.password: set without capture.hep"},
 		{"unknown key", "  hep: 127.0.0.1:9060\n  agent: 1\n", "line 9: field agent not found"},
 		{"unknown transport", "  hep: 127.0.0.1:9060\n  transport: sctp\n", `line 9: capture.transport: want udp or tcp, got "sctp"`},
+		{"udp_gso without hep", "  udp_gso: false\n", "line 8: capture.udp_gso: set without capture.hep"},
+		{"udp_gso over tcp", "  hep: 127.0.0.1:9060\n  transport: tcp\n  udp_gso: true\n", "line 10: capture.udp_gso: applies to capture.transport udp only"},
+		{"udp_gso not a bool", "  hep: 127.0.0.1:9060\n  udp_gso: maybe\n", "line 9"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -45,8 +48,9 @@ func TestCaptureConfigErrors(t *testing.T) {
 	}
 }
 
-// hepFrame is a HEPv3 frame as this test reads it: each chunk's value by
-// type (vendor 0 only).
+// hepFrame is a HEPv3 frame as this test reads it: each generic chunk's
+// value by type. A vendor chunk (siplb's pad, over UDP GSO) is skipped, as
+// Kamailio's sipcapture skips it.
 type hepFrame map[uint16][]byte
 
 func decodeHEP(b []byte) (hepFrame, bool) {
@@ -55,14 +59,16 @@ func decodeHEP(b []byte) (hepFrame, bool) {
 	}
 	f := hepFrame{}
 	for i := 6; i < len(b); {
-		if len(b)-i < 6 || binary.BigEndian.Uint16(b[i:]) != 0 {
+		if len(b)-i < 6 {
 			return nil, false
 		}
 		n := int(binary.BigEndian.Uint16(b[i+4:]))
 		if n < 6 || i+n > len(b) {
 			return nil, false
 		}
-		f[binary.BigEndian.Uint16(b[i+2:])] = b[i+6 : i+n]
+		if binary.BigEndian.Uint16(b[i:]) == 0 {
+			f[binary.BigEndian.Uint16(b[i+2:])] = b[i+6 : i+n]
+		}
 		i += n
 	}
 	return f, true
@@ -136,19 +142,33 @@ func startCollector(t *testing.T, transport string) collector {
 // in and out, with the real addresses and the Call-ID) and its health
 // probes to a collector, over UDP or TCP, and counts what it sent.
 func TestCaptureEndToEnd(t *testing.T) {
-	for _, transport := range []string{"udp", "tcp"} {
-		t.Run(transport, func(t *testing.T) { testCaptureEndToEnd(t, transport) })
+	tests := []struct {
+		name, transport, extra string
+		gso                    float64 // siplb_capture_udp_gso
+	}{
+		{"udp", "udp", "", 1}, // GSO where the kernel has it (Linux 4.18)
+		{"udp without gso", "udp", "  udp_gso: false\n", 0},
+		{"tcp", "tcp", "", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			gso := tc.gso
+			if runtime.GOOS != "linux" {
+				gso = 0
+			}
+			testCaptureEndToEnd(t, tc.transport, tc.extra, gso)
+		})
 	}
 }
 
-func testCaptureEndToEnd(t *testing.T, transport string) {
+func testCaptureEndToEnd(t *testing.T, transport, extra string, gso float64) {
 	col := startCollector(t, transport)
 	be := startBackend(t, "A")
 	lbAddr := netip.AddrPortFrom(netip.MustParseAddrPort("127.0.0.1:0").Addr(), uint16(freeUDPPort(t)))
 	adminAddr := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
 	cfg := yamlConfig{listen: lbAddr, admin: adminAddr, health: "{interval: 200ms, timeout: 100ms}",
 		backends: []string{"{address: " + be.url() + "}"}}
-	y := string(cfg.bytes()) + fmt.Sprintf("capture:\n  hep: %s\n  transport: %s\n  capture_id: 2001\n  password: s3cret\n", col.addr, transport)
+	y := string(cfg.bytes()) + fmt.Sprintf("capture:\n  hep: %s\n  transport: %s\n  capture_id: 2001\n  password: s3cret\n", col.addr, transport) + extra
 	startServe(t, []byte(y))
 	cl := newClient(t, lbAddr)
 	waitServing(t, cl)
@@ -210,6 +230,9 @@ func testCaptureEndToEnd(t *testing.T, transport string) {
 	}
 	if v, ok := value(mfs["siplb_capture_dropped_total"], map[string]string{"reason": "queue_full"}); !ok || v != 0 {
 		t.Errorf(`siplb_capture_dropped_total{reason="queue_full"} = %v (present %v), want 0`, v, ok)
+	}
+	if v, ok := value(mfs["siplb_capture_udp_gso"], nil); !ok || v != gso {
+		t.Errorf("siplb_capture_udp_gso = %v (present %v), want %v", v, ok, gso)
 	}
 	// The sender's CPU: read from its thread's clock on Linux, 0 elsewhere.
 	if v, ok := value(mfs["siplb_capture_send_cpu_seconds_total"], nil); !ok || (runtime.GOOS == "linux") != (v > 0) || v > 1 {

@@ -854,6 +854,11 @@ type CaptureConfig struct {
 	// for the sender; more are dropped and counted (default 1024, at most
 	// 65536).
 	QueueSize int `yaml:"queue_size"`
+	// UDPGSO, over UDP, sends frames of one size class in one GSO entry
+	// (Linux's UDP segmentation offload), each padded to its class's size
+	// with a chunk collectors skip; false: a datagram a frame, unpadded
+	// (default true, where the kernel has it).
+	UDPGSO *bool `yaml:"udp_gso"`
 }
 
 // collector returns the collector's address, false when capture is off.
@@ -876,6 +881,8 @@ func (c *CaptureConfig) validate() error {
 			return invalid("capture.queue_size", "set without capture.hep")
 		case c.Transport != "":
 			return invalid("capture.transport", "set without capture.hep")
+		case c.UDPGSO != nil:
+			return invalid("capture.udp_gso", "set without capture.hep")
 		}
 		return nil
 	}
@@ -888,6 +895,9 @@ func (c *CaptureConfig) validate() error {
 	}
 	if c.Transport != "" && c.Transport != "udp" && c.Transport != "tcp" {
 		return invalid("capture.transport", "want udp or tcp, got %q", c.Transport)
+	}
+	if c.UDPGSO != nil && c.Transport == "tcp" {
+		return invalid("capture.udp_gso", "applies to capture.transport udp only, and transport is tcp")
 	}
 	if len(c.Password) > hep.MaxAuthKey {
 		return invalid("capture.password", "at most %d bytes, got %d", hep.MaxAuthKey, len(c.Password))

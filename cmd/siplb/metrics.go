@@ -101,6 +101,7 @@ type siplbCollector struct {
 	captureSent    *prometheus.Desc
 	captureDropped *prometheus.Desc
 	captureCPU     *prometheus.Desc
+	captureGSO     *prometheus.Desc
 }
 
 func newSiplbCollector(src metricsSource) *siplbCollector {
@@ -127,6 +128,7 @@ func newSiplbCollector(src metricsSource) *siplbCollector {
 		admission:      newAdmissionMetrics(),
 		captureSent:    prometheus.NewDesc("siplb_capture_sent_total", "HEP frames sent to the capture.hep collector.", nil, nil),
 		captureDropped: prometheus.NewDesc("siplb_capture_dropped_total", "HEP frames not sent, by reason: queue_full, too_large (over 65507 bytes), send_error (refused by the socket: the collector is down).", []string{"reason"}, nil),
+		captureGSO:     prometheus.NewDesc("siplb_capture_udp_gso", "1 while HEP frames over UDP leave in GSO entries (capture.udp_gso, a kernel that has it, and none refused), else 0.", nil, nil),
 		captureCPU:     prometheus.NewDesc("siplb_capture_send_cpu_seconds_total", "CPU time the HEP sender's thread spent sending frames, its system calls included (Linux; on loopback also the collector's receive path). The event loops' share of capture is not in it.", nil, nil),
 	}
 	for i, sc := range snapshotCounters {
@@ -141,7 +143,7 @@ func (c *siplbCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	for _, d := range []*prometheus.Desc{c.drops, c.replies, c.conns, c.connsBy, c.streamBytes, c.closed, c.backendUp, c.backendState,
-		c.backendHealthy, c.probeRTT, c.probeRTTEWMA, c.probeRTTHist, c.beRequests, c.beResponses, c.reloads, c.reloadOK, c.reloadLast, c.buildInfo, c.captureSent, c.captureDropped, c.captureCPU} {
+		c.backendHealthy, c.probeRTT, c.probeRTTEWMA, c.probeRTTHist, c.beRequests, c.beResponses, c.reloads, c.reloadOK, c.reloadLast, c.buildInfo, c.captureSent, c.captureDropped, c.captureCPU, c.captureGSO} {
 		ch <- d
 	}
 	c.admission.describe(ch)
@@ -252,6 +254,7 @@ func (c *siplbCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.captureDropped, st.TooLarge, "too_large")
 		counter(c.captureDropped, st.SendErrors, "send_error")
 		ch <- prometheus.MustNewConstMetric(c.captureCPU, prometheus.CounterValue, st.SendCPU.Seconds())
+		gauge(c.captureGSO, boolValue(st.GSO))
 	}
 }
 
