@@ -11,7 +11,7 @@
 # a few percent where runs of one siplb in turn swung ±20 %. Every other
 # round runs the pairs in reverse order, since the first pair of a round
 # cost more whichever siplb it held. MODES=tcp-b adds a third capture
-# siplb over TCP built elsewhere (BIN_B): `MODES="tcp tcp-b" BIN_B=...`
+# siplb over TCP built elsewhere (BIN_B), udp-b one over UDP: `MODES="tcp tcp-b" BIN_B=...`
 # compares two builds round by round, which runs apart cannot (their
 # medians moved by several points between runs of one build). off-b, in
 # the default MODES, is a second siplb with capture off, paired with off
@@ -60,11 +60,12 @@ ROUNDS=${ROUNDS:-5}         # runs of each siplb per scenario, in turn
 DURATION=${DURATION:-4}     # seconds per run
 SOCKETS=${SOCKETS:-4}       # sipload's sockets
 LOOPS=${LOOPS:-1}           # each siplb's event loops (above 1, the port biases the pair: see the top)
-PORT_BASE=${PORT_BASE:-28160} # off +0, tcp +1, udp +2, admin +3..+5, hepsink +6, tcp-b +7 and admin +8, off-b +9 and admin +13, sipecho +10..+12
+PORT_BASE=${PORT_BASE:-28160} # off +0, tcp +1, udp +2, admin +3..+5, hepsink +6, tcp-b +7 and admin +8, off-b +9 and admin +13, sipecho +10..+12, udp-plain +14 and admin +15, udp-b +16 and admin +17
 RESULTS=${RESULTS:-benchmarks/results}
 PERF=${PERF:-0}             # 1: profile each siplb through one more run
-MODES=${MODES:-tcp udp off-b} # each paired with off: tcp, udp (capture over them), tcp-b (over TCP, from BIN_B), off-b (capture off: the floor)
-BIN_B=${BIN_B:-}            # tcp-b's build: another siplb to compare with tcp's, round by round
+MODES=${MODES:-tcp udp off-b} # each paired with off: tcp, udp (capture over them; udp in GSO entries), udp-plain (udp_gso: false, a datagram a frame), tcp-b, udp-b (over TCP, over UDP, from BIN_B), off-b (capture off: the floor)
+BIN_B=${BIN_B:-}            # tcp-b's and udp-b's build: another siplb to compare with tcp's or udp's, round by round
+GRO=${GRO:-0}               # 1: hepsink takes GSO entries whole (-gro), as if the collector were on another host (see hepsink)
 
 for v in RATE ROUNDS DURATION SOCKETS LOOPS PORT_BASE; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "bench-capture: $v=${!v}: want a whole number above 0" >&2; exit 2; }
@@ -74,8 +75,8 @@ for sc in $SCENARIOS; do
 	case $sc in options | call) ;; *) echo "bench-capture: SCENARIOS: $sc: want options or call" >&2; exit 2 ;; esac
 done
 for t in $MODES; do
-	case $t in tcp | udp | off-b) ;; tcp-b) [ -x "$BIN_B/siplb" ] || { echo "bench-capture: MODES has tcp-b: BIN_B=$BIN_B has no siplb" >&2; exit 2; } ;;
-	*) echo "bench-capture: MODES: $t: want tcp, udp, tcp-b or off-b" >&2; exit 2 ;; esac
+	case $t in tcp | udp | udp-plain | off-b) ;; tcp-b | udp-b) [ -x "$BIN_B/siplb" ] || { echo "bench-capture: MODES has $t: BIN_B=$BIN_B has no siplb" >&2; exit 2; } ;;
+	*) echo "bench-capture: MODES: $t: want tcp, udp, udp-plain, tcp-b, udp-b or off-b" >&2; exit 2 ;; esac
 done
 for b in siplb sipload sipecho hepsink; do
 	[ -x "$BIN/$b" ] || { echo "bench-capture: $BIN/$b is missing (make build)" >&2; exit 2; }
@@ -91,8 +92,8 @@ h=127.0.0.1
 be=("$h:$((PORT_BASE + 10))" "$h:$((PORT_BASE + 11))" "$h:$((PORT_BASE + 12))")
 sink="$h:$((PORT_BASE + 6))"
 targets=(off $MODES)
-declare -A sip=([off]="$h:$PORT_BASE" [tcp]="$h:$((PORT_BASE + 1))" [udp]="$h:$((PORT_BASE + 2))" [tcp-b]="$h:$((PORT_BASE + 7))" [off-b]="$h:$((PORT_BASE + 9))")
-declare -A adm=([off]="$h:$((PORT_BASE + 3))" [tcp]="$h:$((PORT_BASE + 4))" [udp]="$h:$((PORT_BASE + 5))" [tcp-b]="$h:$((PORT_BASE + 8))" [off-b]="$h:$((PORT_BASE + 13))")
+declare -A sip=([off]="$h:$PORT_BASE" [tcp]="$h:$((PORT_BASE + 1))" [udp]="$h:$((PORT_BASE + 2))" [tcp-b]="$h:$((PORT_BASE + 7))" [off-b]="$h:$((PORT_BASE + 9))" [udp-plain]="$h:$((PORT_BASE + 14))" [udp-b]="$h:$((PORT_BASE + 16))")
+declare -A adm=([off]="$h:$((PORT_BASE + 3))" [tcp]="$h:$((PORT_BASE + 4))" [udp]="$h:$((PORT_BASE + 5))" [tcp-b]="$h:$((PORT_BASE + 8))" [off-b]="$h:$((PORT_BASE + 13))" [udp-plain]="$h:$((PORT_BASE + 15))" [udp-b]="$h:$((PORT_BASE + 17))")
 for t in "${targets[@]}"; do
 	{
 		cat <<-EOF
@@ -118,15 +119,17 @@ for t in "${targets[@]}"; do
 			    window: 1s
 			    density: 524288
 		EOF
-		[ "${t%-b}" = off ] || printf 'capture:\n  hep: %s\n  transport: %s\n  capture_id: 2001\n' "$sink" "${t%-b}"
+		tr=${t%-b}
+		[ "$tr" = off ] || printf 'capture:\n  hep: %s\n  transport: %s\n  capture_id: 2001\n' "$sink" "${tr%-plain}"
+		[ "$t" != udp-plain ] || printf '  udp_gso: false\n'
 	} >"$out/$t.yaml"
 done
 
 start sipecho "$BIN/sipecho" -q -listen "${be[0]}" -listen "${be[1]}" -listen "${be[2]}"
-start hepsink "$BIN/hepsink" -listen "$sink"
+if [ "$GRO" = 1 ]; then start hepsink "$BIN/hepsink" -listen "$sink" -gro; else start hepsink "$BIN/hepsink" -listen "$sink"; fi
 for t in "${targets[@]}"; do
 	b=$BIN
-	[ "$t" = tcp-b ] && b=$BIN_B
+	case $t in tcp-b | udp-b) b=$BIN_B ;; esac
 	start "$t" "$b/siplb" --config "$out/$t.yaml"
 done
 sleep 1.5
@@ -143,8 +146,8 @@ sendcpu() { # target: the sender's CPU seconds so far (0 with capture off)
 
 {
 	echo "bench-capture $(date -u +%FT%TZ): $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "siplb $("$BIN/siplb" --version 2>/dev/null | head -1), loops $LOOPS; sipload UDP, $SOCKETS sockets, open loop; $ROUNDS rounds of ${DURATION}s per scenario and siplb"
-	[ -z "$BIN_B" ] || echo "tcp-b: $("$BIN_B/siplb" --version 2>/dev/null | head -1) from $BIN_B"
+	echo "siplb $("$BIN/siplb" --version 2>/dev/null | head -1), loops $LOOPS; sipload UDP, $SOCKETS sockets, open loop; $ROUNDS rounds of ${DURATION}s per scenario and siplb; hepsink GRO=$GRO"
+	[ -z "$BIN_B" ] || echo "tcp-b, udp-b: $("$BIN_B/siplb" --version 2>/dev/null | head -1) from $BIN_B"
 } | tee "$out/summary.txt"
 for sc in $SCENARIOS; do
 	rate=$RATE
@@ -197,7 +200,7 @@ done
 	head="| scenario | rate/s | CPU µs/unit off |" rule="|---|--:|--:|"
 	for t in $MODES; do
 		target=
-		[ "$t" = tcp ] && target=" (target ≤ +5 %)"
+		case $t in tcp | udp) target=" (target ≤ +5 %)" ;; esac
 		head="$head $t: all | $t: data path | $t: sender | $t added: all | $t added: data path$target |"
 		rule="$rule--:|--:|--:|--:|--:|"
 	done
@@ -216,7 +219,7 @@ done
 			lo() { cut -d' ' -f"$1" "$f" | sort -g | head -1; }
 			hi() { cut -d' ' -f"$1" "$f" | sort -g | tail -1; }
 			target=
-			[ "$t" = tcp ] && target=5
+			case $t in tcp | udp) target=5 ;; esac
 			row="$row $(col 2) | $(col 3) | $(col 4) | $(added "$(col 5)" "$(lo 5)" "$(hi 5)") | $(added "$(col 6)" "$(lo 6)" "$(hi 6)" $target) |"
 		done
 		echo "$row"
