@@ -1,6 +1,7 @@
 package hep
 
 import (
+	"math/bits"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -30,9 +31,9 @@ type ring struct {
 	_    [56]byte
 	buf  []byte // len(buf) is a power of two, 8-byte aligned
 	mask uint64
-	// half: the producer whose record crosses a multiple of it wakes Run
-	// if it sleeps.
-	half uint64
+	// step: the producer whose record crosses a multiple of 1<<step wakes
+	// Run if it sleeps (half the ring unless the Sender sets it).
+	step uint
 	_    [64]byte // what producers read is not on next's line
 	next uint64   // Run's: the next record to take (head <= next <= tail)
 }
@@ -65,7 +66,7 @@ func newRing(size int) *ring {
 		n <<= 1
 	}
 	words := make([]uint64, n/8) // 8-byte aligned, for the headers' atomic stores
-	return &ring{buf: unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), n), mask: uint64(n - 1), half: uint64(n / 2)}
+	return &ring{buf: unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), n), mask: uint64(n - 1), step: uint(bits.TrailingZeros(uint(n)) - 1)}
 }
 
 func align8(n int) uint64 { return uint64(n+7) &^ 7 }
@@ -103,12 +104,13 @@ func (r *ring) reserve(n int) (pos uint64, b []byte, ok bool) {
 }
 
 // commit hands the record reserved at pos, now holding n bytes of frames,
-// to Run, and reports whether Run is to be woken: the record crossed a
-// half of the ring.
+// to Run, and reports whether Run is to be woken: the record reaches past
+// a multiple of the wake step, or starts on one (after the pad at the end
+// of a lap, which reports nothing), once for each multiple.
 func (r *ring) commit(pos uint64, n int) (wake bool) {
 	storeRelease((*uint64)(unsafe.Pointer(&r.buf[pos&r.mask])), header(pos, 0, n))
 	end := pos + recordHeader + align8(n)
-	return pos/r.half != end/r.half
+	return (pos-1)>>r.step != (end-1)>>r.step
 }
 
 // skip hands the record reserved at pos, of n bytes, to Run as filler,

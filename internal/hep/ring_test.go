@@ -3,6 +3,7 @@ package hep
 import (
 	"bytes"
 	"encoding/binary"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -227,5 +228,39 @@ func TestRingSkip(t *testing.T) {
 	r.commit(p2, len(append(b2, "last"...)))
 	if a, b, c := r.take(), r.take(), r.take(); string(a) != "first" || string(b) != "last" || c != nil {
 		t.Fatalf("took %q, %q, %v", a, b, c)
+	}
+}
+
+// A commit reports a wake-up once for each multiple of half the ring that
+// its record reaches past or starts on, whatever the records' sizes: the
+// record after the pad at the end of a lap reports the lap's end.
+func TestRingWakeStep(t *testing.T) {
+	for _, n := range []int{24, 1000, 1500, 40000} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			s := newTestSender(t, Config{Collector: listenUDP(t).addr})
+			r := s.queue
+			half := uint64(len(r.buf)) / 2
+			wakes, end := 0, uint64(0)
+			for end < 3*uint64(len(r.buf)) {
+				p, b, ok := r.reserve(n)
+				if !ok {
+					s.discard()
+					if p, b, ok = r.reserve(n); !ok {
+						t.Fatal("no room in an empty ring")
+					}
+				}
+				end = p + recordHeader + align8(n)
+				want := (p-1)/half != (end-1)/half // p 0: the first record reports
+				if r.commit(p, len(b[:n])) != want {
+					t.Fatalf("record at %d..%d: wake %v, want %v (half %d)", p, end, !want, want, half)
+				}
+				if want {
+					wakes++
+				}
+			}
+			if want := int((end-1)/half) + 1; wakes != want {
+				t.Errorf("%d wake-ups over %d bytes of a ring of %d, want %d (2 a lap)", wakes, end, len(r.buf), want)
+			}
+		})
 	}
 }

@@ -103,8 +103,9 @@ type Sender struct {
 	wake     chan struct{} // cuts Run's wait short (capacity 1)
 	polls    atomic.Uint64 // Run's wake-ups, for the tests
 
-	batch [][]byte    // records taken by Run, to send
-	out   batchWriter // the platform's send (send_linux.go, send_other.go)
+	batch   [][]byte    // records taken by Run, to send
+	drained int         // bytes of records taken by Run's last drain
+	out     batchWriter // the platform's send (send_linux.go, send_other.go)
 }
 
 // NewSender returns a Sender to cfg.Collector that queues cfg.QueueSize
@@ -220,14 +221,15 @@ func (s *Sender) Capture(in, out *Packet) {
 //
 // Run polls the queue rather than waiting on it: a Capture that woke a
 // parked goroutine for every message would pay for the wake-up on the data
-// path. It drains the queue every busy poll (pollStream over TCP, pollUDP
-// over UDP) while there is traffic; a Capture wakes it early only when Run
-// sleeps and half the ring has been queued since the last wake-up point.
+// path. It drains the queue every busy poll (pollStream over TCP; over
+// UDP, pollUDPMin to pollUDPMax: udpWait) while there is traffic; a
+// Capture wakes it early only when Run sleeps and half the ring has been
+// queued since the last wake-up point.
 // After idleRounds empty polls Run waits for the next Capture instead,
 // which wakes it (one wake-up when traffic starts again), or for pollIdle.
 func (s *Sender) Run(ctx context.Context) error {
 	defer s.close()
-	busy := pollUDP
+	busy := pollUDPMax
 	if s.stream != nil {
 		busy = pollStream
 	}
@@ -235,15 +237,22 @@ func (s *Sender) Run(ctx context.Context) error {
 	defer t.Stop()
 	done := ctx.Done()
 	idle := 0
+	last := time.Now()
 	for {
 		s.polls.Add(1)
 		s.clock.sync()
+		s.drained = 0
 		if s.timedDrain() {
 			idle = 0
 		} else {
 			idle++
 		}
 		wait := busy
+		if s.stream == nil {
+			now := time.Now()
+			wait = udpWait(now.Sub(last), s.drained)
+			last = now
+		}
 		if idle > idleRounds {
 			// Idle: the next Capture wakes Run. Stored before the queue is
 			// looked at, so a Capture either reserved before the look (Run
@@ -288,20 +297,41 @@ func (s *Sender) Run(ctx context.Context) error {
 //     (4 MiB) and records of about 1.4 KiB, above about 15k records a second.
 //     Frames reach the collector up to a poll late; each carries the time of
 //     its message, stamped by Capture.
-//   - Over UDP a datagram costs the same in any batch, and a burst is what
-//     the collector's socket buffer must take at once: 2 ms is 160
-//     datagrams at 40k records a second, about 110 KiB of frames, where 5
-//     ms would overflow the 208 KiB Linux gives a socket by default unless
-//     the collector reads as fast.
+//   - Over UDP a burst is what the collector's socket buffer must take at
+//     once, which Linux sizes at 208 KiB by default (fewer datagrams than
+//     that: each counts its buffer's size, not its length). So Run sleeps
+//     as long as it takes the traffic to queue udpBurst (128 KiB, about 190
+//     frames of SIP), from pollUDPMin to pollUDPMax (udpWait): at 80k
+//     frames a second (20k OPTIONS through siplb) 2 ms, at 8k frames 20 ms.
+//     A fixed 2 ms poll cost the data path +19 % where this costs +8 %, at
+//     2k OPTIONS a second (bench-capture RATE=2000, 8 rounds), and a 100 ms
+//     one at 20k OPTIONS a second +6.0 % against 2 ms's +10.4 % (10
+//     rounds): the wake-ups' price, which a burst of 100 ms of frames
+//     would not fit a collector's buffer to save. A Capture that woke Run
+//     at every 128 KiB instead cost the data path twice 2 ms's share at
+//     20k OPTIONS a second (+19.1 % against +9.4 %): the wake-up is then
+//     the event loop's to pay.
 //   - After idleRounds empty polls Run waits for the first Capture, which
 //     wakes it, and at most pollIdle, so that the clock is measured again
 //     at least that often.
 const (
 	pollStream = 100 * time.Millisecond
-	pollUDP    = 2 * time.Millisecond
+	pollUDPMin = 2 * time.Millisecond
+	pollUDPMax = 20 * time.Millisecond
+	udpBurst   = 128 << 10
 	pollIdle   = time.Second
 	idleRounds = 10
 )
+
+// udpWait is Run's next sleep over UDP, after a drain of drained bytes
+// queued over since: the time udpBurst takes to queue at that rate, from
+// pollUDPMin to pollUDPMax.
+func udpWait(since time.Duration, drained int) time.Duration {
+	if drained <= 0 {
+		return pollUDPMax
+	}
+	return min(max(time.Duration(int64(since)*udpBurst/int64(drained)), pollUDPMin), pollUDPMax)
+}
 
 // timedDrain is drain, with the thread CPU it took added to sendCPU
 // (Stats.SendCPU): two clock reads a poll with something queued, a few
@@ -337,6 +367,7 @@ func (s *Sender) drain() bool {
 			if rec == nil {
 				break
 			}
+			s.drained += len(rec)
 			s.batch = append(s.batch, rec)
 		}
 		if len(s.batch) == 0 {

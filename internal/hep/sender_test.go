@@ -293,3 +293,26 @@ func TestRunIdleWaitsForCapture(t *testing.T) {
 		})
 	}
 }
+
+// Over UDP Run sleeps as long as udpBurst takes to queue at the rate of
+// its last drain, within pollUDPMin and pollUDPMax.
+func TestUDPWait(t *testing.T) {
+	tests := []struct {
+		since   time.Duration
+		drained int
+		want    time.Duration
+	}{
+		{2 * time.Millisecond, 160 << 10, pollUDPMin}, // 80k frames a second: the least
+		{10 * time.Millisecond, 128 << 10, 10 * time.Millisecond},
+		{20 * time.Millisecond, 64 << 10, pollUDPMax}, // slower: the most
+		{20 * time.Millisecond, 0, pollUDPMax},        // nothing queued
+		{time.Second, 1 << 20, pollUDPMax},            // after an idle wait
+		{5 * time.Millisecond, 512 << 10, pollUDPMin},
+		{20 * time.Millisecond, 160 << 10, 16 * time.Millisecond},
+	}
+	for _, tc := range tests {
+		if got := udpWait(tc.since, tc.drained); got != tc.want {
+			t.Errorf("udpWait(%v, %d) = %v, want %v", tc.since, tc.drained, got, tc.want)
+		}
+	}
+}
