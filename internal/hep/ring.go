@@ -32,7 +32,7 @@ type ring struct {
 	buf  []byte // len(buf) is a power of two, 8-byte aligned
 	mask uint64
 	// step: the producer whose record crosses a multiple of 1<<step wakes
-	// Run if it sleeps (half the ring unless the Sender sets it).
+	// Run if it sleeps: half the ring.
 	step uint
 	_    [64]byte // what producers read is not on next's line
 	next uint64   // Run's: the next record to take (head <= next <= tail)
