@@ -84,6 +84,9 @@ func TestSenderGSO(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			sink := listenUDPOn(t, tc.addr)
+			if !tc.noGSO {
+				needGSO(t)
+			}
 			s := newTestSender(t, Config{Collector: sink.addr, CaptureID: 7, NoGSO: tc.noGSO})
 			if st := s.Stats(); st.GSO == tc.noGSO {
 				t.Fatalf("Stats().GSO = %v with NoGSO %v (kernel %s)", st.GSO, tc.noGSO, kernel())
@@ -149,10 +152,11 @@ func TestSenderGSO(t *testing.T) {
 // each, the padded ones still whole frames, nothing is lost or counted as
 // an error, and later batches are not tried with GSO again.
 func TestSenderGSOFallback(t *testing.T) {
+	needGSO(t)
 	sink := listenUDPOn(t, "127.0.0.1:0")
 	s := newTestSender(t, Config{Collector: sink.addr})
 	if !s.Stats().GSO {
-		t.Skipf("needs UDP GSO (UDP_SEGMENT, Linux 4.18): this kernel (%s) lacks it", kernel())
+		t.Fatalf("the kernel (%s) has UDP GSO, the Sender does not use it", kernel())
 	}
 	send := s.out.sendmmsg
 	refused := 0
@@ -189,6 +193,23 @@ func TestSenderGSOFallback(t *testing.T) {
 	}
 	if st := s.Stats(); refused != 1 || st.GSO || st.SendErrors != 0 || st.Sent != 124 {
 		t.Errorf("refused %d times, Stats %+v; want once, GSO off, 124 sent, no errors", refused, st)
+	}
+}
+
+// needGSO skips a test on a kernel without UDP GSO, asked directly (not
+// through the Sender, whose probe is under test): getsockopt UDP_SEGMENT
+// fails with ENOPROTOOPT there.
+func needGSO(t *testing.T) {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.GetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_SEGMENT); errors.Is(err, unix.ENOPROTOOPT) {
+		t.Skipf("needs UDP GSO (UDP_SEGMENT, Linux 4.18): this kernel (%s) lacks it (getsockopt: %v)", kernel(), err)
+	} else if err != nil {
+		t.Fatal(err)
 	}
 }
 
