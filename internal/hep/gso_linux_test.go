@@ -20,8 +20,11 @@ func listenUDPOn(t *testing.T, addr string) *udpSink {
 	t.Helper()
 	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
 	if err != nil {
-		if errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EAFNOSUPPORT) {
-			t.Skipf("needs ::1 on loopback: this machine lacks it (bind: %v)", err)
+		switch {
+		case errors.Is(err, syscall.EAFNOSUPPORT):
+			t.Skipf("needs IPv6: this machine's kernel lacks the IPv6 family (socket: EAFNOSUPPORT, %v), so the test has no ::1 collector to send to", err)
+		case errors.Is(err, syscall.EADDRNOTAVAIL):
+			t.Skipf("needs ::1 on loopback: this machine has IPv6 disabled there (bind: EADDRNOTAVAIL, %v), so the test has no ::1 collector to send to", err)
 		}
 		t.Fatal(err)
 	}
@@ -207,7 +210,7 @@ func needGSO(t *testing.T) {
 	}
 	defer unix.Close(fd)
 	if _, err := unix.GetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_SEGMENT); errors.Is(err, unix.ENOPROTOOPT) {
-		t.Skipf("needs UDP GSO (UDP_SEGMENT, Linux 4.18): this kernel (%s) lacks it (getsockopt: %v)", kernel(), err)
+		t.Skipf("needs UDP GSO in the kernel (UDP_SEGMENT, Linux 4.18 and later): this machine's kernel %s lacks it (getsockopt UDP_SEGMENT: ENOPROTOOPT, %v), so no sendmmsg entry can be cut into datagrams", kernel(), err)
 	} else if err != nil {
 		t.Fatal(err)
 	}
