@@ -229,11 +229,7 @@ func (s *Sender) Capture(in, out *Packet) {
 // which wakes it (one wake-up when traffic starts again), or for pollIdle.
 func (s *Sender) Run(ctx context.Context) error {
 	defer s.close()
-	busy := pollUDPMax
-	if s.stream != nil {
-		busy = pollStream
-	}
-	t := time.NewTimer(busy)
+	t := time.NewTimer(pollIdle) // reset to each poll's wait before it is waited on
 	defer t.Stop()
 	done := ctx.Done()
 	idle := 0
@@ -247,7 +243,7 @@ func (s *Sender) Run(ctx context.Context) error {
 		} else {
 			idle++
 		}
-		wait := busy
+		wait := pollStream
 		if s.stream == nil {
 			now := time.Now()
 			wait = udpWait(now.Sub(last), s.drained)
