@@ -18,6 +18,15 @@
 # like the others: what it "adds" is the run's own floor, the difference
 # of two identical siplb.
 #
+# The pairs have a bias of their own: the off beside a capture siplb over
+# UDP ran 5-7 % cheaper per unit than the off beside off-b in the same
+# rounds (its partner, with the sender and the collector's datagrams,
+# keeps the machine busier, and a loop that is woken later takes more
+# datagrams a recvmmsg), which inflates udp's ratio by about as much.
+# TOGETHER=1 runs off and every mode at the same time instead, so that
+# each sees the same load; at RATE=10000 that is about the load of a pair
+# at 20000, and its floor (off-b) spreads wider, about ±9 % a round.
+#
 # Each siplb runs one event loop (LOOPS=1). With two, a siplb's CPU per
 # unit depended on its port: two siplb with capture off, of one build and
 # one config but for the port, came out 4 to 7 points apart in every run,
@@ -66,10 +75,12 @@ PERF=${PERF:-0}             # 1: profile each siplb through one more run
 MODES=${MODES:-tcp udp off-b} # each paired with off: tcp, udp (capture over them; udp in GSO entries), udp-plain (udp_gso: false, a datagram a frame), tcp-b, udp-b (over TCP, over UDP, from BIN_B), off-b (capture off: the floor)
 BIN_B=${BIN_B:-}            # tcp-b's and udp-b's build: another siplb to compare with tcp's or udp's, round by round
 GRO=${GRO:-0}               # 1: hepsink takes GSO entries whole (-gro), as if the collector were on another host (see hepsink)
+TOGETHER=${TOGETHER:-0}     # 1: each round runs off and every mode at once rather than in pairs (see the top)
 
 for v in RATE ROUNDS DURATION SOCKETS LOOPS PORT_BASE; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "bench-capture: $v=${!v}: want a whole number above 0" >&2; exit 2; }
 done
+case $TOGETHER in 0 | 1) ;; *) echo "bench-capture: TOGETHER=$TOGETHER: want 0 or 1" >&2; exit 2 ;; esac
 [ "$ROUNDS" -le 99 ] || { echo "bench-capture: ROUNDS=$ROUNDS: want 1 to 99" >&2; exit 2; }
 for sc in $SCENARIOS; do
 	case $sc in options | call) ;; *) echo "bench-capture: SCENARIOS: $sc: want options or call" >&2; exit 2 ;; esac
@@ -149,6 +160,46 @@ sendcpu() { # target: the sender's CPU seconds so far (0 with capture off)
 	echo "siplb $("$BIN/siplb" --version 2>/dev/null | head -1), loops $LOOPS; sipload UDP, $SOCKETS sockets, open loop; $ROUNDS rounds of ${DURATION}s per scenario and siplb; hepsink GRO=$GRO"
 	[ -z "$BIN_B" ] || echo "tcp-b, udp-b: $("$BIN_B/siplb" --version 2>/dev/null | head -1) from $BIN_B"
 } | tee "$out/summary.txt"
+# group SCENARIO RATE ROUND TAG off MODE...: one run of the siplb named,
+# all at the same time, each with its own sipload: they see the same
+# moments of the shared machine, so that what it does to all (another
+# tenant, the host's clock) cancels in their ratios. For each MODE it
+# appends to $out/MODE-SCENARIO.txt off's CPU per unit, MODE's (all, data
+# path, sender) and what MODE adds over off in this run (all, data path,
+# %). TAG names the sipload files: the pair's mode, or "all".
+group() {
+	local sc=$1 rate=$2 k=$3 tag=$4 u t
+	shift 4
+	declare -A c0=() s0=() lp=() c1=() row=()
+	# The /metrics reads stay outside the CPU window (a read costs siplb
+	# about 3 ms).
+	for u in "$@"; do s0[$u]=$(sendcpu "$u"); done
+	for u in "$@"; do c0[$u]=$(cpuns "${pid[$u]}"); done
+	for u in "$@"; do
+		"$BIN/sipload" -q -scenario "$sc" -target "${sip[$u]}" -sockets "$SOCKETS" \
+			-rate "$rate" -duration "${DURATION}s" -json "$out/$u-$sc-$tag-$k.json" >/dev/null &
+		lp[$u]=$!
+	done
+	for u in "$@"; do
+		wait "${lp[$u]}" || echo "bench-capture: $u $sc round $k (with $tag): not every unit completed (see $out/$u-$sc-$tag-$k.json)" >&2
+	done
+	for u in "$@"; do c1[$u]=$(cpuns "${pid[$u]}"); done
+	for u in "$@"; do
+		# total, data path, sender: µs per completed unit
+		row[$u]=$(awk -v d=$((${c1[$u]} - ${c0[$u]})) -v s0="${s0[$u]}" -v s1="$(sendcpu "$u")" -v n="$(field "$out/$u-$sc-$tag-$k.json" completed)" 'BEGIN {
+			if (n <= 0) { print "0 0 0"; exit }
+			all = d / 1e3 / n; snd = (s1 - s0) * 1e6 / n
+			printf "%.2f %.2f %.2f\n", all, all - snd, snd
+		}')
+	done
+	shift # off
+	for t in "$@"; do
+		# off's all, t's all, data path and sender, then what t adds over
+		# off in this run: all, data path (%)
+		echo "${row[off]} ${row[$t]}" | awk '$1 > 0 && $4 > 0 { printf "%s %s %s %s %.1f %.1f\n", $1, $4, $5, $6, 100 * ($4 / $1 - 1), 100 * ($5 / $1 - 1) }' >>"$out/$t-$sc.txt"
+	done
+}
+
 for sc in $SCENARIOS; do
 	rate=$RATE
 	[ "$sc" = call ] && rate=$((RATE / 5))
@@ -158,41 +209,11 @@ for sc in $SCENARIOS; do
 		# whichever siplb it held.
 		order=$MODES
 		((k % 2)) || order=$(printf '%s\n' $MODES | tac | paste -sd' ')
-		for t in $order; do
-			# off and t at the same time, each with its own sipload: the
-			# pair sees the same moments of the shared machine, so that
-			# what it does to both (another tenant, the host's clock)
-			# cancels in the ratio.
-			declare -A c0=() s0=() lp=()
-			# The /metrics reads stay outside the CPU window (a read
-			# costs siplb about 3 ms).
-			for u in off "$t"; do s0[$u]=$(sendcpu "$u"); done
-			for u in off "$t"; do c0[$u]=$(cpuns "${pid[$u]}"); done
-			for u in off "$t"; do
-				"$BIN/sipload" -q -scenario "$sc" -target "${sip[$u]}" -sockets "$SOCKETS" \
-					-rate "$rate" -duration "${DURATION}s" -json "$out/$u-$sc-$t-$k.json" >/dev/null &
-				lp[$u]=$!
-			done
-			for u in off "$t"; do
-				wait "${lp[$u]}" || echo "bench-capture: $u $sc round $k (with $t): not every unit completed (see $out/$u-$sc-$t-$k.json)" >&2
-			done
-			declare -A c1=()
-			for u in off "$t"; do c1[$u]=$(cpuns "${pid[$u]}"); done
-			row=
-			for u in off "$t"; do
-				s1=$(sendcpu "$u")
-				# total, data path, sender: µs per completed unit
-				row="$row $(awk -v d=$((${c1[$u]} - ${c0[$u]})) -v s0="${s0[$u]}" -v s1="$s1" -v n="$(field "$out/$u-$sc-$t-$k.json" completed)" 'BEGIN {
-					if (n <= 0) { print "0 0 0"; exit }
-					all = d / 1e3 / n; snd = (s1 - s0) * 1e6 / n
-					printf "%.2f %.2f %.2f\n", all, all - snd, snd
-				}')"
-			done
-			# off's all, t's all, data path and sender, then what t adds
-			# over off in this round: all, data path (%)
-			echo "$row" | awk '$1 > 0 && $4 > 0 { printf "%s %s %s %s %.1f %.1f\n", $1, $4, $5, $6, 100 * ($4 / $1 - 1), 100 * ($5 / $1 - 1) }' >>"$out/$t-$sc.txt"
-			unset c0 c1 s0 lp
-		done
+		if [ "$TOGETHER" = 1 ]; then
+			group "$sc" "$rate" "$k" "all" off $order
+		else
+			for t in $order; do group "$sc" "$rate" "$k" "$t" off "$t"; done
+		fi
 	done
 done
 {
@@ -225,7 +246,12 @@ done
 		echo "$row"
 	done
 	echo
-	echo "Each round runs off side by side with each of $MODES in turn (every other round in reverse order), each siplb with a sipload of its own at the rate. CPU: medians over the rounds; added: the median (lowest to highest) of each round's ratio to the off beside it. data path: the process's CPU less the HEP sender's thread (siplb_capture_send_cpu_seconds_total). results: $out"
+	if [ "$TOGETHER" = 1 ]; then
+		echo -n "Each round runs off and $MODES at the same time, each siplb with a sipload of its own at the rate."
+	else
+		echo -n "Each round runs off side by side with each of $MODES in turn (every other round in reverse order), each siplb with a sipload of its own at the rate."
+	fi
+	echo " CPU: medians over the rounds; added: the median (lowest to highest) of each round's ratio to the off beside it. data path: the process's CPU less the HEP sender's thread (siplb_capture_send_cpu_seconds_total). results: $out"
 } | tee -a "$out/summary.txt"
 [ "$PERF" = 1 ] || exit 0
 {
