@@ -298,7 +298,7 @@ func runIgnoresOptions(t *testing.T, sipp, bin, health string, rate, calls int, 
 	limit := time.Duration(calls/rate)*time.Second + 30*time.Second
 	var uasOut, lbOut syncBuffer
 	startUAS(t, sipp, uasPort, false, limit, &uasOut)
-	waitListening(t, "udp", uasPort)
+	waitListening(t, "udp", uasPort, &uasOut)
 	startProc(t, &lbOut, bin, "--config", writeConfig(t, lbPort, health, uasPort))
 	c := newClient(t, netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", lbPort)))
 	waitServing(t, c)
