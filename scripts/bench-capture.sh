@@ -18,7 +18,16 @@
 # like the others: what it "adds" is the run's own floor, the difference
 # of two identical siplb.
 #
-# The pairs have a bias of their own: the off beside a capture siplb over
+# By default (PIN=1) every siplb runs on CPU 0 and everything else (the
+# backends, the collector, the generators) on CPU 1, as in production,
+# where those are other machines: the siplb share their core with each
+# other and with their own HEP senders, nothing more. Go then gives each
+# siplb one P (GOMAXPROCS follows the affinity). Unpinned (PIN=0), the
+# data path's share carried the collector's and the generators' work on
+# the loop's core and came out several points higher and far noisier
+# (the figures in benchmarks/README.md, "HEP capture").
+#
+# Unpinned, the pairs have a bias of their own: the off beside a capture siplb over
 # UDP ran 5-7 % cheaper per unit than the off beside off-b in the same
 # rounds (its partner, with the sender and the collector's datagrams,
 # keeps the machine busier, and a loop that is woken later takes more
@@ -75,12 +84,21 @@ PERF=${PERF:-0}             # 1: profile each siplb through one more run
 MODES=${MODES:-tcp udp off-b} # each paired with off: tcp, udp (capture over them; udp in GSO entries), udp-plain (udp_gso: false, a datagram a frame), tcp-b, udp-b (over TCP, over UDP, from BIN_B), off-b (capture off: the floor)
 BIN_B=${BIN_B:-}            # tcp-b's and udp-b's build: another siplb to compare with tcp's or udp's, round by round
 GRO=${GRO:-0}               # 1: hepsink takes GSO entries whole (-gro), as if the collector were on another host (see hepsink)
+PIN=${PIN:-1}               # 1: every siplb on CPU 0, the backends, the collector and the generators on CPU 1 (taskset; see the top); 0: all float
 TOGETHER=${TOGETHER:-0}     # 1: each round runs off and every mode at once rather than in pairs (see the top)
 
 for v in RATE ROUNDS DURATION SOCKETS LOOPS PORT_BASE; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "bench-capture: $v=${!v}: want a whole number above 0" >&2; exit 2; }
 done
 case $TOGETHER in 0 | 1) ;; *) echo "bench-capture: TOGETHER=$TOGETHER: want 0 or 1" >&2; exit 2 ;; esac
+case $PIN in
+0) ;;
+1)
+	command -v taskset >/dev/null || { echo "bench-capture: PIN=1 needs taskset (util-linux), or PIN=0" >&2; exit 2; }
+	[ "$(nproc)" -ge 2 ] || { echo "bench-capture: PIN=1 needs 2 CPUs, this machine has $(nproc): PIN=0" >&2; exit 2; }
+	;;
+*) echo "bench-capture: PIN=$PIN: want 0 or 1" >&2; exit 2 ;;
+esac
 [ "$ROUNDS" -le 99 ] || { echo "bench-capture: ROUNDS=$ROUNDS: want 1 to 99" >&2; exit 2; }
 for sc in $SCENARIOS; do
 	case $sc in options | call) ;; *) echo "bench-capture: SCENARIOS: $sc: want options or call" >&2; exit 2 ;; esac
@@ -136,12 +154,15 @@ for t in "${targets[@]}"; do
 	} >"$out/$t.yaml"
 done
 
-start sipecho "$BIN/sipecho" -q -listen "${be[0]}" -listen "${be[1]}" -listen "${be[2]}"
-if [ "$GRO" = 1 ]; then start hepsink "$BIN/hepsink" -listen "$sink" -gro; else start hepsink "$BIN/hepsink" -listen "$sink"; fi
+# PIN=1: the siplb on CPU 0, the rest (backends, collector, generators) on CPU 1.
+onlb=() onrest=()
+[ "$PIN" = 0 ] || { onlb=(taskset -c 0); onrest=(taskset -c 1); }
+start sipecho "${onrest[@]}" "$BIN/sipecho" -q -listen "${be[0]}" -listen "${be[1]}" -listen "${be[2]}"
+if [ "$GRO" = 1 ]; then start hepsink "${onrest[@]}" "$BIN/hepsink" -listen "$sink" -gro; else start hepsink "${onrest[@]}" "$BIN/hepsink" -listen "$sink"; fi
 for t in "${targets[@]}"; do
 	b=$BIN
 	case $t in tcp-b | udp-b) b=$BIN_B ;; esac
-	start "$t" "$b/siplb" --config "$out/$t.yaml"
+	start "$t" "${onlb[@]}" "$b/siplb" --config "$out/$t.yaml"
 done
 sleep 1.5
 for t in "${targets[@]}"; do
@@ -157,7 +178,7 @@ sendcpu() { # target: the sender's CPU seconds so far (0 with capture off)
 
 {
 	echo "bench-capture $(date -u +%FT%TZ): $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "siplb $("$BIN/siplb" --version 2>/dev/null | head -1), loops $LOOPS; sipload UDP, $SOCKETS sockets, open loop; $ROUNDS rounds of ${DURATION}s per scenario and siplb; hepsink GRO=$GRO"
+	echo "siplb $("$BIN/siplb" --version 2>/dev/null | head -1), loops $LOOPS; sipload UDP, $SOCKETS sockets, open loop; $ROUNDS rounds of ${DURATION}s per scenario and siplb; hepsink GRO=$GRO; PIN=$PIN TOGETHER=$TOGETHER"
 	[ -z "$BIN_B" ] || echo "tcp-b, udp-b: $("$BIN_B/siplb" --version 2>/dev/null | head -1) from $BIN_B"
 } | tee "$out/summary.txt"
 # group SCENARIO RATE ROUND TAG off MODE...: one run of the siplb named,
@@ -176,7 +197,7 @@ group() {
 	for u in "$@"; do s0[$u]=$(sendcpu "$u"); done
 	for u in "$@"; do c0[$u]=$(cpuns "${pid[$u]}"); done
 	for u in "$@"; do
-		"$BIN/sipload" -q -scenario "$sc" -target "${sip[$u]}" -sockets "$SOCKETS" \
+		"${onrest[@]}" "$BIN/sipload" -q -scenario "$sc" -target "${sip[$u]}" -sockets "$SOCKETS" \
 			-rate "$rate" -duration "${DURATION}s" -json "$out/$u-$sc-$tag-$k.json" >/dev/null &
 		lp[$u]=$!
 	done
@@ -267,7 +288,7 @@ for sc in $SCENARIOS; do
 		# record: the same moments, the same sampling.
 		lps=()
 		for u in off "$t"; do
-			"$BIN/sipload" -q -scenario "$sc" -target "${sip[$u]}" -sockets "$SOCKETS" -rate "$rate" \
+			"${onrest[@]}" "$BIN/sipload" -q -scenario "$sc" -target "${sip[$u]}" -sockets "$SOCKETS" -rate "$rate" \
 				-duration "$((DURATION + 2))s" -json "$out/$u-$sc-$t-perf.json" >/dev/null &
 			lps+=($!)
 		done
